@@ -1,0 +1,191 @@
+//! Assembling the service: open the store, start the committer, the shard actors and the
+//! sweep, resume `processing` payments, and serve HTTP until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::domain::payment::PaymentRules;
+use crate::http::{self, AppState};
+use crate::metrics::Metrics;
+use crate::provider;
+use crate::shard::claims::Claims;
+use crate::shard::job::ShardDeps;
+use crate::shard::messages::{Job, PaymentKey};
+use crate::shard::Shards;
+use crate::store::committer::{self, CommitPolicy};
+use crate::store::{sweep, Durability, Store, StoreError};
+
+/// Why the service did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("provider: {0}")]
+    Provider(String),
+    #[error("could not bind {addr}: {detail}")]
+    Bind { addr: SocketAddr, detail: String },
+}
+
+/// A running service.
+pub struct Running {
+    /// The bound address (the real port when `server.bind` had port 0).
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, then stops the actors and the
+    /// committer (which commits what was queued).
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+
+    /// Resolves when the server has stopped.
+    pub async fn wait(mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+/// Starts the service described by `config` on the current tokio runtime; it stops when
+/// `shutdown` resolves or [`Running::shutdown`] is called.
+///
+/// # Errors
+/// [`StartError`] if the store cannot be opened, the provider built or the port bound.
+pub async fn start(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    start_with(config, Durability::FlushAndSync, shutdown).await
+}
+
+/// [`start`] with a chosen [`Durability`] (benchmarks compare the two).
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    config: Config,
+    durability: Durability,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let connector = provider::connector_for(&config).map_err(StartError::Provider)?;
+    let store = Arc::new(Store::open(&config.store.data_dir, durability)?);
+    let policy = CommitPolicy {
+        window: config.commit_window(),
+        batch_max: config.store.commit_batch_max,
+    };
+    let (committer, committer_thread) =
+        committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
+    let deps = Arc::new(ShardDeps {
+        store: Arc::clone(&store),
+        committer: committer.clone(),
+        connector,
+        metrics: Arc::clone(&metrics),
+        provider_timeout: config.provider_timeout(),
+    });
+    let shards = Arc::new(Shards::start(
+        config.shard_count(),
+        config.shards.partitions,
+        deps,
+        config.in_flight_wait(),
+    ));
+    let resumed = resume_processing(&store, &shards)?;
+    if resumed > 0 {
+        tracing::info!(
+            operation = "recovery",
+            resumed,
+            "resuming processing payments"
+        );
+    }
+    let retention = Duration::from_secs(config.idempotency.retention_s);
+    let sweeper = tokio::spawn(sweep::run(Arc::clone(&store), committer.clone(), retention));
+    drop(committer);
+    let state = Arc::new(AppState {
+        rules: PaymentRules {
+            currencies: config.payments.currencies.clone(),
+            amount_minor_max: config.payments.amount_minor_max,
+        },
+        config: Arc::clone(&config),
+        store,
+        shards: Arc::clone(&shards),
+        claims: Arc::new(Claims::default()),
+        metrics,
+    });
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let signal = async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = stop_rx => {}
+        }
+    };
+    let bind = config.server.bind;
+    let (addr, server) = warp::serve(http::routes(&state))
+        .try_bind_with_graceful_shutdown(bind, signal)
+        .map_err(|e| StartError::Bind {
+            addr: bind,
+            detail: e.to_string(),
+        })?;
+    let server = tokio::spawn(async move {
+        server.await;
+        sweeper.abort();
+        let _ = sweeper.await;
+        drop(state);
+        // The shards hold the last committer handles: stopping them lets the committer
+        // finish its queue and exit.
+        let stopped = tokio::task::spawn_blocking(move || {
+            if let Some(mut shards) = Arc::into_inner(shards) {
+                shards.stop();
+            }
+            let _ = committer_thread.join();
+        });
+        let _ = stopped.await;
+        tracing::info!(operation = "shutdown", "stopped");
+    });
+    Ok(Running {
+        addr,
+        shutdown: Some(stop_tx),
+        server,
+    })
+}
+
+/// Hands every payment left `processing` to its shard (same provider idempotency key).
+fn resume_processing(store: &Store, shards: &Shards) -> Result<usize, StoreError> {
+    let ids = store.processing_payment_ids()?;
+    let mut resumed = 0;
+    for id in ids {
+        let Some(payment) = store.payment(&id)? else {
+            continue;
+        };
+        let key = PaymentKey {
+            merchant_id: payment.merchant_id,
+            order_no: payment.order_no,
+        };
+        // A full mailbox at start-up only delays the resume: the shard's own retry timers
+        // are not armed yet, so try again shortly.
+        let mut job = Job::Resume { retry: 0 };
+        for _ in 0..1000 {
+            match shards.submit(key.clone(), job) {
+                Ok(()) => {
+                    resumed += 1;
+                    break;
+                }
+                Err(back) => {
+                    job = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    Ok(resumed)
+}

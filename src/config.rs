@@ -1,0 +1,745 @@
+//! Configuration: the keys of DESIGN §4, loaded and validated before anything starts.
+//!
+//! Layers, lowest first: the embedded `config.toml` (the repository's own file, compiled in),
+//! an optional `--config PATH` file, `PAYKEEP_…` environment variables (key path upper-cased,
+//! segments joined by `__`, lists as JSON), then the command-line flags. Every section is
+//! `deny_unknown_fields`, and [`Config::validate`] names the offending key on any bad value.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The repository's `config.toml`, the embedded default.
+pub const EMBEDDED_CONFIG_TOML: &str = include_str!("../config.toml");
+
+/// Environment variable prefix for overrides (`PAYKEEP_PROVIDER__KIND=stripe`).
+pub const ENV_PREFIX: &str = "PAYKEEP_";
+
+/// Credentials shipped in the embedded config; refused on a non-loopback bind.
+const DEMO_SECRETS: [&str; 4] = [
+    "sk_test_demo",
+    "sk_test_other",
+    "admin_demo_token",
+    "whsec_demo_secret",
+];
+
+/// Upper bound on `store.commit_batch_max`: a batch is one sled transaction held in memory.
+pub const COMMIT_BATCH_MAX_LIMIT: usize = 65_536;
+/// Upper bound on `shards.partitions`.
+pub const PARTITIONS_MAX: u32 = 65_536;
+/// Upper bound on `server.body_limit_bytes` (16 MiB).
+pub const BODY_LIMIT_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// A configuration that failed to load or validate; `key` is the dotted key path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or an environment variable could not be parsed into the schema.
+    #[error("configuration could not be read: {message}")]
+    Parse { message: String },
+    /// A value parsed but is out of its allowed range or set.
+    #[error("invalid configuration value for `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// The whole configuration file (DESIGN §4).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub shards: ShardsConfig,
+    pub idempotency: IdempotencyConfig,
+    pub payments: PaymentsConfig,
+    pub provider: ProviderConfig,
+    pub reconciliation: ReconciliationConfig,
+    pub admin: AdminConfig,
+    pub merchants: Vec<MerchantConfig>,
+    pub notifications: NotificationsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listen address; port 0 picks a free port (tests).
+    pub bind: SocketAddr,
+    /// Largest accepted request body; larger answers 413.
+    pub body_limit_bytes: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the sled database.
+    pub data_dir: PathBuf,
+    /// How long the committer gathers write sets after the first one before it commits.
+    pub commit_window_us: u64,
+    /// Most write sets in one group commit.
+    pub commit_batch_max: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardsConfig {
+    /// Shard actors (one Arbiter thread each); 0 = one per available core.
+    pub count: usize,
+    /// Fixed virtual partitions; a payment key hashes to one, partitions map onto shards.
+    pub partitions: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// How long entries of `Idempotency-Key` header keys are kept before the sweep.
+    pub retention_s: u64,
+    /// How long a request waits behind a running request of the same key before 409.
+    pub in_flight_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Accepted ISO 4217 codes, upper case.
+    pub currencies: Vec<String>,
+    /// Largest `amount`, in minor units.
+    pub amount_minor_max: u64,
+    /// Days after payment during which a refund is accepted.
+    pub refund_window_days: u32,
+    /// Fee kept by the merchant on each refund, in minor units.
+    pub refund_fee_minor: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// The in-process simulator (DESIGN §2 "Simulator payment methods").
+    Simulator,
+    /// A Stripe-compatible HTTP API at `provider.base_url`.
+    Stripe,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub secret_key: String,
+    /// Deadline of one provider call; past it the call counts as a transient failure.
+    pub timeout_ms: u64,
+    /// Simulator only: delay before each answer.
+    pub latency_ms: u64,
+    pub webhook_secret: String,
+    pub webhook_tolerance_s: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationConfig {
+    /// `HH:MM` UTC of the daily run; empty = off.
+    pub daily_at: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantConfig {
+    pub id: String,
+    pub api_key: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    pub enabled: bool,
+    pub order_enabled: bool,
+    pub alert_enabled: bool,
+    pub retry_schedule_s: Vec<u64>,
+    pub jitter_ratio: f64,
+    pub max_attempts: u32,
+    pub max_age_s: u64,
+    pub telegram: TelegramConfig,
+    pub slack: WebhookUrlConfig,
+    pub discord: WebhookUrlConfig,
+    pub feishu: FeishuConfig,
+    pub email: EmailConfig,
+    pub webhook: SignedWebhookConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    pub enabled: bool,
+    pub api_base_url: String,
+    pub bot_token: String,
+    /// Chat ids; a string of ids split by commas or newlines is accepted too.
+    #[serde(deserialize_with = "string_list")]
+    pub chat_ids: Vec<String>,
+    /// Forum topic (`message_thread_id`); 0 = none.
+    pub thread_id: i64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookUrlConfig {
+    pub enabled: bool,
+    pub webhook_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeishuConfig {
+    pub enabled: bool,
+    pub webhook_url: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub enabled: bool,
+    pub api_base_url: String,
+    pub api_key: String,
+    pub from: String,
+    #[serde(deserialize_with = "string_list")]
+    pub to: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedWebhookConfig {
+    pub enabled: bool,
+    pub url: String,
+    /// `whsec_<base64>` (Standard Webhooks).
+    pub secret: String,
+}
+
+/// Accepts a list of strings or numbers, or one string split on commas and newlines.
+fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Text(String),
+        Number(i64),
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<Item>),
+        One(Item),
+    }
+    let items = match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(items) => items,
+        ListOrString::One(item) => vec![item],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Item::Number(n) => out.push(n.to_string()),
+            Item::Text(text) => out.extend(
+                text.split([',', '\n'])
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Command-line overrides of `paykeep serve`, applied last.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub bind: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Config {
+    /// Loads the embedded defaults, then `path` (if any), then `PAYKEEP_…` variables, then
+    /// `overrides`, and validates the result.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] when a layer does not fit the schema (unknown key, wrong type);
+    /// [`ConfigError::Invalid`] naming the key when a value is out of range.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, overrides, Env::prefixed(ENV_PREFIX).split("__"))
+    }
+
+    /// The embedded defaults alone, validated (tests and benches build on this).
+    ///
+    /// # Errors
+    /// Only if the embedded file itself were broken.
+    pub fn embedded() -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Toml::string(EMBEDDED_CONFIG_TOML))
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                message: e.to_string(),
+            })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn load_with_env(
+        path: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(EMBEDDED_CONFIG_TOML));
+        if let Some(path) = path {
+            if !path.exists() {
+                return Err(ConfigError::Parse {
+                    message: format!("config file {} does not exist", path.display()),
+                });
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let mut config: Config = figment
+            .merge(env)
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                message: e.to_string(),
+            })?;
+        if let Some(bind) = overrides.bind {
+            config.server.bind = bind;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.store.data_dir = dir.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every value's range; the error names the first offending key.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_core()?;
+        self.validate_payments()?;
+        self.validate_provider()?;
+        self.validate_merchants()?;
+        self.notifications.validate()?;
+        self.refuse_demo_secrets_off_loopback()
+    }
+
+    fn validate_core(&self) -> Result<(), ConfigError> {
+        let body = self.server.body_limit_bytes;
+        if body == 0 || body > BODY_LIMIT_BYTES_MAX {
+            return Err(invalid(
+                "server.body_limit_bytes",
+                format!("must be 1..={BODY_LIMIT_BYTES_MAX}"),
+            ));
+        }
+        if self.store.data_dir.as_os_str().is_empty() {
+            return Err(invalid("store.data_dir", "must not be empty"));
+        }
+        if self.store.commit_window_us > 1_000_000 {
+            return Err(invalid(
+                "store.commit_window_us",
+                "must be at most 1000000 (1 s)",
+            ));
+        }
+        let batch = self.store.commit_batch_max;
+        if batch == 0 || batch > COMMIT_BATCH_MAX_LIMIT {
+            return Err(invalid(
+                "store.commit_batch_max",
+                format!("must be 1..={COMMIT_BATCH_MAX_LIMIT}"),
+            ));
+        }
+        if self.shards.count > 1024 {
+            return Err(invalid("shards.count", "must be 0..=1024"));
+        }
+        let partitions = self.shards.partitions;
+        if partitions == 0 || partitions > PARTITIONS_MAX {
+            return Err(invalid(
+                "shards.partitions",
+                format!("must be 1..={PARTITIONS_MAX}"),
+            ));
+        }
+        if (partitions as usize) < self.shard_count() {
+            return Err(invalid(
+                "shards.partitions",
+                "must be at least the number of shards",
+            ));
+        }
+        if self.idempotency.retention_s == 0 {
+            return Err(invalid("idempotency.retention_s", "must be positive"));
+        }
+        if self.idempotency.in_flight_wait_ms == 0 {
+            return Err(invalid("idempotency.in_flight_wait_ms", "must be positive"));
+        }
+        let daily = &self.reconciliation.daily_at;
+        if !daily.is_empty() && parse_hh_mm(daily).is_none() {
+            return Err(invalid(
+                "reconciliation.daily_at",
+                "must be HH:MM (UTC) or empty",
+            ));
+        }
+        if self.admin.token.len() < 8 {
+            return Err(invalid("admin.token", "must be at least 8 characters"));
+        }
+        Ok(())
+    }
+
+    fn validate_payments(&self) -> Result<(), ConfigError> {
+        let p = &self.payments;
+        if p.currencies.is_empty() {
+            return Err(invalid("payments.currencies", "must not be empty"));
+        }
+        let mut seen = HashSet::new();
+        for code in &p.currencies {
+            if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(invalid(
+                    "payments.currencies",
+                    format!("`{code}` is not an upper-case ISO 4217 code"),
+                ));
+            }
+            if !seen.insert(code) {
+                return Err(invalid(
+                    "payments.currencies",
+                    format!("`{code}` is listed twice"),
+                ));
+            }
+        }
+        if p.amount_minor_max == 0 || p.amount_minor_max > i64::MAX as u64 {
+            return Err(invalid(
+                "payments.amount_minor_max",
+                "must be 1..=9223372036854775807",
+            ));
+        }
+        if p.refund_window_days == 0 || p.refund_window_days > 3650 {
+            return Err(invalid("payments.refund_window_days", "must be 1..=3650"));
+        }
+        if p.refund_fee_minor >= p.amount_minor_max {
+            return Err(invalid(
+                "payments.refund_fee_minor",
+                "must be below payments.amount_minor_max",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_provider(&self) -> Result<(), ConfigError> {
+        let p = &self.provider;
+        if p.timeout_ms == 0 || p.timeout_ms > 600_000 {
+            return Err(invalid("provider.timeout_ms", "must be 1..=600000"));
+        }
+        if p.latency_ms > 600_000 {
+            return Err(invalid("provider.latency_ms", "must be 0..=600000"));
+        }
+        if p.kind == ProviderKind::Stripe {
+            if !is_http_url(&p.base_url) {
+                return Err(invalid(
+                    "provider.base_url",
+                    "must be an http(s) URL when provider.kind = \"stripe\"",
+                ));
+            }
+            if p.secret_key.is_empty() {
+                return Err(invalid(
+                    "provider.secret_key",
+                    "must be set when provider.kind = \"stripe\"",
+                ));
+            }
+        }
+        if p.webhook_secret.is_empty() {
+            return Err(invalid("provider.webhook_secret", "must not be empty"));
+        }
+        if p.webhook_tolerance_s == 0 || p.webhook_tolerance_s > 86_400 {
+            return Err(invalid("provider.webhook_tolerance_s", "must be 1..=86400"));
+        }
+        Ok(())
+    }
+
+    fn validate_merchants(&self) -> Result<(), ConfigError> {
+        if self.merchants.is_empty() {
+            return Err(invalid("merchants", "at least one merchant is required"));
+        }
+        let mut ids = HashSet::new();
+        let mut keys = HashSet::new();
+        for (i, m) in self.merchants.iter().enumerate() {
+            let valid_id = !m.id.is_empty()
+                && m.id.len() <= 64
+                && m.id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !valid_id {
+                return Err(invalid(
+                    &format!("merchants[{i}].id"),
+                    "must be 1-64 characters of [A-Za-z0-9_-]",
+                ));
+            }
+            if m.api_key.len() < 8 {
+                return Err(invalid(
+                    &format!("merchants[{i}].api_key"),
+                    "must be at least 8 characters",
+                ));
+            }
+            if !ids.insert(&m.id) {
+                return Err(invalid(&format!("merchants[{i}].id"), "duplicate id"));
+            }
+            if !keys.insert(&m.api_key) {
+                return Err(invalid(
+                    &format!("merchants[{i}].api_key"),
+                    "shared with another merchant",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse_demo_secrets_off_loopback(&self) -> Result<(), ConfigError> {
+        if self.server.bind.ip().is_loopback() {
+            return Ok(());
+        }
+        let is_demo = |s: &str| DEMO_SECRETS.contains(&s);
+        if is_demo(&self.admin.token) {
+            return Err(invalid(
+                "admin.token",
+                "the demo token is refused on a non-loopback bind",
+            ));
+        }
+        if is_demo(&self.provider.webhook_secret) {
+            return Err(invalid(
+                "provider.webhook_secret",
+                "the demo secret is refused on a non-loopback bind",
+            ));
+        }
+        for (i, m) in self.merchants.iter().enumerate() {
+            if is_demo(&m.api_key) {
+                return Err(invalid(
+                    &format!("merchants[{i}].api_key"),
+                    "the demo key is refused on a non-loopback bind",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of shard actors: `shards.count`, or one per available core when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards.count > 0 {
+            return self.shards.count;
+        }
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+
+    pub fn commit_window(&self) -> Duration {
+        Duration::from_micros(self.store.commit_window_us)
+    }
+
+    pub fn provider_timeout(&self) -> Duration {
+        Duration::from_millis(self.provider.timeout_ms)
+    }
+
+    pub fn in_flight_wait(&self) -> Duration {
+        Duration::from_millis(self.idempotency.in_flight_wait_ms)
+    }
+}
+
+impl NotificationsConfig {
+    /// Validates the `[notifications]` section; keys are named from `notifications.`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.retry_schedule_s.is_empty() || self.retry_schedule_s.len() > 32 {
+            return Err(invalid(
+                "notifications.retry_schedule_s",
+                "must hold 1..=32 steps",
+            ));
+        }
+        if self
+            .retry_schedule_s
+            .iter()
+            .any(|&s| s == 0 || s > 7 * 86_400)
+        {
+            return Err(invalid(
+                "notifications.retry_schedule_s",
+                "each step must be 1..=604800 seconds",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.jitter_ratio) {
+            return Err(invalid("notifications.jitter_ratio", "must be 0.0..=1.0"));
+        }
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            return Err(invalid("notifications.max_attempts", "must be 1..=100"));
+        }
+        if self.max_age_s == 0 {
+            return Err(invalid("notifications.max_age_s", "must be positive"));
+        }
+        let t = &self.telegram;
+        check_url("notifications.telegram.api_base_url", &t.api_base_url, true)?;
+        if t.enabled && t.bot_token.is_empty() {
+            return Err(invalid(
+                "notifications.telegram.bot_token",
+                "required when enabled",
+            ));
+        }
+        if t.enabled && t.chat_ids.is_empty() {
+            return Err(invalid(
+                "notifications.telegram.chat_ids",
+                "required when enabled",
+            ));
+        }
+        if t.thread_id < 0 {
+            return Err(invalid("notifications.telegram.thread_id", "must be >= 0"));
+        }
+        check_url(
+            "notifications.slack.webhook_url",
+            &self.slack.webhook_url,
+            self.slack.enabled,
+        )?;
+        check_url(
+            "notifications.discord.webhook_url",
+            &self.discord.webhook_url,
+            self.discord.enabled,
+        )?;
+        check_url(
+            "notifications.feishu.webhook_url",
+            &self.feishu.webhook_url,
+            self.feishu.enabled,
+        )?;
+        let e = &self.email;
+        check_url("notifications.email.api_base_url", &e.api_base_url, true)?;
+        if e.enabled && (e.api_key.is_empty() || e.from.is_empty() || e.to.is_empty()) {
+            return Err(invalid(
+                "notifications.email",
+                "api_key, from and to are required when enabled",
+            ));
+        }
+        let w = &self.webhook;
+        check_url("notifications.webhook.url", &w.url, w.enabled)?;
+        if w.enabled && !w.secret.starts_with("whsec_") {
+            return Err(invalid(
+                "notifications.webhook.secret",
+                "must be whsec_<base64> when enabled",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "https://".len()
+}
+
+fn check_url(key: &str, url: &str, required: bool) -> Result<(), ConfigError> {
+    if url.is_empty() && !required {
+        return Ok(());
+    }
+    if !is_http_url(url) {
+        return Err(invalid(key, "must be an http(s) URL"));
+    }
+    Ok(())
+}
+
+/// Parses `HH:MM` into minutes after midnight.
+pub fn parse_hh_mm(text: &str) -> Option<u32> {
+    let (h, m) = text.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure type
+    fn load_env(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let mut result = None;
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            result = Some(Config::load(None, &Overrides::default()));
+            Ok(())
+        });
+        result.expect("jail ran")
+    }
+
+    #[test]
+    fn embedded_config_is_valid_and_matches_design_defaults() {
+        let c = Config::embedded().expect("embedded config");
+        assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.store.commit_window_us, 500);
+        assert_eq!(c.store.commit_batch_max, 1024);
+        assert_eq!(c.shards.partitions, 256);
+        assert_eq!(c.idempotency.retention_s, 86_400);
+        assert_eq!(c.provider.kind, ProviderKind::Simulator);
+        assert_eq!(c.notifications.retry_schedule_s, vec![10, 30, 120, 600]);
+        assert_eq!(c.merchants.len(), 2);
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys_and_lists() {
+        let c = load_env(&[
+            ("PAYKEEP_STORE__COMMIT_BATCH_MAX", "64"),
+            ("PAYKEEP_PAYMENTS__CURRENCIES", "[\"USD\",\"EUR\"]"),
+            ("PAYKEEP_NOTIFICATIONS__TELEGRAM__CHAT_IDS", "[1,2]"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.store.commit_batch_max, 64);
+        assert_eq!(c.payments.currencies, vec!["USD", "EUR"]);
+        assert_eq!(c.notifications.telegram.chat_ids, vec!["1", "2"]);
+    }
+
+    #[test]
+    fn invalid_value_names_the_key() {
+        let err = load_env(&[("PAYKEEP_STORE__COMMIT_BATCH_MAX", "0")]).unwrap_err();
+        assert!(err.to_string().contains("store.commit_batch_max"), "{err}");
+        let err = load_env(&[("PAYKEEP_PAYMENTS__CURRENCIES", "[\"usd\"]")]).unwrap_err();
+        assert!(err.to_string().contains("payments.currencies"), "{err}");
+    }
+
+    #[test]
+    fn demo_keys_refused_off_loopback() {
+        let err = load_env(&[("PAYKEEP_SERVER__BIND", "0.0.0.0:8080")]).unwrap_err();
+        assert!(err.to_string().contains("admin.token"), "{err}");
+    }
+
+    #[test]
+    fn chat_ids_accept_a_comma_or_newline_string() {
+        let c = load_env(&[(
+            "PAYKEEP_NOTIFICATIONS__TELEGRAM__CHAT_IDS",
+            "-100123, 456\n789",
+        )])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.notifications.telegram.chat_ids,
+            vec!["-100123", "456", "789"]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = load_env(&[("PAYKEEP_STORE__COMMIT_WINDOW", "5")]).unwrap_err();
+        assert!(err.to_string().contains("commit_window"), "{err}");
+    }
+
+    #[test]
+    fn hh_mm_parses() {
+        assert_eq!(parse_hh_mm("02:00"), Some(120));
+        assert_eq!(parse_hh_mm("24:00"), None);
+        assert_eq!(parse_hh_mm("2:00"), None);
+    }
+}

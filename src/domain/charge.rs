@@ -1,0 +1,32 @@
+//! What the state machine asks of a payment provider and what it gets back; the provider
+//! module's connectors speak these types.
+
+use serde::{Deserialize, Serialize};
+
+/// One charge attempt. `idempotency_key` is the same on every retry of the attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChargeRequest {
+    pub payment_id: String,
+    pub attempt: u32,
+    /// Sent as the provider's `Idempotency-Key` (Stripe keeps them ≥ 24 h).
+    pub idempotency_key: String,
+    pub amount: u64,
+    pub currency: String,
+    pub payment_method: String,
+    pub description: Option<String>,
+}
+
+/// The answer to a charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChargeOutcome {
+    /// Money moved.
+    Succeeded { provider_payment_id: String },
+    /// A definitive refusal (a card decline or another terminal error): the attempt failed.
+    Declined {
+        code: String,
+        message: String,
+        provider_payment_id: Option<String>,
+    },
+    /// Unknown or transient (timeout, 5xx, connection error): retry with the same key.
+    Retryable { reason: String },
+}

@@ -1,0 +1,106 @@
+//! Outbox events (DESIGN §3): written in the same atomic write set as the state change that
+//! causes them; `dedupe_key` is unique, a second event with the same key is dropped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::{prefix, IdSource};
+use crate::domain::money::format_major;
+use crate::domain::payment::Payment;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventLevel {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSource {
+    Payment,
+    Refund,
+    Webhook,
+    Reconciliation,
+    System,
+}
+
+/// Event types of DESIGN §3.
+pub mod kind {
+    pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
+    pub const PAYMENT_FAILED: &str = "payment.failed";
+    pub const REFUND_SUCCEEDED: &str = "refund.succeeded";
+    pub const REFUND_FAILED: &str = "refund.failed";
+    pub const PAYMENT_WEBHOOK_FAILED: &str = "payment.webhook_failed";
+    pub const RECONCILIATION_DISCREPANCIES_FOUND: &str = "reconciliation.discrepancies_found";
+    pub const NOTIFICATION_TEST: &str = "notification.test";
+}
+
+/// One outbox event. `payload` is a JSON object kept as text (the store codec is bincode,
+/// which cannot carry free-form JSON values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub level: EventLevel,
+    pub source: EventSource,
+    pub title: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub dedupe_key: String,
+    pub payload: String,
+    pub created_at_ms: i64,
+}
+
+impl Event {
+    /// `payment.succeeded` (info, "Order paid") or `payment.failed` (warning) for `payment`'s
+    /// current attempt. Dedupe keys: `payment.succeeded:{id}`, `payment.failed:{id}:{attempt}`.
+    pub fn for_payment_outcome(payment: &Payment, ids: &mut dyn IdSource, now_ms: i64) -> Event {
+        let succeeded = payment.status == crate::domain::payment::PaymentStatus::Succeeded;
+        let (kind, level, title, dedupe_key) = if succeeded {
+            (
+                kind::PAYMENT_SUCCEEDED,
+                EventLevel::Info,
+                "Order paid",
+                format!("{}:{}", kind::PAYMENT_SUCCEEDED, payment.id),
+            )
+        } else {
+            (
+                kind::PAYMENT_FAILED,
+                EventLevel::Warning,
+                "Payment failed",
+                format!(
+                    "{}:{}:{}",
+                    kind::PAYMENT_FAILED,
+                    payment.id,
+                    payment.attempt_count
+                ),
+            )
+        };
+        let payload = serde_json::json!({
+            "payment_id": payment.id,
+            "merchant_id": payment.merchant_id,
+            "order_no": payment.order_no,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "amount_display": format_major(payment.amount, &payment.currency),
+            "status": payment.status,
+            "attempt_count": payment.attempt_count,
+            "failure_code": payment.failure_code,
+            "failure_message": payment.failure_message,
+            "provider_payment_id": payment.provider_payment_id,
+        });
+        Event {
+            id: ids.next_id(prefix::EVENT),
+            kind: kind.to_owned(),
+            level,
+            source: EventSource::Payment,
+            title: title.to_owned(),
+            entity_type: "payment".to_owned(),
+            entity_id: payment.id.clone(),
+            dedupe_key,
+            payload: payload.to_string(),
+            created_at_ms: now_ms,
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! Idempotency keys, request fingerprints and stored responses (DESIGN §2 "Idempotency").
+//!
+//! A key is either an `Idempotency-Key` header value (kept `idempotency.retention_s`, then
+//! swept) or, without the header, the order itself (kept forever). The entry remembers the
+//! request's fingerprint — SHA-256 of method, path and the canonical JSON of the body — and,
+//! once the request finished, the exact response to replay.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::problem::Problem;
+
+/// `Idempotency-Key` length bound (DESIGN §2: 1–255 visible ASCII characters).
+pub const HEADER_KEY_CHARS_MAX: usize = 255;
+
+/// What an idempotency key is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyScope {
+    /// An `Idempotency-Key` header value.
+    Header(String),
+    /// No header on a create: the order is the key.
+    Order(String),
+    /// No header on a refund: `refund:{payment_id}:{operator_id}:{amount}`.
+    Refund(String),
+}
+
+/// An idempotency key within one merchant's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    pub merchant_id: String,
+    pub scope: KeyScope,
+}
+
+impl IdempotencyKey {
+    /// Whether the entry is swept after the retention period (header keys only).
+    pub fn expires(&self) -> bool {
+        matches!(self.scope, KeyScope::Header(_))
+    }
+}
+
+/// Validates an `Idempotency-Key` header value.
+///
+/// # Errors
+/// 400 `invalid_request` naming `Idempotency-Key`.
+pub fn validate_header_key(value: &str) -> Result<(), Problem> {
+    let visible = value.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if value.is_empty() || value.len() > HEADER_KEY_CHARS_MAX || !visible {
+        return Err(Problem::invalid(
+            "Idempotency-Key",
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The identity of one request: method, path and the canonical body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub method: String,
+    pub path: String,
+    /// Body as canonical JSON: keys sorted, null members dropped, no whitespace.
+    pub body: String,
+    /// SHA-256 of `method \n path \n body`.
+    pub digest: [u8; 32],
+}
+
+impl Fingerprint {
+    /// Fingerprints a request whose body was already parsed as JSON.
+    pub fn new(method: &str, path: &str, body: &serde_json::Value) -> Fingerprint {
+        let mut canonical = String::new();
+        write_canonical(body, &mut canonical);
+        let mut hasher = Sha256::new();
+        hasher.update(method.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(path.as_bytes());
+        hasher.update(b"\n");
+        hasher.update(canonical.as_bytes());
+        Fingerprint {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            body: canonical,
+            digest: hasher.finalize().into(),
+        }
+    }
+
+    /// Names what differs between two requests: `path` when method or path differ, else the
+    /// top-level body fields whose values differ (sorted).
+    pub fn differing_fields(&self, other: &Fingerprint) -> Vec<String> {
+        if self.method != other.method || self.path != other.path {
+            return vec!["path".to_owned()];
+        }
+        let parse = |s: &str| match serde_json::from_str::<serde_json::Value>(s) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let (a, b) = (parse(&self.body), parse(&other.body));
+        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        keys.into_iter()
+            .filter(|k| a.get(*k) != b.get(*k))
+            .cloned()
+            .collect()
+    }
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut String) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map
+                .iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, _)| k)
+                .collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String((*key).clone()).to_string());
+                out.push(':');
+                write_canonical(&map[*key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A response as first sent, replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: String,
+}
+
+/// What is stored under an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyEntry {
+    /// The order (payment key) the key belongs to.
+    pub order_no: String,
+    pub fingerprint: Fingerprint,
+    /// `None` while the first request runs; found `None` only after a crash cut it short.
+    pub response: Option<StoredResponse>,
+    pub created_at_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_form_ignores_order_whitespace_and_nulls() {
+        let a = Fingerprint::new(
+            "POST",
+            "/v1/payments",
+            &json!({"b": 1, "a": {"y": 2, "x": null}}),
+        );
+        let b = Fingerprint::new("POST", "/v1/payments", &json!({"a": {"y": 2}, "b": 1}));
+        assert_eq!(a, b);
+        assert_eq!(a.body, r#"{"a":{"y":2},"b":1}"#);
+    }
+
+    #[test]
+    fn differing_fields_are_named() {
+        let a = Fingerprint::new(
+            "POST",
+            "/v1/payments",
+            &json!({"amount": 1, "currency": "USD", "o": 1}),
+        );
+        let b = Fingerprint::new(
+            "POST",
+            "/v1/payments",
+            &json!({"amount": 2, "currency": "EUR", "o": 1}),
+        );
+        assert_eq!(a.differing_fields(&b), vec!["amount", "currency"]);
+        let c = Fingerprint::new("POST", "/v1/payments/x/refunds", &json!({"amount": 1}));
+        assert_eq!(a.differing_fields(&c), vec!["path"]);
+    }
+
+    #[test]
+    fn header_key_rules() {
+        assert!(validate_header_key("abc-123").is_ok());
+        assert!(validate_header_key("").is_err());
+        assert!(validate_header_key(&"k".repeat(256)).is_err());
+        assert!(validate_header_key("tab\there").is_err());
+        assert!(validate_header_key("ключ").is_err());
+    }
+}

@@ -1,0 +1,81 @@
+//! Prefixed identifiers (`pay_`, `re_`, `evt_`, `dlv_`, `rec_`, `dis_`) and the id source
+//! the state machines draw from, so tests can make ids deterministic.
+
+use std::fmt::Write as _;
+
+/// Id prefixes of DESIGN §2 ("Ids carry a type prefix").
+pub mod prefix {
+    pub const PAYMENT: &str = "pay_";
+    pub const REFUND: &str = "re_";
+    pub const EVENT: &str = "evt_";
+    pub const DELIVERY: &str = "dlv_";
+    pub const RECONCILIATION: &str = "rec_";
+    pub const DISCREPANCY: &str = "dis_";
+}
+
+/// Longest id we accept in a path (`pay_` + 26-character ULID, with room to spare).
+pub const ID_LENGTH_MAX: usize = 64;
+
+/// Where state machines get new ids from.
+pub trait IdSource {
+    /// A new id: `prefix` followed by a lower-case ULID (time-ordered, 26 characters).
+    fn next_id(&mut self, prefix: &str) -> String;
+}
+
+/// ULIDs from the clock and the thread RNG (production).
+#[derive(Debug, Default)]
+pub struct UlidSource;
+
+impl IdSource for UlidSource {
+    fn next_id(&mut self, prefix: &str) -> String {
+        new_id(prefix)
+    }
+}
+
+/// A fresh `prefix` + ULID id.
+pub fn new_id(prefix: &str) -> String {
+    let mut id = String::with_capacity(prefix.len() + 26);
+    id.push_str(prefix);
+    let _ = write!(id, "{}", ulid::Ulid::new().to_string().to_lowercase());
+    id
+}
+
+/// Sequential ids for tests: `pay_0001`, `pay_0002`, …
+#[derive(Debug, Default)]
+pub struct SequentialIds {
+    next: u64,
+}
+
+impl IdSource for SequentialIds {
+    fn next_id(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}{:04}", self.next)
+    }
+}
+
+/// Whether `id` looks like one of ours with `prefix`: the prefix, then 1–60 of `[0-9a-z]`.
+pub fn is_valid_id(id: &str, prefix: &str) -> bool {
+    id.len() <= ID_LENGTH_MAX
+        && id.strip_prefix(prefix).is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ulid_ids_are_prefixed_and_valid() {
+        let id = new_id(prefix::PAYMENT);
+        assert!(id.starts_with("pay_"));
+        assert_eq!(id.len(), 30);
+        assert!(is_valid_id(&id, prefix::PAYMENT));
+        assert!(!is_valid_id(&id, prefix::REFUND));
+        assert!(!is_valid_id("pay_", prefix::PAYMENT));
+        assert!(!is_valid_id("pay_ABC", prefix::PAYMENT));
+    }
+}

@@ -1,0 +1,15 @@
+//! Pure types and state machines: money, payments, idempotency, events, write sets.
+//! Nothing here does I/O or reads the clock; callers pass time and ids in.
+
+pub mod charge;
+pub mod event;
+pub mod idempotency;
+pub mod ids;
+pub mod machine;
+pub mod money;
+pub mod payment;
+pub mod time;
+pub mod write_set;
+
+#[cfg(test)]
+mod machine_tests;

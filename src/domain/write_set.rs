@@ -1,0 +1,41 @@
+//! A write set: everything one state change writes, applied atomically by the committer
+//! (record + idempotency entry + outbox events). Pure data; the store encodes it.
+
+use crate::domain::event::Event;
+use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
+use crate::domain::payment::Payment;
+
+/// One write of a write set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Insert or replace the payment (and its order index, and the `processing` index).
+    Payment(Payment),
+    /// Insert or replace an idempotency entry.
+    Idempotency {
+        key: IdempotencyKey,
+        entry: IdempotencyEntry,
+    },
+    /// Remove an idempotency entry (the retention sweep).
+    RemoveIdempotency {
+        key: IdempotencyKey,
+        created_at_ms: i64,
+    },
+    /// Append an outbox event, unless one with its `dedupe_key` exists.
+    Event(Event),
+}
+
+/// Writes applied all together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSet {
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteSet {
+    pub fn push(&mut self, op: WriteOp) {
+        self.ops.push(op);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP surface (warp): one handler file per resource, each exposing its routes, merged
+//! here with request metrics and problem+json for everything that does not match.
+
+pub mod auth;
+pub mod body;
+pub mod ops;
+pub mod payments;
+pub mod problem;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::config::Config;
+use crate::domain::payment::PaymentRules;
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+use crate::shard::claims::Claims;
+use crate::shard::Shards;
+use crate::store::Store;
+
+/// Every route of the service as (method, OpenAPI path); `/openapi.json` must document
+/// exactly these (a test checks it).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("POST", "/v1/payments"),
+    ("GET", "/v1/payments"),
+    ("GET", "/v1/payments/{payment_id}"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/openapi.json"),
+];
+
+/// What handlers share.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<Store>,
+    pub shards: Arc<Shards>,
+    pub claims: Arc<Claims>,
+    pub metrics: Arc<Metrics>,
+    pub rules: PaymentRules,
+}
+
+pub type State = Arc<AppState>;
+
+/// Passes the shared state into a handler.
+pub fn with_state(state: &State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
+    let state = Arc::clone(state);
+    warp::any().map(move || Arc::clone(&state))
+}
+
+/// All routes, recovered into problem+json.
+pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
+    let metrics = Arc::clone(&state.metrics);
+    payments::routes(state)
+        .or(ops::routes(state))
+        .unify()
+        .recover(move |rejection| recover(Arc::clone(&metrics), rejection))
+        .unify()
+}
+
+/// Runs a handler, recording `http_requests_total{route,status}` and
+/// `http_request_duration_seconds{route}`.
+pub async fn observe(
+    metrics: &Metrics,
+    route: &'static str,
+    handler: impl Future<Output = Response>,
+) -> Response {
+    let started = Instant::now();
+    let response = handler.await;
+    metrics
+        .http_request_duration_seconds
+        .with_label_values(&[route])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .http_requests_total
+        .with_label_values(&[route, response.status().as_str()])
+        .inc();
+    response
+}
+
+async fn recover(metrics: Arc<Metrics>, rejection: Rejection) -> Result<Response, Infallible> {
+    let problem = if rejection.is_not_found() {
+        Problem::new(404, "not_found", "Not found", "no such route")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        Problem::new(
+            405,
+            "method_not_allowed",
+            "Method not allowed",
+            "method not allowed on this route",
+        )
+    } else {
+        Problem::invalid("", "the request could not be read")
+    };
+    let response = problem::response(&problem);
+    metrics
+        .http_requests_total
+        .with_label_values(&["unmatched", response.status().as_str()])
+        .inc();
+    Ok(response)
+}
+
+/// A JSON response with `status`.
+pub fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,220 @@
+//! `/v1/payments`: create (or replay) the payment of an order, read one by id or by order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use warp::http::{HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::domain::idempotency::{validate_header_key, Fingerprint, IdempotencyKey, KeyScope};
+use crate::domain::ids::{is_valid_id, prefix};
+use crate::domain::machine::{CreateCommand, Reply};
+use crate::domain::payment::{CreatePaymentBody, Payment};
+use crate::http::{auth, body, json_response, observe, problem, with_state, State};
+use crate::problem::Problem;
+use crate::shard::claims::{other_order_problem, ClaimError};
+use crate::shard::messages::{CreateJob, Job, PaymentKey};
+
+/// Path of the create endpoint, part of every create's fingerprint.
+pub const PAYMENTS_PATH: &str = "/v1/payments";
+
+/// Routes of this resource.
+pub fn routes(
+    state: &State,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let create = warp::path!("v1" / "payments")
+        .and(warp::post())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(warp::body::stream())
+        .then(|state: State, authorization, key, stream| async move {
+            let metrics = Arc::clone(&state.metrics);
+            observe(&metrics, "create_payment", async move {
+                let limit = state.config.server.body_limit_bytes;
+                let result = match body::read_limited(stream, limit).await {
+                    Ok(bytes) => create(&state, authorization, key, &bytes).await,
+                    Err(p) => Err(p),
+                };
+                result.unwrap_or_else(|p| problem::response(&p))
+            })
+            .await
+        });
+    let get = warp::path!("v1" / "payments" / String)
+        .and(warp::get())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .then(
+            |id: String, state: State, authorization: Option<String>| async move {
+                let metrics = Arc::clone(&state.metrics);
+                observe(&metrics, "get_payment", async move {
+                    get_by_id(&state, authorization.as_deref(), &id)
+                        .await
+                        .unwrap_or_else(|p| problem::response(&p))
+                })
+                .await
+            },
+        );
+    let by_order = warp::path!("v1" / "payments")
+        .and(warp::get())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(raw_query())
+        .then(
+            |state: State, authorization: Option<String>, query: String| async move {
+                let metrics = Arc::clone(&state.metrics);
+                observe(&metrics, "get_payment_by_order", async move {
+                    get_by_order(&state, authorization.as_deref(), &query)
+                        .await
+                        .unwrap_or_else(|p| problem::response(&p))
+                })
+                .await
+            },
+        );
+    create.or(get).unify().or(by_order).unify()
+}
+
+/// The raw query string, empty when there is none.
+fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+async fn create(
+    state: &State,
+    authorization: Option<String>,
+    header_key: Option<String>,
+    bytes: &[u8],
+) -> Result<Response, Problem> {
+    let merchant_id = auth::merchant(&state.config.merchants, authorization.as_deref())?.to_owned();
+    if let Some(key) = &header_key {
+        validate_header_key(key)?;
+    }
+    let value = body::parse_json(bytes)?;
+    let fingerprint = Fingerprint::new("POST", PAYMENTS_PATH, &value);
+    let request = body::typed::<CreatePaymentBody>(value)?.validate(&state.rules)?;
+    let scope = match header_key {
+        Some(key) => KeyScope::Header(key),
+        None => KeyScope::Order(request.order_no.clone()),
+    };
+    let key = IdempotencyKey {
+        merchant_id: merchant_id.clone(),
+        scope,
+    };
+    let claim = if key.expires() {
+        let claim = state.claims.claim(&key, &request.order_no, &state.store);
+        match claim {
+            Ok(guard) => Some(guard),
+            Err(ClaimError::OtherOrder) => {
+                state.metrics.idempotency_conflicts_total.inc();
+                return Err(other_order_problem());
+            }
+            Err(ClaimError::Store) => return Err(Problem::internal()),
+        }
+    } else {
+        None
+    };
+    let payment_key = PaymentKey {
+        merchant_id: merchant_id.clone(),
+        order_no: request.order_no.clone(),
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let job = Job::Create(Box::new(CreateJob {
+        command: CreateCommand {
+            merchant_id,
+            request,
+            key,
+            fingerprint,
+        },
+        reply: reply_tx,
+        claim,
+        wait_deadline: Instant::now() + state.config.in_flight_wait(),
+    }));
+    if let Err(job) = state.shards.submit(payment_key, job) {
+        drop(job);
+        return Err(Problem::overloaded());
+    }
+    // A safety net only: the shard answers 409 itself once the wait deadline passes, and
+    // a running request is bounded by the provider timeout.
+    let bound = state.config.in_flight_wait()
+        + state.config.provider_timeout() * 2
+        + Duration::from_secs(5);
+    match tokio::time::timeout(bound, reply_rx).await {
+        Ok(Ok(reply)) => Ok(reply_response(reply)),
+        Ok(Err(_)) | Err(_) => Err(Problem::overloaded()),
+    }
+}
+
+fn reply_response(reply: Reply) -> Response {
+    match reply {
+        Reply::Problem(p) => problem::response(&p),
+        Reply::Response { response, replayed } => {
+            let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
+            let mut out = json_response(status, response.body);
+            if replayed {
+                out.headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            out
+        }
+    }
+}
+
+async fn get_by_id(
+    state: &State,
+    authorization: Option<&str>,
+    id: &str,
+) -> Result<Response, Problem> {
+    let merchant_id = auth::merchant(&state.config.merchants, authorization)?;
+    if !is_valid_id(id, prefix::PAYMENT) {
+        return Err(Problem::not_found("payment"));
+    }
+    let payment = state.store.payment(id).map_err(internal)?;
+    answer_payment(state, payment, merchant_id).await
+}
+
+async fn get_by_order(
+    state: &State,
+    authorization: Option<&str>,
+    query: &str,
+) -> Result<Response, Problem> {
+    let merchant_id = auth::merchant(&state.config.merchants, authorization)?;
+    let params: HashMap<String, String> = serde_urlencoded::from_str(query)
+        .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
+    if let Some(other) = params.keys().find(|k| k.as_str() != "order_no") {
+        return Err(Problem::invalid(
+            other,
+            format!("unknown query parameter `{other}`"),
+        ));
+    }
+    let order_no = params
+        .get("order_no")
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| Problem::invalid("order_no", "the order_no query parameter is required"))?;
+    let payment = state
+        .store
+        .payment_by_order(merchant_id, order_no)
+        .map_err(internal)?;
+    answer_payment(state, payment, merchant_id).await
+}
+
+/// 200 with the payment once its state is durable; 404 when absent or another merchant's.
+async fn answer_payment(
+    state: &State,
+    payment: Option<Payment>,
+    merchant_id: &str,
+) -> Result<Response, Problem> {
+    let payment = payment
+        .filter(|p| p.merchant_id == merchant_id)
+        .ok_or_else(|| Problem::not_found("payment"))?;
+    // Never show a state that a crash could still undo.
+    state.store.wait_durable().await;
+    Ok(json_response(StatusCode::OK, payment.to_json()))
+}
+
+fn internal(error: crate::store::StoreError) -> Problem {
+    tracing::error!(operation = "read", %error, "store read failed");
+    Problem::internal()
+}

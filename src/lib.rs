@@ -1,0 +1,33 @@
+//! paykeep: a single-node payment service for merchants' backends that charges exactly
+//! once, however often a request is retried, and acknowledges only what is durable.
+//!
+//! The map, in the order a request travels (DESIGN §1):
+//!
+//! - [`http`] — warp routes: merchant Bearer auth, body limits, problem+json errors, one
+//!   handler file per resource, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! - [`shard`] — the router hashes a payment key (merchant + order) to one of a fixed set
+//!   of virtual partitions, mapped onto actix shard actors on their own Arbiter threads.
+//!   A shard runs one job per key at a time; a slow key never blocks the other keys.
+//!   `Idempotency-Key` header values, the one cross-key fact, are claimed with an atomic
+//!   insert-if-absent ([`shard::claims`]).
+//! - [`domain`] — the pure state machine `apply(state, command) -> (state, effects)` and the
+//!   types it speaks: payments, idempotency entries, events, write sets. No I/O.
+//! - [`store`] — sled trees, a versioned bincode codec, and the group committer: the one
+//!   writer that applies the write sets of all shards as one transaction, flushes and
+//!   syncs once, then acknowledges every waiter. Start-up recovery resumes `processing`
+//!   payments; a sweep expires header idempotency entries.
+//! - [`provider`] — the connector trait and the in-process simulator; every charge carries
+//!   the attempt's provider idempotency key, the same on every retry.
+//! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
+//! - [`metrics`] — the Prometheus registry.
+//! - [`app`] — wiring it all together and serving until shutdown.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod metrics;
+pub mod problem;
+pub mod provider;
+pub mod shard;
+pub mod store;

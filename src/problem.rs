@@ -1,0 +1,125 @@
+//! RFC 9457 problem details: the one error shape every endpoint answers with.
+//!
+//! `code` is stable and documented (README "Error codes"); `type` is
+//! `https://paykeep.dev/problems/{code}`. 5xx problems carry a generic detail only.
+
+use serde::Serialize;
+
+/// Base of the `type` URI of every problem.
+pub const PROBLEM_TYPE_BASE: &str = "https://paykeep.dev/problems/";
+
+/// One problem answer (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// HTTP status, 400..=599.
+    pub status: u16,
+    /// Stable machine-readable code, e.g. `idempotency_key_reused`.
+    pub code: &'static str,
+    /// Short human title, fixed per code.
+    pub title: &'static str,
+    /// What happened in this request; names fields, never secrets or internals.
+    pub detail: String,
+    /// The payment concerned, where the code has one (`order_already_paid`).
+    pub payment_id: Option<String>,
+    /// Fields at fault, where the code has them (validation, idempotency mismatch).
+    pub fields: Vec<String>,
+    /// Seconds for the `Retry-After` header (409 in use, 503 overload).
+    pub retry_after_s: Option<u32>,
+}
+
+impl Problem {
+    pub fn new(
+        status: u16,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            payment_id: None,
+            fields: Vec::new(),
+            retry_after_s: None,
+        }
+    }
+
+    /// 400 `invalid_request`: a body or parameter failed validation; `field` is its JSON path.
+    pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
+        let mut p = Problem::new(400, "invalid_request", "Invalid request", detail);
+        if !field.is_empty() {
+            p.fields.push(field.to_owned());
+        }
+        p
+    }
+
+    /// 404 `not_found` (also for another merchant's resources).
+    pub fn not_found(what: &str) -> Self {
+        Problem::new(404, "not_found", "Not found", format!("no such {what}"))
+    }
+
+    /// 500 `internal_error`; the cause is logged by the caller, never sent.
+    pub fn internal() -> Self {
+        Problem::new(
+            500,
+            "internal_error",
+            "Internal error",
+            "the request could not be completed; it is safe to retry with the same Idempotency-Key",
+        )
+    }
+
+    /// 503 `overloaded` with `Retry-After: 1`.
+    pub fn overloaded() -> Self {
+        let mut p = Problem::new(
+            503,
+            "overloaded",
+            "Service overloaded",
+            "too many requests in flight; retry after the given delay",
+        );
+        p.retry_after_s = Some(1);
+        p
+    }
+
+    pub fn with_payment_id(mut self, payment_id: impl Into<String>) -> Self {
+        self.payment_id = Some(payment_id.into());
+        self
+    }
+
+    pub fn with_fields(mut self, fields: Vec<String>) -> Self {
+        self.fields = fields;
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
+    }
+
+    /// The JSON body: `{type, title, status, code, detail[, payment_id][, fields]}`.
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(rename = "type")]
+            kind: String,
+            title: &'a str,
+            status: u16,
+            code: &'a str,
+            detail: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            payment_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            fields: &'a [String],
+        }
+        let body = Body {
+            kind: format!("{PROBLEM_TYPE_BASE}{}", self.code),
+            title: self.title,
+            status: self.status,
+            code: self.code,
+            detail: &self.detail,
+            payment_id: self.payment_id.as_deref(),
+            fields: &self.fields,
+        };
+        serde_json::to_string(&body).unwrap_or_else(|_| String::from("{}"))
+    }
+}

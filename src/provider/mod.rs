@@ -1,0 +1,40 @@
+//! Payment provider connectors behind one trait: the in-process simulator (default) and,
+//! later, a Stripe-compatible HTTP connector. The shard actor calls a connector with the
+//! attempt's provider idempotency key and its own deadline (`provider.timeout_ms`).
+
+pub mod simulator;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::config::{Config, ProviderKind};
+use crate::domain::charge::{ChargeOutcome, ChargeRequest};
+
+/// A payment provider. Implementations must be idempotent per `idempotency_key`: the same
+/// key always yields the same money movement (at most one charge).
+#[async_trait]
+pub trait Connector: Send + Sync + 'static {
+    /// Connector name stored on payments (`simulator`, `stripe`).
+    fn name(&self) -> &'static str;
+
+    /// Charges once per `request.idempotency_key`. Never panics on provider errors: every
+    /// failure is an outcome (`Declined` terminal, `Retryable` unknown or transient).
+    async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome;
+}
+
+/// Builds the connector named by `provider.kind`.
+///
+/// # Errors
+/// A message when the kind is not available in this build.
+pub fn connector_for(config: &Config) -> Result<Arc<dyn Connector>, String> {
+    match config.provider.kind {
+        ProviderKind::Simulator => Ok(Arc::new(simulator::Simulator::new(
+            std::time::Duration::from_millis(config.provider.latency_ms),
+            config.provider_timeout(),
+        ))),
+        ProviderKind::Stripe => {
+            Err("provider.kind = \"stripe\" is not available yet; use \"simulator\"".to_owned())
+        }
+    }
+}

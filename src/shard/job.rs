@@ -1,0 +1,191 @@
+//! Running one job: load the key's state, apply the command, carry out the effects in
+//! order (persist and wait for durability, call the provider, answer), feeding the
+//! provider's answer back into the state machine.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::domain::charge::{ChargeOutcome, ChargeRequest};
+use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::ids::UlidSource;
+use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
+use crate::domain::time::now_ms;
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+use crate::provider::Connector;
+use crate::shard::messages::{Job, PaymentKey};
+use crate::store::committer::CommitterHandle;
+use crate::store::{Store, StoreError};
+
+/// What every job of a shard needs; shared by all shards.
+pub struct ShardDeps {
+    pub store: Arc<Store>,
+    pub committer: CommitterHandle,
+    pub connector: Arc<dyn Connector>,
+    pub metrics: Arc<Metrics>,
+    /// Deadline of one provider call (`provider.timeout_ms`).
+    pub provider_timeout: Duration,
+}
+
+/// How a job ended, for the actor.
+#[derive(Debug, Default)]
+pub struct JobOutcome {
+    /// The charge is still unresolved: schedule a background retry.
+    pub retry_later: bool,
+}
+
+/// Runs `job` for `key` to completion.
+pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome {
+    match job {
+        Job::Create(create) => {
+            if create.reply.is_closed() {
+                // The client went away while waiting: nothing was done, nothing to do.
+                return JobOutcome::default();
+            }
+            let entry_key = create.command.key.clone();
+            let state = match load(&deps.store, &key, Some(&entry_key)) {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(operation = "load", %error, "loading payment state failed");
+                    let _ = create.reply.send(Reply::Problem(Problem::internal()));
+                    return JobOutcome::default();
+                }
+            };
+            let outcome = execute(
+                &deps,
+                state,
+                Command::Create(Box::new(create.command)),
+                Some(create.reply),
+            )
+            .await;
+            drop(create.claim);
+            outcome
+        }
+        Job::Resume { .. } => match load(&deps.store, &key, None) {
+            Ok(state) => execute(&deps, state, Command::Resume, None).await,
+            Err(error) => {
+                tracing::error!(operation = "load", %error, "loading payment state failed");
+                JobOutcome { retry_later: true }
+            }
+        },
+    }
+}
+
+fn load(
+    store: &Store,
+    key: &PaymentKey,
+    entry_key: Option<&IdempotencyKey>,
+) -> Result<KeyState, StoreError> {
+    let payment = store.payment_by_order(&key.merchant_id, &key.order_no)?;
+    let entry = match entry_key {
+        Some(k) => store.idempotency(k)?.map(|e| (k.clone(), e)),
+        None => None,
+    };
+    Ok(KeyState { payment, entry })
+}
+
+fn step(deps: &ShardDeps, state: KeyState, command: Command) -> (KeyState, Vec<Effect>) {
+    let mut ids = UlidSource;
+    let mut ctx = Ctx {
+        now_ms: now_ms(),
+        ids: &mut ids,
+        provider: deps.connector.name(),
+    };
+    apply(state, command, &mut ctx)
+}
+
+async fn execute(
+    deps: &ShardDeps,
+    state: KeyState,
+    command: Command,
+    mut reply: Option<oneshot::Sender<Reply>>,
+) -> JobOutcome {
+    let (mut state, effects) = step(deps, state, command);
+    let mut effects: VecDeque<Effect> = effects.into();
+    let mut outcome = JobOutcome::default();
+    while let Some(effect) = effects.pop_front() {
+        match effect {
+            Effect::Persist(write_set) => {
+                if let Err(error) = deps.committer.commit(write_set).await {
+                    tracing::error!(operation = "commit", %error, "write set not committed");
+                    if let Some(tx) = reply.take() {
+                        let _ = tx.send(Reply::Problem(Problem::internal()));
+                    }
+                    // What is durable is unknown to this job: let a retry re-read it.
+                    outcome.retry_later = true;
+                    return outcome;
+                }
+            }
+            Effect::CallProvider(request) => {
+                let result = charge(deps, &request).await;
+                let command = Command::ProviderResult {
+                    attempt: request.attempt,
+                    outcome: result,
+                };
+                let (next, more) = step(deps, state, command);
+                state = next;
+                effects.extend(more);
+            }
+            Effect::Respond(answer) => {
+                count_reply(&deps.metrics, &answer, &state);
+                if let Some(tx) = reply.take() {
+                    let _ = tx.send(answer);
+                }
+            }
+            Effect::RetryLater => outcome.retry_later = true,
+        }
+    }
+    outcome
+}
+
+async fn charge(deps: &ShardDeps, request: &ChargeRequest) -> ChargeOutcome {
+    let result = tokio::time::timeout(deps.provider_timeout, deps.connector.charge(request))
+        .await
+        .unwrap_or_else(|_| ChargeOutcome::Retryable {
+            reason: "provider call timed out".to_owned(),
+        });
+    let label = match &result {
+        ChargeOutcome::Succeeded { .. } => "succeeded",
+        ChargeOutcome::Declined { .. } => "declined",
+        ChargeOutcome::Retryable { .. } => "retryable",
+    };
+    deps.metrics
+        .provider_calls_total
+        .with_label_values(&[label])
+        .inc();
+    if let ChargeOutcome::Retryable { reason } = &result {
+        tracing::warn!(
+            operation = "charge",
+            payment_id = %request.payment_id,
+            attempt = request.attempt,
+            %reason,
+            "provider call unresolved; will retry with the same idempotency key"
+        );
+    }
+    result
+}
+
+fn count_reply(metrics: &Metrics, reply: &Reply, state: &KeyState) {
+    match reply {
+        Reply::Response { replayed: true, .. } => metrics.idempotent_replays_total.inc(),
+        Reply::Response {
+            replayed: false, ..
+        } => {
+            let status = state
+                .payment
+                .as_ref()
+                .map_or("unknown", |p| p.status.as_str());
+            metrics
+                .payments_created_total
+                .with_label_values(&[status])
+                .inc();
+        }
+        Reply::Problem(p) if p.code == "idempotency_key_reused" => {
+            metrics.idempotency_conflicts_total.inc();
+        }
+        Reply::Problem(_) => {}
+    }
+}

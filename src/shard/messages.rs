@@ -1,0 +1,61 @@
+//! What flows into a shard actor: a job for one payment key, with the channel its answer
+//! goes back on.
+
+use std::time::Instant;
+
+use actix::Message;
+use tokio::sync::oneshot;
+
+use crate::domain::machine::{CreateCommand, Reply};
+use crate::problem::Problem;
+use crate::shard::claims::ClaimGuard;
+
+/// A payment key: `(merchant_id, order_no)`, the unit of serialization.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PaymentKey {
+    pub merchant_id: String,
+    pub order_no: String,
+}
+
+/// A create waiting for its key's turn.
+#[derive(Debug)]
+pub struct CreateJob {
+    pub command: CreateCommand,
+    pub reply: oneshot::Sender<Reply>,
+    /// Holds the `Idempotency-Key` claim until the job is done.
+    pub claim: Option<ClaimGuard>,
+    /// Past this instant a still-waiting job answers 409 `idempotency_key_in_use`.
+    pub wait_deadline: Instant,
+}
+
+/// Work for one payment key.
+#[derive(Debug)]
+pub enum Job {
+    Create(Box<CreateJob>),
+    /// Re-send the charge of a `processing` payment; `retry` counts background retries.
+    Resume {
+        retry: u32,
+    },
+}
+
+impl Job {
+    /// Answers the waiting request (if any) with `problem`, dropping the job.
+    pub fn reject(self, problem: Problem) {
+        if let Job::Create(create) = self {
+            let _ = create.reply.send(Reply::Problem(problem));
+        }
+    }
+}
+
+/// Enqueue `job` for `key` on the shard that owns it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Submit {
+    pub key: PaymentKey,
+    pub job: Job,
+}
+
+/// Readiness probe: the shard answers with how many jobs it holds.
+#[derive(Debug, Message)]
+#[rtype(result = "usize")]
+pub struct Ping;

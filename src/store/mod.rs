@@ -1,0 +1,389 @@
+//! The durable store: sled trees, the bincode codec, the group committer, recovery and the
+//! idempotency sweep.
+//!
+//! Only the committer thread writes. A write set becomes one multi-tree sled transaction in
+//! a batch of many; the batch is flushed (`Db::flush`, which on Linux is `pwrite` +
+//! `sync_file_range`) and then the `db` file is `fdatasync`ed, so an acknowledged write
+//! survives kill -9 and power loss (see README "Durability").
+//!
+//! Trees: `payments` (id → Payment), `orders` (merchant\0order → id), `processing`
+//! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
+//! `idempotency_expiry` (created_at ++ key → ∅), `events` (sequence → Event),
+//! `event_dedupe` (dedupe_key → event id), `meta`.
+
+pub mod codec;
+pub mod committer;
+pub mod keys;
+pub mod sweep;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use sled::Transactional;
+use tokio::sync::watch;
+
+use crate::domain::event::Event;
+use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
+use crate::domain::payment::{Payment, PaymentStatus};
+use crate::domain::write_set::{WriteOp, WriteSet};
+
+/// Schema version kept in `meta`; a store of another version is refused at open.
+pub const SCHEMA_VERSION: u8 = 1;
+const META_SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// Errors of the store layer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {detail}")]
+    Sled { detail: String },
+    #[error("file sync: {detail}")]
+    Sync { detail: String },
+    #[error("codec: {detail}")]
+    Codec { detail: String },
+    #[error("the store failed earlier and refuses writes until restart")]
+    Failed,
+    #[error("the committer has stopped")]
+    Closed,
+    #[error("store schema version {found} is not {SCHEMA_VERSION}")]
+    Schema { found: u8 },
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled {
+            detail: e.to_string(),
+        }
+    }
+}
+
+impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
+    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
+        match e {
+            sled::transaction::TransactionError::Abort(e) => e,
+            sled::transaction::TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// How a batch is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// `Db::flush` then `fdatasync` of the data file: survives power loss (the default).
+    FlushAndSync,
+    /// `Db::flush` only: survives kill -9, not power loss (benchmarks compare the two).
+    FlushOnly,
+}
+
+struct Trees {
+    payments: sled::Tree,
+    orders: sled::Tree,
+    processing: sled::Tree,
+    idempotency: sled::Tree,
+    idempotency_expiry: sled::Tree,
+    events: sled::Tree,
+    event_dedupe: sled::Tree,
+}
+
+/// The open store. Reads are safe from any thread; writes go through the committer.
+pub struct Store {
+    db: sled::Db,
+    trees: Trees,
+    data_file: File,
+    durability: Durability,
+    /// Next event sequence number (the committer is the only writer).
+    next_event_seq: Mutex<u64>,
+    applied_epoch: AtomicU64,
+    durable_epoch: watch::Sender<u64>,
+    failed: AtomicBool,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    ///
+    /// # Errors
+    /// [`StoreError::Sled`] if sled cannot open it, [`StoreError::Schema`] on another schema.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sync {
+            detail: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get(META_SCHEMA_KEY)? {
+            Some(v) if v.as_ref() != [SCHEMA_VERSION] => {
+                return Err(StoreError::Schema {
+                    found: v.first().copied().unwrap_or(0),
+                })
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(META_SCHEMA_KEY, &[SCHEMA_VERSION])?;
+                db.flush()?;
+            }
+        }
+        let trees = Trees {
+            payments: db.open_tree("payments")?,
+            orders: db.open_tree("orders")?,
+            processing: db.open_tree("processing")?,
+            idempotency: db.open_tree("idempotency")?,
+            idempotency_expiry: db.open_tree("idempotency_expiry")?,
+            events: db.open_tree("events")?,
+            event_dedupe: db.open_tree("event_dedupe")?,
+        };
+        let next_event_seq = match trees.events.last()? {
+            Some((k, _)) => seq_of(&k) + 1,
+            None => 1,
+        };
+        let data_file = File::open(dir.join("db")).map_err(|e| StoreError::Sync {
+            detail: e.to_string(),
+        })?;
+        Ok(Store {
+            db,
+            trees,
+            data_file,
+            durability,
+            next_event_seq: Mutex::new(next_event_seq),
+            applied_epoch: AtomicU64::new(0),
+            durable_epoch: watch::Sender::new(0),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// The payment `id`, as last committed.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn payment(&self, id: &str) -> Result<Option<Payment>, StoreError> {
+        self.trees
+            .payments
+            .get(id.as_bytes())?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// The payment of an order.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn payment_by_order(
+        &self,
+        merchant_id: &str,
+        order_no: &str,
+    ) -> Result<Option<Payment>, StoreError> {
+        match self
+            .trees
+            .orders
+            .get(keys::order_key(merchant_id, order_no))?
+        {
+            Some(id) => self.payment(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// The entry stored under an idempotency key.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn idempotency(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<IdempotencyEntry>, StoreError> {
+        self.trees
+            .idempotency
+            .get(keys::idempotency_key(key))?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// Ids of all payments left `processing` (start-up recovery resumes them).
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O failure.
+    pub fn processing_payment_ids(&self) -> Result<Vec<String>, StoreError> {
+        self.trees
+            .processing
+            .iter()
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Up to `limit` outbox events with sequence > `after_seq`, oldest first, with their
+    /// sequence numbers.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn events_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
+        let start = (after_seq.saturating_add(1)).to_be_bytes();
+        self.trees
+            .events
+            .range(start..)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((seq_of(&k), codec::decode(&v)?))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` expired header-key entries: (key, created_at_ms) with
+    /// `created_at_ms < cutoff_ms`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O failure.
+    pub fn expired_idempotency_keys(
+        &self,
+        cutoff_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<(IdempotencyKey, i64)>, StoreError> {
+        let end = cutoff_ms.max(0).to_be_bytes();
+        let mut out = Vec::new();
+        for kv in self
+            .trees
+            .idempotency_expiry
+            .range(..end.to_vec())
+            .take(limit)
+        {
+            let (k, _) = kv?;
+            let (time, key) = k.split_at(8);
+            let created = i64::from_be_bytes(time.try_into().unwrap_or([0; 8]));
+            if let Some(key) = keys::parse_idempotency_key(key) {
+                out.push((key, created));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a store failure has made the store refuse writes.
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Waits until everything applied before this call is durable. A read that must not
+    /// show a state a crash could undo calls this after reading.
+    pub async fn wait_durable(&self) {
+        let applied = self.applied_epoch.load(Ordering::Acquire);
+        let mut durable = self.durable_epoch.subscribe();
+        let _ = durable
+            .wait_for(|d| *d >= applied || self.is_failed())
+            .await;
+    }
+
+    /// Applies a group of write sets as one sled transaction, then makes it durable.
+    /// Returns the number of outbox events written (duplicates by `dedupe_key` dropped).
+    /// Called only by the committer thread.
+    ///
+    /// # Errors
+    /// [`StoreError`]; after any failure the store refuses further writes
+    /// ([`StoreError::Failed`]), since what reached the disk is then unknown.
+    pub(crate) fn commit_group(&self, write_sets: &[&WriteSet]) -> Result<usize, StoreError> {
+        if self.is_failed() {
+            return Err(StoreError::Failed);
+        }
+        let result = self.commit_group_inner(write_sets);
+        if result.is_err() {
+            self.failed.store(true, Ordering::Release);
+            self.durable_epoch.send_replace(u64::MAX);
+        }
+        result
+    }
+
+    fn commit_group_inner(&self, write_sets: &[&WriteSet]) -> Result<usize, StoreError> {
+        let (batches, events) = self.batches_for(write_sets)?;
+        let epoch = self.applied_epoch.load(Ordering::Acquire) + 1;
+        self.applied_epoch.store(epoch, Ordering::Release);
+        let t = &self.trees;
+        let trees = [
+            t.payments.clone(),
+            t.orders.clone(),
+            t.processing.clone(),
+            t.idempotency.clone(),
+            t.idempotency_expiry.clone(),
+            t.events.clone(),
+            t.event_dedupe.clone(),
+        ];
+        trees
+            .as_slice()
+            .transaction(|tx| {
+                for (tree, batch) in tx.iter().zip(batches.iter()) {
+                    tree.apply_batch(batch)?;
+                }
+                Ok::<(), sled::transaction::ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(StoreError::from)?;
+        self.db.flush()?;
+        if self.durability == Durability::FlushAndSync {
+            self.data_file.sync_data().map_err(|e| StoreError::Sync {
+                detail: e.to_string(),
+            })?;
+        }
+        self.durable_epoch.send_replace(epoch);
+        Ok(events)
+    }
+
+    /// Turns write sets into one sled batch per tree (in [`Trees`] order).
+    fn batches_for(
+        &self,
+        write_sets: &[&WriteSet],
+    ) -> Result<([sled::Batch; 7], usize), StoreError> {
+        let mut b: [sled::Batch; 7] = Default::default();
+        let mut dedupe_seen: HashSet<&str> = HashSet::new();
+        let mut seq = self.next_event_seq.lock().map_err(|_| StoreError::Failed)?;
+        let mut events = 0;
+        for op in write_sets.iter().flat_map(|ws| ws.ops.iter()) {
+            match op {
+                WriteOp::Payment(p) => {
+                    b[0].insert(p.id.as_bytes(), codec::encode(p)?);
+                    b[1].insert(
+                        keys::order_key(&p.merchant_id, &p.order_no),
+                        p.id.as_bytes(),
+                    );
+                    if p.status == PaymentStatus::Processing {
+                        b[2].insert(p.id.as_bytes(), &[]);
+                    } else {
+                        b[2].remove(p.id.as_bytes());
+                    }
+                }
+                WriteOp::Idempotency { key, entry } => {
+                    b[3].insert(keys::idempotency_key(key), codec::encode(entry)?);
+                    if key.expires() {
+                        b[4].insert(keys::expiry_key(entry.created_at_ms, key), &[]);
+                    }
+                }
+                WriteOp::RemoveIdempotency { key, created_at_ms } => {
+                    b[3].remove(keys::idempotency_key(key));
+                    b[4].remove(keys::expiry_key(*created_at_ms, key));
+                }
+                WriteOp::Event(e) => {
+                    let duplicate = !dedupe_seen.insert(&e.dedupe_key)
+                        || self
+                            .trees
+                            .event_dedupe
+                            .contains_key(e.dedupe_key.as_bytes())?;
+                    if duplicate {
+                        continue;
+                    }
+                    b[5].insert(&seq.to_be_bytes(), codec::encode(e)?);
+                    b[6].insert(e.dedupe_key.as_bytes(), e.id.as_bytes());
+                    *seq += 1;
+                    events += 1;
+                }
+            }
+        }
+        Ok((b, events))
+    }
+}
+
+fn seq_of(key: &[u8]) -> u64 {
+    key.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}

@@ -1,0 +1,58 @@
+//! The retention sweep: removes entries of `Idempotency-Key` header keys older than
+//! `idempotency.retention_s`, through the committer like every other write. Order keys are
+//! never swept (an order stays unique forever).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::domain::time::now_ms;
+use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::store::committer::CommitterHandle;
+use crate::store::{Store, StoreError};
+
+/// Entries removed per write set; a pass repeats until none are left.
+pub const SWEEP_BATCH_MAX: usize = 512;
+/// Time between sweep passes.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Removes every header-key entry created before `now - retention`. Returns how many.
+///
+/// # Errors
+/// The first [`StoreError`] met.
+pub async fn sweep_once(
+    store: &Store,
+    committer: &CommitterHandle,
+    retention: Duration,
+) -> Result<usize, StoreError> {
+    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let cutoff_ms = now_ms().saturating_sub(retention_ms);
+    let mut removed = 0;
+    loop {
+        let expired = store.expired_idempotency_keys(cutoff_ms, SWEEP_BATCH_MAX)?;
+        if expired.is_empty() {
+            return Ok(removed);
+        }
+        let count = expired.len();
+        let ops = expired
+            .into_iter()
+            .map(|(key, created_at_ms)| WriteOp::RemoveIdempotency { key, created_at_ms })
+            .collect();
+        committer.commit(WriteSet { ops }).await?;
+        removed += count;
+    }
+}
+
+/// Runs [`sweep_once`] every [`SWEEP_INTERVAL`] until the task is dropped.
+pub async fn run(store: Arc<Store>, committer: CommitterHandle, retention: Duration) {
+    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        interval.tick().await;
+        match sweep_once(&store, &committer, retention).await {
+            Ok(0) => {}
+            Ok(removed) => {
+                tracing::info!(operation = "sweep", removed, "idempotency entries swept")
+            }
+            Err(error) => tracing::warn!(operation = "sweep", %error, "idempotency sweep failed"),
+        }
+    }
+}
