@@ -18,7 +18,7 @@ pub mod sweep;
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -77,6 +77,10 @@ pub enum Durability {
     FlushOnly,
 }
 
+/// Files sled writes outside its `db` log: values too large for a log segment go to
+/// `blobs/`, which sled itself never syncs.
+const BLOBS_DIR: &str = "blobs";
+
 struct Trees {
     payments: sled::Tree,
     orders: sled::Tree,
@@ -92,6 +96,9 @@ pub struct Store {
     db: sled::Db,
     trees: Trees,
     data_file: File,
+    dir: PathBuf,
+    /// Blob files already synced (pruned to those still present).
+    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
     durability: Durability,
     /// Next event sequence number (the committer is the only writer).
     next_event_seq: Mutex<u64>,
@@ -106,9 +113,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sled`] if sled cannot open it, [`StoreError::Schema`] on another schema.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Sync {
-            detail: e.to_string(),
-        })?;
+        std::fs::create_dir_all(dir).map_err(sync_error)?;
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
@@ -140,13 +145,17 @@ impl Store {
             Some((k, _)) => seq_of(&k) + 1,
             None => 1,
         };
-        let data_file = File::open(dir.join("db")).map_err(|e| StoreError::Sync {
-            detail: e.to_string(),
-        })?;
+        let data_file = File::open(dir.join("db")).map_err(sync_error)?;
+        // Make the files' directory entries durable once, so a new store survives power loss.
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(sync_error)?;
         Ok(Store {
             db,
             trees,
             data_file,
+            dir: dir.to_path_buf(),
+            synced_blobs: Mutex::new(HashSet::new()),
             durability,
             next_event_seq: Mutex::new(next_event_seq),
             applied_epoch: AtomicU64::new(0),
@@ -323,9 +332,8 @@ impl Store {
             .map_err(StoreError::from)?;
         self.db.flush()?;
         if self.durability == Durability::FlushAndSync {
-            self.data_file.sync_data().map_err(|e| StoreError::Sync {
-                detail: e.to_string(),
-            })?;
+            self.data_file.sync_data().map_err(sync_error)?;
+            self.sync_new_blobs()?;
         }
         self.durable_epoch.send_replace(epoch);
         Ok(events)
@@ -381,6 +389,45 @@ impl Store {
             }
         }
         Ok((b, events))
+    }
+}
+
+impl Store {
+    /// `fdatasync`s blob files written since the last call, then their directory. Cheap
+    /// when, as usual, there are none (one `readdir` of an empty directory).
+    fn sync_new_blobs(&self) -> Result<(), StoreError> {
+        let blobs = self.dir.join(BLOBS_DIR);
+        let Ok(entries) = std::fs::read_dir(&blobs) else {
+            return Ok(());
+        };
+        let mut synced = self.synced_blobs.lock().map_err(|_| StoreError::Failed)?;
+        let mut present = HashSet::new();
+        let mut any_new = false;
+        for entry in entries {
+            let name = entry.map_err(sync_error)?.file_name();
+            if !synced.contains(&name) {
+                match File::open(blobs.join(&name)).and_then(|f| f.sync_data()) {
+                    Ok(()) => any_new = true,
+                    // Garbage-collected by sled since the readdir: nothing to keep.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(sync_error(e)),
+                }
+            }
+            present.insert(name);
+        }
+        if any_new {
+            File::open(&blobs)
+                .and_then(|d| d.sync_all())
+                .map_err(sync_error)?;
+        }
+        *synced = present;
+        Ok(())
+    }
+}
+
+fn sync_error(e: std::io::Error) -> StoreError {
+    StoreError::Sync {
+        detail: e.to_string(),
     }
 }
 

@@ -1,0 +1,230 @@
+//! The real binary, restarted and killed with SIGKILL: every acknowledged payment survives,
+//! identical, and `processing` payments resume with the same provider key.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{
+    create_at, get_at, order, order_with, spawn_binary, temp_data_dir, wait_for_status,
+    MERCHANT_KEY,
+};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_payments_and_idempotency_entries() {
+    let (_dir, data) = temp_data_dir();
+    let client = reqwest::Client::new();
+    let bin = spawn_binary(&data, &[]);
+    let paid = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("r-1"),
+        &order("restart-1"),
+    )
+    .await;
+    let declined = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        None,
+        &order_with("restart-2", "pm_card_chargeDeclined"),
+    )
+    .await;
+    assert_eq!((paid.status, declined.status), (201, 201));
+    assert!(bin.terminate().success(), "SIGTERM exits cleanly");
+
+    let bin = spawn_binary(&data, &[]);
+    let replay = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("r-1"),
+        &order("restart-1"),
+    )
+    .await;
+    assert!(replay.replayed());
+    assert_eq!(replay.text, paid.text);
+    let replay = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        None,
+        &order_with("restart-2", "pm_card_chargeDeclined"),
+    )
+    .await;
+    assert_eq!(replay.text, declined.text);
+    let id = paid.json()["id"].as_str().unwrap().to_owned();
+    let read = get_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        &format!("/v1/payments/{id}"),
+    )
+    .await;
+    assert_eq!(read.text, paid.text);
+    let other_order = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("r-1"),
+        &order("restart-3"),
+    )
+    .await;
+    other_order.problem(422, "idempotency_key_reused");
+    bin.kill9();
+}
+
+/// Unique creates from `workers` tasks until `stop`; returns every acknowledged
+/// (2xx) response as (idempotency key, body).
+async fn create_load(base: String, workers: usize, stop: Instant) -> Vec<(String, Value, String)> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let tasks = (0..workers).map(|w| {
+        let (base, acked) = (base.clone(), Arc::clone(&acked));
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..100_000 {
+                if Instant::now() >= stop {
+                    break;
+                }
+                let key = format!("crash-{w}-{i}");
+                let body = order(&key);
+                let request = client
+                    .post(format!("{base}/v1/payments"))
+                    .bearer_auth(MERCHANT_KEY)
+                    .header("Idempotency-Key", &key)
+                    .json(&body)
+                    .timeout(Duration::from_secs(5));
+                let Ok(response) = request.send().await else {
+                    break;
+                };
+                let status = response.status().as_u16();
+                let Ok(text) = response.text().await else {
+                    break;
+                };
+                if (200..300).contains(&status) {
+                    acked.lock().unwrap().push((key, body, text));
+                }
+            }
+        })
+    });
+    futures::future::join_all(tasks).await;
+    Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_concurrent_creates_loses_no_acknowledged_payment() {
+    let (_dir, data) = temp_data_dir();
+    let bin = spawn_binary(&data, &[]);
+    let base = bin.base.clone();
+    let load = tokio::spawn(create_load(
+        base,
+        16,
+        Instant::now() + Duration::from_secs(10),
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    bin.kill9();
+    let acked = load.await.unwrap();
+    assert!(
+        acked.len() > 50,
+        "load ran before the kill ({} acks)",
+        acked.len()
+    );
+
+    let bin = spawn_binary(&data, &[]);
+    let client = reqwest::Client::new();
+    for (key, body, text) in &acked {
+        let acknowledged: Value = serde_json::from_str(text).unwrap();
+        let id = acknowledged["id"].as_str().unwrap();
+        let read = get_at(
+            &client,
+            &bin.base,
+            MERCHANT_KEY,
+            &format!("/v1/payments/{id}"),
+        )
+        .await;
+        assert_eq!(read.status, 200, "acknowledged {id} is present");
+        assert_eq!(&read.text, text, "acknowledged {id} is identical");
+        let replay = create_at(&client, &bin.base, MERCHANT_KEY, Some(key), body).await;
+        assert!(replay.replayed());
+        assert_eq!(&replay.text, text, "its idempotency entry survived too");
+    }
+    let ready = get_at(&client, &bin.base, MERCHANT_KEY, "/readyz").await;
+    assert_eq!(ready.status, 200);
+    bin.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processing_payment_found_at_start_up_resumes_with_the_same_provider_key() {
+    let (_dir, data) = temp_data_dir();
+    let env = [("PAYKEEP_PROVIDER__TIMEOUT_MS", "300")];
+    let client = reqwest::Client::new();
+    let bin = spawn_binary(&data, &env);
+    let first = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("p-1"),
+        &order_with("resume-1", "pm_sim_timeout"),
+    )
+    .await;
+    assert_eq!(first.status, 202, "{}", first.text);
+    bin.kill9();
+
+    let bin = spawn_binary(&data, &env);
+    let id = first.json()["id"].as_str().unwrap().to_owned();
+    let done = wait_for_status(
+        &client,
+        &bin.base,
+        &id,
+        "succeeded",
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(done["attempt_count"], 1);
+    let expected = paykeep::provider::simulator::Simulator::provider_payment_id(&format!("{id}-1"));
+    assert_eq!(
+        done["provider_payment_id"], expected,
+        "same provider idempotency key"
+    );
+    let replay = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("p-1"),
+        &order_with("resume-1", "pm_sim_timeout"),
+    )
+    .await;
+    assert_eq!(
+        replay.text, first.text,
+        "the key replays its first response"
+    );
+    bin.kill9();
+}
+
+#[test]
+fn an_invalid_config_value_stops_start_up_naming_the_key() {
+    let (_dir, data) = temp_data_dir();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paykeep"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("PAYKEEP_STORE__COMMIT_BATCH_MAX", "0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("store.commit_batch_max"), "{stderr}");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_paykeep"))
+        .args(["serve", "--bind", "0.0.0.0:0", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("demo"),
+        "demo keys refused off loopback: {stderr}"
+    );
+}

@@ -1,0 +1,78 @@
+//! Operations endpoints and the OpenAPI document.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{order, start};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics() {
+    let svc = start(|_| {}).await;
+    let health = svc.get("/healthz").await;
+    assert_eq!(
+        (health.status, health.json()["status"].as_str()),
+        (200, Some("ok"))
+    );
+    let ready = svc.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let body = ready.json();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["store"]["status"], "ok");
+    assert_eq!(body["checks"]["shards"]["status"], "ok");
+    assert_eq!(body["checks"]["shards"]["total"], 2);
+    assert!(body["checks"]["store"]["latency_ms"].is_number());
+    svc.create(Some("m-1"), order("metrics-1")).await;
+    svc.create(Some("m-1"), order("metrics-1")).await;
+    let metrics = svc.get("/metrics").await;
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("text/plain; version=0.0.4")
+    );
+    for name in [
+        "http_requests_total{route=\"create_payment\",status=\"201\"} 2",
+        "http_request_duration_seconds_bucket{route=\"create_payment\"",
+        "payments_created_total{status=\"succeeded\"} 1",
+        "idempotent_replays_total 1",
+        "idempotency_conflicts_total 0",
+        "store_commit_batch_size_count",
+        "store_commit_duration_seconds_bucket",
+    ] {
+        assert!(
+            metrics.text.contains(name),
+            "missing {name} in\n{}",
+            metrics.text
+        );
+    }
+    svc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_exactly_the_routes() {
+    let svc = start(|_| {}).await;
+    let spec = svc.get("/openapi.json").await.json();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let mut documented = BTreeSet::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.insert((method.to_uppercase(), path.clone()));
+        }
+    }
+    let routes: BTreeSet<(String, String)> = paykeep::http::ROUTES
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, routes);
+    // Every listed route answers something other than "no such route".
+    for (method, path) in &routes {
+        let url = svc.url(&path.replace("{payment_id}", "pay_x"));
+        let request = svc
+            .client
+            .request(method.parse().unwrap(), url)
+            .bearer_auth(common::MERCHANT_KEY);
+        let answer = common::read(request.send().await.unwrap()).await;
+        let no_route = answer.status == 404 && answer.text.contains("no such route");
+        assert!(!no_route, "{method} {path} is not served");
+    }
+    svc.shutdown().await;
+}
