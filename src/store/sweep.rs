@@ -12,8 +12,8 @@ use crate::store::{Store, StoreError};
 
 /// Entries removed per write set; a pass repeats until none are left.
 pub const SWEEP_BATCH_MAX: usize = 512;
-/// Time between sweep passes.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest time between sweep passes (shorter when the retention itself is shorter).
+pub const SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(60);
 
 /// Removes every header-key entry created before `now - retention`. Returns how many.
 ///
@@ -42,9 +42,9 @@ pub async fn sweep_once(
     }
 }
 
-/// Runs [`sweep_once`] every [`SWEEP_INTERVAL`] until the task is dropped.
+/// Runs [`sweep_once`] every `min(retention, SWEEP_INTERVAL_MAX)` until the task is dropped.
 pub async fn run(store: Arc<Store>, committer: CommitterHandle, retention: Duration) {
-    let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+    let mut interval = tokio::time::interval(retention.min(SWEEP_INTERVAL_MAX));
     loop {
         interval.tick().await;
         match sweep_once(&store, &committer, retention).await {

@@ -1,0 +1,139 @@
+//! The store and its group committer, below HTTP: reopen keeps what was acknowledged,
+//! events are deduplicated by `dedupe_key` and listed oldest first, many concurrent write
+//! sets share flushes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use paykeep::domain::event::{Event, EventLevel, EventSource};
+use paykeep::domain::payment::{Payment, PaymentStatus, RefundStatus};
+use paykeep::domain::write_set::{WriteOp, WriteSet};
+use paykeep::metrics::Metrics;
+use paykeep::store::committer::{self, CommitPolicy};
+use paykeep::store::{Durability, Store};
+
+fn payment(id: &str, status: PaymentStatus) -> Payment {
+    Payment {
+        id: id.into(),
+        merchant_id: "m_demo".into(),
+        order_no: format!("order-{id}"),
+        amount: 500,
+        currency: "EUR".into(),
+        status,
+        payment_method: "pm_card_visa".into(),
+        provider: "simulator".into(),
+        provider_payment_id: None,
+        failure_code: None,
+        failure_message: None,
+        attempt_count: 1,
+        amount_refunded: 0,
+        refund_status: RefundStatus::None,
+        description: None,
+        customer_email: None,
+        metadata: BTreeMap::new(),
+        created_at_ms: 1,
+        updated_at_ms: 1,
+        succeeded_at_ms: None,
+    }
+}
+
+fn event(id: &str, dedupe_key: &str) -> Event {
+    Event {
+        id: id.into(),
+        kind: "payment.succeeded".into(),
+        level: EventLevel::Info,
+        source: EventSource::Payment,
+        title: "Order paid".into(),
+        entity_type: "payment".into(),
+        entity_id: "pay_1".into(),
+        dedupe_key: dedupe_key.into(),
+        payload: "{}".into(),
+        created_at_ms: 1,
+    }
+}
+
+fn policy() -> CommitPolicy {
+    CommitPolicy {
+        window: Duration::from_micros(500),
+        batch_max: 1024,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_write_sets_survive_reopen_and_events_are_deduplicated() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Arc::new(Store::open(dir.path(), Durability::FlushAndSync).unwrap());
+        let (committer, thread) =
+            committer::start(Arc::clone(&store), policy(), Arc::new(Metrics::new()));
+        let first = WriteSet {
+            ops: vec![
+                WriteOp::Payment(payment("pay_1", PaymentStatus::Processing)),
+                WriteOp::Event(event("evt_1", "dup")),
+                WriteOp::Event(event("evt_2", "dup")),
+            ],
+        };
+        committer.commit(first).await.unwrap();
+        let second = WriteSet {
+            ops: vec![
+                WriteOp::Payment(payment("pay_1", PaymentStatus::Succeeded)),
+                WriteOp::Event(event("evt_3", "dup")),
+                WriteOp::Event(event("evt_4", "other")),
+            ],
+        };
+        committer.commit(second).await.unwrap();
+        drop(committer);
+        thread.join().unwrap();
+    }
+    let store = Store::open(dir.path(), Durability::FlushAndSync).unwrap();
+    let stored = store.payment("pay_1").unwrap().unwrap();
+    assert_eq!(stored.status, PaymentStatus::Succeeded);
+    assert_eq!(
+        store
+            .payment_by_order("m_demo", "order-pay_1")
+            .unwrap()
+            .unwrap(),
+        stored
+    );
+    assert!(
+        store.processing_payment_ids().unwrap().is_empty(),
+        "no longer processing"
+    );
+    let events = store.events_after(0, 10).unwrap();
+    let ids: Vec<&str> = events.iter().map(|(_, e)| e.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        vec!["evt_1", "evt_4"],
+        "one event per dedupe_key, oldest first"
+    );
+    assert!(events[0].0 < events[1].0);
+    assert_eq!(store.events_after(events[0].0, 10).unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_write_sets_are_group_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Durability::FlushAndSync).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let (committer, thread) = committer::start(Arc::clone(&store), policy(), Arc::clone(&metrics));
+    let tasks = (0..200).map(|i| {
+        let committer = committer.clone();
+        tokio::spawn(async move {
+            let ops = vec![WriteOp::Payment(payment(
+                &format!("pay_{i}"),
+                PaymentStatus::Processing,
+            ))];
+            committer.commit(WriteSet { ops }).await
+        })
+    });
+    for result in futures::future::join_all(tasks).await {
+        result.unwrap().unwrap();
+    }
+    assert_eq!(store.processing_payment_ids().unwrap().len(), 200);
+    let batches = metrics.store_commit_batch_size.get_sample_count();
+    assert_eq!(metrics.store_commit_batch_size.get_sample_sum() as u64, 200);
+    assert!(batches < 200, "200 write sets took {batches} flushes");
+    drop(committer);
+    thread.join().unwrap();
+}
