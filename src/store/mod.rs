@@ -81,15 +81,49 @@ pub enum Durability {
 /// `blobs/`, which sled itself never syncs.
 const BLOBS_DIR: &str = "blobs";
 
-struct Trees {
-    payments: sled::Tree,
-    orders: sled::Tree,
-    processing: sled::Tree,
-    idempotency: sled::Tree,
-    idempotency_expiry: sled::Tree,
-    events: sled::Tree,
-    event_dedupe: sled::Tree,
+/// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
+/// with one `sled::Batch` per tree, zipped for the one transaction of a group commit.
+/// Adding a tree is adding its name here.
+macro_rules! trees {
+    ($($name:ident),+ $(,)?) => {
+        struct Trees {
+            $($name: sled::Tree,)+
+        }
+
+        impl Trees {
+            fn open(db: &sled::Db) -> Result<Trees, StoreError> {
+                Ok(Trees { $($name: db.open_tree(stringify!($name))?,)+ })
+            }
+
+            fn all(&self) -> Vec<sled::Tree> {
+                vec![$(self.$name.clone(),)+]
+            }
+        }
+
+        /// One batch per tree, filled from write sets, applied in one transaction.
+        #[derive(Default)]
+        struct Batches {
+            $($name: sled::Batch,)+
+        }
+
+        impl Batches {
+            /// The batches in the order of [`Trees::all`].
+            fn into_vec(self) -> Vec<sled::Batch> {
+                vec![$(self.$name,)+]
+            }
+        }
+    };
 }
+
+trees!(
+    payments,
+    orders,
+    processing,
+    idempotency,
+    idempotency_expiry,
+    events,
+    event_dedupe,
+);
 
 /// The open store. Reads are safe from any thread; writes go through the committer.
 pub struct Store {
@@ -132,15 +166,7 @@ impl Store {
                 db.flush()?;
             }
         }
-        let trees = Trees {
-            payments: db.open_tree("payments")?,
-            orders: db.open_tree("orders")?,
-            processing: db.open_tree("processing")?,
-            idempotency: db.open_tree("idempotency")?,
-            idempotency_expiry: db.open_tree("idempotency_expiry")?,
-            events: db.open_tree("events")?,
-            event_dedupe: db.open_tree("event_dedupe")?,
-        };
+        let trees = Trees::open(&db)?;
         let next_event_seq = match trees.events.last()? {
             Some((k, _)) => seq_of(&k) + 1,
             None => 1,
@@ -311,16 +337,8 @@ impl Store {
         let (batches, events) = self.batches_for(write_sets)?;
         let epoch = self.applied_epoch.load(Ordering::Acquire) + 1;
         self.applied_epoch.store(epoch, Ordering::Release);
-        let t = &self.trees;
-        let trees = [
-            t.payments.clone(),
-            t.orders.clone(),
-            t.processing.clone(),
-            t.idempotency.clone(),
-            t.idempotency_expiry.clone(),
-            t.events.clone(),
-            t.event_dedupe.clone(),
-        ];
+        let trees = self.trees.all();
+        let batches = batches.into_vec();
         trees
             .as_slice()
             .transaction(|tx| {
@@ -339,38 +357,38 @@ impl Store {
         Ok(events)
     }
 
-    /// Turns write sets into one sled batch per tree (in [`Trees`] order).
-    fn batches_for(
-        &self,
-        write_sets: &[&WriteSet],
-    ) -> Result<([sled::Batch; 7], usize), StoreError> {
-        let mut b: [sled::Batch; 7] = Default::default();
+    /// Turns write sets into one sled batch per tree.
+    fn batches_for(&self, write_sets: &[&WriteSet]) -> Result<(Batches, usize), StoreError> {
+        let mut b = Batches::default();
         let mut dedupe_seen: HashSet<&str> = HashSet::new();
         let mut seq = self.next_event_seq.lock().map_err(|_| StoreError::Failed)?;
         let mut events = 0;
         for op in write_sets.iter().flat_map(|ws| ws.ops.iter()) {
             match op {
                 WriteOp::Payment(p) => {
-                    b[0].insert(p.id.as_bytes(), codec::encode(p)?);
-                    b[1].insert(
+                    b.payments.insert(p.id.as_bytes(), codec::encode(p)?);
+                    b.orders.insert(
                         keys::order_key(&p.merchant_id, &p.order_no),
                         p.id.as_bytes(),
                     );
                     if p.status == PaymentStatus::Processing {
-                        b[2].insert(p.id.as_bytes(), &[]);
+                        b.processing.insert(p.id.as_bytes(), &[]);
                     } else {
-                        b[2].remove(p.id.as_bytes());
+                        b.processing.remove(p.id.as_bytes());
                     }
                 }
                 WriteOp::Idempotency { key, entry } => {
-                    b[3].insert(keys::idempotency_key(key), codec::encode(entry)?);
+                    b.idempotency
+                        .insert(keys::idempotency_key(key), codec::encode(entry)?);
                     if key.expires() {
-                        b[4].insert(keys::expiry_key(entry.created_at_ms, key), &[]);
+                        b.idempotency_expiry
+                            .insert(keys::expiry_key(entry.created_at_ms, key), &[]);
                     }
                 }
                 WriteOp::RemoveIdempotency { key, created_at_ms } => {
-                    b[3].remove(keys::idempotency_key(key));
-                    b[4].remove(keys::expiry_key(*created_at_ms, key));
+                    b.idempotency.remove(keys::idempotency_key(key));
+                    b.idempotency_expiry
+                        .remove(keys::expiry_key(*created_at_ms, key));
                 }
                 WriteOp::Event(e) => {
                     let duplicate = !dedupe_seen.insert(&e.dedupe_key)
@@ -381,8 +399,9 @@ impl Store {
                     if duplicate {
                         continue;
                     }
-                    b[5].insert(&seq.to_be_bytes(), codec::encode(e)?);
-                    b[6].insert(e.dedupe_key.as_bytes(), e.id.as_bytes());
+                    b.events.insert(&seq.to_be_bytes(), codec::encode(e)?);
+                    b.event_dedupe
+                        .insert(e.dedupe_key.as_bytes(), e.id.as_bytes());
                     *seq += 1;
                     events += 1;
                 }
