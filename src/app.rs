@@ -21,6 +21,10 @@ use crate::shard::Shards;
 use crate::store::committer::{self, CommitPolicy};
 use crate::store::{sweep, Durability, Store, StoreError};
 
+/// How long in-flight requests may take to finish after shutdown starts; idle keep-alive
+/// connections held open by clients do not delay shutdown past it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -123,11 +127,14 @@ pub async fn start_with(
         metrics,
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let stopping_signal = Arc::clone(&stopping);
     let signal = async move {
         tokio::select! {
             () = shutdown => {}
             _ = stop_rx => {}
         }
+        stopping_signal.notify_one();
     };
     let bind = config.server.bind;
     let (addr, server) = warp::serve(http::routes(&state))
@@ -137,7 +144,16 @@ pub async fn start_with(
             detail: e.to_string(),
         })?;
     let server = tokio::spawn(async move {
-        server.await;
+        let grace_over = async {
+            stopping.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        };
+        tokio::select! {
+            () = server => {}
+            () = grace_over => {
+                tracing::warn!(operation = "shutdown", "connections still open after the grace period; closing them");
+            }
+        }
         sweeper.abort();
         let _ = sweeper.await;
         drop(state);

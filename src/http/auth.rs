@@ -35,6 +35,22 @@ fn bearer(authorization: Option<&str>) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Checks the admin Bearer token (`admin.token`), in constant time.
+///
+/// # Errors
+/// 401 `unauthorized`.
+pub fn admin(token: &str, authorization: Option<&str>) -> Result<(), Problem> {
+    if is_bearer(token, authorization) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        401,
+        "unauthorized",
+        "Unauthorized",
+        "a valid Authorization: Bearer <admin token> header is required",
+    ))
+}
+
 /// 401 `unauthorized`.
 pub fn unauthorized() -> Problem {
     Problem::new(

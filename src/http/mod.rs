@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod openapi;
 pub mod ops;
 pub mod payments;
 pub mod problem;

@@ -66,6 +66,8 @@ impl Service {
     }
 
     pub async fn shutdown(mut self) {
+        // Close this client's keep-alive connections first, as a departing client would.
+        self.client = reqwest::Client::new();
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }

@@ -1,0 +1,68 @@
+//! The OpenAPI 3.1 document of `/openapi.json`, assembled from one fragment per resource
+//! (`src/http/openapi/*.json`, each `{"paths": {...}, "schemas": {...}}`) over `base.json`
+//! (info, security schemes, shared responses). A test checks the result lists exactly
+//! [`crate::http::ROUTES`]. Adding a resource: add its fragment file and one line below.
+
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value};
+
+const BASE: &str = include_str!("openapi/base.json");
+
+/// Every fragment, by resource.
+const FRAGMENTS: &[&str] = &[
+    include_str!("openapi/payments.json"),
+    include_str!("openapi/ops.json"),
+];
+
+/// The whole document as JSON text, built once.
+pub fn document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| assemble(BASE, FRAGMENTS).to_string())
+}
+
+fn assemble(base: &str, fragments: &[&str]) -> Value {
+    let mut doc: Value = serde_json::from_str(base).unwrap_or_else(|_| Value::Object(Map::new()));
+    for fragment in fragments {
+        let Ok(fragment) = serde_json::from_str::<Value>(fragment) else {
+            continue;
+        };
+        merge_into(&mut doc["paths"], &fragment["paths"]);
+        merge_into(&mut doc["components"]["schemas"], &fragment["schemas"]);
+    }
+    doc
+}
+
+fn merge_into(target: &mut Value, source: &Value) {
+    let (Some(target), Some(source)) = (target.as_object_mut(), source.as_object()) else {
+        return;
+    };
+    for (key, value) in source {
+        match target.get_mut(key) {
+            // The same path in two fragments (e.g. GET and POST): merge the operations.
+            Some(existing) if existing.is_object() && value.is_object() => {
+                merge_into(existing, value)
+            }
+            _ => {
+                target.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fragment_parses_and_merges() {
+        for fragment in FRAGMENTS {
+            let value: Value = serde_json::from_str(fragment).expect("fragment is JSON");
+            assert!(value["paths"].is_object() && value["schemas"].is_object());
+        }
+        let doc: Value = serde_json::from_str(document()).expect("document is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert!(doc["components"]["schemas"]["Payment"].is_object());
+        assert!(doc["paths"]["/healthz"]["get"].is_object());
+    }
+}
