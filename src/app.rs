@@ -175,9 +175,13 @@ pub async fn start_with(
     })
 }
 
-/// Hands every payment left `processing` to its shard (same provider idempotency key).
+/// Hands every payment left `processing`, and every payment with a refund left `pending`,
+/// to its shard (same provider idempotency keys).
 fn resume_processing(store: &Store, shards: &Shards) -> Result<usize, StoreError> {
-    let ids = store.processing_payment_ids()?;
+    let mut ids = store.processing_payment_ids()?;
+    ids.extend(store.pending_refunds()?.into_iter().map(|r| r.payment_id));
+    ids.sort();
+    ids.dedup();
     let mut resumed = 0;
     for id in ids {
         let Some(payment) = store.payment(&id)? else {

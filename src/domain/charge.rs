@@ -30,3 +30,33 @@ pub enum ChargeOutcome {
     /// Unknown or transient (timeout, 5xx, connection error): retry with the same key.
     Retryable { reason: String },
 }
+
+/// One provider refund. `idempotency_key` (the refund's id) is the same on every retry, so
+/// a retried refund cannot return money twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRequest {
+    pub refund_id: String,
+    pub payment_id: String,
+    /// The provider's id of the refunded payment (Stripe: the PaymentIntent `pi_…`).
+    pub provider_payment_id: String,
+    /// What the customer gets back: the refund's amount less the merchant's fee.
+    pub amount: u64,
+    pub currency: String,
+    pub idempotency_key: String,
+    pub reason: Option<String>,
+}
+
+/// The answer to a refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefundOutcome {
+    /// The provider accepted and completed the refund.
+    Succeeded { provider_refund_id: String },
+    /// A definitive refusal: the refund failed and no money moved.
+    Failed {
+        code: String,
+        message: String,
+        provider_refund_id: Option<String>,
+    },
+    /// Unknown or transient: retry with the same key.
+    Retryable { reason: String },
+}

@@ -5,11 +5,13 @@
 //! in order: persist a write set (and wait until it is durable), call the provider, answer
 //! the waiting request, schedule a background retry.
 
-use crate::domain::charge::{ChargeOutcome, ChargeRequest};
+use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
 use crate::domain::event::Event;
 use crate::domain::idempotency::{Fingerprint, IdempotencyEntry, IdempotencyKey, StoredResponse};
 use crate::domain::ids::{prefix, IdSource};
 use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus};
+use crate::domain::refund::Refund;
+use crate::domain::refund_machine::{self, RefundCommand};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::problem::Problem;
 
@@ -24,6 +26,8 @@ pub struct KeyState {
     pub payment: Option<Payment>,
     /// The entry of the key of the request being handled (`None` for background work).
     pub entry: Option<(IdempotencyKey, IdempotencyEntry)>,
+    /// The payment's refunds, oldest first (at most `REFUNDS_PER_PAYMENT_MAX`).
+    pub refunds: Vec<Refund>,
 }
 
 /// Inputs from outside the machine: the clock, ids, the connector's name.
@@ -51,8 +55,16 @@ pub enum Command {
         attempt: u32,
         outcome: ChargeOutcome,
     },
-    /// Background: re-send the charge of a `processing` payment (same provider key).
+    /// Background: re-send the charge of a `processing` payment and the refunds still
+    /// `pending` (same provider keys).
     Resume,
+    /// `POST /v1/payments/{id}/refunds`.
+    RefundCreate(Box<RefundCommand>),
+    /// The provider answered the refund `refund_id`.
+    RefundProviderResult {
+        refund_id: String,
+        outcome: RefundOutcome,
+    },
 }
 
 /// The answer to a waiting request.
@@ -72,6 +84,8 @@ pub enum Effect {
     Persist(WriteSet),
     /// Charge; feed the outcome back as [`Command::ProviderResult`].
     CallProvider(ChargeRequest),
+    /// Refund; feed the outcome back as [`Command::RefundProviderResult`].
+    CallProviderRefund(RefundRequest),
     /// Answer the waiting request.
     Respond(Reply),
     /// The charge is unresolved: try again later in the background.
@@ -81,13 +95,19 @@ pub enum Effect {
 /// Applies `command` to `state`.
 pub fn apply(state: KeyState, command: Command, ctx: &mut Ctx<'_>) -> (KeyState, Vec<Effect>) {
     let before = state.payment.as_ref().map(Payment::progress);
+    let refunds_before = state.refunds.clone();
     let (state, effects) = match command {
         Command::Create(create) => apply_create(state, *create, ctx),
         Command::ProviderResult { attempt, outcome } => {
             apply_provider_result(state, attempt, outcome, ctx)
         }
         Command::Resume => apply_resume(state),
+        Command::RefundCreate(refund) => refund_machine::apply_create(state, *refund, ctx),
+        Command::RefundProviderResult { refund_id, outcome } => {
+            refund_machine::apply_provider_result(state, &refund_id, outcome, ctx)
+        }
     };
+    refund_machine::check_invariants(&refunds_before, &state);
     // Forward-only: a payment's (attempt, status) never decreases, and a succeeded payment
     // never changes status. Corruption here is worse than a crash.
     if let (Some(before), Some(after)) = (before, state.payment.as_ref()) {
@@ -151,8 +171,8 @@ fn apply_create(
 }
 
 /// The key was used before: replay, refuse a different request, or finish an entry that a
-/// crash left without a response.
-fn replay_or_conflict(
+/// crash left without a response (with the refund of that key, or else the payment).
+pub(crate) fn replay_or_conflict(
     mut state: KeyState,
     key: IdempotencyKey,
     entry: IdempotencyEntry,
@@ -181,10 +201,12 @@ fn replay_or_conflict(
     }
     // The first request was cut short by a crash after its intent was stored: answer with
     // the payment as it stands now and keep that as the key's response.
-    let Some(payment) = state.payment.as_ref() else {
-        return respond_problem(state, Problem::internal());
+    let refund = state.refunds.iter().find(|r| r.idempotency_key == key);
+    let response = match (refund, state.payment.as_ref()) {
+        (Some(refund), _) => refund_machine::response_for_refund(refund),
+        (None, Some(payment)) => response_for(payment),
+        (None, None) => return respond_problem(state, Problem::internal()),
     };
-    let response = response_for(payment);
     let mut completed = entry;
     completed.response = Some(response.clone());
     let mut write_set = WriteSet::default();
@@ -374,11 +396,12 @@ fn apply_provider_result(
 }
 
 fn apply_resume(state: KeyState) -> (KeyState, Vec<Effect>) {
-    let effects = match state.payment.as_ref() {
+    let mut effects = match state.payment.as_ref() {
         Some(p) if p.status == PaymentStatus::Processing => {
             vec![Effect::CallProvider(charge_request(p))]
         }
         _ => Vec::new(),
     };
+    effects.extend(refund_machine::resume_effects(&state));
     (state, effects)
 }

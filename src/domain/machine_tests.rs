@@ -212,6 +212,7 @@ fn loaded(state: &KeyState, entry: Option<(IdempotencyKey, IdempotencyEntry)>) -
     KeyState {
         payment: state.payment.clone(),
         entry,
+        refunds: Vec::new(),
     }
 }
 
@@ -294,6 +295,7 @@ fn new_create_persists_the_intent_then_calls_the_provider() {
         KeyState {
             payment: Some(payment),
             entry: Some((key, entry)),
+            refunds: Vec::new(),
         }
     );
 }
@@ -932,6 +934,7 @@ impl Sim {
         let state = KeyState {
             payment: self.payment.clone(),
             entry: entry.map(|e| (key.clone(), e)),
+            refunds: Vec::new(),
         };
         let (state, effects) = self.step(state, create(&key, request));
         if mismatch {
@@ -944,6 +947,7 @@ impl Sim {
         let state = KeyState {
             payment: self.payment.clone(),
             entry: None,
+            refunds: Vec::new(),
         };
         let (state, effects) = self.step(state, Command::Resume);
         self.drive(state, effects, None, outcome, crash);
@@ -959,6 +963,7 @@ impl Sim {
         let state = KeyState {
             payment: Some(payment),
             entry: None,
+            refunds: Vec::new(),
         };
         let answer = outcome.answer("stale");
         let (after, effects) = self.step(state.clone(), provider_result(attempt, answer));
@@ -1006,6 +1011,7 @@ impl Sim {
                 }
                 Effect::Respond(reply) => self.answer(key, reply),
                 Effect::RetryLater => {}
+                Effect::CallProviderRefund(_) => panic!("no refunds in payment sequences"),
             }
         }
     }
@@ -1030,6 +1036,7 @@ impl Sim {
                 }
                 WriteOp::Event(_) => {}
                 WriteOp::RemoveIdempotency { .. } => panic!("the machine never sweeps"),
+                other => panic!("no such write in payment sequences: {other:?}"),
             }
         }
     }

@@ -8,8 +8,12 @@ pub mod ids;
 pub mod machine;
 pub mod money;
 pub mod payment;
+pub mod refund;
+pub mod refund_machine;
 pub mod time;
 pub mod write_set;
 
 #[cfg(test)]
 mod machine_tests;
+#[cfg(test)]
+mod refund_machine_tests;

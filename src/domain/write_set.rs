@@ -4,6 +4,7 @@
 use crate::domain::event::Event;
 use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
 use crate::domain::payment::Payment;
+use crate::domain::refund::Refund;
 
 /// One write of a write set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub enum WriteOp {
     },
     /// Append an outbox event, unless one with its `dedupe_key` exists.
     Event(Event),
+    /// Insert or replace a refund (and its payment index; a succeeded one in the day index).
+    Refund(Refund),
 }
 
 /// Writes applied all together or not at all.

@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod ops;
 pub mod payments;
 pub mod problem;
+pub mod refunds;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,6 +32,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/payments"),
     ("GET", "/v1/payments"),
     ("GET", "/v1/payments/{payment_id}"),
+    ("POST", "/v1/payments/{payment_id}/refunds"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -59,6 +61,8 @@ pub fn with_state(state: &State) -> impl Filter<Extract = (State,), Error = Infa
 pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let metrics = Arc::clone(&state.metrics);
     payments::routes(state)
+        .or(refunds::routes(state))
+        .unify()
         .or(ops::routes(state))
         .unify()
         .recover(move |rejection| recover(Arc::clone(&metrics), rejection))

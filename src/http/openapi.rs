@@ -12,6 +12,7 @@ const BASE: &str = include_str!("openapi/base.json");
 /// Every fragment, by resource.
 const FRAGMENTS: &[&str] = &[
     include_str!("openapi/payments.json"),
+    include_str!("openapi/refunds.json"),
     include_str!("openapi/ops.json"),
 ];
 

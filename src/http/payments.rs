@@ -1,4 +1,5 @@
-//! `/v1/payments`: create (or replay) the payment of an order, read one by id or by order.
+//! `/v1/payments`: create (or replay) the payment of an order, read one by id or by order
+//! (with its refunds embedded, oldest first).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use crate::domain::idempotency::{validate_header_key, Fingerprint, IdempotencyKe
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::payment::{CreatePaymentBody, Payment};
+use crate::domain::refund::Refund;
 use crate::http::{auth, body, json_response, observe, problem, with_state, State};
 use crate::problem::Problem;
 use crate::shard::claims::{other_order_problem, ClaimError};
@@ -147,7 +149,8 @@ async fn create(
     }
 }
 
-fn reply_response(reply: Reply) -> Response {
+/// The HTTP answer of a shard's reply (shared with refunds).
+pub(crate) fn reply_response(reply: Reply) -> Response {
     match reply {
         Reply::Problem(p) => problem::response(&p),
         Reply::Response { response, replayed } => {
@@ -209,12 +212,21 @@ async fn answer_payment(
     let payment = payment
         .filter(|p| p.merchant_id == merchant_id)
         .ok_or_else(|| Problem::not_found("payment"))?;
+    let refunds: Vec<serde_json::Value> = state
+        .store
+        .refunds_of_payment(&payment.id)
+        .map_err(internal)?
+        .iter()
+        .map(Refund::to_value)
+        .collect();
     // Never show a state that a crash could still undo.
     state.store.wait_durable().await;
-    Ok(json_response(StatusCode::OK, payment.to_json()))
+    let body = serde_json::to_string(&payment.view(&refunds)).map_err(|_| Problem::internal())?;
+    Ok(json_response(StatusCode::OK, body))
 }
 
-fn internal(error: crate::store::StoreError) -> Problem {
+/// Logs a store read failure and answers a bare 500.
+pub(crate) fn internal(error: crate::store::StoreError) -> Problem {
     tracing::error!(operation = "read", %error, "store read failed");
     Problem::internal()
 }

@@ -1,15 +1,17 @@
-//! Payment provider connectors behind one trait: the in-process simulator (default) and,
-//! later, a Stripe-compatible HTTP connector. The shard actor calls a connector with the
-//! attempt's provider idempotency key and its own deadline (`provider.timeout_ms`).
+//! Payment provider connectors behind one trait: the in-process simulator (default) and the
+//! Stripe-compatible HTTP connector. The shard actor calls a connector with the attempt's
+//! provider idempotency key and its own deadline (`provider.timeout_ms`).
 
 pub mod simulator;
+pub mod types;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::config::{Config, ProviderKind};
-use crate::domain::charge::{ChargeOutcome, ChargeRequest};
+use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::provider::types::{ProviderError, ProviderPayment, SettlementRow};
 
 /// A payment provider. Implementations must be idempotent per `idempotency_key`: the same
 /// key always yields the same money movement (at most one charge).
@@ -21,6 +23,29 @@ pub trait Connector: Send + Sync + 'static {
     /// Charges once per `request.idempotency_key`. Never panics on provider errors: every
     /// failure is an outcome (`Declined` terminal, `Retryable` unknown or transient).
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome;
+
+    /// Refunds once per `request.idempotency_key`; every failure is an outcome, like
+    /// [`Connector::charge`].
+    async fn refund(&self, request: &RefundRequest) -> RefundOutcome;
+
+    /// The payment `provider_payment_id` as the provider sees it now (the source of truth
+    /// webhooks sync from).
+    ///
+    /// # Errors
+    /// [`ProviderError`].
+    async fn retrieve_payment(
+        &self,
+        provider_payment_id: &str,
+    ) -> Result<ProviderPayment, ProviderError>;
+
+    /// Every charge and refund that moved money on UTC day `day`.
+    ///
+    /// # Errors
+    /// [`ProviderError`].
+    async fn balance_transactions(
+        &self,
+        day: time::Date,
+    ) -> Result<Vec<SettlementRow>, ProviderError>;
 }
 
 /// Builds the connector named by `provider.kind`.

@@ -9,6 +9,12 @@
 //!
 //! Like a real provider, the result of a key is stable: the provider payment id is derived
 //! from the idempotency key, so a retry with the same key names the same charge.
+//!
+//! Refunds behave like the charge's payment method: a refund of a `pm_sim_transient`
+//! payment fails once with a retryable 503, of a `pm_sim_timeout` payment answers late
+//! once; others succeed. A bounded in-memory ledger ([`LEDGER_ENTRIES_MAX`]) records charges
+//! and refunds for [`Connector::retrieve_payment`] and [`Connector::balance_transactions`];
+//! it is lost on restart (the `paykeep sandbox` server keeps a durable one).
 
 use std::time::Duration;
 
@@ -16,8 +22,28 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
-use crate::domain::charge::{ChargeOutcome, ChargeRequest};
+use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::domain::time::now_ms;
+use crate::provider::types::{
+    ProviderError, ProviderPayment, ProviderPaymentStatus, SettlementKind, SettlementRow,
+};
 use crate::provider::Connector;
+
+/// Charges and refunds the in-memory ledger keeps; beyond it, new ones are not recorded
+/// (answers stay correct, reads and reconciliation see fewer).
+pub const LEDGER_ENTRIES_MAX: usize = 100_000;
+
+/// One charge or refund in the simulator's ledger.
+#[derive(Debug, Clone)]
+struct Entry {
+    payment: ProviderPayment,
+    payment_method: String,
+    kind: SettlementKind,
+    /// For a refund: its own provider id; for a charge: the payment's.
+    provider_id: String,
+    amount: u64,
+    created_at_ms: i64,
+}
 
 /// Keys whose first call already failed or timed out; bounded: a key leaves on success.
 /// Past this many pending keys, the one-time failure is skipped (answers success).
@@ -31,6 +57,8 @@ pub struct Simulator {
     timeout: Duration,
     /// Idempotency keys that have had their one failure.
     failed_once: DashMap<String, ()>,
+    /// Provider id → charge or refund.
+    ledger: DashMap<String, Entry>,
 }
 
 impl Simulator {
@@ -39,7 +67,57 @@ impl Simulator {
             latency,
             timeout,
             failed_once: DashMap::new(),
+            ledger: DashMap::new(),
         }
+    }
+
+    /// `re_sim_` + 24 hex digits of SHA-256(key): stable per refund idempotency key.
+    pub fn provider_refund_id(idempotency_key: &str) -> String {
+        let digest = Sha256::digest(idempotency_key.as_bytes());
+        format!("re_sim_{}", &hex::encode(digest)[..24])
+    }
+
+    fn record(&self, entry: Entry) {
+        if self.ledger.len() < LEDGER_ENTRIES_MAX || self.ledger.contains_key(&entry.provider_id) {
+            self.ledger
+                .entry(entry.provider_id.clone())
+                .or_insert(entry);
+        }
+    }
+
+    fn record_charge(&self, request: &ChargeRequest, outcome: &ChargeOutcome) {
+        let (id, status) = match outcome {
+            ChargeOutcome::Succeeded {
+                provider_payment_id,
+            } => (provider_payment_id, ProviderPaymentStatus::Succeeded),
+            ChargeOutcome::Declined {
+                code,
+                message,
+                provider_payment_id: Some(id),
+            } => (
+                id,
+                ProviderPaymentStatus::Failed {
+                    code: code.clone(),
+                    message: message.clone(),
+                },
+            ),
+            _ => return,
+        };
+        self.record(Entry {
+            payment: ProviderPayment {
+                id: id.clone(),
+                payment_id: Some(request.payment_id.clone()),
+                attempt: Some(request.attempt),
+                amount: request.amount,
+                currency: request.currency.clone(),
+                status,
+            },
+            payment_method: request.payment_method.clone(),
+            kind: SettlementKind::Charge,
+            provider_id: id.clone(),
+            amount: request.amount,
+            created_at_ms: now_ms(),
+        });
     }
 
     /// `pi_sim_` + 24 hex digits of SHA-256(key): stable per idempotency key.
@@ -77,6 +155,88 @@ impl Connector for Simulator {
     }
 
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
+        let outcome = self.charge_outcome(request).await;
+        self.record_charge(request, &outcome);
+        outcome
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> RefundOutcome {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let key = request.idempotency_key.as_str();
+        let charge = self
+            .ledger
+            .get(&request.provider_payment_id)
+            .map(|e| e.value().clone());
+        let method = charge.as_ref().map(|c| c.payment_method.as_str());
+        match method {
+            Some("pm_sim_transient") if self.first_call(key) => {
+                return RefundOutcome::Retryable {
+                    reason: "provider answered 503".to_owned(),
+                }
+            }
+            Some("pm_sim_timeout") if self.first_call(key) => {
+                tokio::time::sleep(self.timeout + TIMEOUT_OVERSHOOT).await;
+            }
+            _ => {}
+        }
+        let provider_refund_id = Simulator::provider_refund_id(key);
+        if let Some(charge) = charge {
+            self.record(Entry {
+                payment: charge.payment,
+                payment_method: charge.payment_method,
+                kind: SettlementKind::Refund,
+                provider_id: provider_refund_id.clone(),
+                amount: request.amount,
+                created_at_ms: now_ms(),
+            });
+        }
+        RefundOutcome::Succeeded { provider_refund_id }
+    }
+
+    async fn retrieve_payment(
+        &self,
+        provider_payment_id: &str,
+    ) -> Result<ProviderPayment, ProviderError> {
+        match self.ledger.get(provider_payment_id) {
+            Some(e) if e.kind == SettlementKind::Charge => Ok(e.payment.clone()),
+            _ => Err(ProviderError::NotFound),
+        }
+    }
+
+    async fn balance_transactions(
+        &self,
+        day: time::Date,
+    ) -> Result<Vec<SettlementRow>, ProviderError> {
+        let day_start_ms = day.midnight().assume_utc().unix_timestamp() * 1000;
+        let range = day_start_ms..day_start_ms + crate::domain::time::DAY_MS;
+        let mut rows: Vec<(i64, SettlementRow)> = self
+            .ledger
+            .iter()
+            .filter(|e| range.contains(&e.created_at_ms))
+            .filter(|e| {
+                e.kind == SettlementKind::Refund
+                    || e.payment.status == ProviderPaymentStatus::Succeeded
+            })
+            .map(|e| {
+                let row = SettlementRow {
+                    provider_id: e.provider_id.clone(),
+                    kind: e.kind,
+                    amount: e.amount,
+                    currency: e.payment.currency.clone(),
+                    status: "succeeded".to_owned(),
+                };
+                (e.created_at_ms, row)
+            })
+            .collect();
+        rows.sort_by(|a, b| (a.0, &a.1.provider_id).cmp(&(b.0, &b.1.provider_id)));
+        Ok(rows.into_iter().map(|(_, row)| row).collect())
+    }
+}
+
+impl Simulator {
+    async fn charge_outcome(&self, request: &ChargeRequest) -> ChargeOutcome {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::domain::charge::{ChargeOutcome, ChargeRequest};
+use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::UlidSource;
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
@@ -64,6 +64,24 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
             drop(create.claim);
             outcome
         }
+        Job::Refund(refund) => {
+            if refund.reply.is_closed() {
+                return JobOutcome::default();
+            }
+            let entry_key = refund.command.key.clone();
+            let state = match load(&deps.store, &key, Some(&entry_key)) {
+                Ok(state) => state,
+                Err(error) => {
+                    tracing::error!(operation = "load", %error, "loading payment state failed");
+                    let _ = refund.reply.send(Reply::Problem(Problem::internal()));
+                    return JobOutcome::default();
+                }
+            };
+            let command = Command::RefundCreate(Box::new(refund.command));
+            let outcome = execute(&deps, state, command, Some(refund.reply)).await;
+            drop(refund.claim);
+            outcome
+        }
         Job::Resume { .. } => match load(&deps.store, &key, None) {
             Ok(state) => execute(&deps, state, Command::Resume, None).await,
             Err(error) => {
@@ -84,7 +102,15 @@ fn load(
         Some(k) => store.idempotency(k)?.map(|e| (k.clone(), e)),
         None => None,
     };
-    Ok(KeyState { payment, entry })
+    let refunds = match &payment {
+        Some(p) => store.refunds_of_payment(&p.id)?,
+        None => Vec::new(),
+    };
+    Ok(KeyState {
+        payment,
+        entry,
+        refunds,
+    })
 }
 
 fn step(deps: &ShardDeps, state: KeyState, command: Command) -> (KeyState, Vec<Effect>) {
@@ -103,6 +129,7 @@ async fn execute(
     command: Command,
     mut reply: Option<oneshot::Sender<Reply>>,
 ) -> JobOutcome {
+    let refunding = matches!(command, Command::RefundCreate(_));
     let (mut state, effects) = step(deps, state, command);
     let mut effects: VecDeque<Effect> = effects.into();
     let mut outcome = JobOutcome::default();
@@ -129,8 +156,18 @@ async fn execute(
                 state = next;
                 effects.extend(more);
             }
+            Effect::CallProviderRefund(request) => {
+                let result = refund(deps, &request).await;
+                let command = Command::RefundProviderResult {
+                    refund_id: request.refund_id.clone(),
+                    outcome: result,
+                };
+                let (next, more) = step(deps, state, command);
+                state = next;
+                effects.extend(more);
+            }
             Effect::Respond(answer) => {
-                count_reply(&deps.metrics, &answer, &state);
+                count_reply(&deps.metrics, &answer, &state, refunding);
                 if let Some(tx) = reply.take() {
                     let _ = tx.send(answer);
                 }
@@ -168,9 +205,40 @@ async fn charge(deps: &ShardDeps, request: &ChargeRequest) -> ChargeOutcome {
     result
 }
 
-fn count_reply(metrics: &Metrics, reply: &Reply, state: &KeyState) {
+async fn refund(deps: &ShardDeps, request: &RefundRequest) -> RefundOutcome {
+    let result = tokio::time::timeout(deps.provider_timeout, deps.connector.refund(request))
+        .await
+        .unwrap_or_else(|_| RefundOutcome::Retryable {
+            reason: "provider call timed out".to_owned(),
+        });
+    let label = match &result {
+        RefundOutcome::Succeeded { .. } => "refund_succeeded",
+        RefundOutcome::Failed { .. } => "refund_failed",
+        RefundOutcome::Retryable { .. } => "refund_retryable",
+    };
+    deps.metrics
+        .provider_calls_total
+        .with_label_values(&[label])
+        .inc();
+    if let RefundOutcome::Retryable { reason } = &result {
+        tracing::warn!(
+            operation = "refund",
+            payment_id = %request.payment_id,
+            refund_id = %request.refund_id,
+            %reason,
+            "provider refund unresolved; will retry with the same idempotency key"
+        );
+    }
+    result
+}
+
+/// Counts an answer; `refunding` answers are refunds, not payment creates.
+fn count_reply(metrics: &Metrics, reply: &Reply, state: &KeyState, refunding: bool) {
     match reply {
         Reply::Response { replayed: true, .. } => metrics.idempotent_replays_total.inc(),
+        Reply::Response {
+            replayed: false, ..
+        } if refunding => {}
         Reply::Response {
             replayed: false, ..
         } => {

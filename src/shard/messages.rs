@@ -7,6 +7,7 @@ use actix::Message;
 use tokio::sync::oneshot;
 
 use crate::domain::machine::{CreateCommand, Reply};
+use crate::domain::refund_machine::RefundCommand;
 use crate::problem::Problem;
 use crate::shard::claims::ClaimGuard;
 
@@ -28,10 +29,23 @@ pub struct CreateJob {
     pub wait_deadline: Instant,
 }
 
+/// A refund waiting for its payment key's turn.
+#[derive(Debug)]
+pub struct RefundJob {
+    pub command: RefundCommand,
+    pub reply: oneshot::Sender<Reply>,
+    /// Holds the `Idempotency-Key` claim until the job is done.
+    pub claim: Option<ClaimGuard>,
+    /// Past this instant a still-waiting job answers 409 `idempotency_key_in_use`.
+    pub wait_deadline: Instant,
+}
+
 /// Work for one payment key.
 #[derive(Debug)]
 pub enum Job {
     Create(Box<CreateJob>),
+    /// A refund of the key's payment, serialized with its creates.
+    Refund(Box<RefundJob>),
     /// Re-send the charge of a `processing` payment; `retry` counts background retries.
     Resume {
         retry: u32,
@@ -41,8 +55,23 @@ pub enum Job {
 impl Job {
     /// Answers the waiting request (if any) with `problem`, dropping the job.
     pub fn reject(self, problem: Problem) {
-        if let Job::Create(create) = self {
-            let _ = create.reply.send(Reply::Problem(problem));
+        match self {
+            Job::Create(create) => {
+                let _ = create.reply.send(Reply::Problem(problem));
+            }
+            Job::Refund(refund) => {
+                let _ = refund.reply.send(Reply::Problem(problem));
+            }
+            Job::Resume { .. } => {}
+        }
+    }
+
+    /// When a waiting request gives up (`None` for background work, which never does).
+    pub fn wait_deadline(&self) -> Option<Instant> {
+        match self {
+            Job::Create(create) => Some(create.wait_deadline),
+            Job::Refund(refund) => Some(refund.wait_deadline),
+            Job::Resume { .. } => None,
         }
     }
 }

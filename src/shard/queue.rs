@@ -61,14 +61,14 @@ impl KeyQueues {
         }
     }
 
-    /// Removes and returns the waiting creates of `key` whose wait deadline has passed.
+    /// Removes and returns the waiting requests of `key` whose wait deadline has passed.
     pub fn take_expired(&mut self, key: &PaymentKey, now: Instant) -> Vec<Job> {
         let Some(waiting) = self.keys.get_mut(key) else {
             return Vec::new();
         };
         let (expired, kept): (VecDeque<Job>, VecDeque<Job>) = waiting
             .drain(..)
-            .partition(|job| matches!(job, Job::Create(c) if c.wait_deadline <= now));
+            .partition(|job| job.wait_deadline().is_some_and(|d| d <= now));
         *waiting = kept;
         self.jobs = self.jobs.saturating_sub(expired.len());
         expired.into()

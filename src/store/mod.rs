@@ -9,11 +9,13 @@
 //! Trees: `payments` (id → Payment), `orders` (merchant\0order → id), `processing`
 //! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
 //! `idempotency_expiry` (created_at ++ key → ∅), `events` (sequence → Event),
-//! `event_dedupe` (dedupe_key → event id), `meta`.
+//! `event_dedupe` (dedupe_key → event id), `meta`; the provider side's trees are described
+//! in [`provider_records`].
 
 pub mod codec;
 pub mod committer;
 pub mod keys;
+pub mod provider_records;
 pub mod sweep;
 
 use std::collections::HashSet;
@@ -123,6 +125,11 @@ trees!(
     idempotency_expiry,
     events,
     event_dedupe,
+    refunds,
+    refunds_by_payment,
+    refunds_pending,
+    provider_ids,
+    settled_by_day,
 );
 
 /// The open store. Reads are safe from any thread; writes go through the committer.
@@ -376,6 +383,7 @@ impl Store {
                     } else {
                         b.processing.remove(p.id.as_bytes());
                     }
+                    provider_records::index_payment(&mut b, p);
                 }
                 WriteOp::Idempotency { key, entry } => {
                     b.idempotency
@@ -405,6 +413,7 @@ impl Store {
                     *seq += 1;
                     events += 1;
                 }
+                WriteOp::Refund(r) => provider_records::put_refund(&mut b, r)?,
             }
         }
         Ok((b, events))

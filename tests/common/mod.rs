@@ -35,7 +35,11 @@ pub fn test_config(dir: &Path) -> Config {
 
 /// Starts paykeep in-process with `adjust` applied to the test config.
 pub async fn start(adjust: impl FnOnce(&mut Config)) -> Service {
-    let dir = tempfile::tempdir().expect("tempdir");
+    start_in(tempfile::tempdir().expect("tempdir"), adjust).await
+}
+
+/// Starts paykeep in-process on a store in `dir` (which a test may have filled first).
+pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Service {
     let mut config = test_config(dir.path());
     adjust(&mut config);
     config.validate().expect("valid test config");

@@ -1,0 +1,133 @@
+//! `POST /v1/payments/{payment_id}/refunds`: create (or replay) a refund of a payment.
+//!
+//! The handler finds the payment (404 when absent or another merchant's), then hands the
+//! refund to the shard owning the payment's key (merchant + order), so refunds of one
+//! payment are serialized with each other and with its creates. Without an
+//! `Idempotency-Key` header the key is `refund:{payment_id}:{operator_id}:{amount}`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::domain::idempotency::{validate_header_key, Fingerprint, IdempotencyKey, KeyScope};
+use crate::domain::ids::{is_valid_id, prefix};
+use crate::domain::refund::{default_key_value, CreateRefundBody, RefundRules};
+use crate::domain::refund_machine::RefundCommand;
+use crate::http::payments::{internal, reply_response};
+use crate::http::{auth, body, observe, problem, with_state, State};
+use crate::problem::Problem;
+use crate::shard::claims::{other_order_problem, ClaimError};
+use crate::shard::messages::{Job, PaymentKey, RefundJob};
+
+/// Routes of this resource.
+pub fn routes(
+    state: &State,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("v1" / "payments" / String / "refunds")
+        .and(warp::post())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(warp::body::stream())
+        .then(
+            |id: String, state: State, authorization, key, stream| async move {
+                let metrics = Arc::clone(&state.metrics);
+                observe(&metrics, "create_refund", async move {
+                    let limit = state.config.server.body_limit_bytes;
+                    let result = match body::read_limited(stream, limit).await {
+                        Ok(bytes) => create(&state, &id, authorization, key, &bytes).await,
+                        Err(p) => Err(p),
+                    };
+                    result.unwrap_or_else(|p| problem::response(&p))
+                })
+                .await
+            },
+        )
+}
+
+async fn create(
+    state: &State,
+    payment_id: &str,
+    authorization: Option<String>,
+    header_key: Option<String>,
+    bytes: &[u8],
+) -> Result<Response, Problem> {
+    let merchant_id = auth::merchant(&state.config.merchants, authorization.as_deref())?.to_owned();
+    if let Some(key) = &header_key {
+        validate_header_key(key)?;
+    }
+    let value = body::parse_json(bytes)?;
+    let fingerprint = Fingerprint::new(
+        "POST",
+        &format!("/v1/payments/{payment_id}/refunds"),
+        &value,
+    );
+    let request =
+        body::typed::<CreateRefundBody>(value)?.validate(state.config.payments.amount_minor_max)?;
+    let payment = if is_valid_id(payment_id, prefix::PAYMENT) {
+        state.store.payment(payment_id).map_err(internal)?
+    } else {
+        None
+    };
+    let payment = payment
+        .filter(|p| p.merchant_id == merchant_id)
+        .ok_or_else(|| Problem::not_found("payment"))?;
+    let scope = match header_key {
+        Some(key) => KeyScope::Header(key),
+        None => KeyScope::Refund(default_key_value(
+            payment_id,
+            &request.operator_id,
+            request.amount,
+        )),
+    };
+    let key = IdempotencyKey {
+        merchant_id: merchant_id.clone(),
+        scope,
+    };
+    let claim = if key.expires() {
+        match state.claims.claim(&key, &payment.order_no, &state.store) {
+            Ok(guard) => Some(guard),
+            Err(ClaimError::OtherOrder) => {
+                state.metrics.idempotency_conflicts_total.inc();
+                return Err(other_order_problem());
+            }
+            Err(ClaimError::Store) => return Err(Problem::internal()),
+        }
+    } else {
+        None
+    };
+    let payments = &state.config.payments;
+    let command = RefundCommand {
+        merchant_id: merchant_id.clone(),
+        payment_id: payment.id.clone(),
+        request,
+        key,
+        fingerprint,
+        rules: RefundRules::new(payments.refund_window_days, payments.refund_fee_minor),
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let job = Job::Refund(Box::new(RefundJob {
+        command,
+        reply: reply_tx,
+        claim,
+        wait_deadline: Instant::now() + state.config.in_flight_wait(),
+    }));
+    let payment_key = PaymentKey {
+        merchant_id,
+        order_no: payment.order_no,
+    };
+    if state.shards.submit(payment_key, job).is_err() {
+        return Err(Problem::overloaded());
+    }
+    // A safety net only, as for creates: the shard answers 409 itself past the wait.
+    let bound = state.config.in_flight_wait()
+        + state.config.provider_timeout() * 2
+        + Duration::from_secs(5);
+    match tokio::time::timeout(bound, reply_rx).await {
+        Ok(Ok(reply)) => Ok(reply_response(reply)),
+        Ok(Err(_)) | Err(_) => Err(Problem::overloaded()),
+    }
+}

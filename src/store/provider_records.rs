@@ -1,0 +1,182 @@
+//! The store's provider-side records: refunds, the index of provider ids, and the index of
+//! money that moved per UTC day (what reconciliation compares).
+//!
+//! Trees: `refunds` (id → Refund), `refunds_by_payment` (payment_id \0 refund_id → ∅),
+//! `refunds_pending` (id → ∅, the refunds to resume at start-up, like `processing`),
+//! `provider_ids` (provider id → `p`|`r` ++ our id), `settled_by_day`
+//! (day ++ `p`|`r` ++ our id → ∅, written when a payment or refund succeeds; day = Unix days,
+//! big-endian, so one day is one prefix scan).
+
+use crate::domain::payment::{Payment, PaymentStatus};
+use crate::domain::refund::{Refund, RefundState};
+use crate::domain::time::DAY_MS;
+use crate::store::{codec, Batches, Store, StoreError};
+
+/// Tag of a payment in `provider_ids` and `settled_by_day`.
+const TAG_PAYMENT: u8 = b'p';
+/// Tag of a refund in `provider_ids` and `settled_by_day`.
+const TAG_REFUND: u8 = b'r';
+
+/// What a provider id names on our side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OurRecord {
+    Payment(String),
+    Refund(String),
+}
+
+/// The UTC day (Unix days) of a Unix-ms instant.
+pub fn day_of_ms(unix_ms: i64) -> i64 {
+    unix_ms.div_euclid(DAY_MS)
+}
+
+fn tagged(tag: u8, id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(id.len() + 1);
+    out.push(tag);
+    out.extend_from_slice(id.as_bytes());
+    out
+}
+
+fn day_key(day: i64, tag: u8, id: &str) -> Vec<u8> {
+    let mut out = day.to_be_bytes().to_vec();
+    out.extend_from_slice(&tagged(tag, id));
+    out
+}
+
+fn by_payment_key(payment_id: &str, refund_id: &str) -> Vec<u8> {
+    let mut out = payment_id.as_bytes().to_vec();
+    out.push(0);
+    out.extend_from_slice(refund_id.as_bytes());
+    out
+}
+
+/// Index writes of a payment: its provider id, and its day once succeeded.
+pub(super) fn index_payment(b: &mut Batches, p: &Payment) {
+    if let Some(provider_id) = &p.provider_payment_id {
+        b.provider_ids
+            .insert(provider_id.as_bytes(), tagged(TAG_PAYMENT, &p.id));
+    }
+    if let (PaymentStatus::Succeeded, Some(at)) = (p.status, p.succeeded_at_ms) {
+        b.settled_by_day
+            .insert(day_key(day_of_ms(at), TAG_PAYMENT, &p.id), &[]);
+    }
+}
+
+/// Writes of a refund: the record, its payment index, its provider id and its day.
+pub(super) fn put_refund(b: &mut Batches, r: &Refund) -> Result<(), StoreError> {
+    b.refunds.insert(r.id.as_bytes(), codec::encode(r)?);
+    b.refunds_by_payment
+        .insert(by_payment_key(&r.payment_id, &r.id), &[]);
+    if r.status == RefundState::Pending {
+        b.refunds_pending.insert(r.id.as_bytes(), &[]);
+    } else {
+        b.refunds_pending.remove(r.id.as_bytes());
+    }
+    if let Some(provider_id) = &r.provider_refund_id {
+        b.provider_ids
+            .insert(provider_id.as_bytes(), tagged(TAG_REFUND, &r.id));
+    }
+    if let (RefundState::Succeeded, Some(at)) = (r.status, r.succeeded_at_ms) {
+        b.settled_by_day
+            .insert(day_key(day_of_ms(at), TAG_REFUND, &r.id), &[]);
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The refund `id`, as last committed.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn refund(&self, id: &str) -> Result<Option<Refund>, StoreError> {
+        self.trees
+            .refunds
+            .get(id.as_bytes())?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// The refunds of a payment, oldest first (bounded by `REFUNDS_PER_PAYMENT_MAX`, which
+    /// the state machine enforces).
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn refunds_of_payment(&self, payment_id: &str) -> Result<Vec<Refund>, StoreError> {
+        let mut prefix = payment_id.as_bytes().to_vec();
+        prefix.push(0);
+        let mut out = Vec::new();
+        for kv in self.trees.refunds_by_payment.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            let id = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            if let Some(refund) = self.refund(&id)? {
+                out.push(refund);
+            }
+        }
+        out.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        Ok(out)
+    }
+
+    /// Which of our records a provider id names.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O failure.
+    pub fn by_provider_id(&self, provider_id: &str) -> Result<Option<OurRecord>, StoreError> {
+        let Some(v) = self.trees.provider_ids.get(provider_id.as_bytes())? else {
+            return Ok(None);
+        };
+        let id = String::from_utf8_lossy(&v[1..]).into_owned();
+        Ok(match v.first() {
+            Some(&TAG_PAYMENT) => Some(OurRecord::Payment(id)),
+            Some(&TAG_REFUND) => Some(OurRecord::Refund(id)),
+            _ => None,
+        })
+    }
+
+    /// Our payments and refunds that succeeded on UTC day `day` (Unix days), at most
+    /// `limit`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O failure.
+    pub fn settled_on_day(&self, day: i64, limit: usize) -> Result<Vec<OurRecord>, StoreError> {
+        let prefix = day.to_be_bytes();
+        let mut out = Vec::new();
+        for kv in self.trees.settled_by_day.scan_prefix(prefix).take(limit) {
+            let (k, _) = kv?;
+            let rest = &k[prefix.len()..];
+            let id = String::from_utf8_lossy(&rest[1..]).into_owned();
+            match rest.first() {
+                Some(&TAG_PAYMENT) => out.push(OurRecord::Payment(id)),
+                Some(&TAG_REFUND) => out.push(OurRecord::Refund(id)),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refunds left `pending` (start-up recovery resumes their payments' keys).
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn pending_refunds(&self) -> Result<Vec<Refund>, StoreError> {
+        let mut out = Vec::new();
+        for kv in self.trees.refunds_pending.iter() {
+            let (k, _) = kv?;
+            if let Some(refund) = self.refund(&String::from_utf8_lossy(&k))? {
+                out.push(refund);
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_are_utc_and_keys_sort_by_day() {
+        assert_eq!(day_of_ms(0), 0);
+        assert_eq!(day_of_ms(DAY_MS - 1), 0);
+        assert_eq!(day_of_ms(DAY_MS), 1);
+        assert!(day_key(1, TAG_PAYMENT, "pay_z") < day_key(2, TAG_PAYMENT, "pay_a"));
+    }
+}

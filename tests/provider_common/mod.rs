@@ -1,0 +1,87 @@
+//! Helpers of the provider-side tests (refunds, sandbox, webhooks, reconciliation): refund
+//! requests, the `paykeep sandbox` child process, signed webhook deliveries.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::common::{read, Answer, MERCHANT_KEY};
+
+/// `POST /v1/payments/{payment_id}/refunds` with `api_key`.
+pub async fn refund_at(
+    client: &reqwest::Client,
+    base: &str,
+    api_key: &str,
+    payment_id: &str,
+    key: Option<&str>,
+    body: &Value,
+) -> Answer {
+    let mut request = client
+        .post(format!("{base}/v1/payments/{payment_id}/refunds"))
+        .bearer_auth(api_key)
+        .json(body);
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    read(request.send().await.expect("request")).await
+}
+
+/// A refund as the demo merchant.
+pub async fn refund(
+    client: &reqwest::Client,
+    base: &str,
+    payment_id: &str,
+    key: Option<&str>,
+    body: &Value,
+) -> Answer {
+    refund_at(client, base, MERCHANT_KEY, payment_id, key, body).await
+}
+
+/// `paykeep sandbox` as a child process.
+pub struct Sandbox {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub base: String,
+}
+
+/// Starts `paykeep sandbox --bind 127.0.0.1:0 --data-dir data_dir` with extra arguments and
+/// waits for its "listening" line.
+pub fn spawn_sandbox(data_dir: &Path, args: &[&str]) -> Sandbox {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paykeep"));
+    command
+        .args(["sandbox", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = command.spawn().expect("spawn paykeep sandbox");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read listening line");
+    let addr: SocketAddr = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    Sandbox {
+        child,
+        addr,
+        base: format!("http://{addr}"),
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
