@@ -16,8 +16,10 @@
 //!   writer that applies the write sets of all shards as one transaction, flushes and
 //!   syncs once, then acknowledges every waiter. Start-up recovery resumes `processing`
 //!   payments; a sweep expires header idempotency entries.
-//! - [`provider`] — the connector trait and the in-process simulator; every charge carries
-//!   the attempt's provider idempotency key, the same on every retry.
+//! - [`provider`] — the connector trait, the in-process simulator, the Stripe-compatible
+//!   HTTP connector and the `paykeep sandbox` server (a Stripe-compatible provider with a
+//!   durable ledger); every charge and refund carries its provider idempotency key, the same
+//!   on every retry. Refunds run through the same state machine and shards as payments.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
 //! - [`app`] — wiring it all together and serving until shutdown.

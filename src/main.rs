@@ -1,5 +1,6 @@
 //! The `paykeep` command: `serve` runs the service (on the embedded `config.toml` unless
-//! `--config` names another file).
+//! `--config` names another file); `sandbox` runs the Stripe-compatible test provider
+//! (`paykeep::provider::sandbox`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +8,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use paykeep::config::{Config, Overrides};
+use paykeep::provider::sandbox::events::{WebhookMode, WebhookTarget};
+use paykeep::provider::sandbox::SandboxConfig;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +39,39 @@ enum Command {
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
+    /// Run the Stripe-compatible sandbox provider with a durable ledger.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(clap::Args)]
+struct SandboxArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:12111")]
+    bind: SocketAddr,
+    /// Ledger directory.
+    #[arg(long, default_value = "data/sandbox")]
+    data_dir: PathBuf,
+    /// Delay before every answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// How late the first call of a `pm_sim_timeout` key answers, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    stall_ms: u64,
+    /// The only API key accepted (default: any `sk_…` key).
+    #[arg(long)]
+    secret_key: Option<String>,
+    /// Send signed Stripe events here.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Signing secret of the events.
+    #[arg(long, default_value = "whsec_demo_secret")]
+    webhook_secret: String,
+    /// How events are sent.
+    #[arg(long, value_enum, default_value_t = WebhookMode::Normal)]
+    webhook_mode: WebhookMode,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -76,7 +112,50 @@ fn main() -> ExitCode {
             };
             serve(config)
         }
+        Command::Sandbox(args) => {
+            init_logging(args.log_format);
+            sandbox(args)
+        }
     }
+}
+
+fn sandbox(args: SandboxArgs) -> ExitCode {
+    let config = SandboxConfig {
+        bind: args.bind,
+        data_dir: args.data_dir,
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        stall: std::time::Duration::from_millis(args.stall_ms),
+        secret_key: args.secret_key,
+        webhook: args.webhook_url.map(|url| WebhookTarget {
+            url,
+            secret: args.webhook_secret,
+            mode: args.webhook_mode,
+        }),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("paykeep: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match paykeep::provider::sandbox::start(config, shutdown_signal()) {
+            Ok((addr, server)) => {
+                // Tests and scripts read the bound address from this line.
+                println!("paykeep sandbox listening on http://{addr}");
+                let _ = server.await;
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("paykeep: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
 }
 
 fn serve(config: Config) -> ExitCode {

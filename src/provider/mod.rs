@@ -2,7 +2,10 @@
 //! Stripe-compatible HTTP connector. The shard actor calls a connector with the attempt's
 //! provider idempotency key and its own deadline (`provider.timeout_ms`).
 
+pub mod sandbox;
+pub mod signature;
 pub mod simulator;
+pub mod stripe;
 pub mod types;
 
 use std::sync::Arc;
@@ -58,8 +61,10 @@ pub fn connector_for(config: &Config) -> Result<Arc<dyn Connector>, String> {
             std::time::Duration::from_millis(config.provider.latency_ms),
             config.provider_timeout(),
         ))),
-        ProviderKind::Stripe => {
-            Err("provider.kind = \"stripe\" is not available yet; use \"simulator\"".to_owned())
-        }
+        ProviderKind::Stripe => Ok(Arc::new(stripe::StripeConnector::new(
+            &config.provider.base_url,
+            &config.provider.secret_key,
+            config.provider_timeout(),
+        )?)),
     }
 }

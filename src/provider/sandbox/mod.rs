@@ -1,0 +1,69 @@
+//! `paykeep sandbox`: the simulator as a separate Stripe-compatible HTTP server with its own
+//! durable ledger, so paykeep can be tested (and killed) against a real HTTP provider whose
+//! books survive it.
+//!
+//! Endpoints (Stripe's shapes, form-encoded writes, `Authorization: Bearer`):
+//! `POST /v1/payment_intents` (`confirm=true`), `GET /v1/payment_intents` (list, newest
+//! first, `limit` / `starting_after`), `GET /v1/payment_intents/{id}`, `POST /v1/refunds`,
+//! `GET /v1/refunds/{id}`, `GET /v1/balance_transactions` (`created[gte]`, `created[lt]`,
+//! `limit`, `starting_after`, `expand[]=data.source`). Test payment methods as the in-process
+//! simulator's (DESIGN §2); `pm_sim_timeout`'s first call per key answers after
+//! `--stall-ms`; `--latency-ms` delays every answer. Optionally sends signed events to
+//! `--webhook-url` (see [`events`]).
+
+pub mod events;
+pub mod ledger;
+pub mod routes;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::provider::sandbox::events::{EventSink, WebhookTarget};
+use crate::provider::sandbox::ledger::Ledger;
+
+/// How the sandbox runs.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Delay before every answer.
+    pub latency: Duration,
+    /// How late the first call of a `pm_sim_timeout` key answers.
+    pub stall: Duration,
+    /// When set, the only accepted API key; otherwise any `sk_…` key.
+    pub secret_key: Option<String>,
+    pub webhook: Option<WebhookTarget>,
+}
+
+/// What the routes share.
+pub struct Sandbox {
+    pub ledger: Ledger,
+    pub config: SandboxConfig,
+    pub events: EventSink,
+}
+
+/// Opens the ledger and serves until `shutdown` resolves; returns the bound address and
+/// the server task.
+///
+/// # Errors
+/// A message when the ledger cannot be opened or the address bound.
+pub fn start(
+    config: SandboxConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let ledger = Ledger::open(&config.data_dir)?;
+    let events = EventSink::start(config.webhook.clone());
+    let bind = config.bind;
+    let sandbox = Arc::new(Sandbox {
+        ledger,
+        config,
+        events,
+    });
+    let (addr, server) = warp::serve(routes::routes(&sandbox))
+        .try_bind_with_graceful_shutdown(bind, shutdown)
+        .map_err(|e| format!("could not bind {bind}: {e}"))?;
+    Ok((addr, tokio::spawn(server)))
+}
