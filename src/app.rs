@@ -91,6 +91,10 @@ pub async fn start_with(
     };
     let (committer, committer_thread) =
         committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
+    let provider_side = Arc::new(provider::ProviderSide {
+        connector: Arc::clone(&connector),
+        committer: committer.clone(),
+    });
     let deps = Arc::new(ShardDeps {
         store: Arc::clone(&store),
         committer: committer.clone(),
@@ -125,6 +129,7 @@ pub async fn start_with(
         shards: Arc::clone(&shards),
         claims: Arc::new(Claims::default()),
         metrics,
+        provider: provider_side,
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());

@@ -11,6 +11,7 @@ pub mod payment;
 pub mod refund;
 pub mod refund_machine;
 pub mod time;
+pub mod webhook;
 pub mod write_set;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use crate::domain::event::Event;
 use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
 use crate::domain::payment::Payment;
 use crate::domain::refund::Refund;
+use crate::domain::webhook::ProcessedWebhook;
 
 /// One write of a write set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub enum WriteOp {
     Event(Event),
     /// Insert or replace a refund (and its payment index; a succeeded one in the day index).
     Refund(Refund),
+    /// Remember a provider webhook event as processed.
+    WebhookEvent(ProcessedWebhook),
 }
 
 /// Writes applied all together or not at all.

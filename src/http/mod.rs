@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod ops;
 pub mod payments;
 pub mod problem;
+pub mod provider_webhooks;
 pub mod refunds;
 
 use std::convert::Infallible;
@@ -33,6 +34,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/payments"),
     ("GET", "/v1/payments/{payment_id}"),
     ("POST", "/v1/payments/{payment_id}/refunds"),
+    ("POST", "/v1/provider/webhooks"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -47,6 +49,8 @@ pub struct AppState {
     pub claims: Arc<Claims>,
     pub metrics: Arc<Metrics>,
     pub rules: PaymentRules,
+    /// Webhooks and reconciliation: the connector and a committer handle.
+    pub provider: Arc<crate::provider::ProviderSide>,
 }
 
 pub type State = Arc<AppState>;
@@ -62,6 +66,8 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
     let metrics = Arc::clone(&state.metrics);
     payments::routes(state)
         .or(refunds::routes(state))
+        .unify()
+        .or(provider_webhooks::routes(state))
         .unify()
         .or(ops::routes(state))
         .unify()

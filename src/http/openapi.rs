@@ -13,6 +13,7 @@ const BASE: &str = include_str!("openapi/base.json");
 const FRAGMENTS: &[&str] = &[
     include_str!("openapi/payments.json"),
     include_str!("openapi/refunds.json"),
+    include_str!("openapi/provider_webhooks.json"),
     include_str!("openapi/ops.json"),
 ];
 

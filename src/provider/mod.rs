@@ -51,6 +51,13 @@ pub trait Connector: Send + Sync + 'static {
     ) -> Result<Vec<SettlementRow>, ProviderError>;
 }
 
+/// What the HTTP handlers of the provider side (webhooks, reconciliation) share: the
+/// connector, and a committer handle for the writes they make outside any payment key.
+pub struct ProviderSide {
+    pub connector: Arc<dyn Connector>,
+    pub committer: crate::store::committer::CommitterHandle,
+}
+
 /// Builds the connector named by `provider.kind`.
 ///
 /// # Errors

@@ -155,8 +155,17 @@ impl Connector for Simulator {
     }
 
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
-        let outcome = self.charge_outcome(request).await;
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let stall =
+            request.payment_method == "pm_sim_timeout" && self.first_call(&request.idempotency_key);
+        let outcome = self.charge_outcome(request);
+        // The charge happens before the late answer: a caller that gave up must find it.
         self.record_charge(request, &outcome);
+        if stall {
+            tokio::time::sleep(self.timeout + TIMEOUT_OVERSHOOT).await;
+        }
         outcome
     }
 
@@ -236,10 +245,7 @@ impl Connector for Simulator {
 }
 
 impl Simulator {
-    async fn charge_outcome(&self, request: &ChargeRequest) -> ChargeOutcome {
-        if !self.latency.is_zero() {
-            tokio::time::sleep(self.latency).await;
-        }
+    fn charge_outcome(&self, request: &ChargeRequest) -> ChargeOutcome {
         let key = request.idempotency_key.as_str();
         let succeeded = ChargeOutcome::Succeeded {
             provider_payment_id: Simulator::provider_payment_id(key),
@@ -261,12 +267,8 @@ impl Simulator {
                     succeeded
                 }
             }
-            "pm_sim_timeout" => {
-                if self.first_call(key) {
-                    tokio::time::sleep(self.timeout + TIMEOUT_OVERSHOOT).await;
-                }
-                succeeded
-            }
+            // Its one late answer is the caller's (see `charge`).
+            "pm_sim_timeout" => succeeded,
             _ => declined(
                 "invalid_payment_method",
                 "The payment method is not one the simulator knows.",

@@ -54,7 +54,7 @@ impl ShardActor {
     fn start(&mut self, key: PaymentKey, job: Job, ctx: &mut Context<Self>) {
         let retry = match &job {
             Job::Resume { retry } => *retry,
-            Job::Create(_) | Job::Refund(_) => 0,
+            Job::Create(_) | Job::Refund(_) | Job::Sync(_) => 0,
         };
         let work = job::run(Arc::clone(&self.deps), key.clone(), job);
         ctx.spawn(

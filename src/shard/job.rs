@@ -12,11 +12,12 @@ use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundR
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::UlidSource;
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
+use crate::domain::refund::RefundState;
 use crate::domain::time::now_ms;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::provider::Connector;
-use crate::shard::messages::{Job, PaymentKey};
+use crate::shard::messages::{Job, PaymentKey, SyncJob};
 use crate::store::committer::CommitterHandle;
 use crate::store::{Store, StoreError};
 
@@ -82,6 +83,7 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
             drop(refund.claim);
             outcome
         }
+        Job::Sync(sync) => run_sync(&deps, &key, *sync).await,
         Job::Resume { .. } => match load(&deps.store, &key, None) {
             Ok(state) => execute(&deps, state, Command::Resume, None).await,
             Err(error) => {
@@ -90,6 +92,45 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
             }
         },
     }
+}
+
+/// Applies a webhook's sync: the provider's final outcome of an attempt (the machine
+/// ignores it unless that attempt is still `processing`), then pending refunds.
+async fn run_sync(deps: &Arc<ShardDeps>, key: &PaymentKey, sync: SyncJob) -> JobOutcome {
+    let mut outcome = JobOutcome::default();
+    if let Some((attempt, result)) = sync.resolved {
+        match load(&deps.store, key, None) {
+            Ok(state) => {
+                let command = Command::ProviderResult {
+                    attempt,
+                    outcome: result,
+                };
+                outcome = execute(deps, state, command, None).await;
+            }
+            Err(error) => {
+                tracing::error!(operation = "load", %error, "loading payment state failed");
+                return JobOutcome { retry_later: true };
+            }
+        }
+    }
+    match load(&deps.store, key, None) {
+        Ok(state)
+            if state
+                .refunds
+                .iter()
+                .any(|r| r.status == RefundState::Pending) =>
+        {
+            let resumed = execute(deps, state, Command::Resume, None).await;
+            outcome.retry_later |= resumed.retry_later;
+        }
+        Ok(_) => {}
+        Err(error) => {
+            tracing::error!(operation = "load", %error, "loading payment state failed");
+            outcome.retry_later = true;
+        }
+    }
+    let _ = sync.done.send(());
+    outcome
 }
 
 fn load(

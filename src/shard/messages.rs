@@ -6,6 +6,7 @@ use std::time::Instant;
 use actix::Message;
 use tokio::sync::oneshot;
 
+use crate::domain::charge::ChargeOutcome;
 use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::refund_machine::RefundCommand;
 use crate::problem::Problem;
@@ -40,12 +41,25 @@ pub struct RefundJob {
     pub wait_deadline: Instant,
 }
 
+/// A provider webhook's sync from the source of truth: apply the provider's final view of
+/// an attempt (forward only: a `processing` attempt resolves, nothing else moves), then
+/// re-send the payment's `pending` refunds.
+#[derive(Debug)]
+pub struct SyncJob {
+    /// The attempt and its final outcome at the provider, when it has one.
+    pub resolved: Option<(u32, ChargeOutcome)>,
+    /// Signalled when the sync is done (dropped unsent if it could not run).
+    pub done: oneshot::Sender<()>,
+}
+
 /// Work for one payment key.
 #[derive(Debug)]
 pub enum Job {
     Create(Box<CreateJob>),
     /// A refund of the key's payment, serialized with its creates.
     Refund(Box<RefundJob>),
+    /// A provider webhook's sync.
+    Sync(Box<SyncJob>),
     /// Re-send the charge of a `processing` payment; `retry` counts background retries.
     Resume {
         retry: u32,
@@ -62,7 +76,7 @@ impl Job {
             Job::Refund(refund) => {
                 let _ = refund.reply.send(Reply::Problem(problem));
             }
-            Job::Resume { .. } => {}
+            Job::Resume { .. } | Job::Sync(_) => {}
         }
     }
 
@@ -71,7 +85,7 @@ impl Job {
         match self {
             Job::Create(create) => Some(create.wait_deadline),
             Job::Refund(refund) => Some(refund.wait_deadline),
-            Job::Resume { .. } => None,
+            Job::Resume { .. } | Job::Sync(_) => None,
         }
     }
 }

@@ -130,6 +130,7 @@ trees!(
     refunds_pending,
     provider_ids,
     settled_by_day,
+    webhook_events,
 );
 
 /// The open store. Reads are safe from any thread; writes go through the committer.
@@ -414,6 +415,7 @@ impl Store {
                     events += 1;
                 }
                 WriteOp::Refund(r) => provider_records::put_refund(&mut b, r)?,
+                WriteOp::WebhookEvent(w) => provider_records::put_webhook(&mut b, w)?,
             }
         }
         Ok((b, events))

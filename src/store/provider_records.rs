@@ -5,11 +5,13 @@
 //! `refunds_pending` (id → ∅, the refunds to resume at start-up, like `processing`),
 //! `provider_ids` (provider id → `p`|`r` ++ our id), `settled_by_day`
 //! (day ++ `p`|`r` ++ our id → ∅, written when a payment or refund succeeds; day = Unix days,
-//! big-endian, so one day is one prefix scan).
+//! big-endian, so one day is one prefix scan), `webhook_events` (provider event id →
+//! ProcessedWebhook, the webhook dedupe).
 
 use crate::domain::payment::{Payment, PaymentStatus};
 use crate::domain::refund::{Refund, RefundState};
 use crate::domain::time::DAY_MS;
+use crate::domain::webhook::ProcessedWebhook;
 use crate::store::{codec, Batches, Store, StoreError};
 
 /// Tag of a payment in `provider_ids` and `settled_by_day`.
@@ -82,7 +84,25 @@ pub(super) fn put_refund(b: &mut Batches, r: &Refund) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Remembers a processed provider webhook event.
+pub(super) fn put_webhook(b: &mut Batches, w: &ProcessedWebhook) -> Result<(), StoreError> {
+    b.webhook_events.insert(w.id.as_bytes(), codec::encode(w)?);
+    Ok(())
+}
+
 impl Store {
+    /// The processed provider webhook event `id`, if it was processed.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn webhook_event(&self, id: &str) -> Result<Option<ProcessedWebhook>, StoreError> {
+        self.trees
+            .webhook_events
+            .get(id.as_bytes())?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
     /// The refund `id`, as last committed.
     ///
     /// # Errors

@@ -52,9 +52,14 @@ pub struct Sandbox {
 /// Starts `paykeep sandbox --bind 127.0.0.1:0 --data-dir data_dir` with extra arguments and
 /// waits for its "listening" line.
 pub fn spawn_sandbox(data_dir: &Path, args: &[&str]) -> Sandbox {
+    spawn_sandbox_at("127.0.0.1:0", data_dir, args)
+}
+
+/// [`spawn_sandbox`] on a chosen address.
+pub fn spawn_sandbox_at(bind: &str, data_dir: &Path, args: &[&str]) -> Sandbox {
     let mut command = Command::new(env!("CARGO_BIN_EXE_paykeep"));
     command
-        .args(["sandbox", "--bind", "127.0.0.1:0", "--data-dir"])
+        .args(["sandbox", "--bind", bind, "--data-dir"])
         .arg(data_dir)
         .args(args)
         .env("RUST_LOG", "warn")

@@ -335,7 +335,7 @@ enum Card {
 
 fn card(payment_method: &str) -> Card {
     match payment_method {
-        "pm_card_visa" | "pm_sim_transient" | "pm_sim_timeout" => Card::Succeeds,
+        "pm_card_visa" | "pm_sim_transient" | "pm_sim_timeout" | "pm_sim_slow" => Card::Succeeds,
         "pm_card_chargeDeclined" => Card::Declines {
             decline_code: "generic_decline",
             message: "Your card was declined.",

@@ -8,6 +8,7 @@
 //! `GET /v1/refunds/{id}`, `GET /v1/balance_transactions` (`created[gte]`, `created[lt]`,
 //! `limit`, `starting_after`, `expand[]=data.source`). Test payment methods as the in-process
 //! simulator's (DESIGN §2); `pm_sim_timeout`'s first call per key answers after
+//! `--stall-ms`; `pm_sim_slow` (sandbox only) charges but answers every call after
 //! `--stall-ms`; `--latency-ms` delays every answer. Optionally sends signed events to
 //! `--webhook-url` (see [`events`]).
 

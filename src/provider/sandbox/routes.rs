@@ -151,7 +151,10 @@ async fn write(
             sandbox.events.emit(kind, object.clone(), key);
         }
     }
-    if answer.stall {
+    // `pm_sim_slow` charges answer late every time, replays included: the caller never
+    // learns the result from the charge call (a webhook or a retrieval must tell it).
+    let slow = params.get("payment_method").map(String::as_str) == Some("pm_sim_slow");
+    if answer.stall || slow {
         tokio::time::sleep(sandbox.config.stall).await;
     }
     respond(&answer)
