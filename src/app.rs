@@ -9,11 +9,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{parse_hh_mm, Config};
 use crate::domain::payment::PaymentRules;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::provider;
+use crate::recon::schedule;
 use crate::shard::claims::Claims;
 use crate::shard::job::ShardDeps;
 use crate::shard::messages::{Job, PaymentKey};
@@ -94,6 +95,7 @@ pub async fn start_with(
     let provider_side = Arc::new(provider::ProviderSide {
         connector: Arc::clone(&connector),
         committer: committer.clone(),
+        resolving: dashmap::DashMap::new(),
     });
     let deps = Arc::new(ShardDeps {
         store: Arc::clone(&store),
@@ -118,6 +120,14 @@ pub async fn start_with(
     }
     let retention = Duration::from_secs(config.idempotency.retention_s);
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&store), committer.clone(), retention));
+    let daily_recon = parse_hh_mm(&config.reconciliation.daily_at).map(|minute| {
+        tokio::spawn(schedule::run_daily(
+            minute,
+            Arc::clone(&store),
+            committer.clone(),
+            Arc::clone(&provider_side.connector),
+        ))
+    });
     drop(committer);
     let state = Arc::new(AppState {
         rules: PaymentRules {
@@ -161,6 +171,10 @@ pub async fn start_with(
         }
         sweeper.abort();
         let _ = sweeper.await;
+        if let Some(daily) = daily_recon {
+            daily.abort();
+            let _ = daily.await;
+        }
         drop(state);
         // The shards hold the last committer handles: stopping them lets the committer
         // finish its queue and exit.

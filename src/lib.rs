@@ -20,6 +20,8 @@
 //!   HTTP connector and the `paykeep sandbox` server (a Stripe-compatible provider with a
 //!   durable ledger); every charge and refund carries its provider idempotency key, the same
 //!   on every retry. Refunds run through the same state machine and shards as payments.
+//! - [`recon`] — reconciliation of a UTC day against the provider's balance transactions or
+//!   an uploaded settlement report; reports, discrepancies, resolution, the daily run.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
 //! - [`app`] — wiring it all together and serving until shutdown.
@@ -31,5 +33,6 @@ pub mod http;
 pub mod metrics;
 pub mod problem;
 pub mod provider;
+pub mod recon;
 pub mod shard;
 pub mod store;

@@ -6,6 +6,7 @@ use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
 use crate::domain::payment::Payment;
 use crate::domain::refund::Refund;
 use crate::domain::webhook::ProcessedWebhook;
+use crate::recon::report::{Discrepancy, ReconciliationReport};
 
 /// One write of a write set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +29,10 @@ pub enum WriteOp {
     Refund(Refund),
     /// Remember a provider webhook event as processed.
     WebhookEvent(ProcessedWebhook),
+    /// Insert a reconciliation report.
+    Reconciliation(Box<ReconciliationReport>),
+    /// Insert or replace a discrepancy (a resolve replaces it).
+    Discrepancy(Box<Discrepancy>),
 }
 
 /// Writes applied all together or not at all.

@@ -3,11 +3,13 @@
 
 pub mod auth;
 pub mod body;
+pub mod discrepancies;
 pub mod openapi;
 pub mod ops;
 pub mod payments;
 pub mod problem;
 pub mod provider_webhooks;
+pub mod reconciliations;
 pub mod refunds;
 
 use std::convert::Infallible;
@@ -35,6 +37,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/payments/{payment_id}"),
     ("POST", "/v1/payments/{payment_id}/refunds"),
     ("POST", "/v1/provider/webhooks"),
+    ("POST", "/admin/reconciliations"),
+    ("GET", "/admin/reconciliations/{reconciliation_id}"),
+    ("POST", "/admin/discrepancies/{discrepancy_id}/resolve"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -68,6 +73,10 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
         .or(refunds::routes(state))
         .unify()
         .or(provider_webhooks::routes(state))
+        .unify()
+        .or(reconciliations::routes(state))
+        .unify()
+        .or(discrepancies::routes(state))
         .unify()
         .or(ops::routes(state))
         .unify()

@@ -14,6 +14,7 @@ const FRAGMENTS: &[&str] = &[
     include_str!("openapi/payments.json"),
     include_str!("openapi/refunds.json"),
     include_str!("openapi/provider_webhooks.json"),
+    include_str!("openapi/reconciliations.json"),
     include_str!("openapi/ops.json"),
 ];
 

@@ -56,6 +56,8 @@ pub trait Connector: Send + Sync + 'static {
 pub struct ProviderSide {
     pub connector: Arc<dyn Connector>,
     pub committer: crate::store::committer::CommitterHandle,
+    /// Discrepancy ids being resolved right now (an insert-if-absent claim each).
+    pub resolving: dashmap::DashMap<String, ()>,
 }
 
 /// Builds the connector named by `provider.kind`.

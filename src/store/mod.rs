@@ -131,6 +131,8 @@ trees!(
     provider_ids,
     settled_by_day,
     webhook_events,
+    reconciliations,
+    discrepancies,
 );
 
 /// The open store. Reads are safe from any thread; writes go through the committer.
@@ -416,6 +418,8 @@ impl Store {
                 }
                 WriteOp::Refund(r) => provider_records::put_refund(&mut b, r)?,
                 WriteOp::WebhookEvent(w) => provider_records::put_webhook(&mut b, w)?,
+                WriteOp::Reconciliation(r) => provider_records::put_reconciliation(&mut b, r)?,
+                WriteOp::Discrepancy(d) => provider_records::put_discrepancy(&mut b, d)?,
             }
         }
         Ok((b, events))

@@ -6,12 +6,14 @@
 //! `provider_ids` (provider id → `p`|`r` ++ our id), `settled_by_day`
 //! (day ++ `p`|`r` ++ our id → ∅, written when a payment or refund succeeds; day = Unix days,
 //! big-endian, so one day is one prefix scan), `webhook_events` (provider event id →
-//! ProcessedWebhook, the webhook dedupe).
+//! ProcessedWebhook, the webhook dedupe), `reconciliations` (id → report), `discrepancies`
+//! (id → discrepancy).
 
 use crate::domain::payment::{Payment, PaymentStatus};
 use crate::domain::refund::{Refund, RefundState};
 use crate::domain::time::DAY_MS;
 use crate::domain::webhook::ProcessedWebhook;
+use crate::recon::report::{Discrepancy, ReconciliationReport};
 use crate::store::{codec, Batches, Store, StoreError};
 
 /// Tag of a payment in `provider_ids` and `settled_by_day`.
@@ -90,7 +92,46 @@ pub(super) fn put_webhook(b: &mut Batches, w: &ProcessedWebhook) -> Result<(), S
     Ok(())
 }
 
+/// Stores a reconciliation report.
+pub(super) fn put_reconciliation(
+    b: &mut Batches,
+    r: &ReconciliationReport,
+) -> Result<(), StoreError> {
+    b.reconciliations.insert(r.id.as_bytes(), codec::encode(r)?);
+    Ok(())
+}
+
+/// Stores (or replaces) a discrepancy.
+pub(super) fn put_discrepancy(b: &mut Batches, d: &Discrepancy) -> Result<(), StoreError> {
+    b.discrepancies.insert(d.id.as_bytes(), codec::encode(d)?);
+    Ok(())
+}
+
 impl Store {
+    /// The reconciliation report `id`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn reconciliation(&self, id: &str) -> Result<Option<ReconciliationReport>, StoreError> {
+        self.trees
+            .reconciliations
+            .get(id.as_bytes())?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
+    /// The discrepancy `id`.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn discrepancy(&self, id: &str) -> Result<Option<Discrepancy>, StoreError> {
+        self.trees
+            .discrepancies
+            .get(id.as_bytes())?
+            .map(|v| codec::decode(&v))
+            .transpose()
+    }
+
     /// The processed provider webhook event `id`, if it was processed.
     ///
     /// # Errors

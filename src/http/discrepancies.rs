@@ -1,0 +1,96 @@
+//! `POST /admin/discrepancies/{id}/resolve`: an operator records how a reconciliation
+//! discrepancy was settled (`{"resolution", "operator"}`). Resolving again with the same
+//! words answers the discrepancy as it is; with others, 409 `already_resolved`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::domain::ids::{is_valid_id, prefix};
+use crate::http::reconciliations::recon_problem;
+use crate::http::{auth, body, json_response, observe, problem, with_state, State};
+use crate::problem::Problem;
+use crate::recon::run::resolve;
+
+/// `resolution` length bound in characters.
+pub const RESOLUTION_CHARS_MAX: usize = 1000;
+/// `operator` length bound in characters.
+pub const OPERATOR_CHARS_MAX: usize = 64;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    resolution: String,
+    operator: String,
+}
+
+/// Routes of this resource.
+pub fn routes(
+    state: &State,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("admin" / "discrepancies" / String / "resolve")
+        .and(warp::post())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::stream())
+        .then(
+            |id: String, state: State, authorization: Option<String>, stream| async move {
+                let metrics = Arc::clone(&state.metrics);
+                observe(&metrics, "resolve_discrepancy", async move {
+                    let result =
+                        match auth::admin(&state.config.admin.token, authorization.as_deref()) {
+                            Err(p) => Err(p),
+                            Ok(()) => match body::read_limited(
+                                stream,
+                                state.config.server.body_limit_bytes,
+                            )
+                            .await
+                            {
+                                Ok(bytes) => resolve_one(&state, &id, &bytes).await,
+                                Err(p) => Err(p),
+                            },
+                        };
+                    result.unwrap_or_else(|p| problem::response(&p))
+                })
+                .await
+            },
+        )
+}
+
+fn check(field: &str, value: &str, chars_max: usize) -> Result<(), Problem> {
+    let count = value.chars().count();
+    if count == 0 || count > chars_max || value.chars().any(char::is_control) {
+        return Err(Problem::invalid(
+            field,
+            format!("{field} must be 1..={chars_max} characters without control characters"),
+        ));
+    }
+    Ok(())
+}
+
+async fn resolve_one(state: &State, id: &str, bytes: &[u8]) -> Result<Response, Problem> {
+    let request: ResolveBody = body::typed(body::parse_json(bytes)?)?;
+    check("resolution", &request.resolution, RESOLUTION_CHARS_MAX)?;
+    check("operator", &request.operator, OPERATOR_CHARS_MAX)?;
+    if !is_valid_id(id, prefix::DISCREPANCY) {
+        return Err(Problem::not_found("discrepancy"));
+    }
+    let provider = &state.provider;
+    let resolved = resolve(
+        &state.store,
+        &provider.committer,
+        &provider.resolving,
+        id,
+        &request.resolution,
+        &request.operator,
+    )
+    .await
+    .map_err(recon_problem)?;
+    Ok(json_response(
+        StatusCode::OK,
+        resolved.to_value().to_string(),
+    ))
+}

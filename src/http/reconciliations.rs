@@ -1,0 +1,190 @@
+//! `/admin/reconciliations`: run a reconciliation of one UTC day (against the provider's
+//! balance transactions, or an uploaded CSV settlement report) and read a stored report.
+//!
+//! `POST` with JSON `{"date": "YYYY-MM-DD"}` compares with the provider; with
+//! `Content-Type: text/csv` and `?date=YYYY-MM-DD` it compares with the uploaded report
+//! (header `provider_payment_id,amount,currency,status`, at most
+//! [`CSV_BODY_BYTES_MAX`]). Answers 201 with the report and its discrepancies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::domain::ids::{is_valid_id, prefix};
+use crate::http::payments::internal;
+use crate::http::{auth, body, json_response, observe, problem, with_state, State};
+use crate::problem::Problem;
+use crate::recon::csv_report;
+use crate::recon::run::{Recon, ReconError};
+
+/// Largest uploaded settlement report (a day of a busy merchant, not the JSON body limit).
+pub const CSV_BODY_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    date: String,
+}
+
+/// Routes of this resource.
+pub fn routes(
+    state: &State,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let run = warp::path!("admin" / "reconciliations")
+        .and(warp::post())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::body::stream())
+        .then(
+            |state: State,
+             authorization: Option<String>,
+             content_type: Option<String>,
+             query: String,
+             stream| async move {
+                let metrics = Arc::clone(&state.metrics);
+                observe(&metrics, "create_reconciliation", async move {
+                    let csv = content_type
+                        .as_deref()
+                        .is_some_and(|c| c.starts_with("text/csv"));
+                    let limit = if csv {
+                        CSV_BODY_BYTES_MAX
+                    } else {
+                        state.config.server.body_limit_bytes
+                    };
+                    let result =
+                        match auth::admin(&state.config.admin.token, authorization.as_deref()) {
+                            Err(p) => Err(p),
+                            Ok(()) => match body::read_limited(stream, limit).await {
+                                Ok(bytes) => run_one(&state, csv, &query, &bytes).await,
+                                Err(p) => Err(p),
+                            },
+                        };
+                    result.unwrap_or_else(|p| problem::response(&p))
+                })
+                .await
+            },
+        );
+    let get = warp::path!("admin" / "reconciliations" / String)
+        .and(warp::get())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .then(
+            |id: String, state: State, authorization: Option<String>| async move {
+                let metrics = Arc::clone(&state.metrics);
+                observe(&metrics, "get_reconciliation", async move {
+                    get_one(&state, authorization.as_deref(), &id)
+                        .await
+                        .unwrap_or_else(|p| problem::response(&p))
+                })
+                .await
+            },
+        );
+    run.or(get).unify()
+}
+
+/// Parses `YYYY-MM-DD`, refusing days that have not begun (UTC).
+fn parse_date(text: &str) -> Result<time::Date, Problem> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, &format)
+        .map_err(|_| Problem::invalid("date", "date must be YYYY-MM-DD"))?;
+    if date > time::OffsetDateTime::now_utc().date() {
+        return Err(Problem::invalid(
+            "date",
+            "date must not be in the future (UTC)",
+        ));
+    }
+    Ok(date)
+}
+
+async fn run_one(state: &State, csv: bool, query: &str, bytes: &[u8]) -> Result<Response, Problem> {
+    let (date, uploaded) = if csv {
+        let params: HashMap<String, String> = serde_urlencoded::from_str(query)
+            .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
+        let date = params
+            .get("date")
+            .ok_or_else(|| Problem::invalid("date", "a CSV upload needs ?date=YYYY-MM-DD"))?;
+        let rows = csv_report::parse(bytes).map_err(|e| Problem::invalid("body", e))?;
+        (parse_date(date)?, Some(rows))
+    } else {
+        let run: RunBody = body::typed(body::parse_json(bytes)?)?;
+        (parse_date(&run.date)?, None)
+    };
+    let recon = Recon {
+        store: &state.store,
+        committer: &state.provider.committer,
+        connector: state.provider.connector.as_ref(),
+    };
+    let (report, discrepancies) = recon.run(date, uploaded).await.map_err(recon_problem)?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        report.to_value(&discrepancies).to_string(),
+    ))
+}
+
+/// The problem of a failed run or resolve.
+pub fn recon_problem(error: ReconError) -> Problem {
+    match error {
+        ReconError::Provider(e) => {
+            tracing::warn!(operation = "reconciliation", error = %e, "provider unavailable");
+            Problem::new(
+                503,
+                "provider_unavailable",
+                "Provider unavailable",
+                "the provider's balance transactions could not be read; try again later",
+            )
+            .with_retry_after(5)
+        }
+        ReconError::Store(e) => internal(e),
+        ReconError::TooMany => Problem::new(
+            422,
+            "reconciliation_too_large",
+            "Reconciliation too large",
+            error.to_string(),
+        ),
+        ReconError::NotFound => Problem::not_found("discrepancy"),
+        ReconError::AlreadyResolved => Problem::new(
+            409,
+            "already_resolved",
+            "Already resolved",
+            "the discrepancy was resolved with another resolution or by another operator",
+        ),
+        ReconError::Busy => Problem::new(
+            409,
+            "resolve_in_progress",
+            "Resolve in progress",
+            "another resolve of this discrepancy is running; retry",
+        )
+        .with_retry_after(1),
+    }
+}
+
+async fn get_one(
+    state: &State,
+    authorization: Option<&str>,
+    id: &str,
+) -> Result<Response, Problem> {
+    auth::admin(&state.config.admin.token, authorization)?;
+    if !is_valid_id(id, prefix::RECONCILIATION) {
+        return Err(Problem::not_found("reconciliation"));
+    }
+    let report = state
+        .store
+        .reconciliation(id)
+        .map_err(internal)?
+        .ok_or_else(|| Problem::not_found("reconciliation"))?;
+    let mut discrepancies = Vec::with_capacity(report.discrepancy_ids.len());
+    for id in &report.discrepancy_ids {
+        discrepancies.extend(state.store.discrepancy(id).map_err(internal)?);
+    }
+    state.store.wait_durable().await;
+    Ok(json_response(
+        StatusCode::OK,
+        report.to_value(&discrepancies).to_string(),
+    ))
+}
