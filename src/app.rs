@@ -92,16 +92,19 @@ pub async fn start_with(
     };
     let (committer, committer_thread) =
         committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
+    let provider_metrics = Arc::new(provider::metrics::ProviderMetrics::register(&metrics));
     let provider_side = Arc::new(provider::ProviderSide {
         connector: Arc::clone(&connector),
         committer: committer.clone(),
         resolving: dashmap::DashMap::new(),
+        metrics: Arc::clone(&provider_metrics),
     });
     let deps = Arc::new(ShardDeps {
         store: Arc::clone(&store),
         committer: committer.clone(),
         connector,
         metrics: Arc::clone(&metrics),
+        provider_metrics,
         provider_timeout: config.provider_timeout(),
     });
     let shards = Arc::new(Shards::start(

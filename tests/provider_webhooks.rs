@@ -138,8 +138,17 @@ async fn events_sync_from_the_provider_never_backwards_and_once_per_id() {
     );
     assert_eq!(deliver(&svc, &body, Some(header)).await.status, 200);
     // An event about a PaymentIntent the provider does not know is acknowledged and ignored.
-    let unknown = sample("payment_intent.succeeded");
+    let mut unknown = sample("payment_intent.succeeded");
+    unknown["id"] = json!("evt_unknown_intent");
     assert_eq!(deliver_signed(&svc, &unknown).await.status, 200);
+    let metrics = svc.get("/metrics").await.text;
+    for line in [
+        "provider_webhooks_total{outcome=\"applied\"} 2",
+        "provider_webhooks_total{outcome=\"duplicate\"} 1",
+        "provider_webhooks_total{outcome=\"ignored\"} 1",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
     svc.shutdown().await;
 }
 

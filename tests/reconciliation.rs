@@ -193,6 +193,11 @@ async fn a_crafted_csv_yields_every_discrepancy_type() {
     resolve(&svc, dis, json!({"resolution": "", "operator": "y"}))
         .await
         .problem(400, "invalid_request");
+    let metrics = svc.get("/metrics").await.text;
+    assert!(
+        metrics.contains("reconciliation_discrepancies_total{type=\"status_mismatch\"} 2"),
+        "{metrics}"
+    );
     let after = get_admin(&svc, &format!("/admin/reconciliations/{rec_id}"))
         .await
         .json();

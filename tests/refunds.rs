@@ -68,6 +68,11 @@ async fn partial_refunds_add_up_to_the_amount_and_no_further() {
     assert_eq!(payment["refunds"].as_array().unwrap().len(), 2);
     let by_order = svc.get("/v1/payments?order_no=r-1").await.json();
     assert_eq!(by_order["refunds"], payment["refunds"]);
+    let metrics = svc.get("/metrics").await.text;
+    assert!(
+        metrics.contains("refunds_created_total{status=\"succeeded\"} 2"),
+        "{metrics}"
+    );
     svc.shutdown().await;
 }
 

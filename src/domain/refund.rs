@@ -218,6 +218,39 @@ pub fn refund_status_for(amount_refunded: u64, amount: u64) -> RefundStatus {
     }
 }
 
+/// At most [`REFUNDS_PER_PAYMENT_MAX`] refunds, each above the fee.
+fn check_count_and_fee(
+    payment: &Payment,
+    refunds: &[Refund],
+    amount: u64,
+    rules: RefundRules,
+) -> Result<(), Problem> {
+    let id = payment.id.as_str();
+    if refunds.len() >= REFUNDS_PER_PAYMENT_MAX {
+        return Err(Problem::new(
+            422,
+            "payment_not_refundable",
+            "Payment not refundable",
+            format!("a payment has at most {REFUNDS_PER_PAYMENT_MAX} refunds"),
+        )
+        .with_payment_id(id));
+    }
+    if amount <= rules.fee_minor {
+        return Err(Problem::new(
+            422,
+            "refund_below_fee",
+            "Refund below fee",
+            format!(
+                "the refund amount must exceed the refund fee of {} (the fee is kept by the merchant)",
+                rules.fee_minor
+            ),
+        )
+        .with_payment_id(id)
+        .with_fields(vec!["amount".to_owned()]));
+    }
+    Ok(())
+}
+
 /// Checks a new refund of `amount` against the payment and its refunds (DESIGN §2).
 ///
 /// # Errors
@@ -258,28 +291,7 @@ pub fn check_refundable(
         )
         .with_payment_id(id));
     }
-    if refunds.len() >= REFUNDS_PER_PAYMENT_MAX {
-        return Err(Problem::new(
-            422,
-            "payment_not_refundable",
-            "Payment not refundable",
-            format!("a payment has at most {REFUNDS_PER_PAYMENT_MAX} refunds"),
-        )
-        .with_payment_id(id));
-    }
-    if amount <= rules.fee_minor {
-        return Err(Problem::new(
-            422,
-            "refund_below_fee",
-            "Refund below fee",
-            format!(
-                "the refund amount must exceed the refund fee of {} (the fee is kept by the merchant)",
-                rules.fee_minor
-            ),
-        )
-        .with_payment_id(id)
-        .with_fields(vec!["amount".to_owned()]));
-    }
+    check_count_and_fee(payment, refunds, amount, rules)?;
     let held = held_amount(refunds);
     if held.saturating_add(amount) > payment.amount {
         return Err(Problem::new(

@@ -58,18 +58,36 @@ pub fn routes(
                         Ok(bytes) => receive(&state, signature.as_deref(), &bytes).await,
                         Err(p) => Err(p),
                     };
-                    result.unwrap_or_else(|p| problem::response(&p))
+                    count(&state, &result);
+                    result.map_or_else(|p| problem::response(&p), |(response, _)| response)
                 })
                 .await
             },
         )
 }
 
+/// Counts a delivery in `provider_webhooks_total{outcome}`.
+fn count(state: &State, result: &Result<(Response, &'static str), Problem>) {
+    let outcome = match result {
+        Ok((_, outcome)) => outcome,
+        Err(p) if p.code == "invalid_signature" || p.code == "provider_unavailable" => p.code,
+        Err(_) => "refused",
+    };
+    state
+        .provider
+        .metrics
+        .provider_webhooks_total
+        .with_label_values(&[outcome])
+        .inc();
+}
+
+/// Verifies, deduplicates and applies one delivery; the second value is the outcome label
+/// of `provider_webhooks_total`.
 async fn receive(
     state: &State,
     signature_header: Option<&str>,
     bytes: &[u8],
-) -> Result<Response, Problem> {
+) -> Result<(Response, &'static str), Problem> {
     let provider = &state.config.provider;
     let now_ms = now_ms();
     if let Err(error) = signature::verify(
@@ -95,9 +113,9 @@ async fn receive(
     }
     if state.store.webhook_event(id).map_err(internal)?.is_some() {
         let body = json!({"received": true, "duplicate": true}).to_string();
-        return Ok(json_response(StatusCode::OK, body));
+        return Ok((json_response(StatusCode::OK, body), "duplicate"));
     }
-    sync(state, &event).await?;
+    let applied = sync(state, &event).await?;
     let processed = ProcessedWebhook {
         id: id.to_owned(),
         kind: kind.to_owned(),
@@ -112,10 +130,9 @@ async fn receive(
         .commit(write_set)
         .await
         .map_err(internal)?;
-    Ok(json_response(
-        StatusCode::OK,
-        json!({"received": true}).to_string(),
-    ))
+    let outcome = if applied { "applied" } else { "ignored" };
+    let body = json!({"received": true}).to_string();
+    Ok((json_response(StatusCode::OK, body), outcome))
 }
 
 /// Writes the critical `payment.webhook_failed` event (deduplicated per minute and reason).
@@ -152,10 +169,11 @@ fn intent_of(event: &Value) -> Option<&str> {
     }
 }
 
-/// Reads the payment from the provider and hands it to the payment's shard.
-async fn sync(state: &State, event: &Value) -> Result<(), Problem> {
+/// Reads the payment from the provider and hands it to the payment's shard; `false` when
+/// the event is about nothing of ours.
+async fn sync(state: &State, event: &Value) -> Result<bool, Problem> {
     let Some(intent) = intent_of(event) else {
-        return Ok(());
+        return Ok(false);
     };
     let timeout = state.config.provider_timeout();
     let connector = &state.provider.connector;
@@ -163,7 +181,7 @@ async fn sync(state: &State, event: &Value) -> Result<(), Problem> {
     let seen = match retrieved {
         Ok(Ok(seen)) => seen,
         // Not the provider's, so not ours either: nothing to apply.
-        Ok(Err(ProviderError::NotFound)) => return Ok(()),
+        Ok(Err(ProviderError::NotFound)) => return Ok(false),
         Ok(Err(error)) => {
             tracing::warn!(operation = "provider_webhook", %error, "payment retrieval failed");
             return Err(unavailable());
@@ -171,7 +189,7 @@ async fn sync(state: &State, event: &Value) -> Result<(), Problem> {
         Err(_) => return Err(unavailable()),
     };
     let Some(payment) = our_payment(state, &seen)? else {
-        return Ok(());
+        return Ok(false);
     };
     let (done, finished) = oneshot::channel();
     let job = Job::Sync(Box::new(SyncJob {
@@ -187,7 +205,7 @@ async fn sync(state: &State, event: &Value) -> Result<(), Problem> {
     }
     let bound = timeout * 2 + Duration::from_secs(5);
     match tokio::time::timeout(bound, finished).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(())) => Ok(true),
         _ => Err(unavailable()),
     }
 }

@@ -121,6 +121,10 @@ async fn run_one(state: &State, csv: bool, query: &str, bytes: &[u8]) -> Result<
         connector: state.provider.connector.as_ref(),
     };
     let (report, discrepancies) = recon.run(date, uploaded).await.map_err(recon_problem)?;
+    let counter = &state.provider.metrics.reconciliation_discrepancies_total;
+    for d in &discrepancies {
+        counter.with_label_values(&[d.kind.as_str()]).inc();
+    }
     Ok(json_response(
         StatusCode::CREATED,
         report.to_value(&discrepancies).to_string(),

@@ -14,12 +14,13 @@ use warp::Filter;
 
 use crate::domain::idempotency::{validate_header_key, Fingerprint, IdempotencyKey, KeyScope};
 use crate::domain::ids::{is_valid_id, prefix};
+use crate::domain::machine::Reply;
 use crate::domain::refund::{default_key_value, CreateRefundBody, RefundRules};
 use crate::domain::refund_machine::RefundCommand;
 use crate::http::payments::{internal, reply_response};
 use crate::http::{auth, body, observe, problem, with_state, State};
 use crate::problem::Problem;
-use crate::shard::claims::{other_order_problem, ClaimError};
+use crate::shard::claims::{other_order_problem, ClaimError, ClaimGuard};
 use crate::shard::messages::{Job, PaymentKey, RefundJob};
 
 /// Routes of this resource.
@@ -87,18 +88,7 @@ async fn create(
         merchant_id: merchant_id.clone(),
         scope,
     };
-    let claim = if key.expires() {
-        match state.claims.claim(&key, &payment.order_no, &state.store) {
-            Ok(guard) => Some(guard),
-            Err(ClaimError::OtherOrder) => {
-                state.metrics.idempotency_conflicts_total.inc();
-                return Err(other_order_problem());
-            }
-            Err(ClaimError::Store) => return Err(Problem::internal()),
-        }
-    } else {
-        None
-    };
+    let claim = claim(state, &key, &payment.order_no)?;
     let payments = &state.config.payments;
     let command = RefundCommand {
         merchant_id: merchant_id.clone(),
@@ -122,11 +112,35 @@ async fn create(
     if state.shards.submit(payment_key, job).is_err() {
         return Err(Problem::overloaded());
     }
-    // A safety net only, as for creates: the shard answers 409 itself past the wait.
+    await_reply(state, reply_rx).await
+}
+
+/// Claims a header key for the payment's order (default keys need no claim).
+fn claim(
+    state: &State,
+    key: &IdempotencyKey,
+    order_no: &str,
+) -> Result<Option<ClaimGuard>, Problem> {
+    if !key.expires() {
+        return Ok(None);
+    }
+    match state.claims.claim(key, order_no, &state.store) {
+        Ok(guard) => Ok(Some(guard)),
+        Err(ClaimError::OtherOrder) => {
+            state.metrics.idempotency_conflicts_total.inc();
+            Err(other_order_problem())
+        }
+        Err(ClaimError::Store) => Err(Problem::internal()),
+    }
+}
+
+/// The shard's answer. A safety net bounds the wait, as for creates: the shard answers 409
+/// itself past the in-flight wait.
+async fn await_reply(state: &State, reply: oneshot::Receiver<Reply>) -> Result<Response, Problem> {
     let bound = state.config.in_flight_wait()
         + state.config.provider_timeout() * 2
         + Duration::from_secs(5);
-    match tokio::time::timeout(bound, reply_rx).await {
+    match tokio::time::timeout(bound, reply).await {
         Ok(Ok(reply)) => Ok(reply_response(reply)),
         Ok(Err(_)) | Err(_) => Err(Problem::overloaded()),
     }

@@ -2,6 +2,7 @@
 //! Stripe-compatible HTTP connector. The shard actor calls a connector with the attempt's
 //! provider idempotency key and its own deadline (`provider.timeout_ms`).
 
+pub mod metrics;
 pub mod sandbox;
 pub mod signature;
 pub mod simulator;
@@ -58,6 +59,7 @@ pub struct ProviderSide {
     pub committer: crate::store::committer::CommitterHandle,
     /// Discrepancy ids being resolved right now (an insert-if-absent claim each).
     pub resolving: dashmap::DashMap<String, ()>,
+    pub metrics: Arc<metrics::ProviderMetrics>,
 }
 
 /// Builds the connector named by `provider.kind`.

@@ -27,6 +27,8 @@ pub struct ShardDeps {
     pub committer: CommitterHandle,
     pub connector: Arc<dyn Connector>,
     pub metrics: Arc<Metrics>,
+    /// Refund counters (the provider side's metrics).
+    pub provider_metrics: Arc<crate::provider::metrics::ProviderMetrics>,
     /// Deadline of one provider call (`provider.timeout_ms`).
     pub provider_timeout: Duration,
 }
@@ -208,7 +210,7 @@ async fn execute(
                 effects.extend(more);
             }
             Effect::Respond(answer) => {
-                count_reply(&deps.metrics, &answer, &state, refunding);
+                count_reply(deps, &answer, &state, refunding);
                 if let Some(tx) = reply.take() {
                     let _ = tx.send(answer);
                 }
@@ -274,12 +276,21 @@ async fn refund(deps: &ShardDeps, request: &RefundRequest) -> RefundOutcome {
 }
 
 /// Counts an answer; `refunding` answers are refunds, not payment creates.
-fn count_reply(metrics: &Metrics, reply: &Reply, state: &KeyState, refunding: bool) {
+fn count_reply(deps: &ShardDeps, reply: &Reply, state: &KeyState, refunding: bool) {
+    let metrics = &deps.metrics;
     match reply {
         Reply::Response { replayed: true, .. } => metrics.idempotent_replays_total.inc(),
         Reply::Response {
-            replayed: false, ..
-        } if refunding => {}
+            replayed: false,
+            response,
+        } if refunding => {
+            let body: serde_json::Value = serde_json::from_str(&response.body).unwrap_or_default();
+            let status = body["status"].as_str().unwrap_or("unknown");
+            deps.provider_metrics
+                .refunds_created_total
+                .with_label_values(&[status])
+                .inc();
+        }
         Reply::Response {
             replayed: false, ..
         } => {

@@ -348,15 +348,11 @@ fn card(payment_method: &str) -> Card {
     }
 }
 
-/// The PaymentIntent of a confirmed create: charged, declined, or refused.
-fn confirm_payment_intent(
-    ledger: &Ledger,
-    params: &Params,
-    key: Option<&str>,
-) -> Result<Outcome, String> {
+/// A confirmed create's parameters: amount, currency, payment method, or the 400 refusal.
+fn intent_params(params: &Params) -> Result<(u64, String, String, Card), Outcome> {
     let amount = params.get("amount").and_then(|a| a.parse::<u64>().ok());
     let Some(amount) = amount.filter(|a| *a > 0) else {
-        return Ok(invalid(
+        return Err(invalid(
             "parameter_invalid_integer",
             "amount",
             "Invalid integer: amount",
@@ -364,50 +360,56 @@ fn confirm_payment_intent(
     };
     let currency = params.get("currency").cloned().unwrap_or_default();
     if currency.len() != 3 {
-        return Ok(invalid(
-            "parameter_missing",
-            "currency",
-            "Missing required param: currency.",
-        ));
+        let message = "Missing required param: currency.";
+        return Err(invalid("parameter_missing", "currency", message));
     }
     if params.get("confirm").map(String::as_str) != Some("true") {
-        return Ok(invalid(
-            "parameter_invalid",
-            "confirm",
-            "The sandbox only creates confirmed PaymentIntents (confirm=true).",
-        ));
+        let message = "The sandbox only creates confirmed PaymentIntents (confirm=true).";
+        return Err(invalid("parameter_invalid", "confirm", message));
     }
     let method = params.get("payment_method").cloned().unwrap_or_default();
     let card = card(&method);
     if let Card::Unknown = card {
         let message = format!("No such PaymentMethod: '{method}'");
-        return Ok(invalid("resource_missing", "payment_method", &message));
+        return Err(invalid("resource_missing", "payment_method", &message));
     }
+    Ok((amount, currency, method, card))
+}
+
+/// The one 503 of a `pm_sim_transient` key; not saved, so the retry runs.
+fn transient() -> Outcome {
+    let message = "The sandbox is briefly unavailable (pm_sim_transient).";
+    Outcome {
+        answer: error(503, "api_error", None, message),
+        save: false,
+    }
+}
+
+/// The PaymentIntent of a confirmed create: charged, declined, or refused.
+fn confirm_payment_intent(
+    ledger: &Ledger,
+    params: &Params,
+    key: Option<&str>,
+) -> Result<Outcome, String> {
+    let (amount, currency, method, card) = match intent_params(params) {
+        Ok(valid) => valid,
+        Err(refused) => return Ok(refused),
+    };
     if method == "pm_sim_transient" && ledger.first_call(key) {
-        let answer = error(
-            503,
-            "api_error",
-            None,
-            "The sandbox is briefly unavailable (pm_sim_transient).",
-        );
-        return Ok(Outcome {
-            answer,
-            save: false,
-        });
+        return Ok(transient());
     }
     let stall = method == "pm_sim_timeout" && ledger.first_call(key);
     let created = now_s();
+    let charge_id = new_id("ch_");
     let mut pi = json!({
         "id": new_id("pi_"), "object": "payment_intent", "amount": amount,
         "amount_received": 0, "currency": currency, "status": "requires_payment_method",
         "created": created, "livemode": false, "metadata": metadata_of(params),
         "description": params.get("description"), "payment_method": method,
         "payment_method_types": ["card"], "capture_method": "automatic",
-        "confirmation_method": "automatic", "latest_charge": null, "last_payment_error": null,
+        "confirmation_method": "automatic", "latest_charge": charge_id,
+        "last_payment_error": null,
     });
-    let pi_id = pi["id"].as_str().unwrap_or_default().to_owned();
-    let charge_id = new_id("ch_");
-    pi["latest_charge"] = json!(charge_id);
     let mut answer = match card {
         Card::Declines {
             decline_code,
@@ -418,27 +420,28 @@ fn confirm_payment_intent(
             pi["last_payment_error"] = failure.clone();
             let mut body = json!({"error": failure});
             body["error"]["payment_intent"] = pi.clone();
-            let mut answer = Answer::new(402, body);
-            answer
-                .events
-                .push(("payment_intent.payment_failed".to_owned(), pi.clone()));
-            answer
+            with_event(Answer::new(402, body), "payment_intent.payment_failed", &pi)
         }
         _ => {
             pi["status"] = json!("succeeded");
             pi["amount_received"] = json!(amount);
             ledger.charge(&pi, &charge_id, created)?;
-            let mut answer = Answer::new(200, pi.clone());
-            answer
-                .events
-                .push(("payment_intent.succeeded".to_owned(), pi.clone()));
-            answer
+            with_event(
+                Answer::new(200, pi.clone()),
+                "payment_intent.succeeded",
+                &pi,
+            )
         }
     };
     ledger.put(&pi)?;
-    ledger.order(&ledger.pi_order, &[], &pi_id)?;
+    ledger.order(&ledger.pi_order, &[], pi["id"].as_str().unwrap_or_default())?;
     answer.stall = stall;
     Ok(Outcome { answer, save: true })
+}
+
+fn with_event(mut answer: Answer, kind: &str, object: &Value) -> Answer {
+    answer.events.push((kind.to_owned(), object.clone()));
+    answer
 }
 
 impl Ledger {
@@ -485,45 +488,41 @@ impl Ledger {
     }
 }
 
-/// A refund of a succeeded PaymentIntent, up to what is left of it.
-fn refund_payment_intent(
-    ledger: &Ledger,
-    params: &Params,
-    key: Option<&str>,
-) -> Result<Outcome, String> {
+/// What a refund request names: the PaymentIntent, its charge and the amount, or the 400.
+fn refund_target(ledger: &Ledger, params: &Params) -> Result<(Value, Value, u64), Outcome> {
     let pi_id = params.get("payment_intent").cloned().unwrap_or_default();
     let Some(pi) = ledger
         .object(&pi_id)
         .filter(|o| o["object"] == "payment_intent")
     else {
         let message = format!("No such payment_intent: '{pi_id}'");
-        return Ok(invalid("resource_missing", "payment_intent", &message));
+        return Err(invalid("resource_missing", "payment_intent", &message));
     };
-    let charge_id = pi["latest_charge"].as_str().unwrap_or_default().to_owned();
-    let charge = ledger.object(&charge_id);
-    let Some(mut charge) = charge.filter(|_| pi["status"] == "succeeded") else {
+    let charge = pi["latest_charge"]
+        .as_str()
+        .and_then(|id| ledger.object(id));
+    let Some(charge) = charge.filter(|_| pi["status"] == "succeeded") else {
+        let message = "This PaymentIntent has no succeeded charge to refund.";
         let answer = error(
             400,
             "invalid_request_error",
             Some("charge_not_refundable"),
-            "This PaymentIntent has no succeeded charge to refund.",
+            message,
         );
-        return Ok(Outcome { answer, save: true });
+        return Err(Outcome { answer, save: true });
     };
     let left =
         charge["amount"].as_u64().unwrap_or(0) - charge["amount_refunded"].as_u64().unwrap_or(0);
-    let amount = match params.get("amount") {
-        Some(a) => match a.parse::<u64>() {
-            Ok(a) if a > 0 => a,
-            _ => {
-                return Ok(invalid(
-                    "parameter_invalid_integer",
-                    "amount",
-                    "Invalid integer: amount",
-                ))
-            }
-        },
+    let amount = match params.get("amount").map(|a| a.parse::<u64>()) {
         None => left,
+        Some(Ok(a)) if a > 0 => a,
+        Some(_) => {
+            return Err(invalid(
+                "parameter_invalid_integer",
+                "amount",
+                "Invalid integer: amount",
+            ))
+        }
     };
     if amount > left {
         let message = format!(
@@ -535,35 +534,40 @@ fn refund_payment_intent(
             Some("amount_too_large"),
             &message,
         );
-        return Ok(Outcome { answer, save: true });
+        return Err(Outcome { answer, save: true });
     }
+    Ok((pi, charge, amount))
+}
+
+/// A refund of a succeeded PaymentIntent, up to what is left of it.
+fn refund_payment_intent(
+    ledger: &Ledger,
+    params: &Params,
+    key: Option<&str>,
+) -> Result<Outcome, String> {
+    let (pi, mut charge, amount) = match refund_target(ledger, params) {
+        Ok(target) => target,
+        Err(refused) => return Ok(refused),
+    };
     let method = pi["payment_method"].as_str().unwrap_or_default();
     if method == "pm_sim_transient" && ledger.first_call(key) {
-        let answer = error(
-            503,
-            "api_error",
-            None,
-            "The sandbox is briefly unavailable (pm_sim_transient).",
-        );
-        return Ok(Outcome {
-            answer,
-            save: false,
-        });
+        return Ok(transient());
     }
     let stall = method == "pm_sim_timeout" && ledger.first_call(key);
     let created = now_s();
     let (refund_id, txn_id) = (new_id("re_"), new_id("txn_"));
     let refund = json!({
-        "id": refund_id, "object": "refund", "amount": amount, "charge": charge_id,
-        "payment_intent": pi_id, "currency": pi["currency"], "status": "succeeded",
+        "id": refund_id, "object": "refund", "amount": amount, "charge": charge["id"],
+        "payment_intent": pi["id"], "currency": pi["currency"], "status": "succeeded",
         "created": created, "metadata": metadata_of(params), "reason": null,
         "balance_transaction": txn_id,
     });
     ledger.put(&refund)?;
+    let signed = -i64::try_from(amount).unwrap_or(i64::MAX);
     ledger.transaction(
         &txn_id,
         "refund",
-        -(amount as i64),
+        signed,
         &pi["currency"],
         &refund_id,
         created,
@@ -572,8 +576,7 @@ fn refund_payment_intent(
     charge["amount_refunded"] = json!(refunded);
     charge["refunded"] = json!(refunded == charge["amount"].as_u64().unwrap_or(0));
     ledger.put(&charge)?;
-    let mut answer = Answer::new(200, refund);
+    let mut answer = with_event(Answer::new(200, refund), "charge.refunded", &charge);
     answer.stall = stall;
-    answer.events.push(("charge.refunded".to_owned(), charge));
     Ok(Outcome { answer, save: true })
 }
