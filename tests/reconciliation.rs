@@ -89,6 +89,16 @@ async fn a_crafted_csv_yields_every_discrepancy_type() {
         .create(None, order_with("rc-e", "pm_card_chargeDeclined"))
         .await
         .json();
+    // G: a declined first attempt, then a paid second one; the provider shows money on both.
+    let g1 = svc
+        .create(Some("g-1"), order_with("rc-g", "pm_card_chargeDeclined"))
+        .await
+        .json();
+    let g2 = svc.create(Some("g-2"), order("rc-g")).await.json();
+    assert_eq!(
+        (g2["status"].as_str(), g2["attempt_count"].as_u64()),
+        (Some("succeeded"), Some(2))
+    );
     let a_id = a["id"].as_str().unwrap();
     let r = refund(
         &svc.client,
@@ -107,12 +117,16 @@ async fn a_crafted_csv_yields_every_discrepancy_type() {
          pi_stranger,700,USD,succeeded\n\
          {},1999,USD,succeeded\n\
          {},1999,USD,failed\n\
+         {},1999,USD,succeeded\n\
+         {},1999,USD,succeeded\n\
          pi_never_moved,5,USD,failed\n",
         pi(&a),
         r["provider_refund_id"].as_str().unwrap(),
         pi(&b),
         pi(&e),
         pi(&f),
+        pi(&g1),
+        pi(&g2),
     );
     let created = post_csv(&svc, &today(), &csv).await;
     assert_eq!(created.status, 201, "{}", created.text);
@@ -121,12 +135,12 @@ async fn a_crafted_csv_yields_every_discrepancy_type() {
     assert_eq!(report["date"], today());
     assert_eq!(report["source"], "csv");
     assert_eq!(
-        report["our_count"], 5,
-        "four payments and a refund moved money"
+        report["our_count"], 6,
+        "five payments and a refund moved money"
     );
-    assert_eq!(report["our_total"], 4 * 1999 - 500);
-    assert_eq!(report["provider_count"], 5);
-    assert_eq!(report["discrepancy_count"], 5, "{report}");
+    assert_eq!(report["our_total"], 5 * 1999 - 500);
+    assert_eq!(report["provider_count"], 7);
+    assert_eq!(report["discrepancy_count"], 6, "{report}");
     let amount = of_type(&report, "amount_mismatch");
     assert_eq!(amount.len(), 1);
     assert_eq!(amount[0]["payment_id"], b["id"]);
@@ -146,7 +160,18 @@ async fn a_crafted_csv_yields_every_discrepancy_type() {
     assert_eq!(stranger[0]["provider_payment_id"], "pi_stranger");
     assert_eq!(stranger[0]["payment_id"], Value::Null);
     let status = of_type(&report, "status_mismatch");
-    assert_eq!(status.len(), 2);
+    assert_eq!(status.len(), 3);
+    let superseded = status
+        .iter()
+        .find(|d| d["provider_payment_id"] == g1["provider_payment_id"])
+        .expect("money on a failed earlier attempt is reported");
+    assert_eq!(
+        (
+            superseded["payment_id"].clone(),
+            superseded["our_status"].as_str()
+        ),
+        (g1["id"].clone(), Some("failed"))
+    );
     assert!(status.iter().any(|d| d["payment_id"] == e["id"]
         && d["our_status"] == "failed"
         && d["provider_status"] == "succeeded"));
@@ -195,7 +220,7 @@ async fn a_crafted_csv_yields_every_discrepancy_type() {
         .problem(400, "invalid_request");
     let metrics = svc.get("/metrics").await.text;
     assert!(
-        metrics.contains("reconciliation_discrepancies_total{type=\"status_mismatch\"} 2"),
+        metrics.contains("reconciliation_discrepancies_total{type=\"status_mismatch\"} 3"),
         "{metrics}"
     );
     let after = get_admin(&svc, &format!("/admin/reconciliations/{rec_id}"))
@@ -215,7 +240,7 @@ async fn a_crafted_csv_yields_every_discrepancy_type() {
         .collect();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].1.entity_id, rec_id);
-    assert!(found[0].1.payload.contains("\"discrepancy_count\":5"));
+    assert!(found[0].1.payload.contains("\"discrepancy_count\":6"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -128,7 +128,14 @@ impl Recon<'_> {
         };
         let lookup = |provider_id: &str| {
             let record = self.store.by_provider_id(provider_id).ok().flatten()?;
-            load_row(self.store, &record).ok().flatten()
+            let mut row = load_row(self.store, &record).ok().flatten()?;
+            if row.provider_id.as_deref() != Some(provider_id) {
+                // An earlier attempt of the payment: in our books that attempt failed, even
+                // if a later one succeeded. Money moved on it means a second charge.
+                row.status = "failed".to_owned();
+                row.provider_id = Some(provider_id.to_owned());
+            }
+            Some(row)
         };
         let comparison = compare(&ours, &rows, lookup);
         let mut ids = UlidSource;
