@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::domain::payment::PaymentRules;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::notify::Notifications;
 use crate::provider;
 use crate::shard::claims::Claims;
 use crate::shard::job::ShardDeps;
@@ -91,6 +92,16 @@ pub async fn start_with(
     };
     let (committer, committer_thread) =
         committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
+    // Before anything can commit an event: the fan-out must be in place.
+    let notify = Arc::new(
+        Notifications::start(
+            Arc::clone(&store),
+            committer.clone(),
+            &config.notifications,
+            &metrics,
+        )
+        .await?,
+    );
     let deps = Arc::new(ShardDeps {
         store: Arc::clone(&store),
         committer: committer.clone(),
@@ -125,6 +136,7 @@ pub async fn start_with(
         shards: Arc::clone(&shards),
         claims: Arc::new(Claims::default()),
         metrics,
+        notify: Arc::clone(&notify),
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -160,6 +172,7 @@ pub async fn start_with(
         // The shards hold the last committer handles: stopping them lets the committer
         // finish its queue and exit.
         let stopped = tokio::task::spawn_blocking(move || {
+            notify.stop();
             if let Some(mut shards) = Arc::into_inner(shards) {
                 shards.stop();
             }

@@ -16,6 +16,9 @@
 //!   writer that applies the write sets of all shards as one transaction, flushes and
 //!   syncs once, then acknowledges every waiter. Start-up recovery resumes `processing`
 //!   payments; a sweep expires header idempotency entries.
+//! - [`notify`] — the outbox dispatcher and one supervised notifier actor per channel
+//!   (Telegram, Slack, Discord, Feishu, e-mail, signed webhooks): deliveries fanned out at
+//!   commit time, paced, retried with backoff, dead-lettered; never on the payment path.
 //! - [`provider`] — the connector trait and the in-process simulator; every charge carries
 //!   the attempt's provider idempotency key, the same on every retry.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
@@ -27,6 +30,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod problem;
 pub mod provider;
 pub mod shard;

@@ -1030,6 +1030,9 @@ impl Sim {
                 }
                 WriteOp::Event(_) => {}
                 WriteOp::RemoveIdempotency { .. } => panic!("the machine never sweeps"),
+                WriteOp::Delivery(_) | WriteOp::Setting { .. } => {
+                    panic!("the machine never writes deliveries or settings")
+                }
             }
         }
     }

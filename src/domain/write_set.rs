@@ -1,6 +1,7 @@
 //! A write set: everything one state change writes, applied atomically by the committer
-//! (record + idempotency entry + outbox events). Pure data; the store encodes it.
+//! (record + idempotency entry + outbox events + deliveries). Pure data; the store encodes it.
 
+use crate::domain::delivery::Delivery;
 use crate::domain::event::Event;
 use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
 use crate::domain::payment::Payment;
@@ -20,8 +21,13 @@ pub enum WriteOp {
         key: IdempotencyKey,
         created_at_ms: i64,
     },
-    /// Append an outbox event, unless one with its `dedupe_key` exists.
+    /// Append an outbox event, unless one with its `dedupe_key` exists; the store fans it
+    /// out into deliveries in the same batch.
     Event(Event),
+    /// Insert or replace a delivery (and its due, status and event indexes).
+    Delivery(Delivery),
+    /// Insert or replace a persisted setting (`key` → JSON text).
+    Setting { key: String, value: String },
 }
 
 /// Writes applied all together or not at all.

@@ -13,6 +13,7 @@ const BASE: &str = include_str!("openapi/base.json");
 const FRAGMENTS: &[&str] = &[
     include_str!("openapi/payments.json"),
     include_str!("openapi/ops.json"),
+    include_str!("openapi/admin_notifications.json"),
 ];
 
 /// The whole document as JSON text, built once.

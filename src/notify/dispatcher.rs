@@ -1,0 +1,222 @@
+//! The outbox dispatcher: finds due deliveries and hands them to their channel's notifier.
+//!
+//! It wakes when a commit created deliveries (the fan-out hook pokes it), when an
+//! in-flight slot frees up, and every [`SCAN_INTERVAL`] for due retries. A pass:
+//! 1. orphans: `sending` deliveries that no notifier holds (a crash or panic cut the
+//!    attempt short) are recorded as interrupted and rescheduled by the retry policy;
+//! 2. due deliveries, earliest first: a paused channel's become `paused`, a disabled
+//!    channel's `dead`, the rest are claimed (`sending`) up to each channel's in-flight
+//!    bound, committed in one write set, then sent to the notifiers.
+//!
+//! Passes are serialized (the admin API can run one too). The dispatcher never waits on
+//! a send; a full channel simply leaves its deliveries due for the next pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use serde::Serialize;
+
+use crate::domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus};
+use crate::domain::time::now_ms;
+use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::notify::actor::{Deliver, NotifierActor};
+use crate::notify::attempt::Job;
+use crate::notify::channels;
+use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
+use crate::notify::Core;
+use crate::store::StoreError;
+
+/// Longest pause between passes (a due retry waits at most this long past its time).
+pub const SCAN_INTERVAL: Duration = Duration::from_millis(250);
+/// Deliveries claimed by one automatic pass.
+pub const PASS_LIMIT_DEFAULT: usize = 1024;
+/// Largest `limit` of one pass (the admin API's `?limit=`).
+pub const PASS_LIMIT_MAX: usize = 10_000;
+/// Due index entries looked at per pass (a full channel's due deliveries are skipped).
+pub const DUE_SCAN_MAX: usize = 4 * PASS_LIMIT_MAX;
+/// `sending` deliveries looked at per pass for orphans (at most 64 per channel are in
+/// flight, so more means a crash left them).
+pub const ORPHAN_SCAN_MAX: usize = 4096;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PassCounts {
+    /// Claimed and handed to a notifier.
+    pub claimed: usize,
+    /// Found orphaned in `sending`, recorded as interrupted.
+    pub interrupted: usize,
+    /// Due but their channel is paused.
+    pub paused: usize,
+    /// Due but their channel is disabled: dead.
+    pub dead: usize,
+    /// Due but their channel's in-flight bound is reached: left for the next pass.
+    pub deferred: usize,
+}
+
+pub struct Dispatcher {
+    core: Arc<Core>,
+    notifiers: Vec<Addr<NotifierActor>>,
+    pass_lock: tokio::sync::Mutex<()>,
+}
+
+impl Dispatcher {
+    /// `notifiers` in [`crate::domain::delivery::Channel::ALL`] order.
+    pub fn new(core: Arc<Core>, notifiers: Vec<Addr<NotifierActor>>) -> Dispatcher {
+        Dispatcher {
+            core,
+            notifiers,
+            pass_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Runs passes until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            match self.pass(PASS_LIMIT_DEFAULT).await {
+                Ok(counts) if counts.claimed + counts.interrupted > 0 => {
+                    tracing::debug!(operation = "notify.dispatch", ?counts, "dispatch pass")
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(operation = "notify.dispatch", %error, "dispatch pass failed")
+                }
+            }
+            let _ = tokio::time::timeout(SCAN_INTERVAL, self.core.wake.notified()).await;
+        }
+    }
+
+    /// One pass, claiming at most `limit` deliveries.
+    ///
+    /// # Errors
+    /// The first [`StoreError`]; claims not committed are not sent.
+    pub async fn pass(&self, limit: usize) -> Result<PassCounts, StoreError> {
+        let _serial = self.pass_lock.lock().await;
+        let now = now_ms();
+        let mut counts = PassCounts::default();
+        self.recover_orphans(now, &mut counts).await?;
+        let jobs = self
+            .claim_due(now, limit.min(PASS_LIMIT_MAX), &mut counts)
+            .await?;
+        for (channel_index, deliver) in jobs {
+            // Never full (bounded by the in-flight slots); if it were, the dropped slot
+            // makes the delivery an orphan that the next pass retries.
+            let _ = self.notifiers[channel_index].try_send(deliver);
+        }
+        self.core
+            .metrics
+            .set_counts(&self.core.store.delivery_counts());
+        Ok(counts)
+    }
+
+    async fn recover_orphans(&self, now: i64, counts: &mut PassCounts) -> Result<(), StoreError> {
+        let sending = self.core.store.deliveries_with_status(
+            DeliveryStatus::Sending,
+            None,
+            ORPHAN_SCAN_MAX,
+        )?;
+        let mut ops = Vec::new();
+        for candidate in sending {
+            if self.core.in_flight.contains(&candidate.id) {
+                continue;
+            }
+            // Re-read after the slot check: a notifier commits before it frees its slot.
+            let Some(mut delivery) = self.core.store.delivery(&candidate.id)? else {
+                continue;
+            };
+            if delivery.status != DeliveryStatus::Sending {
+                continue;
+            }
+            self.interrupt(&mut delivery, now);
+            counts.interrupted += 1;
+            ops.push(WriteOp::Delivery(delivery));
+        }
+        if !ops.is_empty() {
+            self.core.committer.commit(WriteSet { ops }).await?;
+        }
+        Ok(())
+    }
+
+    /// Records an attempt whose outcome is unknown and reschedules it.
+    fn interrupt(&self, delivery: &mut Delivery, now: i64) {
+        delivery.record(Attempt {
+            at_ms: now,
+            outcome: AttemptOutcome::Interrupted,
+            http_status: None,
+            error: Some("attempt interrupted (restart or panic); outcome unknown".to_owned()),
+            duration_ms: 0,
+        });
+        let config = self.core.settings.current();
+        let policy = RetryPolicy::from_config(&config);
+        match next_after_failure(
+            &policy,
+            delivery.attempt_count,
+            delivery.budget_started_at_ms,
+            now,
+            None,
+            jitter_sample(),
+        ) {
+            Next::RetryAt(at) => delivery.schedule_retry(at, now),
+            Next::Dead(reason) => delivery.mark_dead(reason, now),
+        }
+        tracing::warn!(
+            operation = "notify.interrupted",
+            channel = delivery.channel.as_str(),
+            attempt = delivery.attempt_count,
+            max_attempts = config.max_attempts,
+            status = delivery.status.as_str(),
+            delivery_id = %delivery.id,
+            "delivery attempt interrupted; rescheduled"
+        );
+    }
+
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        counts: &mut PassCounts,
+    ) -> Result<Vec<(usize, Deliver)>, StoreError> {
+        let config = self.core.settings.current();
+        let mut ops = Vec::new();
+        let mut jobs = Vec::new();
+        for id in self.core.store.due_delivery_ids(now, DUE_SCAN_MAX)? {
+            if jobs.len() >= limit {
+                break;
+            }
+            let Some(mut delivery) = self.core.store.delivery(&id)? else {
+                continue;
+            };
+            if delivery.due_at_ms().is_none_or(|due| due > now) {
+                continue;
+            }
+            let channel = delivery.channel;
+            if !channels::enabled(channel, &config) {
+                delivery.mark_dead("channel disabled before delivery", now);
+                counts.dead += 1;
+            } else if self.core.settings.is_paused(channel) {
+                delivery.mark_paused("channel paused: credentials refused", now);
+                counts.paused += 1;
+            } else if let Some(guard) = self.core.in_flight.try_acquire(channel, &id) {
+                delivery.claim(now);
+                let target = delivery.target.clone();
+                jobs.push((
+                    channel.index(),
+                    Deliver {
+                        job: Job { id, guard },
+                        target,
+                    },
+                ));
+                counts.claimed += 1;
+            } else {
+                counts.deferred += 1;
+                continue;
+            }
+            ops.push(WriteOp::Delivery(delivery));
+        }
+        if !ops.is_empty() {
+            // On failure the jobs (and their slots) are dropped: nothing was claimed.
+            self.core.committer.commit(WriteSet { ops }).await?;
+        }
+        Ok(jobs)
+    }
+}
