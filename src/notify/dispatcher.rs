@@ -4,25 +4,27 @@
 //! in-flight slot frees up, and every [`SCAN_INTERVAL`] for due retries. A pass:
 //! 1. orphans: `sending` deliveries that no notifier holds (a crash or panic cut the
 //!    attempt short) are recorded as interrupted and rescheduled by the retry policy;
-//! 2. due deliveries, earliest first: a paused channel's become `paused`, a disabled
-//!    channel's `dead`, the rest are claimed (`sending`) up to each channel's in-flight
-//!    bound, committed in one write set, then sent to the notifiers.
+//! 2. due deliveries, per channel, earliest first: a paused channel's become `paused`, a
+//!    disabled channel's `dead`, the rest are claimed (`sending`) up to the channel's free
+//!    in-flight slots, committed in one write set, then sent to the notifiers. A channel
+//!    at its bound is not even scanned, so a paced backlog costs nothing per pass.
 //!
 //! Passes are serialized (the admin API can run one too). The dispatcher never waits on
 //! a send; a full channel simply leaves its deliveries due for the next pass.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use serde::Serialize;
 
-use crate::domain::delivery::{Attempt, AttemptOutcome, Delivery, DeliveryStatus};
+use crate::domain::delivery::{Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus};
 use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::actor::{Deliver, NotifierActor};
 use crate::notify::attempt::Job;
 use crate::notify::channels;
+use crate::notify::in_flight::IN_FLIGHT_MAX_PER_CHANNEL;
 use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
 use crate::notify::Core;
 use crate::store::StoreError;
@@ -33,8 +35,6 @@ pub const SCAN_INTERVAL: Duration = Duration::from_millis(250);
 pub const PASS_LIMIT_DEFAULT: usize = 1024;
 /// Largest `limit` of one pass (the admin API's `?limit=`).
 pub const PASS_LIMIT_MAX: usize = 10_000;
-/// Due index entries looked at per pass (a full channel's due deliveries are skipped).
-pub const DUE_SCAN_MAX: usize = 4 * PASS_LIMIT_MAX;
 /// `sending` deliveries looked at per pass for orphans (at most 64 per channel are in
 /// flight, so more means a crash left them).
 pub const ORPHAN_SCAN_MAX: usize = 4096;
@@ -50,8 +50,8 @@ pub struct PassCounts {
     pub paused: usize,
     /// Due but their channel is disabled: dead.
     pub dead: usize,
-    /// Due but their channel's in-flight bound is reached: left for the next pass.
-    pub deferred: usize,
+    /// Channels at their in-flight bound, not scanned this pass.
+    pub full_channels: usize,
 }
 
 pub struct Dispatcher {
@@ -70,10 +70,18 @@ impl Dispatcher {
         }
     }
 
-    /// Runs passes until the task is dropped.
+    /// Runs passes until the task is dropped. A pass woken by a commit or a freed slot
+    /// only claims; orphans are looked for at start-up and every [`SCAN_INTERVAL`] (they
+    /// come only from restarts, panics and failed commits), so a busy outbox does not
+    /// rescan the in-flight deliveries on every wake.
     pub async fn run(self: Arc<Self>) {
+        let mut orphans_checked = Instant::now() - SCAN_INTERVAL;
         loop {
-            match self.pass(PASS_LIMIT_DEFAULT).await {
+            let with_orphans = orphans_checked.elapsed() >= SCAN_INTERVAL;
+            if with_orphans {
+                orphans_checked = Instant::now();
+            }
+            match self.pass_with(PASS_LIMIT_DEFAULT, with_orphans).await {
                 Ok(counts) if counts.claimed + counts.interrupted > 0 => {
                     tracing::debug!(operation = "notify.dispatch", ?counts, "dispatch pass")
                 }
@@ -91,10 +99,16 @@ impl Dispatcher {
     /// # Errors
     /// The first [`StoreError`]; claims not committed are not sent.
     pub async fn pass(&self, limit: usize) -> Result<PassCounts, StoreError> {
+        self.pass_with(limit, true).await
+    }
+
+    async fn pass_with(&self, limit: usize, with_orphans: bool) -> Result<PassCounts, StoreError> {
         let _serial = self.pass_lock.lock().await;
         let now = now_ms();
         let mut counts = PassCounts::default();
-        self.recover_orphans(now, &mut counts).await?;
+        if with_orphans {
+            self.recover_orphans(now, &mut counts).await?;
+        }
         let jobs = self
             .claim_due(now, limit.min(PASS_LIMIT_MAX), &mut counts)
             .await?;
@@ -110,18 +124,17 @@ impl Dispatcher {
     }
 
     async fn recover_orphans(&self, now: i64, counts: &mut PassCounts) -> Result<(), StoreError> {
-        let sending = self.core.store.deliveries_with_status(
-            DeliveryStatus::Sending,
-            None,
-            ORPHAN_SCAN_MAX,
-        )?;
+        let sending = self
+            .core
+            .store
+            .delivery_ids_with_status(DeliveryStatus::Sending, ORPHAN_SCAN_MAX)?;
         let mut ops = Vec::new();
-        for candidate in sending {
-            if self.core.in_flight.contains(&candidate.id) {
+        for id in sending {
+            if self.core.in_flight.contains(&id) {
                 continue;
             }
-            // Re-read after the slot check: a notifier commits before it frees its slot.
-            let Some(mut delivery) = self.core.store.delivery(&candidate.id)? else {
+            // Read after the slot check: a notifier commits before it frees its slot.
+            let Some(mut delivery) = self.core.store.delivery(&id)? else {
                 continue;
             };
             if delivery.status != DeliveryStatus::Sending {
@@ -179,39 +192,46 @@ impl Dispatcher {
         let config = self.core.settings.current();
         let mut ops = Vec::new();
         let mut jobs = Vec::new();
-        for id in self.core.store.due_delivery_ids(now, DUE_SCAN_MAX)? {
-            if jobs.len() >= limit {
-                break;
-            }
-            let Some(mut delivery) = self.core.store.delivery(&id)? else {
-                continue;
-            };
-            if delivery.due_at_ms().is_none_or(|due| due > now) {
-                continue;
-            }
-            let channel = delivery.channel;
-            if !channels::enabled(channel, &config) {
-                delivery.mark_dead("channel disabled before delivery", now);
-                counts.dead += 1;
-            } else if self.core.settings.is_paused(channel) {
-                delivery.mark_paused("channel paused: credentials refused", now);
-                counts.paused += 1;
-            } else if let Some(guard) = self.core.in_flight.try_acquire(channel, &id) {
-                delivery.claim(now);
-                let target = delivery.target.clone();
-                jobs.push((
-                    channel.index(),
-                    Deliver {
-                        job: Job { id, guard },
-                        target,
-                    },
-                ));
-                counts.claimed += 1;
-            } else {
-                counts.deferred += 1;
+        for channel in Channel::ALL {
+            let remaining = limit.saturating_sub(ops.len());
+            // A paused or disabled channel's due deliveries take no slot: move them all.
+            let held =
+                !channels::enabled(channel, &config) || self.core.settings.is_paused(channel);
+            let free = IN_FLIGHT_MAX_PER_CHANNEL.saturating_sub(self.core.in_flight.count(channel));
+            let take = if held { remaining } else { remaining.min(free) };
+            if take == 0 {
+                counts.full_channels += usize::from(!held && free == 0);
                 continue;
             }
-            ops.push(WriteOp::Delivery(delivery));
+            for id in self.core.store.due_delivery_ids(channel, now, take)? {
+                let Some(mut delivery) = self.core.store.delivery(&id)? else {
+                    continue;
+                };
+                if delivery.due_at_ms().is_none_or(|due| due > now) {
+                    continue;
+                }
+                if !channels::enabled(channel, &config) {
+                    delivery.mark_dead("channel disabled before delivery", now);
+                    counts.dead += 1;
+                } else if self.core.settings.is_paused(channel) {
+                    delivery.mark_paused("channel paused: credentials refused", now);
+                    counts.paused += 1;
+                } else if let Some(guard) = self.core.in_flight.try_acquire(channel, &id) {
+                    delivery.claim(now);
+                    let target = delivery.target.clone();
+                    jobs.push((
+                        channel.index(),
+                        Deliver {
+                            job: Job { id, guard },
+                            target,
+                        },
+                    ));
+                    counts.claimed += 1;
+                } else {
+                    continue;
+                }
+                ops.push(WriteOp::Delivery(delivery));
+            }
         }
         if !ops.is_empty() {
             // On failure the jobs (and their slots) are dropped: nothing was claimed.

@@ -2,8 +2,9 @@
 //! accepts a new event, the index upkeep of every delivery write, and the reads the
 //! dispatcher and the admin API need.
 //!
-//! Trees: `deliveries` (id → Delivery), `deliveries_due` (due_at_ms BE ++ id → ∅, only
-//! `pending` and `retry_scheduled`), `deliveries_by_status` (status tag ++ id → ∅),
+//! Trees: `deliveries` (id → Delivery), `deliveries_due` (channel tag ++ due_at_ms BE ++
+//! id → ∅, only `pending` and `retry_scheduled`: per channel, so a channel at its
+//! in-flight bound costs the dispatcher nothing however long its backlog), `deliveries_by_status` (status tag ++ id → ∅),
 //! `deliveries_by_event` (event id \0 delivery id → ∅), `settings` (key → JSON text).
 //!
 //! The store stays generic: what an event fans out into is decided by a [`FanOut`]
@@ -14,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::domain::delivery::{Delivery, DeliveryStatus};
+use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::event::Event;
 use crate::store::{codec, seq_of, Batches, Store, StoreError};
 
@@ -44,10 +45,11 @@ pub(super) struct BatchView {
     created: usize,
 }
 
-/// `deliveries_due` key: due time (big-endian, so a range scan yields the earliest first)
-/// then the id.
-fn due_key(due_at_ms: i64, id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + id.len());
+/// `deliveries_due` key: the channel, the due time (big-endian, so a range scan yields the
+/// earliest first), then the id.
+fn due_key(channel: Channel, due_at_ms: i64, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9 + id.len());
+    key.push(channel.index() as u8);
     key.extend_from_slice(&due_at_ms.max(0).to_be_bytes());
     key.extend_from_slice(id.as_bytes());
     key
@@ -114,7 +116,7 @@ impl Store {
         let now_ms = crate::domain::time::now_ms();
         for delivery in fan_out.deliveries_for(event, seq, now_ms) {
             view.created += 1;
-            self.put_delivery(b, view, &delivery)?;
+            self.index_delivery(b, view, &delivery, None)?;
         }
         Ok(())
     }
@@ -131,10 +133,21 @@ impl Store {
             Some(d) => Some(d.clone()),
             None => self.delivery(&delivery.id)?,
         };
+        self.index_delivery(b, view, delivery, previous)
+    }
+
+    /// Writes `delivery` over `previous` (`None`: a new record, nothing to read).
+    fn index_delivery(
+        &self,
+        b: &mut Batches,
+        view: &mut BatchView,
+        delivery: &Delivery,
+        previous: Option<Delivery>,
+    ) -> Result<(), StoreError> {
         let id = delivery.id.as_str();
         if let Some(old) = &previous {
             if let Some(due) = old.due_at_ms() {
-                b.deliveries_due.remove(due_key(due, id));
+                b.deliveries_due.remove(due_key(old.channel, due, id));
             }
             b.deliveries_by_status.remove(status_key(old.status, id));
             view.deltas[old.status.index()] -= 1;
@@ -143,7 +156,8 @@ impl Store {
                 .insert(event_key(&delivery.event_id, id), &[]);
         }
         if let Some(due) = delivery.due_at_ms() {
-            b.deliveries_due.insert(due_key(due, id), &[]);
+            b.deliveries_due
+                .insert(due_key(delivery.channel, due, id), &[]);
         }
         b.deliveries_by_status
             .insert(status_key(delivery.status, id), &[]);
@@ -165,16 +179,52 @@ impl Store {
             .transpose()
     }
 
-    /// Ids of up to `limit` waiting deliveries due at or before `now_ms`, earliest first.
+    /// Ids of up to `limit` waiting deliveries of `channel` due at or before `now_ms`,
+    /// earliest first.
     ///
     /// # Errors
     /// [`StoreError`] on an I/O failure.
-    pub fn due_delivery_ids(&self, now_ms: i64, limit: usize) -> Result<Vec<String>, StoreError> {
-        let end = due_key(now_ms.saturating_add(1), "");
+    pub fn due_delivery_ids(
+        &self,
+        channel: Channel,
+        now_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let start = vec![channel.index() as u8];
+        let end = due_key(channel, now_ms.saturating_add(1), "");
         let mut out = Vec::new();
-        for key in self.trees.deliveries_due.range(..end).keys().take(limit) {
+        for key in self
+            .trees
+            .deliveries_due
+            .range(start..end)
+            .keys()
+            .take(limit)
+        {
             let key = key?;
-            out.push(String::from_utf8_lossy(&key[8..]).into_owned());
+            out.push(String::from_utf8_lossy(&key[9..]).into_owned());
+        }
+        Ok(out)
+    }
+
+    /// Ids of up to `limit` deliveries with `status`, without reading the records.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O failure.
+    pub fn delivery_ids_with_status(
+        &self,
+        status: DeliveryStatus,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let prefix = [status.index() as u8];
+        let mut out = Vec::new();
+        for key in self
+            .trees
+            .deliveries_by_status
+            .scan_prefix(prefix)
+            .keys()
+            .take(limit)
+        {
+            out.push(String::from_utf8_lossy(&key?[1..]).into_owned());
         }
         Ok(out)
     }
@@ -305,10 +355,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn due_keys_sort_by_time_then_id() {
-        assert!(due_key(5, "dlv_b") < due_key(6, "dlv_a"));
-        assert!(due_key(5, "dlv_a") < due_key(5, "dlv_b"));
-        assert!(due_key(-3, "x") == due_key(0, "x"));
-        assert_eq!(&due_key(9, "dlv_1")[8..], b"dlv_1");
+    fn due_keys_sort_by_channel_then_time_then_id() {
+        let w = Channel::Webhook;
+        assert!(due_key(w, 5, "dlv_b") < due_key(w, 6, "dlv_a"));
+        assert!(due_key(w, 5, "dlv_a") < due_key(w, 5, "dlv_b"));
+        assert!(due_key(Channel::Telegram, 9, "x") < due_key(w, 1, "x"));
+        assert!(due_key(w, -3, "x") == due_key(w, 0, "x"));
+        assert_eq!(&due_key(w, 9, "dlv_1")[9..], b"dlv_1");
     }
 }
