@@ -246,7 +246,14 @@ async fn the_test_event_reaches_every_enabled_channel_and_a_pass_can_be_forced()
     )
     .await;
     assert_eq!(pass.status, 200, "{}", pass.text);
-    for key in ["claimed", "interrupted", "paused", "dead", "full_channels"] {
+    for key in [
+        "expanded",
+        "claimed",
+        "interrupted",
+        "paused",
+        "dead",
+        "full_channels",
+    ] {
         assert!(pass.json()[key].is_u64(), "{key}");
     }
     wait_deliveries(&svc.client, &svc.base, "", LONG, all_with("delivered", 1)).await;

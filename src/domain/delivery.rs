@@ -15,6 +15,57 @@ pub const ATTEMPTS_KEPT_MAX: usize = 100;
 /// Longest error text kept per attempt, in bytes (a response body can be anything).
 pub const ERROR_TEXT_BYTES_MAX: usize = 300;
 
+/// Most targets one event fans out to (a delivery id carries a three-digit index).
+pub const TARGETS_PER_EVENT_MAX: usize = 999;
+
+/// The id of the `index`-th delivery of event `event_id`: `dlv_`, the event id without its
+/// `evt_` prefix, and a three-digit index. Deliveries of one event share a prefix and sort
+/// in event order, like the event ids (ULIDs) they derive from.
+pub fn delivery_id(event_id: &str, index: usize) -> String {
+    let stem: String = event_id
+        .strip_prefix(crate::domain::ids::prefix::EVENT)
+        .unwrap_or(event_id)
+        .chars()
+        .filter(|c| c.is_ascii_digit() || c.is_ascii_lowercase())
+        .collect();
+    format!(
+        "{}{stem}{:03}",
+        crate::domain::ids::prefix::DELIVERY,
+        index.min(TARGETS_PER_EVENT_MAX)
+    )
+}
+
+/// What an event fans out to, decided at commit time by the settings then, stored in one
+/// record beside the event (the payment's write set stays small). The dispatcher expands
+/// it into [`Delivery`] records (all `pending`, created with the event) shortly after.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FanOutPlan {
+    pub event_id: String,
+    pub event_kind: String,
+    pub created_at_ms: i64,
+    /// (channel, target) per delivery, in delivery-index order.
+    pub targets: Vec<(Channel, String)>,
+}
+
+impl FanOutPlan {
+    /// The planned deliveries of the event stored at `event_seq`, as `pending` records.
+    pub fn deliveries(&self, event_seq: u64) -> Vec<Delivery> {
+        self.targets
+            .iter()
+            .enumerate()
+            .map(|(index, (channel, target))| {
+                Delivery::new(
+                    delivery_id(&self.event_id, index),
+                    (&self.event_id, event_seq, &self.event_kind),
+                    *channel,
+                    target.clone(),
+                    self.created_at_ms,
+                )
+            })
+            .collect()
+    }
+}
+
 /// A notification channel (DESIGN §3 "Channels").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -322,6 +373,33 @@ mod tests {
             String::new(),
             1_000,
         )
+    }
+
+    #[test]
+    fn delivery_ids_derive_from_the_event_and_sort_with_it() {
+        let a = delivery_id("evt_01m7yx14qc4fmbn84tthha8vhq", 0);
+        assert_eq!(a, "dlv_01m7yx14qc4fmbn84tthha8vhq000");
+        assert!(crate::domain::ids::is_valid_id(&a, "dlv_"));
+        assert!(a < delivery_id("evt_01m7yx14qc4fmbn84tthha8vhq", 1));
+        assert!(
+            delivery_id("evt_01m7yx14qc4fmbn84tthha8vhq", 12)
+                < delivery_id("evt_01m7yx14qd0000000000000000", 0)
+        );
+        let plan = FanOutPlan {
+            event_id: "evt_1".into(),
+            event_kind: "payment.succeeded".into(),
+            created_at_ms: 5,
+            targets: vec![
+                (Channel::Telegram, "7".into()),
+                (Channel::Email, String::new()),
+            ],
+        };
+        let ds = plan.deliveries(3);
+        assert_eq!(ds[1].id, "dlv_1001");
+        assert_eq!(
+            (ds[0].target.as_str(), ds[0].event_seq, ds[0].due_at_ms()),
+            ("7", 3, Some(5))
+        );
     }
 
     #[test]

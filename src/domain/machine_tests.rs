@@ -1030,7 +1030,7 @@ impl Sim {
                 }
                 WriteOp::Event(_) => {}
                 WriteOp::RemoveIdempotency { .. } => panic!("the machine never sweeps"),
-                WriteOp::Delivery(_) | WriteOp::Setting { .. } => {
+                WriteOp::Delivery(_) | WriteOp::FanOutDone { .. } | WriteOp::Setting { .. } => {
                     panic!("the machine never writes deliveries or settings")
                 }
             }

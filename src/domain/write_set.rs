@@ -24,8 +24,11 @@ pub enum WriteOp {
     /// Append an outbox event, unless one with its `dedupe_key` exists; the store fans it
     /// out into deliveries in the same batch.
     Event(Event),
-    /// Insert or replace a delivery (and its due, status and event indexes).
+    /// Insert or replace a delivery (and its due and status indexes).
     Delivery(Delivery),
+    /// The fan-out plans of the events up to `through_seq` were expanded into
+    /// deliveries: drop them.
+    FanOutDone { through_seq: u64 },
     /// Insert or replace a persisted setting (`key` → JSON text).
     Setting { key: String, value: String },
 }

@@ -172,7 +172,7 @@ fn get(state: &State, authorization: Option<&str>, id: &str) -> Result<Response,
     }
     let delivery = state
         .store
-        .delivery(id)
+        .delivery_or_planned(id)
         .map_err(admin::internal)?
         .ok_or_else(|| Problem::not_found("delivery"))?;
     Ok(json_response(

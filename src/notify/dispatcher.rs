@@ -7,7 +7,11 @@
 //! 2. due deliveries, per channel, earliest first: a paused channel's become `paused`, a
 //!    disabled channel's `dead`, the rest are claimed (`sending`) up to the channel's free
 //!    in-flight slots, committed in one write set, then sent to the notifiers. A channel
-//!    at its bound is not even scanned, so a paced backlog costs nothing per pass.
+//!    at its bound is not even scanned, so a paced backlog costs nothing per pass;
+//! 3. plans, on demand: when a channel that could send has no due record left, the next
+//!    batch of fan-out plans is expanded into `pending` records (then claimed). Records are
+//!    written as fast as the channels drain them, not as fast as payments create events,
+//!    so under a payment burst the committer writes one plan key per event and little else.
 //!
 //! Passes are serialized (the admin API can run one too). The dispatcher never waits on
 //! a send; a full channel simply leaves its deliveries due for the next pass.
@@ -35,6 +39,14 @@ pub const SCAN_INTERVAL: Duration = Duration::from_millis(250);
 pub const PASS_LIMIT_DEFAULT: usize = 1024;
 /// Largest `limit` of one pass (the admin API's `?limit=`).
 pub const PASS_LIMIT_MAX: usize = 10_000;
+/// Plans expanded per pass when a channel is hungry (or asked for by the admin API).
+pub const EXPAND_EVENTS_MAX: usize = 64;
+/// Plans expanded per periodic pass without demand, so deliveries of paused or disabled
+/// channels still reach their records (and their `paused`/`dead` state).
+pub const EXPAND_EVENTS_IDLE: usize = 8;
+/// Shortest gap between demand-driven expansions, so a stream of events is expanded in
+/// batches rather than one commit per event.
+pub const EXPAND_INTERVAL: Duration = Duration::from_millis(10);
 /// `sending` deliveries looked at per pass for orphans (at most 64 per channel are in
 /// flight, so more means a crash left them).
 pub const ORPHAN_SCAN_MAX: usize = 4096;
@@ -42,6 +54,8 @@ pub const ORPHAN_SCAN_MAX: usize = 4096;
 /// What one pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PassCounts {
+    /// Planned deliveries written as records.
+    pub expanded: usize,
     /// Claimed and handed to a notifier.
     pub claimed: usize,
     /// Found orphaned in `sending`, recorded as interrupted.
@@ -57,7 +71,19 @@ pub struct PassCounts {
 pub struct Dispatcher {
     core: Arc<Core>,
     notifiers: Vec<Addr<NotifierActor>>,
-    pass_lock: tokio::sync::Mutex<()>,
+    /// Serializes passes; holds when plans were last expanded.
+    pass_lock: tokio::sync::Mutex<Instant>,
+}
+
+/// How a pass expands plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expand {
+    /// Woken: a batch if a channel is hungry and the last expansion is not too recent.
+    IfHungry,
+    /// Periodic: a batch if a channel is hungry, else a small one.
+    Periodic,
+    /// Asked for (admin): a full batch.
+    Now,
 }
 
 impl Dispatcher {
@@ -66,7 +92,7 @@ impl Dispatcher {
         Dispatcher {
             core,
             notifiers,
-            pass_lock: tokio::sync::Mutex::new(()),
+            pass_lock: tokio::sync::Mutex::new(Instant::now() - EXPAND_INTERVAL),
         }
     }
 
@@ -77,20 +103,31 @@ impl Dispatcher {
     pub async fn run(self: Arc<Self>) {
         let mut orphans_checked = Instant::now() - SCAN_INTERVAL;
         loop {
-            let with_orphans = orphans_checked.elapsed() >= SCAN_INTERVAL;
-            if with_orphans {
+            let periodic = orphans_checked.elapsed() >= SCAN_INTERVAL;
+            if periodic {
                 orphans_checked = Instant::now();
             }
-            match self.pass_with(PASS_LIMIT_DEFAULT, with_orphans).await {
-                Ok(counts) if counts.claimed + counts.interrupted > 0 => {
-                    tracing::debug!(operation = "notify.dispatch", ?counts, "dispatch pass")
+            let expand = if periodic {
+                Expand::Periodic
+            } else {
+                Expand::IfHungry
+            };
+            let mut wait = SCAN_INTERVAL;
+            match self.pass_with(PASS_LIMIT_DEFAULT, periodic, expand).await {
+                Ok((counts, plans_left)) => {
+                    if plans_left {
+                        // Come back soon for the rest, batched.
+                        wait = EXPAND_INTERVAL;
+                    }
+                    if counts.claimed + counts.interrupted > 0 {
+                        tracing::debug!(operation = "notify.dispatch", ?counts, "dispatch pass");
+                    }
                 }
-                Ok(_) => {}
                 Err(error) => {
                     tracing::error!(operation = "notify.dispatch", %error, "dispatch pass failed")
                 }
             }
-            let _ = tokio::time::timeout(SCAN_INTERVAL, self.core.wake.notified()).await;
+            let _ = tokio::time::timeout(wait, self.core.wake.notified()).await;
         }
     }
 
@@ -99,28 +136,90 @@ impl Dispatcher {
     /// # Errors
     /// The first [`StoreError`]; claims not committed are not sent.
     pub async fn pass(&self, limit: usize) -> Result<PassCounts, StoreError> {
-        self.pass_with(limit, true).await
+        self.pass_with(limit, true, Expand::Now)
+            .await
+            .map(|(counts, _)| counts)
     }
 
-    async fn pass_with(&self, limit: usize, with_orphans: bool) -> Result<PassCounts, StoreError> {
-        let _serial = self.pass_lock.lock().await;
-        let now = now_ms();
+    /// A pass; also says whether a hungry channel waits for more plans to be expanded.
+    async fn pass_with(
+        &self,
+        limit: usize,
+        with_orphans: bool,
+        expand: Expand,
+    ) -> Result<(PassCounts, bool), StoreError> {
+        let limit = limit.min(PASS_LIMIT_MAX);
+        let mut last_expanded = self.pass_lock.lock().await;
         let mut counts = PassCounts::default();
         if with_orphans {
-            self.recover_orphans(now, &mut counts).await?;
+            self.recover_orphans(now_ms(), &mut counts).await?;
         }
-        let jobs = self
-            .claim_due(now, limit.min(PASS_LIMIT_MAX), &mut counts)
-            .await?;
+        let hungry = self.claim_and_send(limit, &mut counts).await?;
+        let batch = match expand {
+            Expand::Now => EXPAND_EVENTS_MAX,
+            Expand::Periodic if hungry => EXPAND_EVENTS_MAX,
+            Expand::Periodic => EXPAND_EVENTS_IDLE,
+            Expand::IfHungry if hungry && last_expanded.elapsed() >= EXPAND_INTERVAL => {
+                EXPAND_EVENTS_MAX
+            }
+            Expand::IfHungry => 0,
+        };
+        let mut plans_left = false;
+        if batch > 0 {
+            plans_left = self.expand_plans(batch, &mut counts).await?;
+            *last_expanded = Instant::now();
+            if counts.expanded > 0 {
+                let remaining = limit.saturating_sub(counts.claimed);
+                self.claim_and_send(remaining, &mut counts).await?;
+            }
+        } else if hungry {
+            plans_left = !self.core.store.plans(1)?.is_empty();
+        }
+        self.core
+            .metrics
+            .set_counts(&self.core.store.delivery_counts());
+        Ok((counts, hungry && plans_left))
+    }
+
+    /// Claims due deliveries and hands them to the notifiers; true if a channel that could
+    /// send ran out of due records (it is hungry for plans).
+    async fn claim_and_send(
+        &self,
+        limit: usize,
+        counts: &mut PassCounts,
+    ) -> Result<bool, StoreError> {
+        let (jobs, hungry) = self.claim_due(now_ms(), limit, counts).await?;
         for (channel_index, deliver) in jobs {
             // Never full (bounded by the in-flight slots); if it were, the dropped slot
             // makes the delivery an orphan that the next pass retries.
             let _ = self.notifiers[channel_index].try_send(deliver);
         }
-        self.core
-            .metrics
-            .set_counts(&self.core.store.delivery_counts());
-        Ok(counts)
+        Ok(hungry)
+    }
+
+    /// Writes the oldest `batch` plans' deliveries as `pending` records; true if plans
+    /// are left.
+    async fn expand_plans(
+        &self,
+        batch: usize,
+        counts: &mut PassCounts,
+    ) -> Result<bool, StoreError> {
+        let plans = self.core.store.plans(batch)?;
+        if plans.is_empty() {
+            return Ok(false);
+        }
+        let mut ops = Vec::new();
+        let mut through_seq = 0;
+        for (seq, plan) in &plans {
+            for delivery in plan.deliveries(*seq) {
+                ops.push(WriteOp::Delivery(delivery));
+                counts.expanded += 1;
+            }
+            through_seq = through_seq.max(*seq);
+        }
+        ops.push(WriteOp::FanOutDone { through_seq });
+        self.core.committer.commit(WriteSet { ops }).await?;
+        Ok(plans.len() == batch)
     }
 
     async fn recover_orphans(&self, now: i64, counts: &mut PassCounts) -> Result<(), StoreError> {
@@ -188,10 +287,11 @@ impl Dispatcher {
         now: i64,
         limit: usize,
         counts: &mut PassCounts,
-    ) -> Result<Vec<(usize, Deliver)>, StoreError> {
+    ) -> Result<(Vec<(usize, Deliver)>, bool), StoreError> {
         let config = self.core.settings.current();
         let mut ops = Vec::new();
         let mut jobs = Vec::new();
+        let mut hungry = false;
         for channel in Channel::ALL {
             let remaining = limit.saturating_sub(ops.len());
             // A paused or disabled channel's due deliveries take no slot: move them all.
@@ -203,7 +303,9 @@ impl Dispatcher {
                 counts.full_channels += usize::from(!held && free == 0);
                 continue;
             }
-            for id in self.core.store.due_delivery_ids(channel, now, take)? {
+            let due = self.core.store.due_delivery_ids(channel, now, take)?;
+            hungry |= !held && due.len() < take;
+            for id in due {
                 let Some(mut delivery) = self.core.store.delivery(&id)? else {
                     continue;
                 };
@@ -237,6 +339,6 @@ impl Dispatcher {
             // On failure the jobs (and their slots) are dropped: nothing was claimed.
             self.core.committer.commit(WriteSet { ops }).await?;
         }
-        Ok(jobs)
+        Ok((jobs, hungry))
     }
 }

@@ -1,5 +1,5 @@
 //! The fan-out policy the committer runs for each new event (DESIGN §3): which channel
-//! targets get a delivery, by the settings in force at commit time. Pure computation on
+//! targets get a delivery (the store keeps them as the event's plan), by the settings in force at commit time. Pure computation on
 //! the committer thread: it reads the settings snapshot and makes records, nothing else.
 //!
 //! Gates: nothing when `enabled` is off. Payment and refund events are "order" events,
@@ -10,9 +10,8 @@
 use std::sync::Arc;
 
 use crate::config::NotificationsConfig;
-use crate::domain::delivery::{Channel, Delivery};
+use crate::domain::delivery::Channel;
 use crate::domain::event::{Event, EventLevel, EventSource};
-use crate::domain::ids::{new_id, prefix};
 use crate::notify::channels;
 use crate::notify::settings::Settings;
 use crate::store::deliveries::FanOut;
@@ -36,13 +35,9 @@ pub fn wanted(config: &NotificationsConfig, event: &Event) -> bool {
     (is_order && config.order_enabled) || (is_alert && config.alert_enabled)
 }
 
-/// The deliveries of `event` under `config`: one per enabled channel target.
-pub fn deliveries(
-    config: &NotificationsConfig,
-    event: &Event,
-    seq: u64,
-    now_ms: i64,
-) -> Vec<Delivery> {
+/// The (channel, target) of each delivery of `event` under `config`: one per enabled
+/// channel target (each Telegram chat id once).
+pub fn targets(config: &NotificationsConfig, event: &Event) -> Vec<(Channel, String)> {
     if !wanted(config, event) {
         return Vec::new();
     }
@@ -51,24 +46,19 @@ pub fn deliveries(
         if !channels::enabled(channel, config) {
             continue;
         }
-        let mut targets = channels::targets(channel, config);
-        targets.dedup();
-        for target in targets {
-            out.push(Delivery::new(
-                new_id(prefix::DELIVERY),
-                (&event.id, seq, &event.kind),
-                channel,
-                target,
-                now_ms,
-            ));
+        let mut seen = std::collections::HashSet::new();
+        for target in channels::targets(channel, config) {
+            if seen.insert(target.clone()) {
+                out.push((channel, target));
+            }
         }
     }
     out
 }
 
 impl FanOut for SettingsFanOut {
-    fn deliveries_for(&self, event: &Event, seq: u64, now_ms: i64) -> Vec<Delivery> {
-        deliveries(&self.settings.current(), event, seq, now_ms)
+    fn targets_for(&self, event: &Event) -> Vec<(Channel, String)> {
+        targets(&self.settings.current(), event)
     }
 
     fn created(&self, _count: usize) {
@@ -93,20 +83,17 @@ mod tests {
 
     #[test]
     fn one_delivery_per_enabled_target() {
-        let ds = deliveries(&config(), &paid_event(), 9, 5);
-        let shape: Vec<(Channel, &str)> =
-            ds.iter().map(|d| (d.channel, d.target.as_str())).collect();
+        let mut c = config();
+        c.telegram.chat_ids.push("1".into());
+        let shape = targets(&c, &paid_event());
         assert_eq!(
             shape,
             vec![
-                (Channel::Telegram, "1"),
-                (Channel::Telegram, "2"),
-                (Channel::Webhook, "")
+                (Channel::Telegram, "1".to_owned()),
+                (Channel::Telegram, "2".to_owned()),
+                (Channel::Webhook, String::new())
             ]
         );
-        assert!(ds
-            .iter()
-            .all(|d| d.event_seq == 9 && d.id.starts_with("dlv_")));
     }
 
     #[test]

@@ -62,7 +62,10 @@ impl Core {
     /// # Errors
     /// [`OpsError::NotFound`], [`OpsError::NotDead`], or a store failure.
     pub async fn redrive(&self, id: &str) -> Result<Delivery, OpsError> {
-        let mut delivery = self.store.delivery(id)?.ok_or(OpsError::NotFound)?;
+        let mut delivery = self
+            .store
+            .delivery_or_planned(id)?
+            .ok_or(OpsError::NotFound)?;
         if delivery.status != DeliveryStatus::Dead {
             return Err(OpsError::NotDead {
                 status: delivery.status.as_str(),

@@ -2,28 +2,41 @@
 //! accepts a new event, the index upkeep of every delivery write, and the reads the
 //! dispatcher and the admin API need.
 //!
-//! Trees: `deliveries` (id → Delivery), `deliveries_due` (channel tag ++ due_at_ms BE ++
-//! id → ∅, only `pending` and `retry_scheduled`: per channel, so a channel at its
-//! in-flight bound costs the dispatcher nothing however long its backlog), `deliveries_by_status` (status tag ++ id → ∅),
-//! `deliveries_by_event` (event id \0 delivery id → ∅), `settings` (key → JSON text).
+//! Trees: `fanout` (first event sequence of a group commit → the [`FanOutPlan`]s of that
+//! group's new events, with their sequences: what each event fans out to, written in the
+//! event's batch, one key per group commit), `deliveries` (id → Delivery), `deliveries_due` (channel
+//! tag ++ due_at_ms BE ++ id → ∅, only `pending` and `retry_scheduled`: per channel, so a
+//! channel at its in-flight bound costs the dispatcher nothing however long its backlog),
+//! `deliveries_by_status` (status tag ++ id → ∅), `settings` (key → JSON text).
+//!
+//! Why a plan: a payment's write set must stay small (the group commit is the payment
+//! path), so the committer writes one compact record per group commit, not four keys per
+//! delivery; the dispatcher expands plans into delivery records in its own commits, which
+//! yield to payments when the committer is busy. A planned delivery is already a
+//! delivery: it has its id, it is counted and listed as `pending`, and it survives a crash.
 //!
 //! The store stays generic: what an event fans out into is decided by a [`FanOut`]
-//! installed at start-up (the notifier's settings), and the store only writes the records
-//! it is given, in the same batch as the event.
+//! installed at start-up (the notifier's settings).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
+use crate::domain::delivery::{
+    delivery_id, Channel, Delivery, DeliveryStatus, FanOutPlan, TARGETS_PER_EVENT_MAX,
+};
 use crate::domain::event::Event;
 use crate::store::{codec, seq_of, Batches, Store, StoreError};
+
+/// Plans read per admin lookup that must include planned deliveries (lists, one id): the
+/// dispatcher expands plans within milliseconds, so only a backlog makes this many.
+pub const PLAN_SCAN_MAX: usize = 4096;
 
 /// Decides which deliveries a new event creates. Called by the committer thread inside a
 /// group commit, so it must be pure computation: no I/O, no waiting.
 pub trait FanOut: Send + Sync {
-    /// The deliveries of `event` (stored at sequence `seq`), given the settings now.
-    fn deliveries_for(&self, event: &Event, seq: u64, now_ms: i64) -> Vec<Delivery>;
+    /// The (channel, target) of each delivery of `event`, given the settings now.
+    fn targets_for(&self, event: &Event) -> Vec<(Channel, String)>;
     /// A commit that created `count` deliveries is durable (wake the dispatcher).
     fn created(&self, count: usize);
 }
@@ -43,7 +56,12 @@ pub(super) struct BatchView {
     written: HashMap<String, Delivery>,
     deltas: [i64; 6],
     created: usize,
+    /// The plans of the events this batch accepted, written as one record at its end.
+    plans: Vec<(u64, FanOutPlan)>,
 }
+
+/// The value of a `fanout` record: planned events, in sequence order.
+type PlanGroup = Vec<(u64, FanOutPlan)>;
 
 /// `deliveries_due` key: the channel, the due time (big-endian, so a range scan yields the
 /// earliest first), then the id.
@@ -62,22 +80,24 @@ fn status_key(status: DeliveryStatus, id: &str) -> Vec<u8> {
     key
 }
 
-fn event_key(event_id: &str, id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(event_id.len() + 1 + id.len());
-    key.extend_from_slice(event_id.as_bytes());
-    key.push(0);
-    key.extend_from_slice(id.as_bytes());
-    key
-}
-
 impl DeliveryIndex {
-    /// Counts every delivery by status (once, at open).
-    pub(super) fn load_counts(&self, by_status: &sled::Tree) -> Result<(), StoreError> {
+    /// Counts every delivery by status, planned ones as `pending` (once, at open).
+    pub(super) fn load_counts(
+        &self,
+        by_status: &sled::Tree,
+        fanout: &sled::Tree,
+    ) -> Result<(), StoreError> {
         for key in by_status.iter().keys() {
             let key = key?;
             if let Some(count) = key.first().and_then(|t| self.counts.get(usize::from(*t))) {
                 count.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        for value in fanout.iter().values() {
+            let group: PlanGroup = codec::decode(&value?)?;
+            let targets: usize = group.iter().map(|(_, p)| p.targets.len()).sum();
+            self.counts[DeliveryStatus::Pending.index()]
+                .fetch_add(targets as i64, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -102,10 +122,10 @@ impl Store {
         let _ = self.deliveries_index.fan_out.set(fan_out);
     }
 
-    /// Fans a newly accepted event out into its deliveries, in the same batch.
+    /// Fans a newly accepted event out into its deliveries: its plan joins the batch's
+    /// plan record ([`Store::write_plans`]).
     pub(super) fn fan_out_event(
         &self,
-        b: &mut Batches,
         view: &mut BatchView,
         event: &Event,
         seq: u64,
@@ -113,10 +133,57 @@ impl Store {
         let Some(fan_out) = self.deliveries_index.fan_out.get() else {
             return Ok(());
         };
-        let now_ms = crate::domain::time::now_ms();
-        for delivery in fan_out.deliveries_for(event, seq, now_ms) {
-            view.created += 1;
-            self.index_delivery(b, view, &delivery, None)?;
+        let mut targets = fan_out.targets_for(event);
+        if targets.is_empty() {
+            return Ok(());
+        }
+        targets.truncate(TARGETS_PER_EVENT_MAX);
+        let plan = FanOutPlan {
+            event_id: event.id.clone(),
+            event_kind: event.kind.clone(),
+            created_at_ms: event.created_at_ms,
+            targets,
+        };
+        view.created += plan.targets.len();
+        view.deltas[DeliveryStatus::Pending.index()] += plan.targets.len() as i64;
+        view.plans.push((seq, plan));
+        Ok(())
+    }
+
+    /// Writes the batch's plans as one record keyed by the first planned sequence.
+    pub(super) fn write_plans(
+        &self,
+        b: &mut Batches,
+        view: &mut BatchView,
+    ) -> Result<(), StoreError> {
+        let Some((first, _)) = view.plans.first() else {
+            return Ok(());
+        };
+        let key = first.to_be_bytes();
+        b.fanout.insert(&key, codec::encode(&view.plans)?);
+        Ok(())
+    }
+
+    /// Drops every planned event with a sequence ≤ `through_seq` once its deliveries are
+    /// written (in the same write set, so they are never counted or listed twice).
+    /// Expansion goes oldest first, so these are a prefix of the plans.
+    pub(super) fn forget_plans(
+        &self,
+        b: &mut Batches,
+        view: &mut BatchView,
+        through_seq: u64,
+    ) -> Result<(), StoreError> {
+        for kv in self.trees.fanout.range(..=through_seq.to_be_bytes()) {
+            let (key, value) = kv?;
+            let mut group: PlanGroup = codec::decode(&value)?;
+            let kept = group.split_off(group.partition_point(|(seq, _)| *seq <= through_seq));
+            let dropped: usize = group.iter().map(|(_, p)| p.targets.len()).sum();
+            view.deltas[DeliveryStatus::Pending.index()] -= dropped as i64;
+            if kept.is_empty() {
+                b.fanout.remove(key);
+            } else {
+                b.fanout.insert(key, codec::encode(&kept)?);
+            }
         }
         Ok(())
     }
@@ -151,9 +218,6 @@ impl Store {
             }
             b.deliveries_by_status.remove(status_key(old.status, id));
             view.deltas[old.status.index()] -= 1;
-        } else {
-            b.deliveries_by_event
-                .insert(event_key(&delivery.event_id, id), &[]);
         }
         if let Some(due) = delivery.due_at_ms() {
             b.deliveries_due
@@ -229,7 +293,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Up to `limit` deliveries with `status` and id > `after`, in id order.
+    /// Up to `limit` deliveries with `status` and id > `after`, in id order (`pending`
+    /// includes planned deliveries).
     ///
     /// # Errors
     /// [`StoreError`] on an I/O or codec failure.
@@ -258,10 +323,14 @@ impl Store {
                 out.push(d);
             }
         }
+        if status == DeliveryStatus::Pending {
+            out = self.with_planned(out, after, limit)?;
+        }
         Ok(out)
     }
 
-    /// Up to `limit` deliveries with id > `after`, in id order (ids are time-ordered).
+    /// Up to `limit` deliveries with id > `after`, in id order (ids are time-ordered),
+    /// planned ones included.
     ///
     /// # Errors
     /// [`StoreError`] on an I/O or codec failure.
@@ -278,29 +347,88 @@ impl Store {
             }
             None => Vec::new(),
         };
-        self.trees
+        let records = self
+            .trees
             .deliveries
             .range(start..)
             .take(limit)
             .map(|kv| codec::decode(&kv?.1))
-            .collect()
+            .collect::<Result<Vec<Delivery>, StoreError>>()?;
+        self.with_planned(records, after, limit)
     }
 
-    /// Every delivery of the event `event_id` (a handful: one per channel target).
+    /// `records` merged with the planned deliveries after `after`, first `limit` by id.
+    fn with_planned(
+        &self,
+        mut records: Vec<Delivery>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        for (seq, plan) in self.plans(PLAN_SCAN_MAX)? {
+            records.extend(
+                plan.deliveries(seq)
+                    .into_iter()
+                    .filter(|d| after.is_none_or(|a| d.id.as_str() > a)),
+            );
+        }
+        records.sort_by(|a, b| a.id.cmp(&b.id));
+        records.truncate(limit);
+        Ok(records)
+    }
+
+    /// Up to `limit` fan-out plans not yet expanded, oldest first, with their event
+    /// sequence numbers.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn plans(&self, limit: usize) -> Result<Vec<(u64, FanOutPlan)>, StoreError> {
+        let mut out = Vec::new();
+        for value in self.trees.fanout.iter().values() {
+            if out.len() >= limit {
+                break;
+            }
+            let group: PlanGroup = codec::decode(&value?)?;
+            out.extend(group.into_iter().take(limit - out.len()));
+        }
+        Ok(out)
+    }
+
+    /// The delivery `id`, recorded or still planned.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn delivery_or_planned(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        if let Some(d) = self.delivery(id)? {
+            return Ok(Some(d));
+        }
+        for (seq, plan) in self.plans(PLAN_SCAN_MAX)? {
+            if let Some(d) = plan.deliveries(seq).into_iter().find(|d| d.id == id) {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every delivery of the event `event_id` (one per channel target), recorded or planned.
     ///
     /// # Errors
     /// [`StoreError`] on an I/O or codec failure.
     pub fn deliveries_of_event(&self, event_id: &str) -> Result<Vec<Delivery>, StoreError> {
-        let mut prefix = event_id.as_bytes().to_vec();
-        prefix.push(0);
+        let first = delivery_id(event_id, 0);
+        let prefix = &first.as_bytes()[..first.len() - 3];
         let mut out = Vec::new();
-        for key in self.trees.deliveries_by_event.scan_prefix(&prefix).keys() {
-            let key = key?;
-            let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
-            if let Some(d) = self.delivery(&id)? {
+        for kv in self.trees.deliveries.scan_prefix(prefix) {
+            let d: Delivery = codec::decode(&kv?.1)?;
+            if d.event_id == event_id {
                 out.push(d);
             }
         }
+        for (seq, plan) in self.plans(PLAN_SCAN_MAX)? {
+            if plan.event_id == event_id {
+                out.extend(plan.deliveries(seq));
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
@@ -353,6 +481,149 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::event::{EventLevel, EventSource};
+    use crate::domain::write_set::{WriteOp, WriteSet};
+    use crate::store::Durability;
+
+    struct TwoTargets;
+
+    impl FanOut for TwoTargets {
+        fn targets_for(&self, _event: &Event) -> Vec<(Channel, String)> {
+            vec![
+                (Channel::Telegram, "7".into()),
+                (Channel::Webhook, String::new()),
+            ]
+        }
+        fn created(&self, _count: usize) {}
+    }
+
+    fn event(id: &str, dedupe_key: &str) -> Event {
+        Event {
+            id: id.into(),
+            kind: "payment.succeeded".into(),
+            level: EventLevel::Info,
+            source: EventSource::Payment,
+            title: "Order paid".into(),
+            entity_type: "payment".into(),
+            entity_id: "pay_1".into(),
+            dedupe_key: dedupe_key.into(),
+            payload: "{}".into(),
+            created_at_ms: 1_000,
+        }
+    }
+
+    fn commit(store: &Store, ops: Vec<WriteOp>) {
+        store.commit_group(&[&WriteSet { ops }]).expect("commit");
+    }
+
+    fn pending(store: &Store) -> i64 {
+        store.delivery_counts()[DeliveryStatus::Pending.index()].1
+    }
+
+    #[test]
+    fn an_event_is_planned_in_its_batch_and_expanded_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::FlushOnly).unwrap();
+        store.set_fan_out(Arc::new(TwoTargets));
+        let e = event("evt_01aaaaaaaaaaaaaaaaaaaaaaaa", "k1");
+        commit(
+            &store,
+            vec![
+                WriteOp::Event(e.clone()),
+                WriteOp::Event(event("evt_2", "k1")),
+            ],
+        );
+        commit(&store, vec![WriteOp::Event(event("evt_3", "k1"))]);
+        let plans = store.plans(10).unwrap();
+        assert_eq!(plans.len(), 1, "duplicates by dedupe_key plan nothing");
+        assert_eq!(pending(&store), 2);
+        let listed = store.deliveries_after(None, 10).unwrap();
+        let ids: Vec<&str> = listed.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            vec![
+                "dlv_01aaaaaaaaaaaaaaaaaaaaaaaa000",
+                "dlv_01aaaaaaaaaaaaaaaaaaaaaaaa001"
+            ]
+        );
+        assert!(listed.iter().all(|d| d.status == DeliveryStatus::Pending));
+        assert!(store.delivery(ids[0]).unwrap().is_none());
+        assert_eq!(
+            store.delivery_or_planned(ids[1]).unwrap().unwrap().channel,
+            Channel::Webhook
+        );
+        assert_eq!(store.deliveries_of_event(&e.id).unwrap().len(), 2);
+        let (seq, plan) = plans.into_iter().next().unwrap();
+        let mut ops: Vec<WriteOp> = plan
+            .deliveries(seq)
+            .into_iter()
+            .map(WriteOp::Delivery)
+            .collect();
+        ops.push(WriteOp::FanOutDone { through_seq: seq });
+        commit(&store, ops);
+        assert!(store.plans(10).unwrap().is_empty());
+        assert_eq!(pending(&store), 2, "expanded, not counted twice");
+        assert_eq!(
+            store
+                .deliveries_with_status(DeliveryStatus::Pending, None, 10)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(
+            store.due_delivery_ids(Channel::Webhook, 1_000, 10).unwrap(),
+            vec![ids[1].to_owned()]
+        );
+        assert_eq!(store.deliveries_of_event(&e.id).unwrap().len(), 2);
+        drop(store);
+        let store = Store::open(dir.path(), Durability::FlushOnly).unwrap();
+        assert_eq!(pending(&store), 2, "counts are rebuilt at open");
+    }
+
+    #[test]
+    fn a_group_record_is_trimmed_as_its_events_are_expanded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Durability::FlushOnly).unwrap();
+        store.set_fan_out(Arc::new(TwoTargets));
+        commit(
+            &store,
+            vec![
+                WriteOp::Event(event("evt_a", "a")),
+                WriteOp::Event(event("evt_b", "b")),
+            ],
+        );
+        commit(&store, vec![WriteOp::Event(event("evt_c", "c"))]);
+        assert_eq!(store.trees.fanout.len(), 2, "one record per group commit");
+        assert_eq!(pending(&store), 6);
+        let plans = store.plans(10).unwrap();
+        let (first_seq, first) = &plans[0];
+        let mut ops: Vec<WriteOp> = first
+            .deliveries(*first_seq)
+            .into_iter()
+            .map(WriteOp::Delivery)
+            .collect();
+        ops.push(WriteOp::FanOutDone {
+            through_seq: *first_seq,
+        });
+        commit(&store, ops);
+        let left: Vec<String> = store
+            .plans(10)
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| p.event_id)
+            .collect();
+        assert_eq!(left, vec!["evt_b", "evt_c"]);
+        assert_eq!(pending(&store), 6);
+        assert_eq!(store.deliveries_after(None, 10).unwrap().len(), 6);
+        commit(
+            &store,
+            vec![WriteOp::FanOutDone {
+                through_seq: u64::MAX,
+            }],
+        );
+        assert!(store.plans(10).unwrap().is_empty());
+        assert_eq!(pending(&store), 2);
+    }
 
     #[test]
     fn due_keys_sort_by_channel_then_time_then_id() {

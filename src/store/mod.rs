@@ -128,7 +128,7 @@ trees!(
     deliveries,
     deliveries_due,
     deliveries_by_status,
-    deliveries_by_event,
+    fanout,
     settings,
 );
 
@@ -181,7 +181,7 @@ impl Store {
             None => 1,
         };
         let deliveries_index = deliveries::DeliveryIndex::default();
-        deliveries_index.load_counts(&trees.deliveries_by_status)?;
+        deliveries_index.load_counts(&trees.deliveries_by_status, &trees.fanout)?;
         let data_file = File::open(dir.join("db")).map_err(sync_error)?;
         // Make the files' directory entries durable once, so a new store survives power loss.
         File::open(dir)
@@ -419,16 +419,20 @@ impl Store {
                     b.events.insert(&seq.to_be_bytes(), codec::encode(e)?);
                     b.event_dedupe
                         .insert(e.dedupe_key.as_bytes(), e.id.as_bytes());
-                    self.fan_out_event(&mut b, &mut view, e, *seq)?;
+                    self.fan_out_event(&mut view, e, *seq)?;
                     *seq += 1;
                     events += 1;
                 }
                 WriteOp::Delivery(d) => self.put_delivery(&mut b, &mut view, d)?,
+                WriteOp::FanOutDone { through_seq } => {
+                    self.forget_plans(&mut b, &mut view, *through_seq)?
+                }
                 WriteOp::Setting { key, value } => {
                     b.settings.insert(key.as_bytes(), value.as_bytes());
                 }
             }
         }
+        self.write_plans(&mut b, &mut view)?;
         Ok((b, events, view))
     }
 }
