@@ -13,6 +13,7 @@ use crate::config::{parse_hh_mm, Config};
 use crate::domain::payment::PaymentRules;
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
+use crate::notify::Notifications;
 use crate::provider;
 use crate::recon::schedule;
 use crate::shard::claims::Claims;
@@ -99,6 +100,16 @@ pub async fn start_with(
         resolving: dashmap::DashMap::new(),
         metrics: Arc::clone(&provider_metrics),
     });
+    // Before anything can commit an event: the fan-out must be in place.
+    let notify = Arc::new(
+        Notifications::start(
+            Arc::clone(&store),
+            committer.clone(),
+            &config.notifications,
+            &metrics,
+        )
+        .await?,
+    );
     let deps = Arc::new(ShardDeps {
         store: Arc::clone(&store),
         committer: committer.clone(),
@@ -143,6 +154,7 @@ pub async fn start_with(
         claims: Arc::new(Claims::default()),
         metrics,
         provider: provider_side,
+        notify: Arc::clone(&notify),
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -182,6 +194,7 @@ pub async fn start_with(
         // The shards hold the last committer handles: stopping them lets the committer
         // finish its queue and exit.
         let stopped = tokio::task::spawn_blocking(move || {
+            notify.stop();
             if let Some(mut shards) = Arc::into_inner(shards) {
                 shards.stop();
             }

@@ -173,6 +173,13 @@ pub struct NotificationsConfig {
     pub jitter_ratio: f64,
     pub max_attempts: u32,
     pub max_age_s: u64,
+    /// Keep each channel under its documented rate limits (`false` only for benchmarks
+    /// against a loopback sink).
+    #[serde(default = "default_true")]
+    pub pacing: bool,
+    /// Deadline of one notification HTTP request.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
     pub telegram: TelegramConfig,
     pub slack: WebhookUrlConfig,
     pub discord: WebhookUrlConfig,
@@ -227,6 +234,21 @@ pub struct SignedWebhookConfig {
     pub url: String,
     /// `whsec_<base64>` (Standard Webhooks).
     pub secret: String,
+    /// Most requests per second to the endpoint (it is ours to choose: no vendor limit).
+    #[serde(default = "default_webhook_rate_per_s")]
+    pub rate_per_s: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_request_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_webhook_rate_per_s() -> u32 {
+    20
 }
 
 /// Accepts a list of strings or numbers, or one string split on commas and newlines.
@@ -583,6 +605,18 @@ impl NotificationsConfig {
         }
         if self.max_age_s == 0 {
             return Err(invalid("notifications.max_age_s", "must be positive"));
+        }
+        if self.request_timeout_ms == 0 || self.request_timeout_ms > 120_000 {
+            return Err(invalid(
+                "notifications.request_timeout_ms",
+                "must be 1..=120000",
+            ));
+        }
+        if self.webhook.rate_per_s == 0 || self.webhook.rate_per_s > 10_000 {
+            return Err(invalid(
+                "notifications.webhook.rate_per_s",
+                "must be 1..=10000",
+            ));
         }
         let t = &self.telegram;
         check_url("notifications.telegram.api_base_url", &t.api_base_url, true)?;

@@ -16,6 +16,9 @@
 //!   writer that applies the write sets of all shards as one transaction, flushes and
 //!   syncs once, then acknowledges every waiter. Start-up recovery resumes `processing`
 //!   payments; a sweep expires header idempotency entries.
+//! - [`notify`] — the outbox dispatcher and one supervised notifier actor per channel
+//!   (Telegram, Slack, Discord, Feishu, e-mail, signed webhooks): deliveries fanned out at
+//!   commit time, paced, retried with backoff, dead-lettered; never on the payment path.
 //! - [`provider`] — the connector trait, the in-process simulator, the Stripe-compatible
 //!   HTTP connector and the `paykeep sandbox` server (a Stripe-compatible provider with a
 //!   durable ledger); every charge and refund carries its provider idempotency key, the same
@@ -31,6 +34,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod problem;
 pub mod provider;
 pub mod recon;

@@ -2,6 +2,7 @@
 //! Nothing here does I/O or reads the clock; callers pass time and ids in.
 
 pub mod charge;
+pub mod delivery;
 pub mod event;
 pub mod idempotency;
 pub mod ids;

@@ -1,6 +1,7 @@
 //! A write set: everything one state change writes, applied atomically by the committer
-//! (record + idempotency entry + outbox events). Pure data; the store encodes it.
+//! (record + idempotency entry + outbox events + deliveries). Pure data; the store encodes it.
 
+use crate::domain::delivery::Delivery;
 use crate::domain::event::Event;
 use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
 use crate::domain::payment::Payment;
@@ -23,7 +24,8 @@ pub enum WriteOp {
         key: IdempotencyKey,
         created_at_ms: i64,
     },
-    /// Append an outbox event, unless one with its `dedupe_key` exists.
+    /// Append an outbox event, unless one with its `dedupe_key` exists; the store fans it
+    /// out into deliveries in the same batch.
     Event(Event),
     /// Insert or replace a refund (and its payment index; a succeeded one in the day index).
     Refund(Refund),
@@ -33,6 +35,13 @@ pub enum WriteOp {
     Reconciliation(Box<ReconciliationReport>),
     /// Insert or replace a discrepancy (a resolve replaces it).
     Discrepancy(Box<Discrepancy>),
+    /// Insert or replace a delivery (and its due and status indexes).
+    Delivery(Delivery),
+    /// The fan-out plans of the events up to `through_seq` were expanded into
+    /// deliveries: drop them.
+    FanOutDone { through_seq: u64 },
+    /// Insert or replace a persisted setting (`key` → JSON text).
+    Setting { key: String, value: String },
 }
 
 /// Writes applied all together or not at all.

@@ -1,6 +1,11 @@
 //! The HTTP surface (warp): one handler file per resource, each exposing its routes, merged
 //! here with request metrics and problem+json for everything that does not match.
 
+pub mod admin;
+pub mod admin_deliveries;
+pub mod admin_events;
+pub mod admin_notifications;
+pub mod admin_settings;
 pub mod auth;
 pub mod body;
 pub mod discrepancies;
@@ -44,6 +49,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("POST", "/admin/notifications/dispatch"),
+    ("POST", "/admin/notifications/test"),
+    ("GET", "/admin/events"),
+    ("GET", "/admin/deliveries"),
+    ("GET", "/admin/deliveries/{delivery_id}"),
+    ("POST", "/admin/deliveries/{delivery_id}/redrive"),
+    ("POST", "/admin/deliveries/redrive"),
+    ("GET", "/admin/settings/notifications"),
+    ("PUT", "/admin/settings/notifications"),
 ];
 
 /// What handlers share.
@@ -56,6 +70,8 @@ pub struct AppState {
     pub rules: PaymentRules,
     /// Webhooks and reconciliation: the connector and a committer handle.
     pub provider: Arc<crate::provider::ProviderSide>,
+    /// The notification side (admin API).
+    pub notify: Arc<crate::notify::Notifications>,
 }
 
 pub type State = Arc<AppState>;
@@ -79,6 +95,14 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
         .or(discrepancies::routes(state))
         .unify()
         .or(ops::routes(state))
+        .unify()
+        .or(admin_notifications::routes(state))
+        .unify()
+        .or(admin_events::routes(state))
+        .unify()
+        .or(admin_deliveries::routes(state))
+        .unify()
+        .or(admin_settings::routes(state))
         .unify()
         .recover(move |rejection| recover(Arc::clone(&metrics), rejection))
         .unify()

@@ -16,6 +16,7 @@ const FRAGMENTS: &[&str] = &[
     include_str!("openapi/provider_webhooks.json"),
     include_str!("openapi/reconciliations.json"),
     include_str!("openapi/ops.json"),
+    include_str!("openapi/admin_notifications.json"),
 ];
 
 /// The whole document as JSON text, built once.

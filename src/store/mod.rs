@@ -10,10 +10,11 @@
 //! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
 //! `idempotency_expiry` (created_at ++ key → ∅), `events` (sequence → Event),
 //! `event_dedupe` (dedupe_key → event id), `meta`; the provider side's trees are described
-//! in [`provider_records`].
+//! in [`provider_records`]; deliveries and settings in [`deliveries`].
 
 pub mod codec;
 pub mod committer;
+pub mod deliveries;
 pub mod keys;
 pub mod provider_records;
 pub mod sweep;
@@ -133,6 +134,11 @@ trees!(
     webhook_events,
     reconciliations,
     discrepancies,
+    deliveries,
+    deliveries_due,
+    deliveries_by_status,
+    fanout,
+    settings,
 );
 
 /// The open store. Reads are safe from any thread; writes go through the committer.
@@ -149,6 +155,8 @@ pub struct Store {
     applied_epoch: AtomicU64,
     durable_epoch: watch::Sender<u64>,
     failed: AtomicBool,
+    /// Delivery counts and the fan-out hook ([`deliveries`]).
+    deliveries_index: deliveries::DeliveryIndex,
 }
 
 impl Store {
@@ -181,6 +189,8 @@ impl Store {
             Some((k, _)) => seq_of(&k) + 1,
             None => 1,
         };
+        let deliveries_index = deliveries::DeliveryIndex::default();
+        deliveries_index.load_counts(&trees.deliveries_by_status, &trees.fanout)?;
         let data_file = File::open(dir.join("db")).map_err(sync_error)?;
         // Make the files' directory entries durable once, so a new store survives power loss.
         File::open(dir)
@@ -197,6 +207,7 @@ impl Store {
             applied_epoch: AtomicU64::new(0),
             durable_epoch: watch::Sender::new(0),
             failed: AtomicBool::new(false),
+            deliveries_index,
         })
     }
 
@@ -344,7 +355,7 @@ impl Store {
     }
 
     fn commit_group_inner(&self, write_sets: &[&WriteSet]) -> Result<usize, StoreError> {
-        let (batches, events) = self.batches_for(write_sets)?;
+        let (batches, events, deliveries) = self.batches_for(write_sets)?;
         let epoch = self.applied_epoch.load(Ordering::Acquire) + 1;
         self.applied_epoch.store(epoch, Ordering::Release);
         let trees = self.trees.all();
@@ -364,12 +375,17 @@ impl Store {
             self.sync_new_blobs()?;
         }
         self.durable_epoch.send_replace(epoch);
+        self.deliveries_index.committed(deliveries);
         Ok(events)
     }
 
     /// Turns write sets into one sled batch per tree.
-    fn batches_for(&self, write_sets: &[&WriteSet]) -> Result<(Batches, usize), StoreError> {
+    fn batches_for(
+        &self,
+        write_sets: &[&WriteSet],
+    ) -> Result<(Batches, usize, deliveries::BatchView), StoreError> {
         let mut b = Batches::default();
+        let mut view = deliveries::BatchView::default();
         let mut dedupe_seen: HashSet<&str> = HashSet::new();
         let mut seq = self.next_event_seq.lock().map_err(|_| StoreError::Failed)?;
         let mut events = 0;
@@ -413,6 +429,7 @@ impl Store {
                     b.events.insert(&seq.to_be_bytes(), codec::encode(e)?);
                     b.event_dedupe
                         .insert(e.dedupe_key.as_bytes(), e.id.as_bytes());
+                    self.fan_out_event(&mut view, e, *seq)?;
                     *seq += 1;
                     events += 1;
                 }
@@ -420,9 +437,17 @@ impl Store {
                 WriteOp::WebhookEvent(w) => provider_records::put_webhook(&mut b, w)?,
                 WriteOp::Reconciliation(r) => provider_records::put_reconciliation(&mut b, r)?,
                 WriteOp::Discrepancy(d) => provider_records::put_discrepancy(&mut b, d)?,
+                WriteOp::Delivery(d) => self.put_delivery(&mut b, &mut view, d)?,
+                WriteOp::FanOutDone { through_seq } => {
+                    self.forget_plans(&mut b, &mut view, *through_seq)?
+                }
+                WriteOp::Setting { key, value } => {
+                    b.settings.insert(key.as_bytes(), value.as_bytes());
+                }
             }
         }
-        Ok((b, events))
+        self.write_plans(&mut b, &mut view)?;
+        Ok((b, events, view))
     }
 }
 

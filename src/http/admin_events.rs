@@ -1,0 +1,80 @@
+//! `GET /admin/events?limit=&after=`: the outbox, oldest first ("newest last"), paged by
+//! the events' sequence numbers (`after` is the `sequence` of the last event seen; each
+//! page says `next_after`).
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::domain::event::Event;
+use crate::domain::time::format_rfc3339_ms;
+use crate::http::admin::raw_query;
+use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
+use crate::http::{json_response, observe, problem, with_state, State};
+use crate::problem::Problem;
+
+pub fn routes(
+    state: &State,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::path!("admin" / "events")
+        .and(warp::get())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(raw_query())
+        .then(
+            |state: State, authorization: Option<String>, query: String| async move {
+                let metrics = Arc::clone(&state.metrics);
+                observe(&metrics, "admin_events", async move {
+                    list(&state, authorization.as_deref(), &query)
+                        .unwrap_or_else(|p| problem::response(&p))
+                })
+                .await
+            },
+        )
+}
+
+fn list(state: &State, authorization: Option<&str>, query: &str) -> Result<Response, Problem> {
+    admin::authorize(state, authorization)?;
+    let params = admin::query(query, &["limit", "after"])?;
+    let limit = admin::limit(&params, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX)?;
+    let after = match params.get("after") {
+        None => 0,
+        Some(text) => text
+            .parse::<u64>()
+            .map_err(|_| Problem::invalid("after", "after must be an event sequence number"))?,
+    };
+    let mut events = state
+        .store
+        .events_after(after, limit + 1)
+        .map_err(admin::internal)?;
+    let has_more = events.len() > limit;
+    events.truncate(limit);
+    let next_after = events.last().map(|(seq, _)| json!(seq.to_string()));
+    let data = events.iter().map(|(seq, e)| event_json(*seq, e)).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        admin::list(data, has_more, next_after).to_string(),
+    ))
+}
+
+/// The event object of DESIGN §3, with its outbox `sequence`.
+pub fn event_json(seq: u64, event: &Event) -> Value {
+    let payload: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
+    json!({
+        "id": event.id,
+        "object": "event",
+        "sequence": seq.to_string(),
+        "type": event.kind,
+        "level": event.level,
+        "source": event.source,
+        "title": event.title,
+        "entity_type": event.entity_type,
+        "entity_id": event.entity_id,
+        "dedupe_key": event.dedupe_key,
+        "payload": payload,
+        "created_at": format_rfc3339_ms(event.created_at_ms),
+    })
+}

@@ -1,0 +1,83 @@
+//! `GET /admin/settings/notifications` (the settings in force, secrets redacted, plus the
+//! paused channels) and `PUT /admin/settings/notifications` (the `[notifications]`
+//! section as JSON, same keys, any subset: validated, persisted, in force at once; a
+//! redacted secret sent back unchanged keeps its value; naming a paused channel's section
+//! resumes it).
+
+use std::sync::Arc;
+
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Filter;
+
+use crate::http::admin;
+use crate::http::{body, json_response, observe, problem, with_state, State};
+use crate::notify::ops::OpsError;
+use crate::notify::settings::SettingsError;
+use crate::problem::Problem;
+
+pub fn routes(
+    state: &State,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    let get = warp::path!("admin" / "settings" / "notifications")
+        .and(warp::get())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .then(|state: State, authorization: Option<String>| async move {
+            let metrics = Arc::clone(&state.metrics);
+            observe(&metrics, "admin_settings_get", async move {
+                match admin::authorize(&state, authorization.as_deref()) {
+                    Ok(()) => json_response(
+                        StatusCode::OK,
+                        state.notify.core.settings.redacted_json().to_string(),
+                    ),
+                    Err(p) => problem::response(&p),
+                }
+            })
+            .await
+        });
+    let put = warp::path!("admin" / "settings" / "notifications")
+        .and(warp::put())
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::body::stream())
+        .then(
+            |state: State, authorization: Option<String>, stream| async move {
+                let metrics = Arc::clone(&state.metrics);
+                observe(&metrics, "admin_settings_put", async move {
+                    let result = match admin::authorize(&state, authorization.as_deref()) {
+                        Ok(()) => {
+                            let limit = state.config.server.body_limit_bytes;
+                            match body::read_limited(stream, limit).await {
+                                Ok(bytes) => put(&state, &bytes).await,
+                                Err(p) => Err(p),
+                            }
+                        }
+                        Err(p) => Err(p),
+                    };
+                    result.unwrap_or_else(|p| problem::response(&p))
+                })
+                .await
+            },
+        );
+    get.or(put).unify()
+}
+
+async fn put(state: &State, bytes: &[u8]) -> Result<Response, Problem> {
+    let value = body::parse_json(bytes)?;
+    match state.notify.core.apply_settings(&value).await {
+        Ok(settings) => Ok(json_response(StatusCode::OK, settings.to_string())),
+        Err(OpsError::Settings(SettingsError::Malformed { detail })) => {
+            Err(Problem::invalid("", detail))
+        }
+        Err(OpsError::Settings(SettingsError::Invalid { key, reason })) => Err(Problem::new(
+            422,
+            "invalid_settings",
+            "Invalid settings",
+            format!("{key}: {reason}"),
+        )
+        .with_fields(vec![key])),
+        Err(OpsError::Store(e)) => Err(admin::internal(e)),
+        Err(_) => Err(Problem::internal()),
+    }
+}

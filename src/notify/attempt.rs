@@ -1,0 +1,324 @@
+//! One delivery attempt, start to finish: wait for the pacing slot, re-read the delivery
+//! and its event from the store (the store, not the message, is the truth), build the
+//! channel's request, send it with a deadline, classify the answer, and commit the
+//! delivery's next state through the committer. Runs inside a notifier actor.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::NotificationsConfig;
+use crate::domain::delivery::{Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus};
+use crate::domain::event::Event;
+use crate::domain::time::now_ms;
+use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_BODY_BYTES_MAX};
+use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
+use crate::notify::template::Message;
+use crate::notify::{fault, Core};
+
+/// A delivery handed to a notifier, with its in-flight slot.
+pub struct Job {
+    pub id: String,
+    pub guard: crate::notify::in_flight::InFlightGuard,
+}
+
+/// What one send produced.
+struct Sent {
+    verdict: Verdict,
+    http_status: Option<u16>,
+    duration: Duration,
+}
+
+/// Runs one attempt of `job` on `channel`, not before `not_before`.
+pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before: Instant) {
+    tokio::time::sleep_until(not_before.into()).await;
+    let (delivery, event) = match load(&core, &job.id) {
+        Ok(Some(loaded)) => loaded,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::error!(operation = "notify.load", channel = channel.as_str(), %error, "loading a delivery failed");
+            return;
+        }
+    };
+    fault::maybe_panic(channel);
+    let config = core.settings.current();
+    let mut migrated = None;
+    let delivery = if !channels::enabled(channel, &config) {
+        let mut d = delivery;
+        d.mark_dead("channel disabled before delivery", now_ms());
+        d
+    } else if core.settings.is_paused(channel) {
+        let mut d = delivery;
+        d.mark_paused("channel paused: credentials refused", now_ms());
+        d
+    } else {
+        let sent = send(&core, channel, &config, &delivery, &event).await;
+        let old_target = delivery.target.clone();
+        let d = conclude(&core, channel, &config, delivery, sent);
+        if d.target != old_target {
+            migrated = Some((old_target, d.target.clone()));
+        }
+        d
+    };
+    if let Some((from, to)) = migrated {
+        // Later events go to the new chat too.
+        if let Err(error) = core.migrate_chat(&from, &to).await {
+            tracing::warn!(operation = "notify.migrate", channel = channel.as_str(), %error, "updating telegram.chat_ids failed");
+        }
+    }
+    if let Err(error) = core.committer.commit(one(delivery)).await {
+        // The delivery stays `sending` in the store: the dispatcher finds it orphaned once
+        // the slot is released, records it interrupted and retries it.
+        tracing::error!(operation = "notify.commit", channel = channel.as_str(), %error, "recording a delivery outcome failed");
+    }
+    drop(job.guard);
+}
+
+fn one(delivery: Delivery) -> WriteSet {
+    WriteSet {
+        ops: vec![WriteOp::Delivery(delivery)],
+    }
+}
+
+/// The delivery and its event, if the delivery is still `sending`.
+fn load(core: &Core, id: &str) -> Result<Option<(Delivery, Event)>, crate::store::StoreError> {
+    let Some(delivery) = core.store.delivery(id)? else {
+        return Ok(None);
+    };
+    if delivery.status != DeliveryStatus::Sending {
+        return Ok(None);
+    }
+    let Some(event) = core.store.event_at(delivery.event_seq)? else {
+        return Ok(None);
+    };
+    Ok(Some((delivery, event)))
+}
+
+/// Builds, sends and classifies one request; every error text is scrubbed of secrets.
+async fn send(
+    core: &Core,
+    channel: Channel,
+    config: &NotificationsConfig,
+    delivery: &Delivery,
+    event: &Event,
+) -> Sent {
+    let message = Message::of(event);
+    let request = Request {
+        message: &message,
+        event,
+        delivery,
+        now_s: now_ms() / 1000,
+    };
+    let secrets = channels::secrets(config);
+    let outgoing = match channels::build(channel, config, &request) {
+        Ok(outgoing) => outgoing,
+        Err(verdict) => {
+            return Sent {
+                verdict: scrub(verdict, &secrets),
+                http_status: None,
+                duration: Duration::ZERO,
+            }
+        }
+    };
+    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let started = Instant::now();
+    let result = post(&core.client, outgoing, timeout).await;
+    let duration = started.elapsed();
+    core.metrics
+        .duration_seconds
+        .with_label_values(&[channel.as_str()])
+        .observe(duration.as_secs_f64());
+    if channel == Channel::Email {
+        core.metrics
+            .mail_send_duration_seconds
+            .observe(duration.as_secs_f64());
+    }
+    let (verdict, http_status) = match result {
+        Ok(reply) => (channels::classify(channel, &reply), Some(reply.status)),
+        Err(error) => (
+            Verdict::Retryable {
+                error,
+                retry_after: None,
+            },
+            None,
+        ),
+    };
+    Sent {
+        verdict: scrub(verdict, &secrets),
+        http_status,
+        duration,
+    }
+}
+
+fn scrub(verdict: Verdict, secrets: &[String]) -> Verdict {
+    let clean = |e: String| channels::scrub(&e, secrets);
+    match verdict {
+        Verdict::Delivered => Verdict::Delivered,
+        Verdict::Retryable { error, retry_after } => Verdict::Retryable {
+            error: clean(error),
+            retry_after,
+        },
+        Verdict::Rejected { error } => Verdict::Rejected {
+            error: clean(error),
+        },
+        Verdict::Credentials { error } => Verdict::Credentials {
+            error: clean(error),
+        },
+        Verdict::Migrate { chat_id, error } => Verdict::Migrate {
+            chat_id,
+            error: clean(error),
+        },
+    }
+}
+
+/// POSTs `outgoing` and reads at most [`RESPONSE_BODY_BYTES_MAX`] of the answer.
+///
+/// # Errors
+/// A description of the transport failure, without the URL (it may hold a token).
+async fn post(
+    client: &reqwest::Client,
+    outgoing: Outgoing,
+    timeout: Duration,
+) -> Result<Reply, String> {
+    let mut request = client
+        .post(&outgoing.url)
+        .timeout(timeout)
+        .body(outgoing.body);
+    for (name, value) in outgoing.headers {
+        request = request.header(name, value);
+    }
+    let mut response = request.send().await.map_err(describe)?;
+    let status = response.status().as_u16();
+    let retry_after_header = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(|s| Duration::from_secs_f64(s.min(86_400.0)));
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(describe)? {
+        let room = RESPONSE_BODY_BYTES_MAX.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if room <= chunk.len() {
+            break;
+        }
+    }
+    Ok(Reply {
+        status,
+        retry_after_header,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+fn describe(error: reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_body() || error.is_decode() {
+        "reading the response failed"
+    } else {
+        "request failed"
+    };
+    format!("{kind}: {}", error.without_url())
+}
+
+/// The delivery after `sent`: recorded, then delivered, rescheduled, dead, paused or
+/// moved to a migrated chat. Pauses the channel on a credentials error.
+fn conclude(
+    core: &Core,
+    channel: Channel,
+    config: &NotificationsConfig,
+    mut delivery: Delivery,
+    sent: Sent,
+) -> Delivery {
+    let now = now_ms();
+    let attempt = |outcome, error: Option<&str>| Attempt {
+        at_ms: now,
+        outcome,
+        http_status: sent.http_status,
+        error: error.map(str::to_owned),
+        duration_ms: u64::try_from(sent.duration.as_millis()).unwrap_or(u64::MAX),
+    };
+    let label = channel.as_str();
+    let failure = |retryable: &str| {
+        core.metrics
+            .failure_total
+            .with_label_values(&[label, retryable])
+            .inc();
+    };
+    match &sent.verdict {
+        Verdict::Delivered => {
+            delivery.record(attempt(AttemptOutcome::Delivered, None));
+            delivery.mark_delivered(now);
+            core.metrics.success_total.with_label_values(&[label]).inc();
+        }
+        Verdict::Retryable { error, retry_after } => {
+            delivery.record(attempt(AttemptOutcome::Retryable, Some(error)));
+            let policy = RetryPolicy::from_config(config);
+            match next_after_failure(
+                &policy,
+                delivery.attempt_count,
+                delivery.budget_started_at_ms,
+                now,
+                *retry_after,
+                jitter_sample(),
+            ) {
+                Next::RetryAt(at) => delivery.schedule_retry(at, now),
+                Next::Dead(reason) => {
+                    delivery.mark_dead(format!("{reason}; last error: {error}"), now)
+                }
+            }
+            failure("true");
+        }
+        Verdict::Rejected { error } => {
+            delivery.record(attempt(AttemptOutcome::Rejected, Some(error)));
+            delivery.mark_dead(error.clone(), now);
+            failure("false");
+        }
+        Verdict::Credentials { error } => {
+            delivery.record(attempt(AttemptOutcome::Credentials, Some(error)));
+            delivery.mark_paused(format!("credentials refused: {error}"), now);
+            if core.settings.pause(channel) {
+                tracing::warn!(operation = "notify.pause", channel = label, %error, "credentials refused; channel paused until its settings change");
+            }
+            failure("false");
+        }
+        Verdict::Migrate { chat_id, error } => {
+            delivery.record(attempt(AttemptOutcome::Migrated, Some(error)));
+            delivery.target = chat_id.clone();
+            delivery.requeue(now, false);
+            failure("true");
+        }
+    }
+    log_attempt(config, &delivery, channel, &sent);
+    delivery
+}
+
+fn log_attempt(config: &NotificationsConfig, delivery: &Delivery, channel: Channel, sent: &Sent) {
+    let error = match &sent.verdict {
+        Verdict::Delivered => None,
+        Verdict::Retryable { error, .. }
+        | Verdict::Rejected { error }
+        | Verdict::Credentials { error }
+        | Verdict::Migrate { error, .. } => Some(error.as_str()),
+    };
+    let (operation, attempt, max_attempts, status) = (
+        "notify.deliver",
+        delivery.attempt_count,
+        config.max_attempts,
+        delivery.status.as_str(),
+    );
+    match error {
+        None => tracing::info!(
+            operation, attempt, max_attempts, status, channel = channel.as_str(),
+            delivery_id = %delivery.id, event_id = %delivery.event_id, "delivery delivered"
+        ),
+        Some(error) => tracing::warn!(
+            operation, attempt, max_attempts, status, channel = channel.as_str(),
+            delivery_id = %delivery.id, event_id = %delivery.event_id, http_status = sent.http_status,
+            error, "delivery attempt failed"
+        ),
+    }
+}

@@ -1,0 +1,101 @@
+//! Slack incoming webhooks (<https://api.slack.com/messaging/webhooks>): `POST` the
+//! webhook URL with JSON `text` (the notification fallback) and `blocks` (one `mrkdwn`
+//! section).
+//!
+//! Errors are an HTTP status with a short string body (Slack changelog 2016-05-17,
+//! "Improving error conditions for Incoming Webhooks"): 400 `invalid_payload` /
+//! `user_not_found`, 403 `action_prohibited`, 404 `channel_not_found` / `no_service`,
+//! 410 `channel_is_archived`, 500 `rollup_error`; a revoked token answers
+//! `invalid_token`. Classification: 200 → delivered; `invalid_token` (any status) and any
+//! other 401/403 → pause; `action_prohibited`, 400, 404, 410 → dead; 429 → retry after
+//! `Retry-After`; 5xx → retry.
+//!
+//! Pacing (<https://api.slack.com/docs/rate-limits>, "Message Posting"): "no more than one
+//! message per second", short bursts tolerated — we keep to one per second.
+
+use serde_json::json;
+
+use crate::config::WebhookUrlConfig;
+use crate::notify::channels::{classify_http, http_error, Outgoing, Reply, Request, Verdict};
+use crate::notify::pacing::{Limit, Limits};
+
+pub fn limits() -> Limits {
+    Limits {
+        channel: vec![Limit::per_second(1)],
+        ..Limits::default()
+    }
+}
+
+/// Slack's `mrkdwn` needs `&`, `<`, `>` escaped (message formatting docs).
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+pub fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Outgoing {
+    let message = request.message;
+    let mut markdown = format!("*{}*", escape(&message.headline()));
+    for (label, value) in &message.lines {
+        markdown.push_str(&format!("\n*{label}:* {}", escape(value)));
+    }
+    let body = json!({
+        "text": escape(&message.headline()),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": markdown}}],
+    });
+    Outgoing {
+        url: config.webhook_url.clone(),
+        headers: vec![("content-type", "application/json".to_owned())],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+pub fn classify(reply: &Reply) -> Verdict {
+    let code = reply.body.trim();
+    if code == "invalid_token" {
+        return Verdict::Credentials {
+            error: http_error(reply),
+        };
+    }
+    if code == "action_prohibited" {
+        return Verdict::Rejected {
+            error: http_error(reply),
+        };
+    }
+    classify_http(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notify::channels::tests::reply;
+
+    #[test]
+    fn classifies_the_documented_errors() {
+        assert_eq!(classify(&reply(200, "ok")), Verdict::Delivered);
+        assert!(matches!(
+            classify(&reply(403, "invalid_token")),
+            Verdict::Credentials { .. }
+        ));
+        assert!(matches!(
+            classify(&reply(403, "action_prohibited")),
+            Verdict::Rejected { .. }
+        ));
+        for (status, body) in [
+            (400, "invalid_payload"),
+            (404, "channel_not_found"),
+            (404, "no_service"),
+            (410, "channel_is_archived"),
+        ] {
+            assert!(matches!(
+                classify(&reply(status, body)),
+                Verdict::Rejected { .. }
+            ));
+        }
+        assert!(matches!(
+            classify(&reply(500, "rollup_error")),
+            Verdict::Retryable { .. }
+        ));
+        assert_eq!(escape("<a&b>"), "&lt;a&amp;b&gt;");
+    }
+}

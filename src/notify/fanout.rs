@@ -1,0 +1,116 @@
+//! The fan-out policy the committer runs for each new event (DESIGN §3): which channel
+//! targets get a delivery (the store keeps them as the event's plan), by the settings in force at commit time. Pure computation on
+//! the committer thread: it reads the settings snapshot and makes records, nothing else.
+//!
+//! Gates: nothing when `enabled` is off. Payment and refund events are "order" events,
+//! warning and critical events are "alerts"; an event is delivered when one of the gates
+//! that apply to it is on (`payment.failed` is both: either gate lets it through). Events
+//! that are neither (`notification.test`) pass whenever `enabled` is on.
+
+use std::sync::Arc;
+
+use crate::config::NotificationsConfig;
+use crate::domain::delivery::Channel;
+use crate::domain::event::{Event, EventLevel, EventSource};
+use crate::notify::channels;
+use crate::notify::settings::Settings;
+use crate::store::deliveries::FanOut;
+
+/// Fans out by the live [`Settings`] and wakes the dispatcher after durable commits.
+pub struct SettingsFanOut {
+    pub settings: Arc<Settings>,
+    pub wake: Arc<tokio::sync::Notify>,
+}
+
+/// Whether `event` creates deliveries under `config` (see the module doc).
+pub fn wanted(config: &NotificationsConfig, event: &Event) -> bool {
+    if !config.enabled {
+        return false;
+    }
+    let is_order = matches!(event.source, EventSource::Payment | EventSource::Refund);
+    let is_alert = matches!(event.level, EventLevel::Warning | EventLevel::Critical);
+    if !is_order && !is_alert {
+        return true;
+    }
+    (is_order && config.order_enabled) || (is_alert && config.alert_enabled)
+}
+
+/// The (channel, target) of each delivery of `event` under `config`: one per enabled
+/// channel target (each Telegram chat id once).
+pub fn targets(config: &NotificationsConfig, event: &Event) -> Vec<(Channel, String)> {
+    if !wanted(config, event) {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for channel in Channel::ALL {
+        if !channels::enabled(channel, config) {
+            continue;
+        }
+        let mut seen = std::collections::HashSet::new();
+        for target in channels::targets(channel, config) {
+            if seen.insert(target.clone()) {
+                out.push((channel, target));
+            }
+        }
+    }
+    out
+}
+
+impl FanOut for SettingsFanOut {
+    fn targets_for(&self, event: &Event) -> Vec<(Channel, String)> {
+        targets(&self.settings.current(), event)
+    }
+
+    fn created(&self, _count: usize) {
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::notify::template::tests::paid_event;
+
+    fn config() -> NotificationsConfig {
+        let mut c = Config::embedded().unwrap().notifications;
+        c.telegram.enabled = true;
+        c.telegram.bot_token = "1:x".into();
+        c.telegram.chat_ids = vec!["1".into(), "2".into()];
+        c.webhook.enabled = true;
+        c
+    }
+
+    #[test]
+    fn one_delivery_per_enabled_target() {
+        let mut c = config();
+        c.telegram.chat_ids.push("1".into());
+        let shape = targets(&c, &paid_event());
+        assert_eq!(
+            shape,
+            vec![
+                (Channel::Telegram, "1".to_owned()),
+                (Channel::Telegram, "2".to_owned()),
+                (Channel::Webhook, String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn gates_follow_the_event_kind() {
+        let paid = paid_event();
+        let mut failed = paid_event();
+        failed.level = EventLevel::Warning;
+        let mut test = paid_event();
+        test.source = EventSource::System;
+        let mut c = config();
+        c.order_enabled = false;
+        assert!(!wanted(&c, &paid));
+        assert!(wanted(&c, &failed), "an alert passes the alert gate");
+        assert!(wanted(&c, &test));
+        c.alert_enabled = false;
+        assert!(!wanted(&c, &failed));
+        c.enabled = false;
+        assert!(!wanted(&c, &test));
+    }
+}
