@@ -336,3 +336,49 @@ async fn a_hanging_endpoint_leaves_payment_latency_unchanged() {
     assert!(worst < Duration::from_secs(1), "worst create {worst:?}");
     svc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_header_then_max_attempts_make_it_dead() {
+    let sink = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "2"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&sink)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .with_priority(2)
+        .mount(&sink)
+        .await;
+    let svc = common::start(|c| {
+        fast_retries(c);
+        webhook_to(c, &sink.uri());
+        c.notifications.max_attempts = 3;
+    })
+    .await;
+    pay(&svc.client, &svc.base, "max-1").await;
+    let ds = wait_deliveries(&svc.client, &svc.base, "", LONG, all_with("dead", 1)).await;
+    let attempts = ds[0]["attempts"].as_array().unwrap();
+    let statuses: Vec<&Value> = attempts.iter().map(|a| &a["http_status"]).collect();
+    assert_eq!(statuses, vec![&json!(429), &json!(503), &json!(503)]);
+    assert!(
+        ms(&attempts[1]["at"]) - ms(&attempts[0]["at"]) >= 1_950,
+        "Retry-After: 2 honoured"
+    );
+    assert_eq!(
+        ds[0]["reason"],
+        "max_attempts (3) reached; last error: HTTP 503"
+    );
+    let listed = admin(
+        &svc.client,
+        &svc.base,
+        "GET",
+        "/admin/deliveries?status=dead",
+        None,
+    )
+    .await
+    .json();
+    assert_eq!(listed["data"][0]["id"], ds[0]["id"]);
+    svc.shutdown().await;
+}
