@@ -105,6 +105,9 @@ async fn create(
         merchant_id: merchant_id.clone(),
         scope,
     };
+    if let Some(replay) = finished_replay(state, &key, &fingerprint).await? {
+        return Ok(replay);
+    }
     let claim = if key.expires() {
         let claim = state.claims.claim(&key, &request.order_no, &state.store);
         match claim {
@@ -147,6 +150,34 @@ async fn create(
         Ok(Ok(reply)) => Ok(reply_response(reply)),
         Ok(Err(_)) | Err(_) => Err(Problem::overloaded()),
     }
+}
+
+/// The replay fast path: a key whose first request finished holds an immutable entry, so
+/// a request with the same fingerprint is answered from it without a trip through the
+/// shard. Anything else (no entry, an unfinished one, another fingerprint) takes the
+/// serialized path, where the state machine decides.
+///
+/// # Errors
+/// 500 `internal_error` when the store cannot be read.
+async fn finished_replay(
+    state: &State,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+) -> Result<Option<Response>, Problem> {
+    let entry = state.store.idempotency(key).map_err(internal)?;
+    let Some(response) = entry
+        .filter(|e| e.fingerprint.digest == fingerprint.digest)
+        .and_then(|e| e.response)
+    else {
+        return Ok(None);
+    };
+    // The entry may have been applied by a group commit that is not durable yet.
+    state.store.wait_durable().await;
+    state.metrics.idempotent_replays_total.inc();
+    Ok(Some(reply_response(Reply::Response {
+        response,
+        replayed: true,
+    })))
 }
 
 /// The HTTP answer of a shard's reply (shared with refunds).
