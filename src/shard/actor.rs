@@ -108,10 +108,6 @@ pub fn retry_delay(retry: u32) -> Duration {
 
 impl Actor for ShardActor {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-    }
 }
 
 impl Handler<Submit> for ShardActor {

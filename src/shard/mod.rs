@@ -67,7 +67,11 @@ impl Shards {
                     .enumerate()
                     .map(|(index, arbiter)| {
                         let deps = Arc::clone(&deps);
-                        ShardActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                        ShardActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
+                            // Before the address is handed out: actix's default mailbox
+                            // holds 16, and `started` runs only once the arbiter polls the
+                            // actor, so a burst right after start-up would get 503s.
+                            ctx.set_mailbox_capacity(actor::MAILBOX_CAPACITY);
                             ShardActor::new(index, deps, in_flight_wait)
                         })
                     })

@@ -98,8 +98,19 @@ fn run(store: &Store, rx: &Receiver<Pending>, policy: CommitPolicy, metrics: &Me
     }
 }
 
-/// Adds to `batch` what arrives within the window, up to the batch bound.
+/// Adds to `batch` what is queued and, unless writes piled up during the previous commit
+/// (then the batch is already formed and waiting would only add latency), what arrives
+/// within the window, up to the batch bound.
 fn gather(rx: &Receiver<Pending>, policy: CommitPolicy, batch: &mut Vec<Pending>) {
+    while batch.len() < policy.batch_max {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(_) => break,
+        }
+    }
+    if batch.len() > 1 {
+        return;
+    }
     let deadline = Instant::now() + policy.window;
     while batch.len() < policy.batch_max {
         // Take what is already queued without waiting.
