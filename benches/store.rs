@@ -1,1 +1,371 @@
-fn main() {}
+//! Store benchmark: the group committer on its own (`cargo bench --bench store`).
+//!
+//! Opens a `Store` in a tempdir, starts the committer with the embedded `[store]` policy
+//! (`commit_window_us` 500, `commit_batch_max` 1024), and from `PAYKEEP_BENCH_TASKS` (256)
+//! concurrent tokio tasks commits, for `PAYKEEP_BENCH_SECONDS` (5) after a one-second
+//! warm-up, write sets shaped like the first write of a create: one `processing` payment
+//! (`WriteOp::Payment`) and its `Idempotency-Key` entry. It reports write sets per second,
+//! write sets per group commit (paykeep's own `store_commit_batch_size`), group commits per
+//! second and their mean time (`store_commit_duration_seconds`), and the commit latency a
+//! task sees (p50/p99) — for `Durability::FlushAndSync` and `Durability::FlushOnly`, so the
+//! cost of the extra `fdatasync` shows. Everything is repeated `PAYKEEP_BENCH_RUNS` (3)
+//! times on fresh stores and ends with the medians. `PAYKEEP_BENCH_DIR` sets the parent of
+//! the tempdirs (default: cargo's target tmp dir, on the build disk rather than a tmpfs);
+//! `PAYKEEP_BENCH_COMMIT_WINDOW_US` replaces the embedded 500 µs window.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use paykeep::config::Config;
+use paykeep::domain::idempotency::{Fingerprint, IdempotencyEntry, IdempotencyKey, KeyScope};
+use paykeep::domain::ids::{new_id, prefix};
+use paykeep::domain::payment::{Payment, PaymentStatus, RefundStatus};
+use paykeep::domain::time::now_ms;
+use paykeep::domain::write_set::{WriteOp, WriteSet};
+use paykeep::metrics::Metrics;
+use paykeep::store::committer::{self, CommitPolicy, CommitterHandle};
+use paykeep::store::{Durability, Store};
+
+/// Concurrent committing tasks unless `PAYKEEP_BENCH_TASKS` says otherwise: well above
+/// what one group commit gathers in a window, so the committer runs saturated.
+const TASKS_DEFAULT: u64 = 256;
+/// Upper bound on tasks (each holds one write set in flight).
+const TASKS_MAX: u64 = 65_536;
+/// Measured seconds per durability unless `PAYKEEP_BENCH_SECONDS` says otherwise.
+const SECONDS_DEFAULT: u64 = 5;
+/// Upper bound on seconds, so a typo cannot run for hours.
+const SECONDS_MAX: u64 = 600;
+/// Repetitions unless `PAYKEEP_BENCH_RUNS` says otherwise; the median of three discards
+/// one noisy run.
+const RUNS_DEFAULT: u64 = 3;
+/// Upper bound on repetitions.
+const RUNS_MAX: u64 = 100;
+/// Upper bound of `PAYKEEP_BENCH_COMMIT_WINDOW_US`: paykeep's own limit on
+/// `store.commit_window_us` (1 s).
+const COMMIT_WINDOW_US_MAX: u64 = 1_000_000;
+/// Unmeasured lead-in: sled's first pages and segments are allocated.
+const WARMUP: Duration = Duration::from_secs(1);
+/// The embedded demo merchant (`config.toml` `[[merchants]]`).
+const MERCHANT_ID: &str = "m_demo";
+/// The create path, part of the fingerprint as in paykeep.
+const PAYMENTS_PATH: &str = "/v1/payments";
+
+/// What the environment asked for.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    tasks: u64,
+    measured: Duration,
+    runs: u64,
+    /// `store.commit_window_us` when overridden.
+    commit_window_us: Option<u64>,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        Settings {
+            tasks: env_value("PAYKEEP_BENCH_TASKS", 1, TASKS_MAX).unwrap_or(TASKS_DEFAULT),
+            measured: Duration::from_secs(
+                env_value("PAYKEEP_BENCH_SECONDS", 1, SECONDS_MAX).unwrap_or(SECONDS_DEFAULT),
+            ),
+            runs: env_value("PAYKEEP_BENCH_RUNS", 1, RUNS_MAX).unwrap_or(RUNS_DEFAULT),
+            commit_window_us: commit_window_override_us(),
+        }
+    }
+}
+
+/// A whole number from `name` within `min..=max`, `None` when unset; panics on anything
+/// else (start-up: a wrong setting should stop the benchmark, not be guessed at).
+fn env_value(name: &str, min: u64, max: u64) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    let value: u64 = text
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{name} must be a whole number, got {text:?}"));
+    assert!(
+        (min..=max).contains(&value),
+        "{name} must be {min}..={max}, got {value}"
+    );
+    Some(value)
+}
+
+/// `store.commit_window_us` for this run: `PAYKEEP_BENCH_COMMIT_WINDOW_US`, or `None` for
+/// the embedded default (500 µs), so the window's cost can be measured.
+fn commit_window_override_us() -> Option<u64> {
+    env_value("PAYKEEP_BENCH_COMMIT_WINDOW_US", 0, COMMIT_WINDOW_US_MAX)
+}
+
+/// How the commit window of a run is described in the output.
+fn describe_window(override_us: Option<u64>) -> String {
+    override_us.map_or_else(
+        || "the embedded commit window".to_owned(),
+        |us| format!("commit window {us} µs"),
+    )
+}
+
+/// Parent directory of the stores' tempdirs.
+fn bench_dir() -> PathBuf {
+    std::env::var_os("PAYKEEP_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// A `processing` payment for `order_no`, as a create's first write holds it.
+fn payment(order_no: &str, now: i64) -> Payment {
+    Payment {
+        id: new_id(prefix::PAYMENT),
+        merchant_id: MERCHANT_ID.to_owned(),
+        order_no: order_no.to_owned(),
+        amount: 1999,
+        currency: "USD".to_owned(),
+        status: PaymentStatus::Processing,
+        payment_method: "pm_card_visa".to_owned(),
+        provider: "simulator".to_owned(),
+        provider_payment_id: None,
+        failure_code: None,
+        failure_message: None,
+        attempt_count: 1,
+        amount_refunded: 0,
+        refund_status: RefundStatus::None,
+        description: Some("paykeep store benchmark".to_owned()),
+        customer_email: None,
+        metadata: BTreeMap::new(),
+        created_at_ms: now,
+        updated_at_ms: now,
+        succeeded_at_ms: None,
+    }
+}
+
+/// The write set of a create's intent: the payment and its header-key entry.
+fn create_write_set(task: u64, seq: u64) -> WriteSet {
+    let now = now_ms();
+    let order_no = format!("store-{task:05}-{seq:010}");
+    let body = serde_json::json!({
+        "order_no": order_no,
+        "amount": 1999,
+        "currency": "USD",
+        "payment_method": "pm_card_visa",
+        "description": "paykeep store benchmark",
+    });
+    let key = IdempotencyKey {
+        merchant_id: MERCHANT_ID.to_owned(),
+        scope: KeyScope::Header(format!("store-key-{task:05}-{seq:010}")),
+    };
+    let entry = IdempotencyEntry {
+        order_no: order_no.clone(),
+        fingerprint: Fingerprint::new("POST", PAYMENTS_PATH, &body),
+        response: None,
+        created_at_ms: now,
+    };
+    WriteSet {
+        ops: vec![
+            WriteOp::Payment(payment(&order_no, now)),
+            WriteOp::Idempotency { key, entry },
+        ],
+    }
+}
+
+/// When the warm-up ends and when tasks stop committing.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    measure_from: Instant,
+    until: Instant,
+}
+
+/// Commits one write set after another until the window closes; returns the latencies
+/// (µs) of the commits started inside the measured part.
+async fn commit_loop(committer: CommitterHandle, task: u64, window: Window) -> Vec<u32> {
+    let mut latencies_us = Vec::new();
+    for seq in 0u64.. {
+        let started = Instant::now();
+        if started >= window.until {
+            break;
+        }
+        committer
+            .commit(create_write_set(task, seq))
+            .await
+            .expect("a group commit failed");
+        if started >= window.measure_from {
+            latencies_us.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+    latencies_us
+}
+
+/// The committer's histograms at one instant.
+#[derive(Debug, Clone, Copy)]
+struct Snapshot {
+    write_sets: f64,
+    commits: u64,
+    commit_seconds: f64,
+}
+
+impl Snapshot {
+    fn of(metrics: &Metrics) -> Snapshot {
+        Snapshot {
+            write_sets: metrics.store_commit_batch_size.get_sample_sum(),
+            commits: metrics.store_commit_batch_size.get_sample_count(),
+            commit_seconds: metrics.store_commit_duration_seconds.get_sample_sum(),
+        }
+    }
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Figures {
+    write_sets_per_s: f64,
+    write_sets_per_commit: f64,
+    commits_per_s: f64,
+    commit_ms_mean: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+impl Figures {
+    fn from(before: Snapshot, after: Snapshot, measured: Duration, sorted_us: &[u32]) -> Self {
+        let write_sets = after.write_sets - before.write_sets;
+        let commits = after.commits.saturating_sub(before.commits) as f64;
+        let seconds = measured.as_secs_f64();
+        Figures {
+            write_sets_per_s: write_sets / seconds,
+            write_sets_per_commit: write_sets / commits.max(1.0),
+            commits_per_s: commits / seconds,
+            commit_ms_mean: (after.commit_seconds - before.commit_seconds) * 1000.0
+                / commits.max(1.0),
+            p50_ms: quantile_ms(sorted_us, 0.50),
+            p99_ms: quantile_ms(sorted_us, 0.99),
+        }
+    }
+}
+
+/// The `q`-quantile (nearest rank) of sorted microsecond latencies, in milliseconds.
+fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let rank = (q * sorted_us.len() as f64).ceil() as usize;
+    f64::from(sorted_us[rank.clamp(1, sorted_us.len()) - 1]) / 1000.0
+}
+
+/// One run on a fresh store with `durability`.
+async fn run_once(durability: Durability, settings: Settings) -> Figures {
+    let dir = tempfile::Builder::new()
+        .prefix("paykeep-store-")
+        .tempdir_in(bench_dir())
+        .expect("create the store's tempdir");
+    let store = Arc::new(Store::open(&dir.path().join("db"), durability).expect("open the store"));
+    let metrics = Arc::new(Metrics::new());
+    let config = Config::embedded().expect("the embedded config is valid");
+    let policy = CommitPolicy {
+        window: settings
+            .commit_window_us
+            .map_or_else(|| config.commit_window(), Duration::from_micros),
+        batch_max: config.store.commit_batch_max,
+    };
+    let (committer, thread) = committer::start(store, policy, Arc::clone(&metrics));
+    let start = Instant::now();
+    let window = Window {
+        measure_from: start + WARMUP,
+        until: start + WARMUP + settings.measured,
+    };
+    let tasks: Vec<_> = (0..settings.tasks)
+        .map(|task| tokio::spawn(commit_loop(committer.clone(), task, window)))
+        .collect();
+    drop(committer);
+    tokio::time::sleep_until(window.measure_from.into()).await;
+    let before = Snapshot::of(&metrics);
+    tokio::time::sleep_until(window.until.into()).await;
+    let after = Snapshot::of(&metrics);
+    let mut latencies_us = Vec::new();
+    for task in tasks {
+        latencies_us.extend(task.await.expect("a commit task panicked"));
+    }
+    // Every handle is gone: the committer finishes its queue and its thread ends.
+    tokio::task::spawn_blocking(move || thread.join())
+        .await
+        .expect("join the committer thread")
+        .expect("the committer thread panicked");
+    latencies_us.sort_unstable();
+    Figures::from(before, after, settings.measured, &latencies_us)
+}
+
+/// The median of `values` (mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn median_figures(runs: &[Figures]) -> Figures {
+    let column = |f: fn(&Figures) -> f64| median(runs.iter().map(f).collect());
+    Figures {
+        write_sets_per_s: column(|r| r.write_sets_per_s),
+        write_sets_per_commit: column(|r| r.write_sets_per_commit),
+        commits_per_s: column(|r| r.commits_per_s),
+        commit_ms_mean: column(|r| r.commit_ms_mean),
+        p50_ms: column(|r| r.p50_ms),
+        p99_ms: column(|r| r.p99_ms),
+    }
+}
+
+fn print_header() {
+    println!(
+        "{:<22} {:>12} {:>10} {:>10} {:>11} {:>8} {:>8}",
+        "durability", "write sets/s", "ws/commit", "commits/s", "commit ms", "p50 ms", "p99 ms"
+    );
+}
+
+fn print_row(label: &str, f: &Figures) {
+    println!(
+        "{:<22} {:>12.0} {:>10.1} {:>10.0} {:>11.2} {:>8.2} {:>8.2}",
+        label,
+        f.write_sets_per_s,
+        f.write_sets_per_commit,
+        f.commits_per_s,
+        f.commit_ms_mean,
+        f.p50_ms,
+        f.p99_ms
+    );
+}
+
+fn main() {
+    let settings = Settings::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("build the tokio runtime");
+    println!(
+        "paykeep store: {} tasks, {} s measured after {} s warm-up, {} runs per durability, {}",
+        settings.tasks,
+        settings.measured.as_secs(),
+        WARMUP.as_secs(),
+        settings.runs,
+        describe_window(settings.commit_window_us)
+    );
+    let mut medians = Vec::new();
+    for (name, durability) in [
+        ("FlushAndSync", Durability::FlushAndSync),
+        ("FlushOnly", Durability::FlushOnly),
+    ] {
+        println!();
+        print_header();
+        let runs: Vec<Figures> = (0..settings.runs)
+            .map(|run| {
+                let figures = runtime.block_on(run_once(durability, settings));
+                print_row(&format!("{name} run {}", run + 1), &figures);
+                figures
+            })
+            .collect();
+        medians.push((name, median_figures(&runs)));
+    }
+    println!("\nmedian of {} runs", settings.runs);
+    print_header();
+    for (name, figures) in &medians {
+        print_row(name, figures);
+    }
+}
