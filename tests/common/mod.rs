@@ -206,6 +206,17 @@ pub fn spawn_binary(data_dir: &Path, env: &[(&str, &str)]) -> Binary {
     for (k, v) in env {
         command.env(k, v);
     }
+    let (child, addr) = spawn_listening(command);
+    Binary {
+        child,
+        addr,
+        base: format!("http://{addr}"),
+    }
+}
+
+/// Spawns `command` (stdout piped) and waits for its "listening on http://ADDR" line, as
+/// `paykeep serve` and `paykeep sandbox` print it.
+pub fn spawn_listening(mut command: Command) -> (Child, SocketAddr) {
     let mut child = command.spawn().expect("spawn paykeep");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
@@ -218,11 +229,7 @@ pub fn spawn_binary(data_dir: &Path, env: &[(&str, &str)]) -> Binary {
         .next()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
-    Binary {
-        child,
-        addr,
-        base: format!("http://{addr}"),
-    }
+    (child, addr)
 }
 
 impl Binary {

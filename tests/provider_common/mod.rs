@@ -3,7 +3,6 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -65,18 +64,7 @@ pub fn spawn_sandbox_at(bind: &str, data_dir: &Path, args: &[&str]) -> Sandbox {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let mut child = command.spawn().expect("spawn paykeep sandbox");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read listening line");
-    let addr: SocketAddr = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let (child, addr) = crate::common::spawn_listening(command);
     Sandbox {
         child,
         addr,
