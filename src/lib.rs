@@ -29,6 +29,12 @@
 //! - [`metrics`] — the Prometheus registry.
 //! - [`app`] — wiring it all together and serving until shutdown.
 
+/// mimalloc for every binary, test and benchmark that links paykeep: glibc malloc's arena
+/// locks and consolidation showed up as about an eighth of the CPU profile of the load
+/// benchmark (many small allocations across threads in sled, hyper and the actors).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod app;
 pub mod config;
 pub mod domain;
