@@ -27,7 +27,9 @@
 //! scenario), `PAYKEEP_BENCH_RUNS` (3), `PAYKEEP_BENCH_COMMIT_WINDOW_US` (unset: the
 //! embedded 500), `PAYKEEP_BENCH_DIR` (parent of the store's tempdir; default: cargo's
 //! target tmp dir, on the build disk rather than a possible tmpfs, where `fdatasync` would
-//! cost nothing).
+//! cost nothing), `PAYKEEP_BENCH_SCENARIOS` (a comma-separated subset of the closed-loop
+//! scenarios, for profiling one of them; `echo` always runs, and `create_half_load` runs
+//! when `create_unique` does).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -103,11 +105,14 @@ struct Settings {
     runs: u64,
     /// `store.commit_window_us` when overridden.
     commit_window_us: Option<u64>,
+    /// The closed-loop scenarios to run, in [`CLOSED_LOOP`] order.
+    scenarios: &'static [Scenario],
 }
 
 impl Settings {
     fn from_env() -> Settings {
         Settings {
+            scenarios: scenarios_from_env(),
             connections: env_value("PAYKEEP_BENCH_CONNECTIONS", 1, CONNECTIONS_MAX)
                 .unwrap_or(CONNECTIONS_DEFAULT),
             measured: Duration::from_secs(
@@ -153,6 +158,26 @@ fn bench_dir() -> PathBuf {
     std::env::var_os("PAYKEEP_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// `PAYKEEP_BENCH_SCENARIOS` as a subset of [`CLOSED_LOOP`] (always with `echo`, the
+/// baseline of the ratios); every scenario when unset. Panics on an unknown name.
+fn scenarios_from_env() -> &'static [Scenario] {
+    let Ok(text) = std::env::var("PAYKEEP_BENCH_SCENARIOS") else {
+        return &CLOSED_LOOP;
+    };
+    let wanted: Vec<&str> = text.split(',').map(str::trim).collect();
+    for name in &wanted {
+        assert!(
+            CLOSED_LOOP.iter().any(|s| s.name() == *name),
+            "PAYKEEP_BENCH_SCENARIOS: unknown scenario {name:?}"
+        );
+    }
+    let chosen: Vec<Scenario> = CLOSED_LOOP
+        .into_iter()
+        .filter(|s| *s == Scenario::Echo || wanted.contains(&s.name()))
+        .collect();
+    Vec::leak(chosen)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -726,16 +751,18 @@ async fn run_suite(settings: Settings) -> Vec<Measurement> {
         prepared,
     });
     let mut results = Vec::new();
-    for scenario in CLOSED_LOOP {
+    for &scenario in settings.scenarios {
         results.push(drive(&workload, scenario, settings, None).await);
     }
-    let peak = results
+    if let Some(peak) = results
         .iter()
         .find(|m| m.scenario == Scenario::CreateUnique)
-        .map_or(0.0, |m| m.requests_per_s);
-    assert!(peak > 0.0, "create_unique completed no request");
-    let half = peak * HALF_LOAD_RATIO;
-    results.push(drive(&workload, Scenario::CreateHalfLoad, settings, Some(half)).await);
+        .map(|m| m.requests_per_s)
+    {
+        assert!(peak > 0.0, "create_unique completed no request");
+        let half = peak * HALF_LOAD_RATIO;
+        results.push(drive(&workload, Scenario::CreateHalfLoad, settings, Some(half)).await);
+    }
     drop(workload);
     echo.stop().await;
     if tokio::time::timeout(SHUTDOWN_TIMEOUT, paykeep.shutdown())

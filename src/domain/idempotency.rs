@@ -69,18 +69,19 @@ pub struct Fingerprint {
 impl Fingerprint {
     /// Fingerprints a request whose body was already parsed as JSON.
     pub fn new(method: &str, path: &str, body: &serde_json::Value) -> Fingerprint {
-        let mut canonical = String::new();
+        let mut canonical = Vec::with_capacity(256);
         write_canonical(body, &mut canonical);
         let mut hasher = Sha256::new();
         hasher.update(method.as_bytes());
         hasher.update(b"\n");
         hasher.update(path.as_bytes());
         hasher.update(b"\n");
-        hasher.update(canonical.as_bytes());
+        hasher.update(&canonical);
         Fingerprint {
             method: method.to_owned(),
             path: path.to_owned(),
-            body: canonical,
+            // serde_json writes UTF-8 only.
+            body: String::from_utf8(canonical).unwrap_or_default(),
             digest: hasher.finalize().into(),
         }
     }
@@ -104,39 +105,45 @@ impl Fingerprint {
     }
 }
 
-fn write_canonical(value: &serde_json::Value, out: &mut String) {
+/// Writes `value` as canonical JSON: object keys sorted, `null` members left out, no
+/// whitespace, strings and numbers as serde_json writes them. Written straight into `out`
+/// (no intermediate strings: this runs on every create and replay).
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, _)| k)
-                .collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.iter().enumerate() {
+            let mut members: Vec<(&String, &Value)> =
+                map.iter().filter(|(_, v)| !v.is_null()).collect();
+            members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, member)) in members.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String((*key).clone()).to_string());
-                out.push(':');
-                write_canonical(&map[*key], out);
+                write_scalar(key, out);
+                out.push(b':');
+                write_canonical(member, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_canonical(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
-        other => out.push_str(&other.to_string()),
+        other => write_scalar(other, out),
     }
+}
+
+/// serde_json's compact form of a string, number, boolean or null.
+fn write_scalar<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing JSON into a Vec cannot fail for these types.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// A response as first sent, replayed byte for byte.
@@ -172,6 +179,22 @@ mod tests {
         let b = Fingerprint::new("POST", "/v1/payments", &json!({"a": {"y": 2}, "b": 1}));
         assert_eq!(a, b);
         assert_eq!(a.body, r#"{"a":{"y":2},"b":1}"#);
+    }
+
+    /// Stored fingerprints must stay comparable across versions: the canonical bytes and
+    /// the digest (SHA-256 of `method\npath\ncanonical`) are pinned.
+    #[test]
+    fn canonical_bytes_and_digest_are_stable() {
+        let f = Fingerprint::new(
+            "POST",
+            "/v1/payments",
+            &json!({"b": [1, 2.5, true], "a": "x\"y", "c": null}),
+        );
+        assert_eq!(f.body, r#"{"a":"x\"y","b":[1,2.5,true]}"#);
+        assert_eq!(
+            hex::encode(f.digest),
+            "3934609f329dcb60a32413d4822ca7977d99df8f008308f2121943b8a14f5453"
+        );
     }
 
     #[test]

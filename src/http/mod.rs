@@ -83,26 +83,31 @@ pub fn with_state(state: &State) -> impl Filter<Extract = (State,), Error = Infa
 }
 
 /// All routes, recovered into problem+json.
+///
+/// Each resource's routes are boxed: unboxed, the `or` chain nests every handler's future
+/// inline, so each request's future is as large as the largest handler's and is copied
+/// whole as hyper moves it (a memmove at the top of the replay profile).
 pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let metrics = Arc::clone(&state.metrics);
     payments::routes(state)
-        .or(refunds::routes(state))
+        .boxed()
+        .or(refunds::routes(state).boxed())
         .unify()
-        .or(provider_webhooks::routes(state))
+        .or(provider_webhooks::routes(state).boxed())
         .unify()
-        .or(reconciliations::routes(state))
+        .or(reconciliations::routes(state).boxed())
         .unify()
-        .or(discrepancies::routes(state))
+        .or(discrepancies::routes(state).boxed())
         .unify()
-        .or(ops::routes(state))
+        .or(ops::routes(state).boxed())
         .unify()
-        .or(admin_notifications::routes(state))
+        .or(admin_notifications::routes(state).boxed())
         .unify()
-        .or(admin_events::routes(state))
+        .or(admin_events::routes(state).boxed())
         .unify()
-        .or(admin_deliveries::routes(state))
+        .or(admin_deliveries::routes(state).boxed())
         .unify()
-        .or(admin_settings::routes(state))
+        .or(admin_settings::routes(state).boxed())
         .unify()
         .recover(move |rejection| recover(Arc::clone(&metrics), rejection))
         .unify()
@@ -150,7 +155,7 @@ async fn recover(metrics: Arc<Metrics>, rejection: Rejection) -> Result<Response
 }
 
 /// A JSON response with `status`.
-pub fn json_response(status: StatusCode, body: String) -> Response {
+pub fn json_response(status: StatusCode, body: impl Into<warp::hyper::Body>) -> Response {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response.headers_mut().insert(

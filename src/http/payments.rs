@@ -154,7 +154,8 @@ async fn create(
 
 /// The replay fast path: a key whose first request finished holds an immutable entry, so
 /// a request with the same fingerprint is answered from it without a trip through the
-/// shard. Anything else (no entry, an unfinished one, another fingerprint) takes the
+/// shard: from the store's in-memory replay cache when a recent commit left it there, else
+/// from sled. Anything else (no entry, an unfinished one, another fingerprint) takes the
 /// serialized path, where the state machine decides.
 ///
 /// # Errors
@@ -164,15 +165,26 @@ async fn finished_replay(
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
 ) -> Result<Option<Response>, Problem> {
-    let entry = state.store.idempotency(key).map_err(internal)?;
-    let Some(response) = entry
-        .filter(|e| e.fingerprint.digest == fingerprint.digest)
-        .and_then(|e| e.response)
-    else {
-        return Ok(None);
+    let response = match state.store.cached_replay(key) {
+        // Cached only once durable: no wait.
+        Some(hit) if hit.digest == fingerprint.digest => {
+            state.metrics.idempotent_replays_total.inc();
+            return Ok(Some(stored_response(hit.status, hit.body, true)));
+        }
+        Some(_) => return Ok(None),
+        None => {
+            let entry = state.store.idempotency(key).map_err(internal)?;
+            let Some(response) = entry
+                .filter(|e| e.fingerprint.digest == fingerprint.digest)
+                .and_then(|e| e.response)
+            else {
+                return Ok(None);
+            };
+            // The entry may have been applied by a group commit that is not durable yet.
+            state.store.wait_durable().await;
+            response
+        }
     };
-    // The entry may have been applied by a group commit that is not durable yet.
-    state.store.wait_durable().await;
     state.metrics.idempotent_replays_total.inc();
     Ok(Some(reply_response(Reply::Response {
         response,
@@ -185,15 +197,20 @@ pub(crate) fn reply_response(reply: Reply) -> Response {
     match reply {
         Reply::Problem(p) => problem::response(&p),
         Reply::Response { response, replayed } => {
-            let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
-            let mut out = json_response(status, response.body);
-            if replayed {
-                out.headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
-            }
-            out
+            stored_response(response.status, response.body, replayed)
         }
     }
+}
+
+/// A stored response as sent, with `Idempotent-Replayed: true` when it is a replay.
+fn stored_response(status: u16, body: impl Into<warp::hyper::Body>, replayed: bool) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    let mut out = json_response(status, body);
+    if replayed {
+        out.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    out
 }
 
 async fn get_by_id(

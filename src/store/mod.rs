@@ -17,6 +17,7 @@ pub mod committer;
 pub mod deliveries;
 pub mod keys;
 pub mod provider_records;
+pub mod replay_cache;
 pub mod sweep;
 
 use std::collections::HashSet;
@@ -157,6 +158,8 @@ pub struct Store {
     failed: AtomicBool,
     /// Delivery counts and the fan-out hook ([`deliveries`]).
     deliveries_index: deliveries::DeliveryIndex,
+    /// Finished idempotency entries of recent commits ([`replay_cache`]).
+    replay_cache: replay_cache::ReplayCache,
 }
 
 impl Store {
@@ -208,6 +211,7 @@ impl Store {
             durable_epoch: watch::Sender::new(0),
             failed: AtomicBool::new(false),
             deliveries_index,
+            replay_cache: replay_cache::ReplayCache::default(),
         })
     }
 
@@ -255,6 +259,13 @@ impl Store {
             .get(keys::idempotency_key(key))?
             .map(|v| codec::decode(&v))
             .transpose()
+    }
+
+    /// The finished entry under `key` if a recent commit left it in the in-memory replay
+    /// cache; `None` means "not cached", not "absent" (read [`Store::idempotency`] then).
+    /// A hit is durable: the cache is filled only after its commit was made durable.
+    pub fn cached_replay(&self, key: &IdempotencyKey) -> Option<replay_cache::CachedReplay> {
+        self.replay_cache.get(&keys::idempotency_key(key))
     }
 
     /// Ids of all payments left `processing` (start-up recovery resumes them).
@@ -376,7 +387,31 @@ impl Store {
         }
         self.durable_epoch.send_replace(epoch);
         self.deliveries_index.committed(deliveries);
+        self.cache_replays(write_sets);
         Ok(events)
+    }
+
+    /// Refreshes the replay cache from a group that is now durable.
+    fn cache_replays(&self, write_sets: &[&WriteSet]) {
+        for op in write_sets.iter().flat_map(|ws| ws.ops.iter()) {
+            match op {
+                WriteOp::Idempotency { key, entry } => match &entry.response {
+                    Some(response) => self.replay_cache.put(
+                        keys::idempotency_key(key),
+                        replay_cache::CachedReplay {
+                            digest: entry.fingerprint.digest,
+                            status: response.status,
+                            body: bytes::Bytes::from(response.body.clone()),
+                        },
+                    ),
+                    None => self.replay_cache.remove(&keys::idempotency_key(key)),
+                },
+                WriteOp::RemoveIdempotency { key, .. } => {
+                    self.replay_cache.remove(&keys::idempotency_key(key));
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Turns write sets into one sled batch per tree.
