@@ -16,6 +16,10 @@ async fn header_keys_are_swept_after_retention_and_orders_stay_unique() {
         .problem(422, "idempotency_key_reused");
     let no_header = svc.create(None, order("ret-3")).await;
     assert_eq!(no_header.status, 201);
+    let cached = svc.create(Some("cached-key"), order("ret-4")).await;
+    assert_eq!(cached.status, 201);
+    // Answered from the replay cache, which the sweep must empty as well.
+    assert!(svc.create(Some("cached-key"), order("ret-4")).await.replayed());
 
     tokio::time::sleep(Duration::from_millis(3500)).await;
 
@@ -29,6 +33,10 @@ async fn header_keys_are_swept_after_retention_and_orders_stay_unique() {
         .await
         .problem(409, "order_already_paid");
     assert_eq!(problem["payment_id"], first.json()["id"]);
+    // The same request after the sweep is a new key on a paid order, not a replay.
+    svc.create(Some("cached-key"), order("ret-4"))
+        .await
+        .problem(409, "order_already_paid");
     // The order key (no header) is never swept.
     let replay = svc.create(None, order("ret-3")).await;
     assert!(replay.replayed());
