@@ -19,7 +19,10 @@ async fn header_keys_are_swept_after_retention_and_orders_stay_unique() {
     let cached = svc.create(Some("cached-key"), order("ret-4")).await;
     assert_eq!(cached.status, 201);
     // Answered from the replay cache, which the sweep must empty as well.
-    assert!(svc.create(Some("cached-key"), order("ret-4")).await.replayed());
+    assert!(svc
+        .create(Some("cached-key"), order("ret-4"))
+        .await
+        .replayed());
 
     tokio::time::sleep(Duration::from_millis(3500)).await;
 

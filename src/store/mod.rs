@@ -428,10 +428,13 @@ impl Store {
             match op {
                 WriteOp::Payment(p) => {
                     b.payments.insert(p.id.as_bytes(), codec::encode(p)?);
-                    b.orders.insert(
-                        keys::order_key(&p.merchant_id, &p.order_no),
-                        p.id.as_bytes(),
-                    );
+                    // An order's payment id never changes (attempts live inside the
+                    // payment), so after its first write the index is only read: a sled
+                    // read costs far less than an insert, which clones and logs the leaf.
+                    let order_key = keys::order_key(&p.merchant_id, &p.order_no);
+                    if self.trees.orders.get(&order_key)?.as_deref() != Some(p.id.as_bytes()) {
+                        b.orders.insert(order_key, p.id.as_bytes());
+                    }
                     if p.status == PaymentStatus::Processing {
                         b.processing.insert(p.id.as_bytes(), &[]);
                     } else {
@@ -443,8 +446,11 @@ impl Store {
                     b.idempotency
                         .insert(keys::idempotency_key(key), codec::encode(entry)?);
                     if key.expires() {
-                        b.idempotency_expiry
-                            .insert(keys::expiry_key(entry.created_at_ms, key), &[]);
+                        // Written with the in-flight entry; the finished one keeps it.
+                        let expiry = keys::expiry_key(entry.created_at_ms, key);
+                        if !self.trees.idempotency_expiry.contains_key(&expiry)? {
+                            b.idempotency_expiry.insert(expiry, &[]);
+                        }
                     }
                 }
                 WriteOp::RemoveIdempotency { key, created_at_ms } => {
