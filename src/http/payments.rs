@@ -15,10 +15,12 @@ use crate::domain::ids::{is_valid_id, prefix};
 use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::payment::{CreatePaymentBody, Payment};
 use crate::domain::refund::Refund;
+use crate::domain::time::now_ms;
 use crate::http::{auth, body, json_response, observe, problem, with_state, State};
 use crate::problem::Problem;
 use crate::shard::claims::{other_order_problem, ClaimError};
 use crate::shard::messages::{CreateJob, Job, PaymentKey};
+use crate::store::replay_cache::CachedReplay;
 
 /// Path of the create endpoint, part of every create's fingerprint.
 pub const PAYMENTS_PATH: &str = "/v1/payments";
@@ -165,31 +167,40 @@ async fn finished_replay(
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
 ) -> Result<Option<Response>, Problem> {
-    let response = match state.store.cached_replay(key) {
+    match state.store.cached_replay(key) {
         // Cached only once durable: no wait.
-        Some(hit) if hit.digest == fingerprint.digest => {
+        Some(hit) if hit.digest == fingerprint.digest && !past_retention(state, key, &hit) => {
             state.metrics.idempotent_replays_total.inc();
             return Ok(Some(stored_response(hit.status, hit.body, true)));
         }
-        Some(_) => return Ok(None),
-        None => {
-            let entry = state.store.idempotency(key).map_err(internal)?;
-            let Some(response) = entry
-                .filter(|e| e.fingerprint.digest == fingerprint.digest)
-                .and_then(|e| e.response)
-            else {
-                return Ok(None);
-            };
-            // The entry may have been applied by a group commit that is not durable yet.
-            state.store.wait_durable().await;
-            response
-        }
+        Some(hit) if hit.digest != fingerprint.digest => return Ok(None),
+        _ => {}
+    }
+    let Some(entry) = state.store.idempotency(key).map_err(internal)? else {
+        return Ok(None);
+    };
+    if entry.response.is_none() || entry.fingerprint.digest != fingerprint.digest {
+        return Ok(None);
+    }
+    // The entry may have been applied by a group commit that is not durable yet.
+    state.store.wait_durable().await;
+    state.store.remember_replay(key, &entry);
+    let Some(response) = entry.response else {
+        return Ok(None);
     };
     state.metrics.idempotent_replays_total.inc();
     Ok(Some(reply_response(Reply::Response {
         response,
         replayed: true,
     })))
+}
+
+/// Whether a cached header-key entry is older than `idempotency.retention_s`, so the sweep
+/// may have removed it from the store (the store, not the cache, then decides).
+fn past_retention(state: &State, key: &IdempotencyKey, hit: &CachedReplay) -> bool {
+    let retention_ms = i64::try_from(state.config.idempotency.retention_s.saturating_mul(1000))
+        .unwrap_or(i64::MAX);
+    key.expires() && hit.outlived(retention_ms, now_ms())
 }
 
 /// The HTTP answer of a shard's reply (shared with refunds).

@@ -395,22 +395,31 @@ impl Store {
     fn cache_replays(&self, write_sets: &[&WriteSet]) {
         for op in write_sets.iter().flat_map(|ws| ws.ops.iter()) {
             match op {
-                WriteOp::Idempotency { key, entry } => match &entry.response {
-                    Some(response) => self.replay_cache.put(
-                        keys::idempotency_key(key),
-                        replay_cache::CachedReplay {
-                            digest: entry.fingerprint.digest,
-                            status: response.status,
-                            body: bytes::Bytes::from(response.body.clone()),
-                        },
-                    ),
-                    None => self.replay_cache.remove(&keys::idempotency_key(key)),
-                },
+                WriteOp::Idempotency { key, entry } => self.remember_replay(key, entry),
                 WriteOp::RemoveIdempotency { key, .. } => {
                     self.replay_cache.remove(&keys::idempotency_key(key));
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// Puts a durable entry into the replay cache (finished) or evicts its key (unfinished).
+    /// Call it only with an entry known to be durable: from the committer after the sync,
+    /// or after [`Store::wait_durable`] following the read.
+    pub fn remember_replay(&self, key: &IdempotencyKey, entry: &IdempotencyEntry) {
+        let cache_key = keys::idempotency_key(key);
+        match &entry.response {
+            Some(response) => self.replay_cache.put(
+                cache_key,
+                replay_cache::CachedReplay {
+                    digest: entry.fingerprint.digest,
+                    status: response.status,
+                    body: bytes::Bytes::from(response.body.clone()),
+                    created_at_ms: entry.created_at_ms,
+                },
+            ),
+            None => self.replay_cache.remove(&cache_key),
         }
     }
 

@@ -2,9 +2,13 @@
 //! usually comes seconds after the first request) is answered without a sled read.
 //!
 //! The committer fills it only after a group commit is durable, from the write sets it
-//! just committed: a finished entry is immutable, so a hit is exactly what the store holds
-//! and never shows state a crash could undo. A sweep's removal and an unfinished entry
-//! written under the same key evict the slot. It is direct-mapped (a key's hash picks one
+//! just committed, and a replay that found a finished entry in sled (and waited for it to
+//! be durable) fills it too, so a key that is retried repeatedly stays in memory. A
+//! finished entry is immutable, so a hit is exactly what the store holds and never shows
+//! state a crash could undo. A sweep's removal and an unfinished entry written under the
+//! same key evict the slot; because a read-through fill can race with a sweep, a reader
+//! also treats a header-key hit older than the retention as a miss (see
+//! [`CachedReplay::created_at_ms`]). It is direct-mapped (a key's hash picks one
 //! slot, a newer key overwrites it), so memory is bounded by [`SLOTS`] responses (about
 //! 45 MiB at 600-byte bodies; 6 MiB of empty slots at start-up) and a miss only means the
 //! sled path is taken. It holds roughly the last [`SLOTS`] finished keys: about ten
@@ -28,6 +32,16 @@ pub struct CachedReplay {
     pub status: u16,
     /// The stored response's body, shared (cloning is a reference count).
     pub body: Bytes,
+    /// When the entry was created (ms since the Unix epoch): the sweep removes header-key
+    /// entries older than `idempotency.retention_s`, so an older hit is not trusted.
+    pub created_at_ms: i64,
+}
+
+impl CachedReplay {
+    /// Whether the entry was created more than `retention_ms` before `now_ms`.
+    pub fn outlived(&self, retention_ms: i64, now_ms: i64) -> bool {
+        self.created_at_ms < now_ms.saturating_sub(retention_ms)
+    }
 }
 
 struct Slot {
@@ -92,7 +106,20 @@ mod tests {
             digest: [byte; 32],
             status: 201,
             body: Bytes::from(format!("{{\"n\":{byte}}}")),
+            created_at_ms: 0,
         }
+    }
+
+    #[test]
+    fn an_entry_outlives_the_retention_only_after_it() {
+        let entry = CachedReplay {
+            created_at_ms: 10_000,
+            ..replay(1)
+        };
+        assert!(!entry.outlived(1_000, 10_500));
+        assert!(!entry.outlived(1_000, 11_000));
+        assert!(entry.outlived(1_000, 11_001));
+        assert!(!entry.outlived(i64::MAX, i64::MAX));
     }
 
     #[test]
