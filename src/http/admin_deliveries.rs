@@ -3,8 +3,6 @@
 //! (one dead delivery back to pending) and `POST /admin/deliveries/redrive?channel=&since=&until=`
 //! (bulk; `since`/`until` bound the deliveries' creation time, RFC 3339).
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -13,7 +11,7 @@ use warp::Filter;
 use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::admin::{self, raw_query, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{json_response, observe, problem, with_state, State};
+use crate::http::{json_response, respond, with_state, State};
 use crate::notify::ops::{OpsError, RedriveFilter};
 use crate::problem::Problem;
 
@@ -30,10 +28,8 @@ pub fn routes(
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "admin_deliveries", async move {
+                respond(&state.metrics, "admin_deliveries", async {
                     list(&state, authorization.as_deref(), &query)
-                        .unwrap_or_else(|p| problem::response(&p))
                 })
                 .await
             },
@@ -44,10 +40,8 @@ pub fn routes(
         .and(warp::header::optional::<String>("authorization"))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "admin_delivery", async move {
+                respond(&state.metrics, "admin_delivery", async {
                     get(&state, authorization.as_deref(), &id)
-                        .unwrap_or_else(|p| problem::response(&p))
                 })
                 .await
             },
@@ -58,11 +52,8 @@ pub fn routes(
         .and(warp::header::optional::<String>("authorization"))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "admin_redrive", async move {
-                    redrive(&state, authorization.as_deref(), &id)
-                        .await
-                        .unwrap_or_else(|p| problem::response(&p))
+                respond(&state.metrics, "admin_redrive", async {
+                    redrive(&state, authorization.as_deref(), &id).await
                 })
                 .await
             },
@@ -74,11 +65,8 @@ pub fn routes(
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "admin_redrive_bulk", async move {
-                    redrive_bulk(&state, authorization.as_deref(), &query)
-                        .await
-                        .unwrap_or_else(|p| problem::response(&p))
+                respond(&state.metrics, "admin_redrive_bulk", async {
+                    redrive_bulk(&state, authorization.as_deref(), &query).await
                 })
                 .await
             },

@@ -2,8 +2,6 @@
 //! the events' sequence numbers (`after` is the `sequence` of the last event seen; each
 //! page says `next_after`).
 
-use std::sync::Arc;
-
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -13,7 +11,7 @@ use crate::domain::event::Event;
 use crate::domain::time::format_rfc3339_ms;
 use crate::http::admin::raw_query;
 use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{json_response, observe, problem, with_state, State};
+use crate::http::{json_response, respond, with_state, State};
 use crate::problem::Problem;
 
 pub fn routes(
@@ -26,10 +24,8 @@ pub fn routes(
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "admin_events", async move {
+                respond(&state.metrics, "admin_events", async {
                     list(&state, authorization.as_deref(), &query)
-                        .unwrap_or_else(|p| problem::response(&p))
                 })
                 .await
             },

@@ -3,8 +3,6 @@
 //! `notification.test` event to every enabled channel; answers 202 with the event and the
 //! deliveries it created).
 
-use std::sync::Arc;
-
 use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -13,7 +11,7 @@ use warp::Filter;
 use crate::domain::delivery::Delivery;
 use crate::http::admin::{self, raw_query};
 use crate::http::admin_events::event_json;
-use crate::http::{json_response, observe, problem, with_state, State};
+use crate::http::{json_response, respond, with_state, State};
 use crate::notify::dispatcher::{PASS_LIMIT_DEFAULT, PASS_LIMIT_MAX};
 use crate::problem::Problem;
 
@@ -27,11 +25,8 @@ pub fn routes(
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "admin_dispatch", async move {
-                    dispatch(&state, authorization.as_deref(), &query)
-                        .await
-                        .unwrap_or_else(|p| problem::response(&p))
+                respond(&state.metrics, "admin_dispatch", async {
+                    dispatch(&state, authorization.as_deref(), &query).await
                 })
                 .await
             },
@@ -41,11 +36,8 @@ pub fn routes(
         .and(with_state(state))
         .and(warp::header::optional::<String>("authorization"))
         .then(|state: State, authorization: Option<String>| async move {
-            let metrics = Arc::clone(&state.metrics);
-            observe(&metrics, "admin_test_notification", async move {
-                test(&state, authorization.as_deref())
-                    .await
-                    .unwrap_or_else(|p| problem::response(&p))
+            respond(&state.metrics, "admin_test_notification", async {
+                test(&state, authorization.as_deref()).await
             })
             .await
         });

@@ -4,14 +4,12 @@
 //! redacted secret sent back unchanged keeps its value; naming a paused channel's section
 //! resumes it).
 
-use std::sync::Arc;
-
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
 use crate::http::admin;
-use crate::http::{body, json_response, observe, problem, with_state, State};
+use crate::http::{body, json_response, respond, with_state, State};
 use crate::notify::ops::OpsError;
 use crate::notify::settings::SettingsError;
 use crate::problem::Problem;
@@ -24,15 +22,12 @@ pub fn routes(
         .and(with_state(state))
         .and(warp::header::optional::<String>("authorization"))
         .then(|state: State, authorization: Option<String>| async move {
-            let metrics = Arc::clone(&state.metrics);
-            observe(&metrics, "admin_settings_get", async move {
-                match admin::authorize(&state, authorization.as_deref()) {
-                    Ok(()) => json_response(
-                        StatusCode::OK,
-                        state.notify.core.settings.redacted_json().to_string(),
-                    ),
-                    Err(p) => problem::response(&p),
-                }
+            respond(&state.metrics, "admin_settings_get", async {
+                admin::authorize(&state, authorization.as_deref())?;
+                Ok(json_response(
+                    StatusCode::OK,
+                    state.notify.core.settings.redacted_json().to_string(),
+                ))
             })
             .await
         });
@@ -43,19 +38,11 @@ pub fn routes(
         .and(warp::body::stream())
         .then(
             |state: State, authorization: Option<String>, stream| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "admin_settings_put", async move {
-                    let result = match admin::authorize(&state, authorization.as_deref()) {
-                        Ok(()) => {
-                            let limit = state.config.server.body_limit_bytes;
-                            match body::read_limited(stream, limit).await {
-                                Ok(bytes) => put(&state, &bytes).await,
-                                Err(p) => Err(p),
-                            }
-                        }
-                        Err(p) => Err(p),
-                    };
-                    result.unwrap_or_else(|p| problem::response(&p))
+                respond(&state.metrics, "admin_settings_put", async {
+                    admin::authorize(&state, authorization.as_deref())?;
+                    let limit = state.config.server.body_limit_bytes;
+                    let bytes = body::read_limited(stream, limit).await?;
+                    put(&state, &bytes).await
                 })
                 .await
             },

@@ -2,8 +2,6 @@
 //! discrepancy was settled (`{"resolution", "operator"}`). Resolving again with the same
 //! words answers the discrepancy as it is; with others, 409 `already_resolved`.
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -11,7 +9,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::reconciliations::recon_problem;
-use crate::http::{auth, body, json_response, observe, problem, with_state, State};
+use crate::http::{auth, body, json_response, respond, with_state, State};
 use crate::problem::Problem;
 use crate::recon::run::resolve;
 
@@ -38,22 +36,11 @@ pub fn routes(
         .and(warp::body::stream())
         .then(
             |id: String, state: State, authorization: Option<String>, stream| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "resolve_discrepancy", async move {
-                    let result =
-                        match auth::admin(&state.config.admin.token, authorization.as_deref()) {
-                            Err(p) => Err(p),
-                            Ok(()) => match body::read_limited(
-                                stream,
-                                state.config.server.body_limit_bytes,
-                            )
-                            .await
-                            {
-                                Ok(bytes) => resolve_one(&state, &id, &bytes).await,
-                                Err(p) => Err(p),
-                            },
-                        };
-                    result.unwrap_or_else(|p| problem::response(&p))
+                respond(&state.metrics, "resolve_discrepancy", async {
+                    auth::admin(&state.config.admin.token, authorization.as_deref())?;
+                    let limit = state.config.server.body_limit_bytes;
+                    let bytes = body::read_limited(stream, limit).await?;
+                    resolve_one(&state, &id, &bytes).await
                 })
                 .await
             },

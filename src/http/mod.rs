@@ -113,6 +113,19 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
         .unify()
 }
 
+/// Runs a handler that may fail: observed as in [`observe`], a [`Problem`] answered as
+/// problem+json. The one wrapper every route's handler goes through.
+pub async fn respond(
+    metrics: &Metrics,
+    route: &'static str,
+    handler: impl Future<Output = Result<Response, Problem>>,
+) -> Response {
+    observe(metrics, route, async {
+        handler.await.unwrap_or_else(|p| problem::response(&p))
+    })
+    .await
+}
+
 /// Runs a handler, recording `http_requests_total{route,status}` and
 /// `http_request_duration_seconds{route}`.
 pub async fn observe(

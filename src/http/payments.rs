@@ -2,7 +2,6 @@
 //! (with its refunds embedded, oldest first).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -16,7 +15,7 @@ use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::payment::{CreatePaymentBody, Payment};
 use crate::domain::refund::Refund;
 use crate::domain::time::now_ms;
-use crate::http::{auth, body, json_response, observe, problem, with_state, State};
+use crate::http::{auth, body, json_response, problem, respond, with_state, State};
 use crate::problem::Problem;
 use crate::shard::claims::{other_order_problem, ClaimError};
 use crate::shard::messages::{CreateJob, Job, PaymentKey};
@@ -36,14 +35,10 @@ pub fn routes(
         .and(warp::header::optional::<String>("idempotency-key"))
         .and(warp::body::stream())
         .then(|state: State, authorization, key, stream| async move {
-            let metrics = Arc::clone(&state.metrics);
-            observe(&metrics, "create_payment", async move {
-                let limit = state.config.server.body_limit_bytes;
-                let result = match body::read_limited(stream, limit).await {
-                    Ok(bytes) => create(&state, authorization, key, &bytes).await,
-                    Err(p) => Err(p),
-                };
-                result.unwrap_or_else(|p| problem::response(&p))
+            respond(&state.metrics, "create_payment", async {
+                let bytes =
+                    body::read_limited(stream, state.config.server.body_limit_bytes).await?;
+                create(&state, authorization, key, &bytes).await
             })
             .await
         });
@@ -53,11 +48,8 @@ pub fn routes(
         .and(warp::header::optional::<String>("authorization"))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "get_payment", async move {
-                    get_by_id(&state, authorization.as_deref(), &id)
-                        .await
-                        .unwrap_or_else(|p| problem::response(&p))
+                respond(&state.metrics, "get_payment", async {
+                    get_by_id(&state, authorization.as_deref(), &id).await
                 })
                 .await
             },
@@ -69,11 +61,8 @@ pub fn routes(
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "get_payment_by_order", async move {
-                    get_by_order(&state, authorization.as_deref(), &query)
-                        .await
-                        .unwrap_or_else(|p| problem::response(&p))
+                respond(&state.metrics, "get_payment_by_order", async {
+                    get_by_order(&state, authorization.as_deref(), &query).await
                 })
                 .await
             },

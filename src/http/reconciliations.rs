@@ -7,7 +7,6 @@
 //! [`CSV_BODY_BYTES_MAX`]). Answers 201 with the report and its discrepancies.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde::Deserialize;
 use warp::http::StatusCode;
@@ -16,7 +15,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::payments::internal;
-use crate::http::{auth, body, json_response, observe, problem, with_state, State};
+use crate::http::{auth, body, json_response, respond, with_state, State};
 use crate::problem::Problem;
 use crate::recon::csv_report;
 use crate::recon::run::{Recon, ReconError};
@@ -47,8 +46,7 @@ pub fn routes(
              content_type: Option<String>,
              query: String,
              stream| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "create_reconciliation", async move {
+                respond(&state.metrics, "create_reconciliation", async {
                     let csv = content_type
                         .as_deref()
                         .is_some_and(|c| c.starts_with("text/csv"));
@@ -57,15 +55,9 @@ pub fn routes(
                     } else {
                         state.config.server.body_limit_bytes
                     };
-                    let result =
-                        match auth::admin(&state.config.admin.token, authorization.as_deref()) {
-                            Err(p) => Err(p),
-                            Ok(()) => match body::read_limited(stream, limit).await {
-                                Ok(bytes) => run_one(&state, csv, &query, &bytes).await,
-                                Err(p) => Err(p),
-                            },
-                        };
-                    result.unwrap_or_else(|p| problem::response(&p))
+                    auth::admin(&state.config.admin.token, authorization.as_deref())?;
+                    let bytes = body::read_limited(stream, limit).await?;
+                    run_one(&state, csv, &query, &bytes).await
                 })
                 .await
             },
@@ -76,11 +68,8 @@ pub fn routes(
         .and(warp::header::optional::<String>("authorization"))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "get_reconciliation", async move {
-                    get_one(&state, authorization.as_deref(), &id)
-                        .await
-                        .unwrap_or_else(|p| problem::response(&p))
+                respond(&state.metrics, "get_reconciliation", async {
+                    get_one(&state, authorization.as_deref(), &id).await
                 })
                 .await
             },

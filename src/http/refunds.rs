@@ -5,7 +5,6 @@
 //! payment are serialized with each other and with its creates. Without an
 //! `Idempotency-Key` header the key is `refund:{payment_id}:{operator_id}:{amount}`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -18,7 +17,7 @@ use crate::domain::machine::Reply;
 use crate::domain::refund::{default_key_value, CreateRefundBody, RefundRules};
 use crate::domain::refund_machine::RefundCommand;
 use crate::http::payments::{internal, reply_response};
-use crate::http::{auth, body, observe, problem, with_state, State};
+use crate::http::{auth, body, respond, with_state, State};
 use crate::problem::Problem;
 use crate::shard::claims::{other_order_problem, ClaimError, ClaimGuard};
 use crate::shard::messages::{Job, PaymentKey, RefundJob};
@@ -35,14 +34,10 @@ pub fn routes(
         .and(warp::body::stream())
         .then(
             |id: String, state: State, authorization, key, stream| async move {
-                let metrics = Arc::clone(&state.metrics);
-                observe(&metrics, "create_refund", async move {
+                respond(&state.metrics, "create_refund", async {
                     let limit = state.config.server.body_limit_bytes;
-                    let result = match body::read_limited(stream, limit).await {
-                        Ok(bytes) => create(&state, &id, authorization, key, &bytes).await,
-                        Err(p) => Err(p),
-                    };
-                    result.unwrap_or_else(|p| problem::response(&p))
+                    let bytes = body::read_limited(stream, limit).await?;
+                    create(&state, &id, authorization, key, &bytes).await
                 })
                 .await
             },
