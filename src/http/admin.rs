@@ -92,10 +92,3 @@ pub fn internal(error: StoreError) -> Problem {
     tracing::error!(operation = "admin", %error, "store failure in an admin request");
     Problem::internal()
 }
-
-/// The raw query string, empty when there is none.
-pub fn raw_query(
-) -> impl warp::Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
-    use warp::Filter;
-    warp::query::raw().or(warp::any().map(String::new)).unify()
-}

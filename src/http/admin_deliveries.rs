@@ -10,8 +10,8 @@ use warp::Filter;
 
 use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::ids::{is_valid_id, prefix};
-use crate::http::admin::{self, raw_query, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{json_response, respond, with_state, State};
+use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
+use crate::http::{json_response, raw_query, respond, with_authorization, State};
 use crate::notify::ops::{OpsError, RedriveFilter};
 use crate::problem::Problem;
 
@@ -23,8 +23,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let list = warp::path!("admin" / "deliveries")
         .and(warp::get())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
@@ -36,8 +35,7 @@ pub fn routes(
         );
     let one = warp::path!("admin" / "deliveries" / String)
         .and(warp::get())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
                 respond(&state.metrics, "admin_delivery", async {
@@ -48,8 +46,7 @@ pub fn routes(
         );
     let redrive_one = warp::path!("admin" / "deliveries" / String / "redrive")
         .and(warp::post())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
                 respond(&state.metrics, "admin_redrive", async {
@@ -60,8 +57,7 @@ pub fn routes(
         );
     let redrive_bulk = warp::path!("admin" / "deliveries" / "redrive")
         .and(warp::post())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {

@@ -9,9 +9,8 @@ use warp::Filter;
 
 use crate::domain::event::Event;
 use crate::domain::time::format_rfc3339_ms;
-use crate::http::admin::raw_query;
 use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{json_response, respond, with_state, State};
+use crate::http::{json_response, raw_query, respond, with_authorization, State};
 use crate::problem::Problem;
 
 pub fn routes(
@@ -19,8 +18,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("admin" / "events")
         .and(warp::get())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {

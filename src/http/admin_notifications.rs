@@ -9,9 +9,9 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::domain::delivery::Delivery;
-use crate::http::admin::{self, raw_query};
+use crate::http::admin;
 use crate::http::admin_events::event_json;
-use crate::http::{json_response, respond, with_state, State};
+use crate::http::{json_response, raw_query, respond, with_authorization, State};
 use crate::notify::dispatcher::{PASS_LIMIT_DEFAULT, PASS_LIMIT_MAX};
 use crate::problem::Problem;
 
@@ -20,8 +20,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let dispatch = warp::path!("admin" / "notifications" / "dispatch")
         .and(warp::post())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
@@ -33,8 +32,7 @@ pub fn routes(
         );
     let test = warp::path!("admin" / "notifications" / "test")
         .and(warp::post())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .then(|state: State, authorization: Option<String>| async move {
             respond(&state.metrics, "admin_test_notification", async {
                 test(&state, authorization.as_deref()).await

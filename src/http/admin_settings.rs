@@ -9,7 +9,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::http::admin;
-use crate::http::{body, json_response, respond, with_state, State};
+use crate::http::{body, json_response, respond, with_authorization, State};
 use crate::notify::ops::OpsError;
 use crate::notify::settings::SettingsError;
 use crate::problem::Problem;
@@ -19,8 +19,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let get = warp::path!("admin" / "settings" / "notifications")
         .and(warp::get())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .then(|state: State, authorization: Option<String>| async move {
             respond(&state.metrics, "admin_settings_get", async {
                 admin::authorize(&state, authorization.as_deref())?;
@@ -33,8 +32,7 @@ pub fn routes(
         });
     let put = warp::path!("admin" / "settings" / "notifications")
         .and(warp::put())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(warp::body::stream())
         .then(
             |state: State, authorization: Option<String>, stream| async move {

@@ -9,7 +9,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::reconciliations::recon_problem;
-use crate::http::{auth, body, json_response, respond, with_state, State};
+use crate::http::{auth, body, json_response, respond, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::run::resolve;
 
@@ -31,8 +31,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("admin" / "discrepancies" / String / "resolve")
         .and(warp::post())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(warp::body::stream())
         .then(
             |id: String, state: State, authorization: Option<String>, stream| async move {

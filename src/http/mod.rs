@@ -82,6 +82,19 @@ pub fn with_state(state: &State) -> impl Filter<Extract = (State,), Error = Infa
     warp::any().map(move || Arc::clone(&state))
 }
 
+/// The shared state and the raw `Authorization` header (absent → `None`), which every
+/// authenticated route checks itself so a missing header answers 401 problem+json.
+pub fn with_authorization(
+    state: &State,
+) -> impl Filter<Extract = (State, Option<String>), Error = warp::Rejection> + Clone {
+    with_state(state).and(warp::header::optional::<String>("authorization"))
+}
+
+/// The raw query string, empty when there is none.
+pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
 /// All routes, recovered into problem+json.
 ///
 /// Each resource's routes are boxed: unboxed, the `or` chain nests every handler's future

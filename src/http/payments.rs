@@ -15,7 +15,9 @@ use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::payment::{CreatePaymentBody, Payment};
 use crate::domain::refund::Refund;
 use crate::domain::time::now_ms;
-use crate::http::{auth, body, json_response, problem, respond, with_state, State};
+use crate::http::{
+    auth, body, json_response, problem, raw_query, respond, with_authorization, State,
+};
 use crate::problem::Problem;
 use crate::shard::claims::{other_order_problem, ClaimError};
 use crate::shard::messages::{CreateJob, Job, PaymentKey};
@@ -30,8 +32,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let create = warp::path!("v1" / "payments")
         .and(warp::post())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(warp::header::optional::<String>("idempotency-key"))
         .and(warp::body::stream())
         .then(|state: State, authorization, key, stream| async move {
@@ -44,8 +45,7 @@ pub fn routes(
         });
     let get = warp::path!("v1" / "payments" / String)
         .and(warp::get())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
                 respond(&state.metrics, "get_payment", async {
@@ -56,8 +56,7 @@ pub fn routes(
         );
     let by_order = warp::path!("v1" / "payments")
         .and(warp::get())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(raw_query())
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
@@ -68,11 +67,6 @@ pub fn routes(
             },
         );
     create.or(get).unify().or(by_order).unify()
-}
-
-/// The raw query string, empty when there is none.
-fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
 async fn create(

@@ -15,7 +15,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::payments::internal;
-use crate::http::{auth, body, json_response, respond, with_state, State};
+use crate::http::{auth, body, json_response, respond, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::csv_report;
 use crate::recon::run::{Recon, ReconError};
@@ -35,8 +35,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let run = warp::path!("admin" / "reconciliations")
         .and(warp::post())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(warp::header::optional::<String>("content-type"))
         .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::body::stream())
@@ -64,8 +63,7 @@ pub fn routes(
         );
     let get = warp::path!("admin" / "reconciliations" / String)
         .and(warp::get())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
                 respond(&state.metrics, "get_reconciliation", async {

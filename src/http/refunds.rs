@@ -17,7 +17,7 @@ use crate::domain::machine::Reply;
 use crate::domain::refund::{default_key_value, CreateRefundBody, RefundRules};
 use crate::domain::refund_machine::RefundCommand;
 use crate::http::payments::{internal, reply_response};
-use crate::http::{auth, body, respond, with_state, State};
+use crate::http::{auth, body, respond, with_authorization, State};
 use crate::problem::Problem;
 use crate::shard::claims::{other_order_problem, ClaimError, ClaimGuard};
 use crate::shard::messages::{Job, PaymentKey, RefundJob};
@@ -28,8 +28,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("v1" / "payments" / String / "refunds")
         .and(warp::post())
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("authorization"))
+        .and(with_authorization(state))
         .and(warp::header::optional::<String>("idempotency-key"))
         .and(warp::body::stream())
         .then(
