@@ -31,8 +31,12 @@
 //! scenarios, for profiling one of them; `echo` always runs, and `create_half_load` runs
 //! when `create_unique` does).
 
+mod common;
+
+use common::{bench_dir, commit_window_override_us, describe_window, env_value};
+
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,9 +69,6 @@ const SECONDS_MAX: u64 = 600;
 const RUNS_DEFAULT: u64 = 3;
 /// Upper bound on repetitions.
 const RUNS_MAX: u64 = 100;
-/// Upper bound of `PAYKEEP_BENCH_COMMIT_WINDOW_US`: paykeep's own limit on
-/// `store.commit_window_us` (1 s).
-const COMMIT_WINDOW_US_MAX: u64 = 1_000_000;
 /// Unmeasured lead-in of each scenario: connections open, sled pages and caches warm up.
 const WARMUP: Duration = Duration::from_secs(1);
 /// Creates made before the measured scenarios, replayed by `replay` and read by `mix`.
@@ -122,42 +123,6 @@ impl Settings {
             commit_window_us: commit_window_override_us(),
         }
     }
-}
-
-/// A whole number from `name` within `min..=max`, `None` when unset; panics on anything
-/// else (start-up: a wrong setting should stop the benchmark, not be guessed at).
-fn env_value(name: &str, min: u64, max: u64) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    let value: u64 = text
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} must be a whole number, got {text:?}"));
-    assert!(
-        (min..=max).contains(&value),
-        "{name} must be {min}..={max}, got {value}"
-    );
-    Some(value)
-}
-
-/// `store.commit_window_us` for this run: `PAYKEEP_BENCH_COMMIT_WINDOW_US`, or `None` for
-/// the embedded default (500 µs), so the window's cost can be measured.
-fn commit_window_override_us() -> Option<u64> {
-    env_value("PAYKEEP_BENCH_COMMIT_WINDOW_US", 0, COMMIT_WINDOW_US_MAX)
-}
-
-/// How the commit window of a run is described in the output.
-fn describe_window(override_us: Option<u64>) -> String {
-    override_us.map_or_else(
-        || "the embedded commit window".to_owned(),
-        |us| format!("commit window {us} µs"),
-    )
-}
-
-/// Parent directory of the store's tempdir.
-fn bench_dir() -> PathBuf {
-    std::env::var_os("PAYKEEP_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
 }
 
 /// `PAYKEEP_BENCH_SCENARIOS` as a subset of [`CLOSED_LOOP`] (always with `echo`, the

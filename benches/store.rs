@@ -13,8 +13,11 @@
 //! the tempdirs (default: cargo's target tmp dir, on the build disk rather than a tmpfs);
 //! `PAYKEEP_BENCH_COMMIT_WINDOW_US` replaces the embedded 500 µs window.
 
+mod common;
+
+use common::{bench_dir, commit_window_override_us, describe_window, env_value};
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,9 +45,6 @@ const SECONDS_MAX: u64 = 600;
 const RUNS_DEFAULT: u64 = 3;
 /// Upper bound on repetitions.
 const RUNS_MAX: u64 = 100;
-/// Upper bound of `PAYKEEP_BENCH_COMMIT_WINDOW_US`: paykeep's own limit on
-/// `store.commit_window_us` (1 s).
-const COMMIT_WINDOW_US_MAX: u64 = 1_000_000;
 /// Unmeasured lead-in: sled's first pages and segments are allocated.
 const WARMUP: Duration = Duration::from_secs(1);
 /// The embedded demo merchant (`config.toml` `[[merchants]]`).
@@ -73,42 +73,6 @@ impl Settings {
             commit_window_us: commit_window_override_us(),
         }
     }
-}
-
-/// A whole number from `name` within `min..=max`, `None` when unset; panics on anything
-/// else (start-up: a wrong setting should stop the benchmark, not be guessed at).
-fn env_value(name: &str, min: u64, max: u64) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    let value: u64 = text
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{name} must be a whole number, got {text:?}"));
-    assert!(
-        (min..=max).contains(&value),
-        "{name} must be {min}..={max}, got {value}"
-    );
-    Some(value)
-}
-
-/// `store.commit_window_us` for this run: `PAYKEEP_BENCH_COMMIT_WINDOW_US`, or `None` for
-/// the embedded default (500 µs), so the window's cost can be measured.
-fn commit_window_override_us() -> Option<u64> {
-    env_value("PAYKEEP_BENCH_COMMIT_WINDOW_US", 0, COMMIT_WINDOW_US_MAX)
-}
-
-/// How the commit window of a run is described in the output.
-fn describe_window(override_us: Option<u64>) -> String {
-    override_us.map_or_else(
-        || "the embedded commit window".to_owned(),
-        |us| format!("commit window {us} µs"),
-    )
-}
-
-/// Parent directory of the stores' tempdirs.
-fn bench_dir() -> PathBuf {
-    std::env::var_os("PAYKEEP_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")))
 }
 
 /// A `processing` payment for `order_no`, as a create's first write holds it.
