@@ -16,6 +16,38 @@ use notify_support::{admin, all_with, fast_retries, ms, pay, wait_deliveries, we
 
 const LONG: Duration = Duration::from_secs(20);
 
+/// paykeep with fast retries and Telegram pointed at `telegram`, one chat.
+async fn start_with_telegram(telegram: &MockServer, token: &str, chat_id: &str) -> common::Service {
+    let (uri, token, chat_id) = (telegram.uri(), token.to_owned(), chat_id.to_owned());
+    common::start(move |c| {
+        fast_retries(c);
+        let t = &mut c.notifications.telegram;
+        t.enabled = true;
+        t.api_base_url = uri;
+        t.bot_token = token;
+        t.chat_ids = vec![chat_id];
+    })
+    .await
+}
+
+/// Telegram Bot API's success answer to `sendMessage`.
+fn telegram_ok() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}}))
+}
+
+/// `GET /admin/settings/notifications` as JSON.
+async fn notification_settings(svc: &common::Service) -> Value {
+    admin(
+        &svc.client,
+        &svc.base,
+        "GET",
+        "/admin/settings/notifications",
+        None,
+    )
+    .await
+    .json()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_twice_then_ok_is_three_attempts_with_one_webhook_id() {
     let sink = MockServer::start().await;
@@ -74,19 +106,11 @@ async fn a_429_retry_after_is_honoured_over_the_schedule() {
         .mount(&telegram)
         .await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .respond_with(telegram_ok())
         .with_priority(2)
         .mount(&telegram)
         .await;
-    let svc = common::start(|c| {
-        fast_retries(c);
-        let t = &mut c.notifications.telegram;
-        t.enabled = true;
-        t.api_base_url = telegram.uri();
-        t.bot_token = "1:token".into();
-        t.chat_ids = vec!["5".into()];
-    })
-    .await;
+    let svc = start_with_telegram(&telegram, "1:token", "5").await;
     pay(&svc.client, &svc.base, "f-429").await;
     let ds = wait_deliveries(&svc.client, &svc.base, "", LONG, all_with("delivered", 1)).await;
     let attempts = ds[0]["attempts"].as_array().unwrap();
@@ -191,30 +215,14 @@ async fn unauthorized_pauses_the_channel_until_a_new_token() {
         .await;
     Mock::given(method("POST"))
         .and(path("/botgood:token/sendMessage"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .respond_with(telegram_ok())
         .mount(&telegram)
         .await;
-    let svc = common::start(|c| {
-        fast_retries(c);
-        let t = &mut c.notifications.telegram;
-        t.enabled = true;
-        t.api_base_url = telegram.uri();
-        t.bot_token = "bad:token".into();
-        t.chat_ids = vec!["5".into()];
-    })
-    .await;
+    let svc = start_with_telegram(&telegram, "bad:token", "5").await;
     pay(&svc.client, &svc.base, "p-1").await;
     let paused = wait_deliveries(&svc.client, &svc.base, "", LONG, all_with("paused", 1)).await;
     assert!(paused[0]["reason"].as_str().unwrap().contains("401"));
-    let settings = admin(
-        &svc.client,
-        &svc.base,
-        "GET",
-        "/admin/settings/notifications",
-        None,
-    )
-    .await
-    .json();
+    let settings = notification_settings(&svc).await;
     assert_eq!(settings["paused_channels"], json!(["telegram"]));
     // A later event waits paused too, without another refused request.
     pay(&svc.client, &svc.base, "p-2").await;
@@ -262,31 +270,15 @@ async fn a_migrated_telegram_chat_is_followed() {
         .await;
     Mock::given(method("POST"))
         .and(body_partial_json(json!({"chat_id": -100999})))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true, "result": {}})))
+        .respond_with(telegram_ok())
         .mount(&telegram)
         .await;
-    let svc = common::start(|c| {
-        fast_retries(c);
-        let t = &mut c.notifications.telegram;
-        t.enabled = true;
-        t.api_base_url = telegram.uri();
-        t.bot_token = "1:token".into();
-        t.chat_ids = vec!["-1002".into()];
-    })
-    .await;
+    let svc = start_with_telegram(&telegram, "1:token", "-1002").await;
     pay(&svc.client, &svc.base, "m-1").await;
     let ds = wait_deliveries(&svc.client, &svc.base, "", LONG, all_with("delivered", 1)).await;
     assert_eq!(ds[0]["target"], "-100999");
     assert_eq!(ds[0]["attempts"][0]["outcome"], "migrated");
-    let settings = admin(
-        &svc.client,
-        &svc.base,
-        "GET",
-        "/admin/settings/notifications",
-        None,
-    )
-    .await
-    .json();
+    let settings = notification_settings(&svc).await;
     assert_eq!(
         settings["settings"]["telegram"]["chat_ids"],
         json!(["-100999"])
