@@ -298,6 +298,8 @@ fn print_row(label: &str, f: &Figures) {
 }
 
 fn main() {
+    // As `app::start_with` does for paykeep (see `memory`).
+    paykeep::memory::disable_transparent_huge_pages();
     let settings = Settings::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

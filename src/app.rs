@@ -83,6 +83,7 @@ pub async fn start_with(
     durability: Durability,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
+    crate::memory::disable_transparent_huge_pages();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let connector = provider::connector_for(&config).map_err(StartError::Provider)?;

@@ -27,18 +27,14 @@
 //!   an uploaded settlement report; reports, discrepancies, resolution, the daily run.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
+//! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
 //! - [`app`] — wiring it all together and serving until shutdown.
-
-/// mimalloc for every binary, test and benchmark that links paykeep: glibc malloc's arena
-/// locks and consolidation showed up as about an eighth of the CPU profile of the load
-/// benchmark (many small allocations across threads in sled, hyper and the actors).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod problem;
