@@ -160,7 +160,7 @@ impl Store {
             return Ok(());
         };
         let key = first.to_be_bytes();
-        b.fanout.insert(&key, codec::encode(&view.plans)?);
+        b.fanout.insert(key, codec::encode(&view.plans)?);
         Ok(())
     }
 
@@ -221,10 +221,10 @@ impl Store {
         }
         if let Some(due) = delivery.due_at_ms() {
             b.deliveries_due
-                .insert(due_key(delivery.channel, due, id), &[]);
+                .insert(due_key(delivery.channel, due, id), []);
         }
         b.deliveries_by_status
-            .insert(status_key(delivery.status, id), &[]);
+            .insert(status_key(delivery.status, id), []);
         view.deltas[delivery.status.index()] += 1;
         b.deliveries.insert(id.as_bytes(), codec::encode(delivery)?);
         view.written.insert(delivery.id.clone(), delivery.clone());

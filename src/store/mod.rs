@@ -1,10 +1,11 @@
 //! The durable store: sled trees, the bincode codec, the group committer, recovery and the
 //! idempotency sweep.
 //!
-//! Only the committer thread writes. A write set becomes one multi-tree sled transaction in
-//! a batch of many; the batch is flushed (`Db::flush`, which on Linux is `pwrite` +
-//! `sync_file_range`) and then the `db` file is `fdatasync`ed, so an acknowledged write
-//! survives kill -9 and power loss (see README "Durability").
+//! Only the committer thread writes. It turns a group of write sets into one record of the
+//! write-ahead log ([`wal`]), `fdatasync`s it, and only then applies the group to the sled
+//! trees, so an acknowledged write survives kill -9 and power loss, and recovery completes
+//! any group that was logged (docs/durability.md). sled itself is flushed by checkpoints
+//! ([`checkpoint`]) on their own thread.
 //!
 //! Trees: `payments` (id → Payment), `orders` (merchant\0order → id), `processing`
 //! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
@@ -12,6 +13,7 @@
 //! `event_dedupe` (dedupe_key → event id), `meta`; the provider side's trees are described
 //! in [`provider_records`]; deliveries and settings in [`deliveries`].
 
+pub mod checkpoint;
 pub mod codec;
 pub mod committer;
 pub mod deliveries;
@@ -19,14 +21,19 @@ pub mod keys;
 pub mod provider_records;
 pub mod replay_cache;
 pub mod sweep;
+pub mod tree_batch;
+pub mod wal;
+#[cfg(test)]
+mod wal_recovery_tests;
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
-use sled::Transactional;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::domain::event::Event;
@@ -53,6 +60,8 @@ pub enum StoreError {
     Closed,
     #[error("store schema version {found} is not {SCHEMA_VERSION}")]
     Schema { found: u8 },
+    #[error("corrupt store: {detail}")]
+    Corrupt { detail: String },
 }
 
 impl From<sled::Error> for StoreError {
@@ -63,31 +72,20 @@ impl From<sled::Error> for StoreError {
     }
 }
 
-impl From<sled::transaction::TransactionError<StoreError>> for StoreError {
-    fn from(e: sled::transaction::TransactionError<StoreError>) -> Self {
-        match e {
-            sled::transaction::TransactionError::Abort(e) => e,
-            sled::transaction::TransactionError::Storage(e) => e.into(),
-        }
-    }
-}
-
 /// How a batch is made durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// `Db::flush` then `fdatasync` of the data file: survives power loss (the default).
+    /// Every log record `fdatasync`ed before its group is acknowledged, and sled's files
+    /// at each checkpoint: survives power loss (the default).
     FlushAndSync,
-    /// `Db::flush` only: survives kill -9, not power loss (benchmarks compare the two).
+    /// Log records written to the page cache only: survives kill -9, not power loss
+    /// (benchmarks compare the two).
     FlushOnly,
 }
 
-/// Files sled writes outside its `db` log: values too large for a log segment go to
-/// `blobs/`, which sled itself never syncs.
-const BLOBS_DIR: &str = "blobs";
-
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
-/// with one `sled::Batch` per tree, zipped for the one transaction of a group commit.
-/// Adding a tree is adding its name here.
+/// with one [`tree_batch::TreeBatch`] per tree. Adding a tree is adding its name here; the
+/// order is the order a group is applied in, records before the indexes that point at them.
 macro_rules! trees {
     ($($name:ident),+ $(,)?) => {
         struct Trees {
@@ -99,21 +97,31 @@ macro_rules! trees {
                 Ok(Trees { $($name: db.open_tree(stringify!($name))?,)+ })
             }
 
-            fn all(&self) -> Vec<sled::Tree> {
-                vec![$(self.$name.clone(),)+]
+            /// The tree a log record names.
+            fn by_name(&self, name: &str) -> Option<&sled::Tree> {
+                match name {
+                    $(stringify!($name) => Some(&self.$name),)+
+                    _ => None,
+                }
             }
         }
 
-        /// One batch per tree, filled from write sets, applied in one transaction.
+        /// One batch per tree, filled from write sets.
         #[derive(Default)]
         struct Batches {
-            $($name: sled::Batch,)+
+            $($name: tree_batch::TreeBatch,)+
         }
 
         impl Batches {
-            /// The batches in the order of [`Trees::all`].
-            fn into_vec(self) -> Vec<sled::Batch> {
-                vec![$(self.$name,)+]
+            /// The log record of the group: the non-empty batches, in declaration order.
+            fn into_record(self) -> GroupRecord {
+                let mut trees = Vec::new();
+                $(
+                    if !self.$name.is_empty() {
+                        trees.push((stringify!($name).to_owned(), self.$name));
+                    }
+                )+
+                GroupRecord { trees }
             }
         }
     };
@@ -142,20 +150,39 @@ trees!(
     settings,
 );
 
+/// One group commit as logged in the write-ahead log: per tree, by name, its writes.
+#[derive(Debug, Serialize, Deserialize)]
+struct GroupRecord {
+    trees: Vec<(String, tree_batch::TreeBatch)>,
+}
+
+impl GroupRecord {
+    /// Applies the writes to sled, tree by tree in the record's order.
+    fn apply(&self, trees: &Trees) -> Result<(), StoreError> {
+        for (name, batch) in &self.trees {
+            let tree = trees.by_name(name).ok_or_else(|| StoreError::Corrupt {
+                detail: format!("write-ahead log names an unknown tree {name:?}"),
+            })?;
+            batch.apply(tree)?;
+        }
+        Ok(())
+    }
+}
+
 /// The open store. Reads are safe from any thread; writes go through the committer.
 pub struct Store {
-    db: sled::Db,
     trees: Trees,
-    data_file: File,
-    dir: PathBuf,
-    /// Blob files already synced (pruned to those still present).
-    synced_blobs: Mutex<HashSet<std::ffi::OsString>>,
+    /// The log the committer appends to (only the committer locks it).
+    wal: Mutex<wal::Wal>,
+    /// Sealed segment ids for the checkpoint thread; `None` once the store is dropping.
+    checkpoints: Mutex<Option<crossbeam_channel::Sender<u64>>>,
+    checkpoint_thread: Mutex<Option<JoinHandle<()>>>,
     durability: Durability,
     /// Next event sequence number (the committer is the only writer).
     next_event_seq: Mutex<u64>,
     applied_epoch: AtomicU64,
     durable_epoch: watch::Sender<u64>,
-    failed: AtomicBool,
+    failed: Arc<AtomicBool>,
     /// Delivery counts and the fan-out hook ([`deliveries`]).
     deliveries_index: deliveries::DeliveryIndex,
     /// Finished idempotency entries of recent commits ([`replay_cache`]).
@@ -168,10 +195,29 @@ impl Store {
     /// # Errors
     /// [`StoreError::Sled`] if sled cannot open it, [`StoreError::Schema`] on another schema.
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
+        Store::open_with_segment_bytes(dir, durability, wal::SEGMENT_BYTES_DEFAULT)
+    }
+
+    /// [`Store::open`] with another write-ahead log segment bound (tests use small ones to
+    /// exercise checkpoints).
+    ///
+    /// Recovery: every record left in the log is applied to sled again, in order, then
+    /// sled is checkpointed and the old segments deleted before a new one is started.
+    ///
+    /// # Errors
+    /// As [`Store::open`], and [`StoreError::Corrupt`] for a damaged log.
+    pub fn open_with_segment_bytes(
+        dir: &Path,
+        durability: Durability,
+        segment_bytes: u64,
+    ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(sync_error)?;
         let db = sled::Config::new()
             .path(dir)
-            .flush_every_ms(None)
+            // sled's own flusher writes its log back every 50 ms (sync_file_range), so a
+            // checkpoint's fdatasync finds little dirty data and does not hold up the disk
+            // the write-ahead log syncs to. Durability never depends on it.
+            .flush_every_ms(Some(50))
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let meta = db.open_tree("meta")?;
@@ -188,28 +234,43 @@ impl Store {
             }
         }
         let trees = Trees::open(&db)?;
+        let recovered = wal::recover(dir)?;
+        for payload in &recovered.payloads {
+            codec::decode::<GroupRecord>(payload)?.apply(&trees)?;
+        }
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut checkpointer =
+            checkpoint::Checkpointer::new(db.clone(), dir, durability, Arc::clone(&failed))?;
+        let last_segment = recovered.segments.last().copied().unwrap_or(0);
+        checkpointer.checkpoint(last_segment)?;
+        if !recovered.payloads.is_empty() {
+            tracing::info!(
+                records = recovered.payloads.len(),
+                "recovery applied the write-ahead log"
+            );
+        }
+        let wal = wal::Wal::create(dir, last_segment, segment_bytes)?;
+        let (checkpoints, checkpoint_thread) = checkpointer.spawn();
         let next_event_seq = match trees.events.last()? {
             Some((k, _)) => seq_of(&k) + 1,
             None => 1,
         };
         let deliveries_index = deliveries::DeliveryIndex::default();
         deliveries_index.load_counts(&trees.deliveries_by_status, &trees.fanout)?;
-        let data_file = File::open(dir.join("db")).map_err(sync_error)?;
         // Make the files' directory entries durable once, so a new store survives power loss.
         File::open(dir)
             .and_then(|d| d.sync_all())
             .map_err(sync_error)?;
         Ok(Store {
-            db,
             trees,
-            data_file,
-            dir: dir.to_path_buf(),
-            synced_blobs: Mutex::new(HashSet::new()),
+            wal: Mutex::new(wal),
+            checkpoints: Mutex::new(Some(checkpoints)),
+            checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
             durability,
             next_event_seq: Mutex::new(next_event_seq),
             applied_epoch: AtomicU64::new(0),
             durable_epoch: watch::Sender::new(0),
-            failed: AtomicBool::new(false),
+            failed,
             deliveries_index,
             replay_cache: replay_cache::ReplayCache::default(),
         })
@@ -346,7 +407,8 @@ impl Store {
             .await;
     }
 
-    /// Applies a group of write sets as one sled transaction, then makes it durable.
+    /// Logs a group of write sets as one write-ahead log record, syncs it, then applies it
+    /// to sled; hands a sealed log segment to the checkpoint thread.
     /// Returns the number of outbox events written (duplicates by `dedupe_key` dropped).
     /// Called only by the committer thread.
     ///
@@ -369,25 +431,24 @@ impl Store {
         let (batches, events, deliveries) = self.batches_for(write_sets)?;
         let epoch = self.applied_epoch.load(Ordering::Acquire) + 1;
         self.applied_epoch.store(epoch, Ordering::Release);
-        let trees = self.trees.all();
-        let batches = batches.into_vec();
-        trees
-            .as_slice()
-            .transaction(|tx| {
-                for (tree, batch) in tx.iter().zip(batches.iter()) {
-                    tree.apply_batch(batch)?;
-                }
-                Ok::<(), sled::transaction::ConflictableTransactionError<StoreError>>(())
-            })
-            .map_err(StoreError::from)?;
-        self.db.flush()?;
-        if self.durability == Durability::FlushAndSync {
-            self.data_file.sync_data().map_err(sync_error)?;
-            self.sync_new_blobs()?;
-        }
+        let record = batches.into_record();
+        let sealed = {
+            let mut wal = self.wal.lock().map_err(|_| StoreError::Failed)?;
+            wal.append(
+                &codec::encode(&record)?,
+                self.durability == Durability::FlushAndSync,
+            )?
+        };
+        // Durable from here on: recovery would apply the record if sled lost any of it.
+        record.apply(&self.trees)?;
         self.durable_epoch.send_replace(epoch);
         self.deliveries_index.committed(deliveries);
         self.cache_replays(write_sets);
+        if let Some(segment) = sealed {
+            if let Some(checkpoints) = &*self.checkpoints.lock().map_err(|_| StoreError::Failed)? {
+                let _ = checkpoints.send(segment);
+            }
+        }
         Ok(events)
     }
 
@@ -445,7 +506,7 @@ impl Store {
                         b.orders.insert(order_key, p.id.as_bytes());
                     }
                     if p.status == PaymentStatus::Processing {
-                        b.processing.insert(p.id.as_bytes(), &[]);
+                        b.processing.insert(p.id.as_bytes(), []);
                     } else {
                         b.processing.remove(p.id.as_bytes());
                     }
@@ -458,7 +519,7 @@ impl Store {
                         // Written with the in-flight entry; the finished one keeps it.
                         let expiry = keys::expiry_key(entry.created_at_ms, key);
                         if !self.trees.idempotency_expiry.contains_key(&expiry)? {
-                            b.idempotency_expiry.insert(expiry, &[]);
+                            b.idempotency_expiry.insert(expiry, []);
                         }
                     }
                 }
@@ -476,7 +537,7 @@ impl Store {
                     if duplicate {
                         continue;
                     }
-                    b.events.insert(&seq.to_be_bytes(), codec::encode(e)?);
+                    b.events.insert(seq.to_be_bytes(), codec::encode(e)?);
                     b.event_dedupe
                         .insert(e.dedupe_key.as_bytes(), e.id.as_bytes());
                     self.fan_out_event(&mut view, e, *seq)?;
@@ -501,36 +562,24 @@ impl Store {
     }
 }
 
-impl Store {
-    /// `fdatasync`s blob files written since the last call, then their directory. Cheap
-    /// when, as usual, there are none (one `readdir` of an empty directory).
-    fn sync_new_blobs(&self) -> Result<(), StoreError> {
-        let blobs = self.dir.join(BLOBS_DIR);
-        let Ok(entries) = std::fs::read_dir(&blobs) else {
-            return Ok(());
-        };
-        let mut synced = self.synced_blobs.lock().map_err(|_| StoreError::Failed)?;
-        let mut present = HashSet::new();
-        let mut any_new = false;
-        for entry in entries {
-            let name = entry.map_err(sync_error)?.file_name();
-            if !synced.contains(&name) {
-                match File::open(blobs.join(&name)).and_then(|f| f.sync_data()) {
-                    Ok(()) => any_new = true,
-                    // Garbage-collected by sled since the readdir: nothing to keep.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(sync_error(e)),
-                }
+impl Drop for Store {
+    /// A last checkpoint through every segment (no commit can run now: this is the last
+    /// reference), then stops the checkpoint thread and waits for it. sled's writes are then
+    /// finished, so the directory can be opened again, and a clean stop leaves no log.
+    fn drop(&mut self) {
+        if let Ok(mut checkpoints) = self.checkpoints.lock() {
+            if let Some(checkpoints) = checkpoints.take() {
+                let _ = checkpoints.send(u64::MAX);
             }
-            present.insert(name);
         }
-        if any_new {
-            File::open(&blobs)
-                .and_then(|d| d.sync_all())
-                .map_err(sync_error)?;
+        if let Some(thread) = self
+            .checkpoint_thread
+            .lock()
+            .ok()
+            .and_then(|mut t| t.take())
+        {
+            let _ = thread.join();
         }
-        *synced = present;
-        Ok(())
     }
 }
 

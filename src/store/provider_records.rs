@@ -61,7 +61,7 @@ pub(super) fn index_payment(b: &mut Batches, p: &Payment) {
     }
     if let (PaymentStatus::Succeeded, Some(at)) = (p.status, p.succeeded_at_ms) {
         b.settled_by_day
-            .insert(day_key(day_of_ms(at), TAG_PAYMENT, &p.id), &[]);
+            .insert(day_key(day_of_ms(at), TAG_PAYMENT, &p.id), []);
     }
 }
 
@@ -69,9 +69,9 @@ pub(super) fn index_payment(b: &mut Batches, p: &Payment) {
 pub(super) fn put_refund(b: &mut Batches, r: &Refund) -> Result<(), StoreError> {
     b.refunds.insert(r.id.as_bytes(), codec::encode(r)?);
     b.refunds_by_payment
-        .insert(by_payment_key(&r.payment_id, &r.id), &[]);
+        .insert(by_payment_key(&r.payment_id, &r.id), []);
     if r.status == RefundState::Pending {
-        b.refunds_pending.insert(r.id.as_bytes(), &[]);
+        b.refunds_pending.insert(r.id.as_bytes(), []);
     } else {
         b.refunds_pending.remove(r.id.as_bytes());
     }
@@ -81,7 +81,7 @@ pub(super) fn put_refund(b: &mut Batches, r: &Refund) -> Result<(), StoreError> 
     }
     if let (RefundState::Succeeded, Some(at)) = (r.status, r.succeeded_at_ms) {
         b.settled_by_day
-            .insert(day_key(day_of_ms(at), TAG_REFUND, &r.id), &[]);
+            .insert(day_key(day_of_ms(at), TAG_REFUND, &r.id), []);
     }
     Ok(())
 }
