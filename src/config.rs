@@ -28,7 +28,7 @@ const DEMO_SECRETS: [&str; 4] = [
     "whsec_demo_secret",
 ];
 
-/// Upper bound on `store.commit_batch_max`: a batch is one sled transaction held in memory.
+/// Upper bound on `store.commit_batch_max`: a batch is one log record held in memory.
 pub const COMMIT_BATCH_MAX_LIMIT: usize = 65_536;
 /// Upper bound on `shards.partitions`.
 pub const PARTITIONS_MAX: u32 = 65_536;

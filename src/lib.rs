@@ -13,8 +13,8 @@
 //! - [`domain`] — the pure state machine `apply(state, command) -> (state, effects)` and the
 //!   types it speaks: payments, idempotency entries, events, write sets. No I/O.
 //! - [`store`] — sled trees, a versioned bincode codec, and the group committer: the one
-//!   writer that applies the write sets of all shards as one transaction, flushes and
-//!   syncs once, then acknowledges every waiter. Start-up recovery resumes `processing`
+//!   writer that logs the write sets of all shards as one write-ahead log record, syncs it
+//!   once, applies it to sled, then acknowledges every waiter; checkpoints flush sled. Start-up recovery resumes `processing`
 //!   payments; a sweep expires header idempotency entries.
 //! - [`notify`] — the outbox dispatcher and one supervised notifier actor per channel
 //!   (Telegram, Slack, Discord, Feishu, e-mail, signed webhooks): deliveries fanned out at

@@ -1,8 +1,8 @@
 //! The group committer: the store's one writer.
 //!
 //! Shards hand it write sets through a bounded channel. It takes the first, keeps gathering
-//! for up to `commit_window_us` or until `commit_batch_max` write sets, applies them as one
-//! sled transaction, flushes and syncs once, then answers every waiter. While it syncs, the
+//! for up to `commit_window_us` or until `commit_batch_max` write sets, logs them as one
+//! write-ahead log record, syncs once, applies them to sled, then answers every waiter. While it syncs, the
 //! next batch queues up, so the batch grows with load (TigerBeetle: "don't react to each
 //! event, batch").
 
