@@ -12,9 +12,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 ///
 /// Why: sled allocates a fresh segment-sized log buffer (512 KiB) each time its log rolls to
 /// a new segment, and mimalloc `madvise`s its large regions `MADV_HUGEPAGE`. The first write
-/// into such a buffer faulted in and zeroed a 2 MiB huge page, on this VM in 3–10 ms of CPU,
-/// inside the committer's sled insert. `perf` put 88 of 88 insert stalls over 3 ms in
-/// `vma_alloc_anon_folio_pmd`; they were the half-load p99 (BENCHMARKS.md, "Huge pages").
+/// into such a buffer faulted in and zeroed a 2 MiB huge page, on this VM in milliseconds of
+/// CPU, inside the committer's sled insert. About 100 single inserts per load run took 4–10
+/// ms; with THP off, 7 did (BENCHMARKS.md, "Huge pages").
 pub fn disable_transparent_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.
     let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
