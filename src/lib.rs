@@ -14,8 +14,9 @@
 //!   types it speaks: payments, idempotency entries, events, write sets. No I/O.
 //! - [`store`] — sled trees, a versioned bincode codec, and the group committer: the one
 //!   writer that logs the write sets of all shards as one write-ahead log record, syncs it
-//!   once, applies it to sled, then acknowledges every waiter; checkpoints flush sled. Start-up recovery resumes `processing`
-//!   payments; a sweep expires header idempotency entries.
+//!   once, applies it to sled, then acknowledges every waiter; checkpoints flush sled.
+//!   Start-up recovery applies what is left in the log, then resumes `processing` payments;
+//!   a sweep expires header idempotency entries.
 //! - [`notify`] — the outbox dispatcher and one supervised notifier actor per channel
 //!   (Telegram, Slack, Discord, Feishu, e-mail, signed webhooks): deliveries fanned out at
 //!   commit time, paced, retried with backoff, dead-lettered; never on the payment path.
