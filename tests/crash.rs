@@ -132,8 +132,20 @@ async fn kill_9_under_concurrent_creates_loses_no_acknowledged_payment() {
         "load ran before the kill ({} acks)",
         acked.len()
     );
+    let logged = wal_segments(&data);
+    assert!(
+        logged.iter().any(|(_, len)| *len > 0),
+        "the kill left a write-ahead log for recovery: {logged:?}"
+    );
 
     let bin = spawn_binary(&data, &[]);
+    let retired = wal_segments(&data);
+    assert!(
+        logged
+            .iter()
+            .all(|old| !retired.iter().any(|new| new.0 == old.0)),
+        "recovery applied and retired the segments it found: {logged:?} then {retired:?}"
+    );
     let client = reqwest::Client::new();
     for (key, body, text) in &acked {
         let acknowledged: Value = serde_json::from_str(text).unwrap();
@@ -227,4 +239,20 @@ fn an_invalid_config_value_stops_start_up_naming_the_key() {
         stderr.contains("demo"),
         "demo keys refused off loopback: {stderr}"
     );
+}
+
+/// Segment files of the write-ahead log in `data` (`wal/`), with their sizes.
+fn wal_segments(data: &std::path::Path) -> Vec<(std::ffi::OsString, u64)> {
+    let mut segments: Vec<_> = std::fs::read_dir(data.join("wal"))
+        .map(|entries| {
+            entries
+                .map(|e| {
+                    let e = e.unwrap();
+                    (e.file_name(), e.metadata().unwrap().len())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    segments.sort();
+    segments
 }
