@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::store::{wal, Durability, StoreError};
+use crate::store::{sync_error, wal, Durability, StoreError};
 
 /// Files sled writes outside its `db` log: values too large for a log segment go to
 /// `blobs/`, which sled itself never syncs.
@@ -124,11 +124,5 @@ impl Checkpointer {
         }
         self.synced_blobs = present;
         Ok(())
-    }
-}
-
-fn sync_error(e: std::io::Error) -> StoreError {
-    StoreError::Sync {
-        detail: e.to_string(),
     }
 }

@@ -583,7 +583,8 @@ impl Drop for Store {
     }
 }
 
-fn sync_error(e: std::io::Error) -> StoreError {
+/// An I/O error of the store's own files (the log, sled's files, directories).
+pub(crate) fn sync_error(e: std::io::Error) -> StoreError {
     StoreError::Sync {
         detail: e.to_string(),
     }

@@ -15,7 +15,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::store::StoreError;
+use crate::store::{sync_error, StoreError};
 
 /// Segment size after which the log rolls to a new segment (unless the store was opened
 /// with another bound). A create logs about 3 KiB, so at this machine's peak a segment
@@ -54,7 +54,7 @@ pub fn recover(store_dir: &Path) -> Result<Recovered, StoreError> {
     let segments = segment_ids(&store_dir.join(DIR))?;
     let mut payloads = Vec::new();
     for (i, &id) in segments.iter().enumerate() {
-        let bytes = std::fs::read(segment_path(&store_dir.join(DIR), id)).map_err(io_error)?;
+        let bytes = std::fs::read(segment_path(&store_dir.join(DIR), id)).map_err(sync_error)?;
         let (records, clean) = parse(&bytes);
         if !clean && i + 1 != segments.len() {
             return Err(StoreError::Corrupt {
@@ -94,7 +94,7 @@ impl Wal {
     /// [`StoreError::Sync`] if the directory or file cannot be created and synced.
     pub fn create(store_dir: &Path, after: u64, segment_bytes: u64) -> Result<Wal, StoreError> {
         let dir = store_dir.join(DIR);
-        std::fs::create_dir_all(&dir).map_err(io_error)?;
+        std::fs::create_dir_all(&dir).map_err(sync_error)?;
         sync_dir(store_dir)?;
         let segment = after + 1;
         let file = open_segment(&dir, segment)?;
@@ -121,9 +121,9 @@ impl Wal {
         record.extend_from_slice(&len.to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         record.extend_from_slice(payload);
-        self.file.write_all(&record).map_err(io_error)?;
+        self.file.write_all(&record).map_err(sync_error)?;
         if sync {
-            self.file.sync_data().map_err(io_error)?;
+            self.file.sync_data().map_err(sync_error)?;
         }
         self.written += record.len() as u64;
         if self.written < self.segment_bytes {
@@ -144,7 +144,7 @@ impl Wal {
 pub fn remove_through(store_dir: &Path, through: u64) -> Result<(), StoreError> {
     let dir = store_dir.join(DIR);
     for id in segment_ids(&dir)?.into_iter().filter(|id| *id <= through) {
-        std::fs::remove_file(segment_path(&dir, id)).map_err(io_error)?;
+        std::fs::remove_file(segment_path(&dir, id)).map_err(sync_error)?;
     }
     sync_dir(&dir)
 }
@@ -155,7 +155,7 @@ fn open_segment(dir: &Path, id: u64) -> Result<File, StoreError> {
         .create(true)
         .append(true)
         .open(segment_path(dir, id))
-        .map_err(io_error)?;
+        .map_err(sync_error)?;
     sync_dir(dir)?;
     Ok(file)
 }
@@ -164,11 +164,11 @@ fn segment_ids(dir: &Path) -> Result<Vec<u64>, StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(io_error(e)),
+        Err(e) => return Err(sync_error(e)),
     };
     let mut ids = Vec::new();
     for entry in entries {
-        let name = entry.map_err(io_error)?.file_name();
+        let name = entry.map_err(sync_error)?.file_name();
         if let Some(id) = name
             .to_str()
             .and_then(|n| n.strip_suffix(".log"))
@@ -186,13 +186,9 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_error)
-}
-
-fn io_error(e: std::io::Error) -> StoreError {
-    StoreError::Sync {
-        detail: e.to_string(),
-    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(sync_error)
 }
 
 #[cfg(test)]
