@@ -174,9 +174,9 @@ pub struct Store {
     trees: Trees,
     /// The log the committer appends to (only the committer locks it).
     wal: Mutex<wal::Wal>,
-    /// Sealed segment ids for the checkpoint thread; `None` once the store is dropping.
-    checkpoints: Mutex<Option<crossbeam_channel::Sender<u64>>>,
-    checkpoint_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Sealed segment ids for the checkpoint thread; taken when the store is dropped.
+    checkpoints: Option<crossbeam_channel::Sender<u64>>,
+    checkpoint_thread: Option<JoinHandle<()>>,
     durability: Durability,
     /// Next event sequence number (the committer is the only writer).
     next_event_seq: Mutex<u64>,
@@ -264,8 +264,8 @@ impl Store {
         Ok(Store {
             trees,
             wal: Mutex::new(wal),
-            checkpoints: Mutex::new(Some(checkpoints)),
-            checkpoint_thread: Mutex::new(Some(checkpoint_thread)),
+            checkpoints: Some(checkpoints),
+            checkpoint_thread: Some(checkpoint_thread),
             durability,
             next_event_seq: Mutex::new(next_event_seq),
             applied_epoch: AtomicU64::new(0),
@@ -444,10 +444,8 @@ impl Store {
         self.durable_epoch.send_replace(epoch);
         self.deliveries_index.committed(deliveries);
         self.cache_replays(write_sets);
-        if let Some(segment) = sealed {
-            if let Some(checkpoints) = &*self.checkpoints.lock().map_err(|_| StoreError::Failed)? {
-                let _ = checkpoints.send(segment);
-            }
+        if let (Some(segment), Some(checkpoints)) = (sealed, &self.checkpoints) {
+            let _ = checkpoints.send(segment);
         }
         Ok(events)
     }
@@ -567,17 +565,10 @@ impl Drop for Store {
     /// reference), then stops the checkpoint thread and waits for it. sled's writes are then
     /// finished, so the directory can be opened again, and a clean stop leaves no log.
     fn drop(&mut self) {
-        if let Ok(mut checkpoints) = self.checkpoints.lock() {
-            if let Some(checkpoints) = checkpoints.take() {
-                let _ = checkpoints.send(u64::MAX);
-            }
+        if let Some(checkpoints) = self.checkpoints.take() {
+            let _ = checkpoints.send(u64::MAX);
         }
-        if let Some(thread) = self
-            .checkpoint_thread
-            .lock()
-            .ok()
-            .and_then(|mut t| t.take())
-        {
+        if let Some(thread) = self.checkpoint_thread.take() {
             let _ = thread.join();
         }
     }

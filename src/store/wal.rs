@@ -117,15 +117,17 @@ impl Wal {
         let len = u32::try_from(payload.len()).map_err(|_| StoreError::Codec {
             detail: "group commit record over 4 GiB".to_owned(),
         })?;
-        let mut record = Vec::with_capacity(HEADER_LEN + payload.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        record.extend_from_slice(payload);
-        self.file.write_all(&record).map_err(sync_error)?;
+        let mut header = [0u8; HEADER_LEN];
+        header[..4].copy_from_slice(&len.to_le_bytes());
+        header[4..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        // Two writes instead of a copy of the payload: a record torn between them fails
+        // its CRC at recovery like any other torn record.
+        self.file.write_all(&header).map_err(sync_error)?;
+        self.file.write_all(payload).map_err(sync_error)?;
         if sync {
             self.file.sync_data().map_err(sync_error)?;
         }
-        self.written += record.len() as u64;
+        self.written += (HEADER_LEN + payload.len()) as u64;
         if self.written < self.segment_bytes {
             return Ok(None);
         }
@@ -216,52 +218,47 @@ mod tests {
         );
     }
 
+    /// A log of `payloads` with segments of `segment_bytes`, and the path of segment 1.
+    fn logged(segment_bytes: u64, payloads: &[&[u8]]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 0, segment_bytes).unwrap();
+        for payload in payloads {
+            wal.append(payload, true).unwrap();
+        }
+        let first = segment_path(&dir.path().join(DIR), 1);
+        (dir, first)
+    }
+
+    /// Flips the lowest bit of byte `at` of the file (`None`: its last byte).
+    fn flip(path: &Path, at: Option<usize>) {
+        let mut bytes = std::fs::read(path).unwrap();
+        let at = at.unwrap_or(bytes.len() - 1);
+        bytes[at] ^= 0x01;
+        std::fs::write(path, bytes).unwrap();
+    }
+
     #[test]
     fn a_torn_tail_ends_the_last_segment() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::create(dir.path(), 0, 1 << 20).unwrap();
-        wal.append(b"kept", true).unwrap();
-        wal.append(b"torn record", true).unwrap();
-        drop(wal);
-        let path = segment_path(&dir.path().join(DIR), 1);
+        let (dir, path) = logged(1 << 20, &[b"kept", b"torn record"]);
         let len = std::fs::metadata(&path).unwrap().len();
         let file = OpenOptions::new().write(true).open(&path).unwrap();
         file.set_len(len - 3).unwrap();
-        assert_eq!(
-            recover(dir.path()).unwrap().payloads,
-            vec![b"kept".to_vec()]
-        );
+        let payloads = recover(dir.path()).unwrap().payloads;
+        assert_eq!(payloads, vec![b"kept".to_vec()]);
     }
 
     #[test]
     fn a_flipped_byte_fails_the_crc() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::create(dir.path(), 0, 1 << 20).unwrap();
-        wal.append(b"kept", true).unwrap();
-        wal.append(b"flipped", true).unwrap();
-        drop(wal);
-        let path = segment_path(&dir.path().join(DIR), 1);
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0x01;
-        std::fs::write(&path, bytes).unwrap();
-        assert_eq!(
-            recover(dir.path()).unwrap().payloads,
-            vec![b"kept".to_vec()]
-        );
+        let (dir, path) = logged(1 << 20, &[b"kept", b"flipped"]);
+        flip(&path, None);
+        let payloads = recover(dir.path()).unwrap().payloads;
+        assert_eq!(payloads, vec![b"kept".to_vec()]);
     }
 
     #[test]
     fn a_bad_record_before_the_last_segment_is_corruption() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut wal = Wal::create(dir.path(), 0, 10).unwrap();
-        wal.append(b"segment one", true).unwrap();
-        wal.append(b"segment two", true).unwrap();
-        drop(wal);
-        let path = segment_path(&dir.path().join(DIR), 1);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[HEADER_LEN] ^= 0x01;
-        std::fs::write(&path, bytes).unwrap();
+        let (dir, path) = logged(10, &[b"segment one", b"segment two"]);
+        flip(&path, Some(HEADER_LEN));
         assert!(matches!(
             recover(dir.path()),
             Err(StoreError::Corrupt { .. })
