@@ -33,7 +33,10 @@
 
 mod common;
 
-use common::{bench_dir, commit_window_override_us, describe_window, env_value};
+use common::{
+    bench_dir, commit_window_override_us, describe_window, env_value, RUNS_DEFAULT, RUNS_MAX,
+    SECONDS_DEFAULT, SECONDS_MAX, WARMUP,
+};
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -60,17 +63,6 @@ use warp::Filter;
 const CONNECTIONS_DEFAULT: u64 = 64;
 /// Upper bound on connections: each one is a task and a socket pair in this process.
 const CONNECTIONS_MAX: u64 = 4_096;
-/// Measured seconds per scenario unless `PAYKEEP_BENCH_SECONDS` says otherwise.
-const SECONDS_DEFAULT: u64 = 5;
-/// Upper bound on seconds per scenario, so a typo cannot run for hours.
-const SECONDS_MAX: u64 = 600;
-/// Suite repetitions unless `PAYKEEP_BENCH_RUNS` says otherwise; the median of three
-/// discards one noisy run.
-const RUNS_DEFAULT: u64 = 3;
-/// Upper bound on repetitions.
-const RUNS_MAX: u64 = 100;
-/// Unmeasured lead-in of each scenario: connections open, sled pages and caches warm up.
-const WARMUP: Duration = Duration::from_secs(1);
 /// Creates made before the measured scenarios, replayed by `replay` and read by `mix`.
 const REPLAY_SET: u64 = 1_000;
 /// A request slower than this counts as a failure and ends its connection's loop, so a

@@ -15,7 +15,10 @@
 
 mod common;
 
-use common::{bench_dir, commit_window_override_us, describe_window, env_value};
+use common::{
+    bench_dir, commit_window_override_us, describe_window, env_value, RUNS_DEFAULT, RUNS_MAX,
+    SECONDS_DEFAULT, SECONDS_MAX, WARMUP,
+};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,17 +39,6 @@ use paykeep::store::{Durability, Store};
 const TASKS_DEFAULT: u64 = 256;
 /// Upper bound on tasks (each holds one write set in flight).
 const TASKS_MAX: u64 = 65_536;
-/// Measured seconds per durability unless `PAYKEEP_BENCH_SECONDS` says otherwise.
-const SECONDS_DEFAULT: u64 = 5;
-/// Upper bound on seconds, so a typo cannot run for hours.
-const SECONDS_MAX: u64 = 600;
-/// Repetitions unless `PAYKEEP_BENCH_RUNS` says otherwise; the median of three discards
-/// one noisy run.
-const RUNS_DEFAULT: u64 = 3;
-/// Upper bound on repetitions.
-const RUNS_MAX: u64 = 100;
-/// Unmeasured lead-in: sled's first pages and segments are allocated.
-const WARMUP: Duration = Duration::from_secs(1);
 /// The embedded demo merchant (`config.toml` `[[merchants]]`).
 const MERCHANT_ID: &str = "m_demo";
 /// The create path, part of the fingerprint as in paykeep.

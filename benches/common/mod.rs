@@ -1,6 +1,21 @@
 //! Environment settings shared by the `load` and `store` benchmarks.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// Measured seconds per scenario (load) or durability (store) unless
+/// `PAYKEEP_BENCH_SECONDS` says otherwise.
+pub const SECONDS_DEFAULT: u64 = 5;
+/// Upper bound on those seconds, so a typo cannot run for hours.
+pub const SECONDS_MAX: u64 = 600;
+/// Repetitions unless `PAYKEEP_BENCH_RUNS` says otherwise; the median of three discards
+/// one noisy run.
+pub const RUNS_DEFAULT: u64 = 3;
+/// Upper bound on repetitions.
+pub const RUNS_MAX: u64 = 100;
+/// Unmeasured lead-in of each measurement: connections open, sled's first pages and
+/// segments are allocated, caches warm up.
+pub const WARMUP: Duration = Duration::from_secs(1);
 
 /// Upper bound of `PAYKEEP_BENCH_COMMIT_WINDOW_US`: paykeep's own limit on
 /// `store.commit_window_us` (1 s).
