@@ -19,3 +19,5 @@ pub mod write_set;
 mod machine_tests;
 #[cfg(test)]
 mod refund_machine_tests;
+#[cfg(test)]
+pub(crate) mod test_fixtures;

@@ -16,6 +16,7 @@ use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
 use crate::domain::payment::{Payment, PaymentStatus, RefundStatus};
 use crate::domain::refund::{default_key_value, CreateRefund, RefundRules, RefundState};
 use crate::domain::refund_machine::RefundCommand;
+use crate::domain::test_fixtures::paid_payment;
 use crate::domain::time::DAY_MS;
 use crate::domain::write_set::WriteOp;
 use crate::problem::Problem;
@@ -53,28 +54,7 @@ impl Harness {
 }
 
 fn paid() -> Payment {
-    Payment {
-        id: PAYMENT_ID.into(),
-        merchant_id: MERCHANT.into(),
-        order_no: "o-1".into(),
-        amount: AMOUNT,
-        currency: "USD".into(),
-        status: PaymentStatus::Succeeded,
-        payment_method: "pm_card_visa".into(),
-        provider: "simulator".into(),
-        provider_payment_id: Some("pi_1".into()),
-        failure_code: None,
-        failure_message: None,
-        attempt_count: 1,
-        amount_refunded: 0,
-        refund_status: RefundStatus::None,
-        description: None,
-        customer_email: None,
-        metadata: Default::default(),
-        created_at_ms: NOW_MS - 1000,
-        updated_at_ms: NOW_MS - 1000,
-        succeeded_at_ms: Some(NOW_MS - 1000),
-    }
+    paid_payment(PAYMENT_ID, MERCHANT, "o-1", AMOUNT, NOW_MS - 1000)
 }
 
 fn state_of(payment: Payment) -> KeyState {

@@ -2,39 +2,18 @@
 //! applied to sled is completed at open, and checkpoints retire sealed segments without
 //! losing anything.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::domain::event::{Event, EventLevel, EventSource};
-use crate::domain::payment::{Payment, PaymentStatus, RefundStatus};
+use crate::domain::payment::Payment;
+use crate::domain::test_fixtures::paid_payment;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::store::{codec, wal, Durability, Store};
 
 fn payment(id: &str) -> Payment {
-    Payment {
-        id: id.into(),
-        merchant_id: "m_demo".into(),
-        order_no: format!("order-{id}"),
-        amount: 500,
-        currency: "EUR".into(),
-        status: PaymentStatus::Succeeded,
-        payment_method: "pm_card_visa".into(),
-        provider: "simulator".into(),
-        provider_payment_id: Some(format!("sim_{id}")),
-        failure_code: None,
-        failure_message: None,
-        attempt_count: 1,
-        amount_refunded: 0,
-        refund_status: RefundStatus::None,
-        description: None,
-        customer_email: None,
-        metadata: BTreeMap::new(),
-        created_at_ms: 1,
-        updated_at_ms: 1,
-        succeeded_at_ms: Some(1),
-    }
+    paid_payment(id, "m_demo", &format!("order-{id}"), 500, 1)
 }
 
 fn event(id: &str) -> Event {
