@@ -14,7 +14,8 @@
 //!   types it speaks: payments, idempotency entries, events, write sets. No I/O.
 //! - [`store`] — sled trees, a versioned bincode codec, and the group committer: the one
 //!   writer that logs the write sets of all shards as one write-ahead log record, syncs it
-//!   once, applies it to sled, then acknowledges every waiter; checkpoints flush sled.
+//!   once, stages it in memtables readers see, then acknowledges every waiter; an applier
+//!   thread puts it in sled off that path, and checkpoints flush sled.
 //!   Start-up recovery applies what is left in the log, then resumes `processing` payments;
 //!   a sweep expires header idempotency entries.
 //! - [`notify`] — the outbox dispatcher and one supervised notifier actor per channel

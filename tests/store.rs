@@ -137,3 +137,67 @@ async fn concurrent_write_sets_are_group_committed() {
     drop(committer);
     thread.join().unwrap();
 }
+
+/// An acknowledged write is read back at once, although the applier puts it in sled only
+/// up to `APPLY_DELAY` later: point reads, the order index, the `processing` scan and the
+/// event range all see it, and a staged removal hides what sled still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_are_read_back_before_sled_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Durability::FlushAndSync).unwrap());
+    let (committer, thread) =
+        committer::start(Arc::clone(&store), policy(), Arc::new(Metrics::new()));
+    let processing = WriteSet {
+        ops: vec![WriteOp::Payment(payment(
+            "pay_1",
+            PaymentStatus::Processing,
+        ))],
+    };
+    committer.commit(processing).await.unwrap();
+    assert_eq!(
+        store.payment("pay_1").unwrap().unwrap().status,
+        PaymentStatus::Processing
+    );
+    assert!(store
+        .payment_by_order("m_demo", "order-pay_1")
+        .unwrap()
+        .is_some());
+    assert_eq!(store.processing_payment_ids().unwrap(), vec!["pay_1"]);
+    // Let the applier put the processing payment in sled, then replace it.
+    tokio::time::sleep(paykeep::store::applier::APPLY_DELAY * 5).await;
+    let succeeded = WriteSet {
+        ops: vec![
+            WriteOp::Payment(payment("pay_1", PaymentStatus::Succeeded)),
+            WriteOp::Event(event("evt_1", "pay_1")),
+        ],
+    };
+    committer.commit(succeeded).await.unwrap();
+    assert_eq!(
+        store.payment("pay_1").unwrap().unwrap().status,
+        PaymentStatus::Succeeded
+    );
+    assert!(
+        store.processing_payment_ids().unwrap().is_empty(),
+        "the staged removal hides sled's processing entry"
+    );
+    let events = store.events_after(0, 10).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].1.id, "evt_1");
+    drop(committer);
+    thread.join().unwrap();
+}
+
+/// Another store open on the same directory is refused (after the retry that covers
+/// sled's late release of a dropped store's lock), so two writers never share a log.
+#[test]
+fn a_directory_in_use_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _open = Store::open(dir.path(), Durability::FlushOnly).unwrap();
+    let error = Store::open(dir.path(), Durability::FlushOnly)
+        .err()
+        .expect("a second store on the same directory");
+    assert!(
+        error.to_string().contains("could not acquire lock"),
+        "{error}"
+    );
+}

@@ -1,9 +1,9 @@
 //! Checkpoints: flush sled past a sealed write-ahead log segment, then delete the segment.
 //!
-//! The committer applies a group to sled only after the group's log record is durable, and
-//! it seals a segment only after applying every record in it. So once `Db::flush` (and the
-//! `fdatasync` of sled's files) returns after a segment was sealed, sled holds everything
-//! in that segment durably, and the segment is no longer needed for recovery. This runs on
+//! The applier puts a group in sled only after the group's log record is durable, and it
+//! hands over a sealed segment only after applying every record in it. So once `Db::flush`
+//! (and the `fdatasync` of sled's files) returns after that hand-over, sled holds everything
+//! in the segment durably, and the segment is no longer needed for recovery. This runs on
 //! its own thread, so sled's flush is never on the path of an acknowledgement.
 
 use std::collections::HashSet;

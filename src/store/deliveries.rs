@@ -84,8 +84,8 @@ impl DeliveryIndex {
     /// Counts every delivery by status, planned ones as `pending` (once, at open).
     pub(super) fn load_counts(
         &self,
-        by_status: &sled::Tree,
-        fanout: &sled::Tree,
+        by_status: &super::tree::Tree,
+        fanout: &super::tree::Tree,
     ) -> Result<(), StoreError> {
         for key in by_status.iter().keys() {
             let key = key?;
@@ -180,9 +180,9 @@ impl Store {
             let dropped: usize = group.iter().map(|(_, p)| p.targets.len()).sum();
             view.deltas[DeliveryStatus::Pending.index()] -= dropped as i64;
             if kept.is_empty() {
-                b.fanout.remove(key);
+                b.fanout.remove(key.to_vec());
             } else {
-                b.fanout.insert(key, codec::encode(&kept)?);
+                b.fanout.insert(key.to_vec(), codec::encode(&kept)?);
             }
         }
         Ok(())
@@ -593,7 +593,11 @@ mod tests {
             ],
         );
         commit(&store, vec![WriteOp::Event(event("evt_c", "c"))]);
-        assert_eq!(store.trees.fanout.len(), 2, "one record per group commit");
+        assert_eq!(
+            store.trees.fanout.key_count(),
+            2,
+            "one record per group commit"
+        );
         assert_eq!(pending(&store), 6);
         let plans = store.plans(10).unwrap();
         let (first_seq, first) = &plans[0];

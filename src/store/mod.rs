@@ -2,10 +2,11 @@
 //! idempotency sweep.
 //!
 //! Only the committer thread writes. It turns a group of write sets into one record of the
-//! write-ahead log ([`wal`]), `fdatasync`s it, and only then applies the group to the sled
-//! trees, so an acknowledged write survives kill -9 and power loss, and recovery completes
-//! any group that was logged (docs/durability.md). sled itself is flushed by checkpoints
-//! ([`checkpoint`]) on their own thread.
+//! write-ahead log ([`wal`]), `fdatasync`s it, and only then stages the group in the trees'
+//! memtables ([`tree`]), where readers see it, and answers; the [`applier`] puts it in sled
+//! later, off that path. So an acknowledged write survives kill -9 and power loss, and
+//! recovery completes any group that was logged (docs/durability.md). sled itself is
+//! flushed by checkpoints ([`checkpoint`]) on their own thread.
 //!
 //! Trees: `payments` (id → Payment), `orders` (merchant\0order → id), `processing`
 //! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
@@ -13,6 +14,7 @@
 //! `event_dedupe` (dedupe_key → event id), `meta`; the provider side's trees are described
 //! in [`provider_records`]; deliveries and settings in [`deliveries`].
 
+pub mod applier;
 pub mod checkpoint;
 pub mod codec;
 pub mod committer;
@@ -21,6 +23,7 @@ pub mod keys;
 pub mod provider_records;
 pub mod replay_cache;
 pub mod sweep;
+pub mod tree;
 pub mod tree_batch;
 pub mod wal;
 #[cfg(test)]
@@ -85,20 +88,20 @@ pub enum Durability {
 
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
 /// with one [`tree_batch::TreeBatch`] per tree. Adding a tree is adding its name here; the
-/// order is the order a group is applied in, records before the indexes that point at them.
+/// order is the order a group is staged in, records before the indexes that point at them.
 macro_rules! trees {
     ($($name:ident),+ $(,)?) => {
-        struct Trees {
-            $($name: sled::Tree,)+
+        pub(crate) struct Trees {
+            $($name: tree::Tree,)+
         }
 
         impl Trees {
             fn open(db: &sled::Db) -> Result<Trees, StoreError> {
-                Ok(Trees { $($name: db.open_tree(stringify!($name))?,)+ })
+                Ok(Trees { $($name: tree::Tree::new(db.open_tree(stringify!($name))?),)+ })
             }
 
             /// The tree a log record names.
-            fn by_name(&self, name: &str) -> Option<&sled::Tree> {
+            fn by_name(&self, name: &str) -> Option<&tree::Tree> {
                 match name {
                     $(stringify!($name) => Some(&self.$name),)+
                     _ => None,
@@ -152,18 +155,18 @@ trees!(
 
 /// One group commit as logged in the write-ahead log: per tree, by name, its writes.
 #[derive(Debug, Serialize, Deserialize)]
-struct GroupRecord {
+pub(crate) struct GroupRecord {
     trees: Vec<(String, tree_batch::TreeBatch)>,
 }
 
 impl GroupRecord {
-    /// Applies the writes to sled, tree by tree in the record's order.
+    /// Applies the writes to sled, tree by tree in the record's order (recovery).
     fn apply(&self, trees: &Trees) -> Result<(), StoreError> {
         for (name, batch) in &self.trees {
             let tree = trees.by_name(name).ok_or_else(|| StoreError::Corrupt {
                 detail: format!("write-ahead log names an unknown tree {name:?}"),
             })?;
-            batch.apply(tree)?;
+            batch.apply(tree.sled())?;
         }
         Ok(())
     }
@@ -171,16 +174,21 @@ impl GroupRecord {
 
 /// The open store. Reads are safe from any thread; writes go through the committer.
 pub struct Store {
-    trees: Trees,
+    trees: Arc<Trees>,
     /// The log the committer appends to (only the committer locks it).
     wal: Mutex<wal::Wal>,
-    /// Sealed segment ids for the checkpoint thread; taken when the store is dropped.
+    /// Durable groups for the applier; taken when the store is dropped.
+    applier: Option<crossbeam_channel::Sender<applier::Logged>>,
+    applier_thread: Option<JoinHandle<()>>,
+    /// Sealed segment ids for the checkpoint thread (the last checkpoint, at drop; the
+    /// applier sends the others); taken when the store is dropped.
     checkpoints: Option<crossbeam_channel::Sender<u64>>,
     checkpoint_thread: Option<JoinHandle<()>>,
     durability: Durability,
     /// Next event sequence number (the committer is the only writer).
     next_event_seq: Mutex<u64>,
-    applied_epoch: AtomicU64,
+    /// Epoch of the group being committed (durable once `durable_epoch` reaches it).
+    committing_epoch: AtomicU64,
     durable_epoch: watch::Sender<u64>,
     failed: Arc<AtomicBool>,
     /// Delivery counts and the fan-out hook ([`deliveries`]).
@@ -212,14 +220,7 @@ impl Store {
         segment_bytes: u64,
     ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(sync_error)?;
-        let db = sled::Config::new()
-            .path(dir)
-            // sled's own flusher writes its log back every 50 ms (sync_file_range), so a
-            // checkpoint's fdatasync finds little dirty data and does not hold up the disk
-            // the write-ahead log syncs to. Durability never depends on it.
-            .flush_every_ms(Some(50))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(dir)?;
         let meta = db.open_tree("meta")?;
         match meta.get(META_SCHEMA_KEY)? {
             Some(v) if v.as_ref() != [SCHEMA_VERSION] => {
@@ -233,7 +234,7 @@ impl Store {
                 db.flush()?;
             }
         }
-        let trees = Trees::open(&db)?;
+        let trees = Arc::new(Trees::open(&db)?);
         let recovered = wal::recover(dir)?;
         for payload in &recovered.payloads {
             codec::decode::<GroupRecord>(payload)?.apply(&trees)?;
@@ -251,6 +252,8 @@ impl Store {
         }
         let wal = wal::Wal::create(dir, last_segment, segment_bytes)?;
         let (checkpoints, checkpoint_thread) = checkpointer.spawn();
+        let (applier, applier_thread) =
+            applier::spawn(Arc::clone(&trees), checkpoints.clone(), Arc::clone(&failed));
         let next_event_seq = match trees.events.last()? {
             Some((k, _)) => seq_of(&k) + 1,
             None => 1,
@@ -264,11 +267,13 @@ impl Store {
         Ok(Store {
             trees,
             wal: Mutex::new(wal),
+            applier: Some(applier),
+            applier_thread: Some(applier_thread),
             checkpoints: Some(checkpoints),
             checkpoint_thread: Some(checkpoint_thread),
             durability,
             next_event_seq: Mutex::new(next_event_seq),
-            applied_epoch: AtomicU64::new(0),
+            committing_epoch: AtomicU64::new(0),
             durable_epoch: watch::Sender::new(0),
             failed,
             deliveries_index,
@@ -397,18 +402,19 @@ impl Store {
         self.failed.load(Ordering::Acquire)
     }
 
-    /// Waits until everything applied before this call is durable. A read that must not
+    /// Waits until everything committing before this call is durable. A read that must not
     /// show a state a crash could undo calls this after reading.
     pub async fn wait_durable(&self) {
-        let applied = self.applied_epoch.load(Ordering::Acquire);
+        let committing = self.committing_epoch.load(Ordering::Acquire);
         let mut durable = self.durable_epoch.subscribe();
         let _ = durable
-            .wait_for(|d| *d >= applied || self.is_failed())
+            .wait_for(|d| *d >= committing || self.is_failed())
             .await;
     }
 
-    /// Logs a group of write sets as one write-ahead log record, syncs it, then applies it
-    /// to sled; hands a sealed log segment to the checkpoint thread.
+    /// Logs a group of write sets as one write-ahead log record, syncs it, stages it in the
+    /// trees' memtables, and hands it to the applier, which puts it in sled and passes a
+    /// sealed log segment on to the checkpoint thread.
     /// Returns the number of outbox events written (duplicates by `dedupe_key` dropped).
     /// Called only by the committer thread.
     ///
@@ -429,8 +435,8 @@ impl Store {
 
     fn commit_group_inner(&self, write_sets: &[&WriteSet]) -> Result<usize, StoreError> {
         let (batches, events, deliveries) = self.batches_for(write_sets)?;
-        let epoch = self.applied_epoch.load(Ordering::Acquire) + 1;
-        self.applied_epoch.store(epoch, Ordering::Release);
+        let epoch = self.committing_epoch.load(Ordering::Acquire) + 1;
+        self.committing_epoch.store(epoch, Ordering::Release);
         let record = batches.into_record();
         let sealed = {
             let mut wal = self.wal.lock().map_err(|_| StoreError::Failed)?;
@@ -439,13 +445,25 @@ impl Store {
                 self.durability == Durability::FlushAndSync,
             )?
         };
-        // Durable from here on: recovery would apply the record if sled lost any of it.
-        record.apply(&self.trees)?;
+        // Durable from here on: readers may see it (from the memtables until the applier has
+        // put it in sled), and recovery would apply the record if sled lost any of it.
+        for (name, batch) in &record.trees {
+            if let Some(tree) = self.trees.by_name(name) {
+                tree.stage(epoch, &batch.ops);
+            }
+        }
         self.durable_epoch.send_replace(epoch);
         self.deliveries_index.committed(deliveries);
         self.cache_replays(write_sets);
-        if let (Some(segment), Some(checkpoints)) = (sealed, &self.checkpoints) {
-            let _ = checkpoints.send(segment);
+        let logged = applier::Logged {
+            epoch,
+            logged_at: std::time::Instant::now(),
+            record: Arc::new(record),
+            sealed,
+        };
+        // Waits while the applier is APPLY_QUEUE_MAX groups behind (back-pressure).
+        if let Some(applier) = &self.applier {
+            applier.send(logged).map_err(|_| StoreError::Closed)?;
         }
         Ok(events)
     }
@@ -561,15 +579,53 @@ impl Store {
 }
 
 impl Drop for Store {
-    /// A last checkpoint through every segment (no commit can run now: this is the last
-    /// reference), then stops the checkpoint thread and waits for it. sled's writes are then
-    /// finished, so the directory can be opened again, and a clean stop leaves no log.
+    /// Lets the applier finish (no commit can run now: this is the last reference), then a
+    /// last checkpoint through every segment, then stops the checkpoint thread and waits for
+    /// it. sled's writes are then finished, so the directory can be opened again, and a
+    /// clean stop leaves no log.
     fn drop(&mut self) {
+        drop(self.applier.take());
+        if let Some(thread) = self.applier_thread.take() {
+            let _ = thread.join();
+        }
         if let Some(checkpoints) = self.checkpoints.take() {
             let _ = checkpoints.send(u64::MAX);
         }
         if let Some(thread) = self.checkpoint_thread.take() {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Attempts to open sled before a lock held by a store dropped a moment ago counts as
+/// held by another process, and the pause between attempts.
+const SLED_LOCK_ATTEMPTS: u32 = 20;
+const SLED_LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Opens sled in `dir`. sled 0.34 does not join its flusher thread when a `Db` is dropped,
+/// and that thread keeps the file lock until it exits (spacejam/sled#1289), so an open
+/// right after a drop in the same process may find the lock still held for a few
+/// milliseconds: it is retried for up to a second. A lock held longer (another paykeep on
+/// the same directory) is an error.
+fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new()
+        .path(dir)
+        // sled's own flusher writes its log back every 50 ms (sync_file_range), so a
+        // checkpoint's fdatasync finds little dirty data and does not hold up the disk
+        // the write-ahead log syncs to. Durability never depends on it.
+        .flush_every_ms(Some(50))
+        .mode(sled::Mode::HighThroughput);
+    let mut attempt = 1;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if attempt < SLED_LOCK_ATTEMPTS
+                    && e.to_string().starts_with("could not acquire lock") =>
+            {
+                attempt += 1;
+                std::thread::sleep(SLED_LOCK_PAUSE);
+            }
+            result => return Ok(result?),
         }
     }
 }

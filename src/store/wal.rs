@@ -1,7 +1,8 @@
 //! The write-ahead log: what makes a group commit durable and atomic.
 //!
-//! The committer appends each group as one record and syncs it before it applies the group
-//! to sled with plain inserts; sled is flushed only at checkpoints ([`super::checkpoint`]).
+//! The committer appends each group as one record and syncs it before any reader sees the
+//! group; the applier puts it in sled later ([`super::applier`]), and sled is flushed only
+//! at checkpoints ([`super::checkpoint`]).
 //! After a crash, recovery applies every logged record again, so a group that was logged is
 //! in sled completely, and one that was not logged was never acknowledged.
 //!

@@ -1,0 +1,136 @@
+//! The applier: applies durable group commits to sled, off the acknowledgement path.
+//!
+//! The committer logs a group, syncs it, stages its writes in the trees' memtables
+//! ([`super::tree`]) and answers its waiters; this thread then applies the group to sled.
+//! It takes every group queued since its last pass and writes each key once, with its last
+//! value: a payment created and then settled a moment later is one sled write, not two,
+//! and a `processing` index entry set and cleared within the same pass is not written at
+//! all beyond a no-op removal. Once sled holds a pass, the pass's keys leave the
+//! memtables, and a sealed log segment it completed goes to the checkpoint thread.
+//!
+//! The queue is bounded ([`APPLY_QUEUE_MAX`] groups): when sled falls that far behind, the
+//! committer waits, so the memtables cannot grow without bound.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::store::{GroupRecord, StoreError, Trees};
+
+/// Group commits that may wait for the applier before the committer waits in turn, and
+/// the most one pass applies.
+pub const APPLY_QUEUE_MAX: usize = 1024;
+
+/// How long a group waits in the memtables before a pass applies it. Long enough that a
+/// payment's two write sets (intent before the provider call, outcome after it), a few
+/// milliseconds apart under load, usually fall into one pass and reach sled as one write.
+pub const APPLY_DELAY: Duration = Duration::from_millis(20);
+
+/// The applier thread's nice value (Linux: per thread, 0 is the default, 19 the lowest).
+const APPLIER_NICE: libc::c_int = 10;
+
+/// A durable group commit for the applier.
+pub(crate) struct Logged {
+    pub epoch: u64,
+    /// When the committer handed it over (the pass deadline counts from the oldest).
+    pub logged_at: Instant,
+    pub record: Arc<GroupRecord>,
+    /// A log segment the group's append sealed: it may be retired once this group is in sled.
+    pub sealed: Option<u64>,
+}
+
+/// Starts the applier thread. It stops, after applying what was queued, when the sender
+/// is dropped. A failed apply marks the store failed; the memtables then keep every write
+/// not in sled, so readers still see it, and no later segment is retired.
+pub(crate) fn spawn(
+    trees: Arc<Trees>,
+    checkpoints: Sender<u64>,
+    failed: Arc<AtomicBool>,
+) -> (Sender<Logged>, JoinHandle<()>) {
+    let (tx, rx) = crossbeam_channel::bounded(APPLY_QUEUE_MAX);
+    let thread = std::thread::Builder::new()
+        .name("paykeep-applier".to_owned())
+        .spawn(move || {
+            lower_priority();
+            run(&trees, &rx, &checkpoints, &failed)
+        })
+        .expect("spawn applier thread");
+    (tx, thread)
+}
+
+/// Gives this thread a nice value of [`APPLIER_NICE`]: applying is not on the path of any
+/// answer, so when the two cores are busy the threads that answer requests run first. The
+/// bounded queue still holds the committer back if the applier falls too far behind.
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread; no memory is shared with the kernel.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, APPLIER_NICE)
+    };
+    if result != 0 {
+        tracing::debug!("could not lower the applier's priority");
+    }
+}
+
+fn run(trees: &Trees, rx: &Receiver<Logged>, checkpoints: &Sender<u64>, failed: &AtomicBool) {
+    let mut broken = false;
+    while let Ok(first) = rx.recv() {
+        let deadline = first.logged_at + APPLY_DELAY;
+        let mut pass = vec![first];
+        while pass.len() < APPLY_QUEUE_MAX {
+            match rx.recv_deadline(deadline) {
+                Ok(next) => pass.push(next),
+                Err(_) => break,
+            }
+        }
+        if broken {
+            continue;
+        }
+        if let Err(error) = apply_pass(trees, &pass) {
+            tracing::error!(operation = "apply", %error, "applying to sled failed; store refuses writes");
+            failed.store(true, Ordering::Release);
+            broken = true;
+            continue;
+        }
+        if let Some(sealed) = pass.iter().filter_map(|l| l.sealed).max() {
+            let _ = checkpoints.send(sealed);
+        }
+    }
+}
+
+/// Applies the groups of `pass` (oldest first) to sled, each key once with its last value,
+/// then drops those keys from the memtables.
+fn apply_pass(trees: &Trees, pass: &[Logged]) -> Result<(), StoreError> {
+    let through_epoch = pass.iter().map(|l| l.epoch).max().unwrap_or(0);
+    // Tree name → key → last value, in key order (sled then walks its leaves in order).
+    let mut last: BTreeMap<&str, BTreeMap<&[u8], Option<&[u8]>>> = BTreeMap::new();
+    for logged in pass {
+        for (name, batch) in &logged.record.trees {
+            let writes = last.entry(name.as_str()).or_default();
+            for op in &batch.ops {
+                writes.insert(op.key.as_slice(), op.value.as_deref());
+            }
+        }
+    }
+    for (name, writes) in &last {
+        let tree = trees.by_name(name).ok_or_else(|| StoreError::Corrupt {
+            detail: format!("write-ahead log names an unknown tree {name:?}"),
+        })?;
+        for (key, value) in writes {
+            match value {
+                Some(v) => tree.sled().insert(key, *v)?,
+                None => tree.sled().remove(key)?,
+            };
+        }
+    }
+    for (name, writes) in &last {
+        if let Some(tree) = trees.by_name(name) {
+            tree.unstage(through_epoch, writes.keys().copied());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! One store tree: a sled tree plus its memtable, the writes that are durable in the
+//! write-ahead log but not yet applied to sled ([`super::applier`]).
+//!
+//! Every read looks at the memtable first and at sled second, so a reader sees each
+//! acknowledged write whether or not the applier has reached it. Range reads merge the two
+//! in key order. The applier applies a write to sled before it drops it from the memtable,
+//! so a key is never missing from both.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::ops::{Bound, RangeBounds};
+use std::sync::RwLock;
+
+use sled::IVec;
+
+use crate::store::tree_batch::Op;
+
+/// A memtable value: the epoch of the group commit that wrote it, and the value (`None`: the
+/// key was removed).
+type Staged = (u64, Option<IVec>);
+
+/// A sled tree with the durable writes the applier has not reached yet.
+pub struct Tree {
+    sled: sled::Tree,
+    memtable: RwLock<BTreeMap<Vec<u8>, Staged>>,
+}
+
+impl Tree {
+    pub fn new(sled: sled::Tree) -> Tree {
+        Tree {
+            sled,
+            memtable: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// The sled tree itself: recovery and the applier write to it directly.
+    pub fn sled(&self) -> &sled::Tree {
+        &self.sled
+    }
+
+    /// Makes the writes of a durable group visible to readers (the committer, after the
+    /// log sync). `ops` is in order: a later write of a key replaces an earlier one.
+    pub fn stage(&self, epoch: u64, ops: &[Op]) {
+        let mut memtable = self.memtable.write().unwrap_or_else(|e| e.into_inner());
+        for op in ops {
+            let value = op.value.as_deref().map(IVec::from);
+            memtable.insert(op.key.clone(), (epoch, value));
+        }
+    }
+
+    /// Drops `keys` from the memtable unless a group after `through_epoch` wrote them again
+    /// (the applier, once sled holds every write through `through_epoch`).
+    pub fn unstage<'a>(&self, through_epoch: u64, keys: impl Iterator<Item = &'a [u8]>) {
+        let mut memtable = self.memtable.write().unwrap_or_else(|e| e.into_inner());
+        for key in keys {
+            if memtable
+                .get(key)
+                .is_some_and(|(epoch, _)| *epoch <= through_epoch)
+            {
+                memtable.remove(key);
+            }
+        }
+    }
+
+    /// Number of staged writes.
+    #[cfg(test)]
+    pub fn staged_len(&self) -> usize {
+        self.memtable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// The value of `key`.
+    ///
+    /// # Errors
+    /// sled's I/O error.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
+        let key = key.as_ref();
+        if let Some((_, value)) = self
+            .memtable
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return Ok(value.clone());
+        }
+        self.sled.get(key)
+    }
+
+    /// Whether `key` has a value.
+    ///
+    /// # Errors
+    /// sled's I/O error.
+    pub fn contains_key(&self, key: impl AsRef<[u8]>) -> sled::Result<bool> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Keys and values in `range`, in key order.
+    pub fn range<K: AsRef<[u8]>, R: RangeBounds<K>>(&self, range: R) -> Merged {
+        let start = range.start_bound().map(|k| k.as_ref().to_vec());
+        let end = range.end_bound().map(|k| k.as_ref().to_vec());
+        self.merged(self.sled.range((start.clone(), end.clone())), start, end)
+    }
+
+    /// Keys and values whose key starts with `prefix`, in key order.
+    pub fn scan_prefix(&self, prefix: impl AsRef<[u8]>) -> Merged {
+        let prefix = prefix.as_ref().to_vec();
+        let end = prefix_end(&prefix).map_or(Bound::Unbounded, Bound::Excluded);
+        self.merged(self.sled.scan_prefix(&prefix), Bound::Included(prefix), end)
+    }
+
+    /// Every key and value, in key order.
+    pub fn iter(&self) -> Merged {
+        self.merged(self.sled.iter(), Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// The greatest key and its value.
+    ///
+    /// # Errors
+    /// sled's I/O error.
+    pub fn last(&self) -> sled::Result<Option<(IVec, IVec)>> {
+        let memtable = self.memtable.read().unwrap_or_else(|e| e.into_inner());
+        let staged = memtable
+            .iter()
+            .rev()
+            .find_map(|(k, (_, v))| v.clone().map(|v| (IVec::from(k.as_slice()), v)));
+        // sled's greatest key that the memtable does not remove or replace.
+        let mut applied = None;
+        for kv in self.sled.iter().rev() {
+            let (k, v) = kv?;
+            if !memtable.contains_key(k.as_ref()) {
+                applied = Some((k, v));
+                break;
+            }
+        }
+        Ok(match (staged, applied) {
+            (Some(s), Some(a)) => Some(if a.0 > s.0 { a } else { s }),
+            (s, a) => s.or(a),
+        })
+    }
+
+    /// Number of keys (walks the tree).
+    #[cfg(test)]
+    pub fn key_count(&self) -> usize {
+        self.iter().count()
+    }
+
+    fn merged(&self, sled: sled::Iter, start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Merged {
+        let staged: Vec<(IVec, Option<IVec>)> = if is_empty_range(&start, &end) {
+            Vec::new()
+        } else {
+            self.memtable
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .range::<[u8], _>((
+                    start.as_ref().map(Vec::as_slice),
+                    end.as_ref().map(Vec::as_slice),
+                ))
+                .map(|(k, (_, v))| (IVec::from(k.as_slice()), v.clone()))
+                .collect()
+        };
+        Merged {
+            sled: sled.peekable(),
+            staged: staged.into_iter().peekable(),
+        }
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix` (`None`: no such key,
+/// the prefix is all 0xff).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Whether no key lies between the bounds (`BTreeMap::range` panics on such bounds).
+fn is_empty_range(start: &Bound<Vec<u8>>, end: &Bound<Vec<u8>>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        _ => false,
+    }
+}
+
+/// Keys and values of sled merged with the memtable, in key order; a staged value replaces
+/// sled's, a staged removal hides it.
+pub struct Merged {
+    sled: Peekable<sled::Iter>,
+    staged: Peekable<std::vec::IntoIter<(IVec, Option<IVec>)>>,
+}
+
+impl Merged {
+    /// Only the keys.
+    pub fn keys(self) -> impl Iterator<Item = sled::Result<IVec>> {
+        self.map(|kv| kv.map(|(k, _)| k))
+    }
+
+    /// Only the values.
+    pub fn values(self) -> impl Iterator<Item = sled::Result<IVec>> {
+        self.map(|kv| kv.map(|(_, v)| v))
+    }
+}
+
+impl Iterator for Merged {
+    type Item = sled::Result<(IVec, IVec)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let order = match (self.sled.peek(), self.staged.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)) | Some(Ok(_)), None) => Ordering::Less,
+                (Some(Err(_)), Some(_)) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (Some(Ok((applied, _))), Some((staged, _))) => applied.cmp(staged),
+            };
+            if order != Ordering::Greater {
+                let applied = self.sled.next();
+                if order == Ordering::Less {
+                    return applied;
+                }
+            }
+            // The staged write wins over sled's value of the same key.
+            if let Some((key, Some(value))) = self.staged.next() {
+                return Some(Ok((key, value)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> Tree {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        Tree::new(db.open_tree("t").unwrap())
+    }
+
+    fn put(key: &[u8], value: &[u8]) -> Op {
+        Op {
+            key: key.to_vec(),
+            value: Some(value.to_vec()),
+        }
+    }
+
+    fn remove(key: &[u8]) -> Op {
+        Op {
+            key: key.to_vec(),
+            value: None,
+        }
+    }
+
+    fn keys(m: Merged) -> Vec<Vec<u8>> {
+        m.keys().map(|k| k.unwrap().to_vec()).collect()
+    }
+
+    #[test]
+    fn staged_writes_replace_hide_and_add_to_sled() {
+        let t = tree();
+        for k in [b"a", b"c", b"e"] {
+            t.sled().insert(k, b"sled").unwrap();
+        }
+        t.stage(1, &[put(b"b", b"new"), put(b"c", b"new"), remove(b"e")]);
+        assert_eq!(t.get(b"c").unwrap().unwrap().as_ref(), b"new");
+        assert_eq!(
+            t.get(b"e").unwrap(),
+            None,
+            "a staged removal hides sled's value"
+        );
+        assert_eq!(t.get(b"a").unwrap().unwrap().as_ref(), b"sled");
+        assert!(t.contains_key(b"b").unwrap());
+        let all: Vec<(Vec<u8>, Vec<u8>)> = t
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.unwrap();
+                (k.to_vec(), v.to_vec())
+            })
+            .collect();
+        assert_eq!(
+            all,
+            vec![
+                (b"a".to_vec(), b"sled".to_vec()),
+                (b"b".to_vec(), b"new".to_vec()),
+                (b"c".to_vec(), b"new".to_vec()),
+            ]
+        );
+        assert_eq!(keys(t.range(b"b".to_vec()..b"e".to_vec())), [b"b", b"c"]);
+        assert_eq!(t.last().unwrap().unwrap().0.as_ref(), b"c");
+    }
+
+    #[test]
+    fn prefix_scans_see_staged_keys_and_empty_ranges_do_not_panic() {
+        let t = tree();
+        t.sled().insert(b"p\0x", b"").unwrap();
+        t.sled().insert(b"q", b"").unwrap();
+        t.stage(1, &[put(b"p\0a", b""), put(b"p\xff", b""), put(b"r", b"")]);
+        assert_eq!(keys(t.scan_prefix(b"p")), [&b"p\0a"[..], b"p\0x", b"p\xff"]);
+        assert!(keys(t.range(b"z".to_vec()..b"a".to_vec())).is_empty());
+        assert_eq!(keys(t.scan_prefix([0xff_u8])).len(), 0);
+    }
+
+    #[test]
+    fn unstage_keeps_a_key_written_again_by_a_later_group() {
+        let t = tree();
+        t.stage(1, &[put(b"k", b"one"), put(b"j", b"one")]);
+        t.stage(2, &[put(b"k", b"two")]);
+        t.sled().insert(b"k", b"one").unwrap();
+        t.sled().insert(b"j", b"one").unwrap();
+        t.unstage(1, [&b"k"[..], b"j"].into_iter());
+        assert_eq!(t.staged_len(), 1);
+        assert_eq!(t.get(b"k").unwrap().unwrap().as_ref(), b"two");
+        assert_eq!(t.get(b"j").unwrap().unwrap().as_ref(), b"one");
+    }
+}
