@@ -15,7 +15,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::payments::internal;
-use crate::http::{auth, body, json_response, respond, with_authorization, State};
+use crate::http::{auth, body, json_response, raw_query, respond, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::csv_report;
 use crate::recon::run::{Recon, ReconError};
@@ -37,7 +37,7 @@ pub fn routes(
         .and(warp::post())
         .and(with_authorization(state))
         .and(warp::header::optional::<String>("content-type"))
-        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(raw_query())
         .and(warp::body::stream())
         .then(
             |state: State,

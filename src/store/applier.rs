@@ -117,20 +117,15 @@ fn apply_pass(trees: &Trees, pass: &[Logged]) -> Result<(), StoreError> {
         }
     }
     for (name, writes) in &last {
-        let tree = trees.by_name(name).ok_or_else(|| StoreError::Corrupt {
-            detail: format!("write-ahead log names an unknown tree {name:?}"),
-        })?;
+        let tree = trees.by_name(name)?;
         for (key, value) in writes {
-            match value {
-                Some(v) => tree.sled().insert(key, *v)?,
-                None => tree.sled().remove(key)?,
-            };
+            tree.apply(key, *value)?;
         }
     }
     for (name, writes) in &last {
-        if let Some(tree) = trees.by_name(name) {
-            tree.unstage(through_epoch, writes.keys().copied());
-        }
+        trees
+            .by_name(name)?
+            .unstage(through_epoch, writes.keys().copied());
     }
     Ok(())
 }

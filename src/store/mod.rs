@@ -101,10 +101,15 @@ macro_rules! trees {
             }
 
             /// The tree a log record names.
-            fn by_name(&self, name: &str) -> Option<&tree::Tree> {
+            ///
+            /// # Errors
+            /// [`StoreError::Corrupt`] for a name that is no tree of this store.
+            fn by_name(&self, name: &str) -> Result<&tree::Tree, StoreError> {
                 match name {
-                    $(stringify!($name) => Some(&self.$name),)+
-                    _ => None,
+                    $(stringify!($name) => Ok(&self.$name),)+
+                    _ => Err(StoreError::Corrupt {
+                        detail: format!("write-ahead log names an unknown tree {name:?}"),
+                    }),
                 }
             }
         }
@@ -163,10 +168,7 @@ impl GroupRecord {
     /// Applies the writes to sled, tree by tree in the record's order (recovery).
     fn apply(&self, trees: &Trees) -> Result<(), StoreError> {
         for (name, batch) in &self.trees {
-            let tree = trees.by_name(name).ok_or_else(|| StoreError::Corrupt {
-                detail: format!("write-ahead log names an unknown tree {name:?}"),
-            })?;
-            batch.apply(tree.sled())?;
+            batch.apply(trees.by_name(name)?)?;
         }
         Ok(())
     }
@@ -448,9 +450,7 @@ impl Store {
         // Durable from here on: readers may see it (from the memtables until the applier has
         // put it in sled), and recovery would apply the record if sled lost any of it.
         for (name, batch) in &record.trees {
-            if let Some(tree) = self.trees.by_name(name) {
-                tree.stage(epoch, &batch.ops);
-            }
+            self.trees.by_name(name)?.stage(epoch, &batch.ops);
         }
         self.durable_epoch.send_replace(epoch);
         self.deliveries_index.committed(deliveries);

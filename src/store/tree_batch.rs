@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::store::tree::Tree;
+
 /// Puts and removes for one tree, in order. A `None` value removes the key.
 ///
 /// Keys and values are serialized as byte strings (`serde_bytes`): bincode writes a length
@@ -45,21 +47,15 @@ impl TreeBatch {
         self.ops.is_empty()
     }
 
-    /// Applies the writes to `tree` one by one, in order. Applying them again, or after
-    /// a prefix of them, leaves the same tree (each write sets or removes a whole value).
-    ///
-    /// Plain `insert` and `remove`, never `apply_batch` or a transaction: either switches
-    /// sled 0.34 for good into a mode in which every read and write in the process takes one
-    /// global `RwLock` (`concurrency_control.rs`). Atomicity comes from the write-ahead log.
+    /// Applies the writes to sled under `tree` one by one, in order (recovery). Applying
+    /// them again, or after a prefix of them, leaves the same tree (each write sets or
+    /// removes a whole value).
     ///
     /// # Errors
     /// sled's I/O error.
-    pub fn apply(&self, tree: &sled::Tree) -> Result<(), sled::Error> {
+    pub fn apply(&self, tree: &Tree) -> Result<(), sled::Error> {
         for op in &self.ops {
-            match &op.value {
-                Some(v) => tree.insert(op.key.as_slice(), v.as_slice())?,
-                None => tree.remove(op.key.as_slice())?,
-            };
+            tree.apply(&op.key, op.value.as_deref())?;
         }
         Ok(())
     }

@@ -57,9 +57,7 @@ fn a_group_logged_but_applied_in_part_is_completed_at_open() {
     // The process dies after the first tree of the group reached sled.
     let (name, first) = &record.trees[0];
     assert_eq!(name, "payments");
-    first
-        .apply(store.trees.by_name(name).unwrap().sled())
-        .unwrap();
+    first.apply(store.trees.by_name(name).unwrap()).unwrap();
     assert!(store.payment("pay_1").unwrap().is_some());
     assert!(store
         .payment_by_order("m_demo", "order-pay_1")
