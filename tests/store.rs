@@ -3,14 +3,16 @@
 //! sets share flushes.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use paykeep::domain::event::{Event, EventLevel, EventSource};
 use paykeep::domain::payment::{Payment, PaymentStatus, RefundStatus};
 use paykeep::domain::write_set::{WriteOp, WriteSet};
 use paykeep::metrics::Metrics;
-use paykeep::store::committer::{self, CommitPolicy};
+use paykeep::store::committer::{self, CommitPolicy, CommitterHandle};
 use paykeep::store::{Durability, Store};
 
 fn payment(id: &str, status: PaymentStatus) -> Payment {
@@ -60,13 +62,21 @@ fn policy() -> CommitPolicy {
     }
 }
 
+/// A `FlushAndSync` store in `dir` and its running committer.
+fn open_with_committer(
+    dir: &Path,
+    metrics: Arc<Metrics>,
+) -> (Arc<Store>, CommitterHandle, JoinHandle<()>) {
+    let store = Arc::new(Store::open(dir, Durability::FlushAndSync).unwrap());
+    let (committer, thread) = committer::start(Arc::clone(&store), policy(), metrics);
+    (store, committer, thread)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_write_sets_survive_reopen_and_events_are_deduplicated() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let store = Arc::new(Store::open(dir.path(), Durability::FlushAndSync).unwrap());
-        let (committer, thread) =
-            committer::start(Arc::clone(&store), policy(), Arc::new(Metrics::new()));
+        let (_store, committer, thread) = open_with_committer(dir.path(), Arc::default());
         let first = WriteSet {
             ops: vec![
                 WriteOp::Payment(payment("pay_1", PaymentStatus::Processing)),
@@ -114,9 +124,8 @@ async fn committed_write_sets_survive_reopen_and_events_are_deduplicated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_write_sets_are_group_committed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::FlushAndSync).unwrap());
     let metrics = Arc::new(Metrics::new());
-    let (committer, thread) = committer::start(Arc::clone(&store), policy(), Arc::clone(&metrics));
+    let (store, committer, thread) = open_with_committer(dir.path(), Arc::clone(&metrics));
     let tasks = (0..200).map(|i| {
         let committer = committer.clone();
         tokio::spawn(async move {
@@ -144,9 +153,7 @@ async fn concurrent_write_sets_are_group_committed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_are_read_back_before_sled_has_them() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), Durability::FlushAndSync).unwrap());
-    let (committer, thread) =
-        committer::start(Arc::clone(&store), policy(), Arc::new(Metrics::new()));
+    let (store, committer, thread) = open_with_committer(dir.path(), Arc::default());
     let processing = WriteSet {
         ops: vec![WriteOp::Payment(payment(
             "pay_1",
