@@ -77,6 +77,65 @@ async fn a_restart_keeps_payments_and_idempotency_entries() {
     bin.kill9();
 }
 
+/// DESIGN §2: same key, same fingerprint → the first response. A finished request is
+/// answered from its stored response before the body is validated again, so tightening
+/// the rules (here: USD no longer accepted, amounts capped below this one) changes no
+/// answer already given; a new order under the new rules is refused and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_keeps_its_answer_after_the_rules_tighten() {
+    let (_dir, data) = temp_data_dir();
+    let client = reqwest::Client::new();
+    let bin = spawn_binary(&data, &[]);
+    let by_header = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("t-1"),
+        &order("tight-1"),
+    )
+    .await;
+    let by_order = create_at(&client, &bin.base, MERCHANT_KEY, None, &order("tight-2")).await;
+    assert_eq!((by_header.status, by_order.status), (201, 201));
+    assert!(bin.terminate().success(), "SIGTERM exits cleanly");
+
+    let tighter = [
+        ("PAYKEEP_PAYMENTS__CURRENCIES", "[\"EUR\"]"),
+        ("PAYKEEP_PAYMENTS__AMOUNT_MINOR_MAX", "100"),
+    ];
+    let bin = spawn_binary(&data, &tighter);
+    let replay = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("t-1"),
+        &order("tight-1"),
+    )
+    .await;
+    assert!(replay.replayed());
+    assert_eq!((replay.status, replay.text), (201, by_header.text));
+    let replay = create_at(&client, &bin.base, MERCHANT_KEY, None, &order("tight-2")).await;
+    assert!(replay.replayed());
+    assert_eq!((replay.status, replay.text), (201, by_order.text));
+    let new_order = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("t-3"),
+        &order("tight-3"),
+    )
+    .await;
+    new_order.problem(400, "invalid_request");
+    let absent = get_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        "/v1/payments?order_no=tight-3",
+    )
+    .await;
+    assert_eq!(absent.status, 404);
+    bin.kill9();
+}
+
 /// Unique creates from `workers` tasks until `stop`; returns every acknowledged
 /// (2xx) response as (idempotency key, body).
 async fn create_load(base: String, workers: usize, stop: Instant) -> Vec<(String, Value, String)> {

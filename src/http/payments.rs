@@ -81,18 +81,24 @@ async fn create(
     }
     let value = body::parse_json(bytes)?;
     let fingerprint = Fingerprint::new("POST", PAYMENTS_PATH, &value);
-    let request = body::typed::<CreatePaymentBody>(value)?.validate(&state.rules)?;
     let scope = match header_key {
         Some(key) => KeyScope::Header(key),
-        None => KeyScope::Order(request.order_no.clone()),
+        // An `order_no` that is absent or not a string gives a key no entry is stored
+        // under (validation refuses such a body below), so it only misses.
+        None => KeyScope::Order(value["order_no"].as_str().unwrap_or_default().to_owned()),
     };
     let key = IdempotencyKey {
         merchant_id: merchant_id.clone(),
         scope,
     };
+    // Before the typed parse and validation: a finished entry with this fingerprint was
+    // made from this very body, which was valid then, so its stored response is the answer
+    // (DESIGN §2: same key, same fingerprint → the first response), and a replay skips
+    // the work. Anything else is validated before it goes further.
     if let Some(replay) = finished_replay(state, &key, &fingerprint).await? {
         return Ok(replay);
     }
+    let request = body::typed::<CreatePaymentBody>(value)?.validate(&state.rules)?;
     let claim = if key.expires() {
         let claim = state.claims.claim(&key, &request.order_no, &state.store);
         match claim {
