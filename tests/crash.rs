@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    create_at, get_at, order, order_with, spawn_binary, temp_data_dir, wait_for_status,
-    MERCHANT_KEY,
+    create_at, get_at, order, order_with, spawn_binary, temp_data_dir, wait_for_status, Answer,
+    Binary, MERCHANT_KEY,
 };
 use serde_json::Value;
 
@@ -17,18 +17,10 @@ async fn a_restart_keeps_payments_and_idempotency_entries() {
     let (_dir, data) = temp_data_dir();
     let client = reqwest::Client::new();
     let bin = spawn_binary(&data, &[]);
-    let paid = create_at(
+    let paid = create_on(&client, &bin, Some("r-1"), &order("restart-1")).await;
+    let declined = create_on(
         &client,
-        &bin.base,
-        MERCHANT_KEY,
-        Some("r-1"),
-        &order("restart-1"),
-    )
-    .await;
-    let declined = create_at(
-        &client,
-        &bin.base,
-        MERCHANT_KEY,
+        &bin,
         None,
         &order_with("restart-2", "pm_card_chargeDeclined"),
     )
@@ -37,20 +29,12 @@ async fn a_restart_keeps_payments_and_idempotency_entries() {
     assert!(bin.terminate().success(), "SIGTERM exits cleanly");
 
     let bin = spawn_binary(&data, &[]);
-    let replay = create_at(
-        &client,
-        &bin.base,
-        MERCHANT_KEY,
-        Some("r-1"),
-        &order("restart-1"),
-    )
-    .await;
+    let replay = create_on(&client, &bin, Some("r-1"), &order("restart-1")).await;
     assert!(replay.replayed());
     assert_eq!(replay.text, paid.text);
-    let replay = create_at(
+    let replay = create_on(
         &client,
-        &bin.base,
-        MERCHANT_KEY,
+        &bin,
         None,
         &order_with("restart-2", "pm_card_chargeDeclined"),
     )
@@ -65,14 +49,7 @@ async fn a_restart_keeps_payments_and_idempotency_entries() {
     )
     .await;
     assert_eq!(read.text, paid.text);
-    let other_order = create_at(
-        &client,
-        &bin.base,
-        MERCHANT_KEY,
-        Some("r-1"),
-        &order("restart-3"),
-    )
-    .await;
+    let other_order = create_on(&client, &bin, Some("r-1"), &order("restart-3")).await;
     other_order.problem(422, "idempotency_key_reused");
     bin.kill9();
 }
@@ -86,15 +63,8 @@ async fn a_replay_keeps_its_answer_after_the_rules_tighten() {
     let (_dir, data) = temp_data_dir();
     let client = reqwest::Client::new();
     let bin = spawn_binary(&data, &[]);
-    let by_header = create_at(
-        &client,
-        &bin.base,
-        MERCHANT_KEY,
-        Some("t-1"),
-        &order("tight-1"),
-    )
-    .await;
-    let by_order = create_at(&client, &bin.base, MERCHANT_KEY, None, &order("tight-2")).await;
+    let by_header = create_on(&client, &bin, Some("t-1"), &order("tight-1")).await;
+    let by_order = create_on(&client, &bin, None, &order("tight-2")).await;
     assert_eq!((by_header.status, by_order.status), (201, 201));
     assert!(bin.terminate().success(), "SIGTERM exits cleanly");
 
@@ -103,27 +73,13 @@ async fn a_replay_keeps_its_answer_after_the_rules_tighten() {
         ("PAYKEEP_PAYMENTS__AMOUNT_MINOR_MAX", "100"),
     ];
     let bin = spawn_binary(&data, &tighter);
-    let replay = create_at(
-        &client,
-        &bin.base,
-        MERCHANT_KEY,
-        Some("t-1"),
-        &order("tight-1"),
-    )
-    .await;
+    let replay = create_on(&client, &bin, Some("t-1"), &order("tight-1")).await;
     assert!(replay.replayed());
     assert_eq!((replay.status, replay.text), (201, by_header.text));
-    let replay = create_at(&client, &bin.base, MERCHANT_KEY, None, &order("tight-2")).await;
+    let replay = create_on(&client, &bin, None, &order("tight-2")).await;
     assert!(replay.replayed());
     assert_eq!((replay.status, replay.text), (201, by_order.text));
-    let new_order = create_at(
-        &client,
-        &bin.base,
-        MERCHANT_KEY,
-        Some("t-3"),
-        &order("tight-3"),
-    )
-    .await;
+    let new_order = create_on(&client, &bin, Some("t-3"), &order("tight-3")).await;
     new_order.problem(400, "invalid_request");
     let absent = get_at(
         &client,
@@ -134,6 +90,16 @@ async fn a_replay_keeps_its_answer_after_the_rules_tighten() {
     .await;
     assert_eq!(absent.status, 404);
     bin.kill9();
+}
+
+/// `POST /v1/payments` to `bin` as the demo merchant.
+async fn create_on(
+    client: &reqwest::Client,
+    bin: &Binary,
+    key: Option<&str>,
+    body: &Value,
+) -> Answer {
+    create_at(client, &bin.base, MERCHANT_KEY, key, body).await
 }
 
 /// Unique creates from `workers` tasks until `stop`; returns every acknowledged
