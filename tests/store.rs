@@ -9,11 +9,15 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use paykeep::domain::event::{Event, EventLevel, EventSource};
+use paykeep::domain::idempotency::{
+    Fingerprint, IdempotencyEntry, IdempotencyKey, KeyScope, StoredResponse,
+};
 use paykeep::domain::payment::{Payment, PaymentStatus, RefundStatus};
+use paykeep::domain::time::now_ms;
 use paykeep::domain::write_set::{WriteOp, WriteSet};
 use paykeep::metrics::Metrics;
 use paykeep::store::committer::{self, CommitPolicy, CommitterHandle};
-use paykeep::store::{Durability, Store};
+use paykeep::store::{sweep, Durability, Store};
 
 fn payment(id: &str, status: PaymentStatus) -> Payment {
     Payment {
@@ -207,4 +211,96 @@ fn a_directory_in_use_is_refused() {
         error.to_string().contains("could not acquire lock"),
         "{error}"
     );
+}
+
+fn entry(order_no: &str, created_at_ms: i64, finished: bool) -> IdempotencyEntry {
+    IdempotencyEntry {
+        order_no: order_no.into(),
+        fingerprint: Fingerprint::new("POST", "/v1/payments", &serde_json::json!({})),
+        response: finished.then(|| StoredResponse {
+            status: 201,
+            body: "{}".into(),
+        }),
+        created_at_ms,
+    }
+}
+
+fn header_key(value: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        merchant_id: "m_demo".into(),
+        scope: KeyScope::Header(value.into()),
+    }
+}
+
+/// An entry written in flight and then finished is listed in two expiry batches; the sweep
+/// removes it once, drops both batches, and leaves alone a key that holds a newer entry by
+/// the time the removal commits (a header key may be used again once swept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_removes_only_the_entries_it_found_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, committer, thread) = open_with_committer(dir.path(), Arc::new(Metrics::new()));
+    let old = now_ms() - 60_000;
+    let (gone, reused, fresh) = (
+        header_key("gone"),
+        header_key("reused"),
+        header_key("fresh"),
+    );
+    for finished in [false, true] {
+        let ops = vec![
+            WriteOp::Idempotency {
+                key: gone.clone(),
+                entry: entry("o-1", old, finished),
+            },
+            WriteOp::Idempotency {
+                key: reused.clone(),
+                entry: entry("o-2", old, finished),
+            },
+        ];
+        committer.commit(WriteSet { ops }).await.unwrap();
+    }
+    let recent = WriteOp::Idempotency {
+        key: fresh.clone(),
+        entry: entry("o-3", now_ms(), true),
+    };
+    committer
+        .commit(WriteSet { ops: vec![recent] })
+        .await
+        .unwrap();
+
+    let expired = store
+        .expired_idempotency_keys(now_ms() - 1_000, 512)
+        .unwrap();
+    assert_eq!(
+        expired.batches.len(),
+        2,
+        "one batch per group, the fresh one not due"
+    );
+    assert_eq!(
+        expired.entries.len(),
+        4,
+        "each entry listed by both of its groups"
+    );
+    // `reused` now holds a newer entry, as a key used again after an earlier removal does.
+    let again = WriteOp::Idempotency {
+        key: reused.clone(),
+        entry: entry("o-9", now_ms(), true),
+    };
+    committer
+        .commit(WriteSet { ops: vec![again] })
+        .await
+        .unwrap();
+
+    let listed = sweep::sweep_once(&store, &committer, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(listed, 4);
+    assert_eq!(store.idempotency(&gone).unwrap(), None);
+    assert_eq!(store.idempotency(&reused).unwrap().unwrap().order_no, "o-9");
+    assert_eq!(store.idempotency(&fresh).unwrap().unwrap().order_no, "o-3");
+    let left = store
+        .expired_idempotency_keys(now_ms() - 1_000, 512)
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    drop(committer);
+    thread.join().unwrap();
 }

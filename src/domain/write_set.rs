@@ -19,11 +19,15 @@ pub enum WriteOp {
         key: IdempotencyKey,
         entry: IdempotencyEntry,
     },
-    /// Remove an idempotency entry (the retention sweep).
+    /// Remove an idempotency entry (the retention sweep), if it is still the one created at
+    /// `created_at_ms`: a header key used again after its removal holds a newer entry.
     RemoveIdempotency {
         key: IdempotencyKey,
         created_at_ms: i64,
     },
+    /// Drop an expiry batch the retention sweep has gone through (`id`: its key in the
+    /// store's `expiry_batches` tree).
+    RemoveExpiryBatch { id: Vec<u8> },
     /// Append an outbox event, unless one with its `dedupe_key` exists; the store fans it
     /// out into deliveries in the same batch.
     Event(Event),

@@ -30,12 +30,22 @@ pub fn idempotency_key(key: &IdempotencyKey) -> Vec<u8> {
     out
 }
 
-/// `idempotency_expiry` tree: `created_at_ms (big-endian) ++ idempotency key`, so a range
-/// scan from the start yields the oldest entries first.
+/// `idempotency_expiry` tree (written before expiry batches; the sweep still drains it):
+/// `created_at_ms (big-endian) ++ idempotency key`.
 pub fn expiry_key(created_at_ms: i64, key: &IdempotencyKey) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&created_at_ms.max(0).to_be_bytes());
     out.extend_from_slice(&idempotency_key(key));
+    out
+}
+
+/// `expiry_batches` tree: the newest `created_at_ms` of the batch's entries (big-endian),
+/// so a range scan below a cutoff yields only batches whose entries have all expired,
+/// then 16 random bytes (a ULID) that make the key unique.
+pub fn expiry_batch_id(newest_created_at_ms: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24);
+    out.extend_from_slice(&newest_created_at_ms.max(0).to_be_bytes());
+    out.extend_from_slice(&ulid::Ulid::new().0.to_be_bytes());
     out
 }
 

@@ -10,7 +10,9 @@
 //!
 //! Trees: `payments` (id → Payment), `orders` (merchant\0order → id), `processing`
 //! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
-//! `idempotency_expiry` (created_at ++ key → ∅), `events` (sequence → Event),
+//! `expiry_batches` (newest created_at ++ ULID → the header-key entries of one group, for
+//! the sweep: [`expiry`]), `idempotency_expiry` (created_at ++ key → ∅, what stores
+//! written before expiry batches hold; only drained), `events` (sequence → Event),
 //! `event_dedupe` (dedupe_key → event id), `meta`; the provider side's trees are described
 //! in [`provider_records`]; deliveries and settings in [`deliveries`].
 
@@ -19,6 +21,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod committer;
 pub mod deliveries;
+pub mod expiry;
 pub mod keys;
 pub mod provider_records;
 pub mod replay_cache;
@@ -141,6 +144,7 @@ trees!(
     processing,
     idempotency,
     idempotency_expiry,
+    expiry_batches,
     events,
     event_dedupe,
     refunds,
@@ -371,32 +375,17 @@ impl Store {
             .collect()
     }
 
-    /// Up to `limit` expired header-key entries: (key, created_at_ms) with
-    /// `created_at_ms < cutoff_ms`.
+    /// About `limit` header-key entries created before `cutoff_ms`, and the expiry
+    /// batches listing them ([`expiry::expired`]).
     ///
     /// # Errors
-    /// [`StoreError`] on an I/O failure.
+    /// [`StoreError`] on an I/O or codec failure.
     pub fn expired_idempotency_keys(
         &self,
         cutoff_ms: i64,
         limit: usize,
-    ) -> Result<Vec<(IdempotencyKey, i64)>, StoreError> {
-        let end = cutoff_ms.max(0).to_be_bytes();
-        let mut out = Vec::new();
-        for kv in self
-            .trees
-            .idempotency_expiry
-            .range(..end.to_vec())
-            .take(limit)
-        {
-            let (k, _) = kv?;
-            let (time, key) = k.split_at(8);
-            let created = i64::from_be_bytes(time.try_into().unwrap_or([0; 8]));
-            if let Some(key) = keys::parse_idempotency_key(key) {
-                out.push((key, created));
-            }
-        }
-        Ok(out)
+    ) -> Result<expiry::Expired, StoreError> {
+        expiry::expired(&self.trees, cutoff_ms, limit)
     }
 
     /// Whether a store failure has made the store refuse writes.
@@ -508,6 +497,7 @@ impl Store {
         let mut b = Batches::default();
         let mut view = deliveries::BatchView::default();
         let mut dedupe_seen: HashSet<&str> = HashSet::new();
+        let mut expiring = expiry::ExpiryBatch::default();
         let mut seq = self.next_event_seq.lock().map_err(|_| StoreError::Failed)?;
         let mut events = 0;
         for op in write_sets.iter().flat_map(|ws| ws.ops.iter()) {
@@ -529,21 +519,16 @@ impl Store {
                     provider_records::index_payment(&mut b, p);
                 }
                 WriteOp::Idempotency { key, entry } => {
-                    b.idempotency
-                        .insert(keys::idempotency_key(key), codec::encode(entry)?);
+                    let tree_key = keys::idempotency_key(key);
                     if key.expires() {
-                        // Written with the in-flight entry; the finished one keeps it.
-                        let expiry = keys::expiry_key(entry.created_at_ms, key);
-                        if !self.trees.idempotency_expiry.contains_key(&expiry)? {
-                            b.idempotency_expiry.insert(expiry, []);
-                        }
+                        expiring.add(entry.created_at_ms, &tree_key);
                     }
+                    b.idempotency.insert(tree_key, codec::encode(entry)?);
                 }
                 WriteOp::RemoveIdempotency { key, created_at_ms } => {
-                    b.idempotency.remove(keys::idempotency_key(key));
-                    b.idempotency_expiry
-                        .remove(keys::expiry_key(*created_at_ms, key));
+                    self.remove_expired(&mut b, key, *created_at_ms)?
                 }
+                WriteOp::RemoveExpiryBatch { id } => b.expiry_batches.remove(id.as_slice()),
                 WriteOp::Event(e) => {
                     let duplicate = !dedupe_seen.insert(&e.dedupe_key)
                         || self
@@ -573,8 +558,33 @@ impl Store {
                 }
             }
         }
+        if let Some((id, batch)) = expiring.into_write()? {
+            b.expiry_batches.insert(id, batch);
+        }
         self.write_plans(&mut b, &mut view)?;
         Ok((b, events, view))
+    }
+
+    /// The sweep's removal of `key`: only if its entry is still the one created at
+    /// `created_at_ms` (as of the groups committed before this one; the sweep's write
+    /// sets carry nothing else), with its key in the per-entry index of older stores.
+    fn remove_expired(
+        &self,
+        b: &mut Batches,
+        key: &IdempotencyKey,
+        created_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let tree_key = keys::idempotency_key(key);
+        let current = self.trees.idempotency.get(&tree_key)?;
+        let entry: Option<IdempotencyEntry> = current.map(|v| codec::decode(&v)).transpose()?;
+        if entry.is_some_and(|e| e.created_at_ms == created_at_ms) {
+            b.idempotency.remove(tree_key);
+        }
+        let legacy = keys::expiry_key(created_at_ms, key);
+        if self.trees.idempotency_expiry.contains_key(&legacy)? {
+            b.idempotency_expiry.remove(legacy);
+        }
+        Ok(())
     }
 }
 
