@@ -1,5 +1,5 @@
 //! Running a reconciliation and resolving a discrepancy: gather our money of the day (the
-//! `settled_by_day` index), the provider's (balance transactions, or an uploaded report),
+//! settlement index, [`crate::store::settled`]), the provider's (balance transactions, or an uploaded report),
 //! compare, and store the report, its discrepancies and — when there are any — the
 //! `reconciliation.discrepancies_found` event in one write set.
 

@@ -25,6 +25,7 @@ pub mod expiry;
 pub mod keys;
 pub mod provider_records;
 pub mod replay_cache;
+pub mod settled;
 pub mod sweep;
 pub mod tree;
 pub mod tree_batch;
@@ -152,6 +153,7 @@ trees!(
     refunds_pending,
     provider_ids,
     settled_by_day,
+    settled_batches,
     webhook_events,
     reconciliations,
     discrepancies,
@@ -376,7 +378,7 @@ impl Store {
     }
 
     /// About `limit` header-key entries created before `cutoff_ms`, and the expiry
-    /// batches listing them ([`expiry::expired`]).
+    /// batches listing them (the expiry index: [`expiry`]).
     ///
     /// # Errors
     /// [`StoreError`] on an I/O or codec failure.
@@ -498,6 +500,7 @@ impl Store {
         let mut view = deliveries::BatchView::default();
         let mut dedupe_seen: HashSet<&str> = HashSet::new();
         let mut expiring = expiry::ExpiryBatch::default();
+        let mut settled = settled::SettledBatches::default();
         let mut seq = self.next_event_seq.lock().map_err(|_| StoreError::Failed)?;
         let mut events = 0;
         for op in write_sets.iter().flat_map(|ws| ws.ops.iter()) {
@@ -516,7 +519,7 @@ impl Store {
                     } else {
                         b.processing.remove(p.id.as_bytes());
                     }
-                    provider_records::index_payment(&mut b, p);
+                    provider_records::index_payment(&mut b, &mut settled, p);
                 }
                 WriteOp::Idempotency { key, entry } => {
                     let tree_key = keys::idempotency_key(key);
@@ -545,7 +548,7 @@ impl Store {
                     *seq += 1;
                     events += 1;
                 }
-                WriteOp::Refund(r) => provider_records::put_refund(&mut b, r)?,
+                WriteOp::Refund(r) => provider_records::put_refund(&mut b, &mut settled, r)?,
                 WriteOp::WebhookEvent(w) => provider_records::put_webhook(&mut b, w)?,
                 WriteOp::Reconciliation(r) => provider_records::put_reconciliation(&mut b, r)?,
                 WriteOp::Discrepancy(d) => provider_records::put_discrepancy(&mut b, d)?,
@@ -560,6 +563,9 @@ impl Store {
         }
         if let Some((id, batch)) = expiring.into_write()? {
             b.expiry_batches.insert(id, batch);
+        }
+        for (id, batch) in settled.into_writes()? {
+            b.settled_batches.insert(id, batch);
         }
         self.write_plans(&mut b, &mut view)?;
         Ok((b, events, view))

@@ -3,9 +3,10 @@
 //!
 //! Trees: `refunds` (id → Refund), `refunds_by_payment` (payment_id \0 refund_id → ∅),
 //! `refunds_pending` (id → ∅, the refunds to resume at start-up, like `processing`),
-//! `provider_ids` (provider id → `p`|`r` ++ our id), `settled_by_day`
-//! (day ++ `p`|`r` ++ our id → ∅, written when a payment or refund succeeds; day = Unix days,
-//! big-endian, so one day is one prefix scan), `webhook_events` (provider event id →
+//! `provider_ids` (provider id → `p`|`r` ++ our id), `settled_batches` (day ++ ULID → the
+//! payments and refunds of one group commit that succeeded that day: [`super::settled`];
+//! `settled_by_day`, day ++ `p`|`r` ++ our id → ∅, is what older stores hold),
+//! `webhook_events` (provider event id →
 //! ProcessedWebhook, the webhook dedupe), `reconciliations` (id → report), `discrepancies`
 //! (id → discrepancy).
 
@@ -14,11 +15,12 @@ use crate::domain::refund::{Refund, RefundState};
 use crate::domain::time::DAY_MS;
 use crate::domain::webhook::ProcessedWebhook;
 use crate::recon::report::{Discrepancy, ReconciliationReport};
+use crate::store::settled::{self, SettledBatches};
 use crate::store::{codec, Batches, Store, StoreError};
 
-/// Tag of a payment in `provider_ids` and `settled_by_day`.
+/// Tag of a payment in `provider_ids` and the settlement index.
 const TAG_PAYMENT: u8 = b'p';
-/// Tag of a refund in `provider_ids` and `settled_by_day`.
+/// Tag of a refund in `provider_ids` and the settlement index.
 const TAG_REFUND: u8 = b'r';
 
 /// What a provider id names on our side.
@@ -40,12 +42,6 @@ fn tagged(tag: u8, id: &str) -> Vec<u8> {
     out
 }
 
-fn day_key(day: i64, tag: u8, id: &str) -> Vec<u8> {
-    let mut out = day.to_be_bytes().to_vec();
-    out.extend_from_slice(&tagged(tag, id));
-    out
-}
-
 fn by_payment_key(payment_id: &str, refund_id: &str) -> Vec<u8> {
     let mut out = payment_id.as_bytes().to_vec();
     out.push(0);
@@ -54,19 +50,22 @@ fn by_payment_key(payment_id: &str, refund_id: &str) -> Vec<u8> {
 }
 
 /// Index writes of a payment: its provider id, and its day once succeeded.
-pub(super) fn index_payment(b: &mut Batches, p: &Payment) {
+pub(super) fn index_payment(b: &mut Batches, settled: &mut SettledBatches, p: &Payment) {
     if let Some(provider_id) = &p.provider_payment_id {
         b.provider_ids
             .insert(provider_id.as_bytes(), tagged(TAG_PAYMENT, &p.id));
     }
     if let (PaymentStatus::Succeeded, Some(at)) = (p.status, p.succeeded_at_ms) {
-        b.settled_by_day
-            .insert(day_key(day_of_ms(at), TAG_PAYMENT, &p.id), []);
+        settled.add(day_of_ms(at), TAG_PAYMENT, &p.id);
     }
 }
 
 /// Writes of a refund: the record, its payment index, its provider id and its day.
-pub(super) fn put_refund(b: &mut Batches, r: &Refund) -> Result<(), StoreError> {
+pub(super) fn put_refund(
+    b: &mut Batches,
+    settled: &mut SettledBatches,
+    r: &Refund,
+) -> Result<(), StoreError> {
     b.refunds.insert(r.id.as_bytes(), codec::encode(r)?);
     b.refunds_by_payment
         .insert(by_payment_key(&r.payment_id, &r.id), []);
@@ -80,8 +79,7 @@ pub(super) fn put_refund(b: &mut Batches, r: &Refund) -> Result<(), StoreError> 
             .insert(provider_id.as_bytes(), tagged(TAG_REFUND, &r.id));
     }
     if let (RefundState::Succeeded, Some(at)) = (r.status, r.succeeded_at_ms) {
-        b.settled_by_day
-            .insert(day_key(day_of_ms(at), TAG_REFUND, &r.id), []);
+        settled.add(day_of_ms(at), TAG_REFUND, &r.id);
     }
     Ok(())
 }
@@ -192,25 +190,21 @@ impl Store {
         })
     }
 
-    /// Our payments and refunds that succeeded on UTC day `day` (Unix days), at most
-    /// `limit`.
+    /// Our payments and refunds that succeeded on UTC day `day` (Unix days), each once,
+    /// at most `limit`.
     ///
     /// # Errors
-    /// [`StoreError`] on an I/O failure.
+    /// [`StoreError`] on an I/O or codec failure.
     pub fn settled_on_day(&self, day: i64, limit: usize) -> Result<Vec<OurRecord>, StoreError> {
-        let prefix = day.to_be_bytes();
-        let mut out = Vec::new();
-        for kv in self.trees.settled_by_day.scan_prefix(prefix).take(limit) {
-            let (k, _) = kv?;
-            let rest = &k[prefix.len()..];
-            let id = String::from_utf8_lossy(&rest[1..]).into_owned();
-            match rest.first() {
-                Some(&TAG_PAYMENT) => out.push(OurRecord::Payment(id)),
-                Some(&TAG_REFUND) => out.push(OurRecord::Refund(id)),
-                _ => {}
-            }
-        }
-        Ok(out)
+        let records = settled::on_day(&self.trees, day, limit)?;
+        Ok(records
+            .into_iter()
+            .filter_map(|(tag, id)| match tag {
+                TAG_PAYMENT => Some(OurRecord::Payment(id)),
+                TAG_REFUND => Some(OurRecord::Refund(id)),
+                _ => None,
+            })
+            .collect())
     }
 
     /// Refunds left `pending` (start-up recovery resumes their payments' keys).
@@ -234,10 +228,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn days_are_utc_and_keys_sort_by_day() {
+    fn days_are_utc() {
         assert_eq!(day_of_ms(0), 0);
         assert_eq!(day_of_ms(DAY_MS - 1), 0);
         assert_eq!(day_of_ms(DAY_MS), 1);
-        assert!(day_key(1, TAG_PAYMENT, "pay_z") < day_key(2, TAG_PAYMENT, "pay_a"));
+        assert_eq!(day_of_ms(-1), -1);
     }
 }
