@@ -6,7 +6,10 @@
 //! sled tree a create adds to costs about a tenth of the applier's time (BENCHMARKS.md).
 //! An entry is listed each time it is written (in flight, then finished), so it may be in
 //! two batches; the sweep's removal is conditional on the entry's `created_at_ms`, which
-//! makes the second listing a no-op.
+//! makes the second listing a no-op. A batch is swept once its newest entry has expired:
+//! a group's entries are created within moments of each other, except the finished entry of
+//! a request that ran long, which its earlier in-flight listing has already brought to the
+//! sweep.
 //!
 //! Stores written before expiry batches hold one key per entry in `idempotency_expiry`;
 //! the sweep drains that tree first, and nothing writes to it any more.
