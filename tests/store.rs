@@ -1,6 +1,6 @@
 //! The store and its group committer, below HTTP: reopen keeps what was acknowledged,
 //! events are deduplicated by `dedupe_key` and listed oldest first, many concurrent write
-//! sets share flushes.
+//! sets share flushes, and the retention sweep removes only the entries it found expired.
 
 use std::collections::BTreeMap;
 use std::path::Path;
