@@ -173,7 +173,6 @@ async fn get_one(
     for id in &report.discrepancy_ids {
         discrepancies.extend(state.store.discrepancy(id).map_err(internal)?);
     }
-    state.store.wait_durable().await;
     Ok(json_response(
         StatusCode::OK,
         report.to_value(&discrepancies).to_string(),

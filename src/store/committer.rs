@@ -3,8 +3,8 @@
 //! Shards hand it write sets through a bounded channel. It takes the first, keeps gathering
 //! for up to `commit_window_us` or until `commit_batch_max` write sets, logs them as one
 //! write-ahead log record, syncs once, makes them visible to readers, then answers every
-//! waiter; the applier puts them in sled later. While it syncs, the next batch queues up, so the batch grows with load (TigerBeetle: "don't react to each
-//! event, batch").
+//! waiter; the applier puts them in sled later. While it syncs, the next batch queues up,
+//! so the batch grows with load (TigerBeetle: "don't react to each event, batch").
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

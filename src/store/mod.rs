@@ -41,7 +41,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 
 use crate::domain::event::Event;
 use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
@@ -195,9 +194,8 @@ pub struct Store {
     durability: Durability,
     /// Next event sequence number (the committer is the only writer).
     next_event_seq: Mutex<u64>,
-    /// Epoch of the group being committed (durable once `durable_epoch` reaches it).
-    committing_epoch: AtomicU64,
-    durable_epoch: watch::Sender<u64>,
+    /// Epoch of the last group committed; the memtables tag staged writes with it.
+    last_epoch: AtomicU64,
     failed: Arc<AtomicBool>,
     /// Delivery counts and the fan-out hook ([`deliveries`]).
     deliveries_index: deliveries::DeliveryIndex,
@@ -281,8 +279,7 @@ impl Store {
             checkpoint_thread: Some(checkpoint_thread),
             durability,
             next_event_seq: Mutex::new(next_event_seq),
-            committing_epoch: AtomicU64::new(0),
-            durable_epoch: watch::Sender::new(0),
+            last_epoch: AtomicU64::new(0),
             failed,
             deliveries_index,
             replay_cache: replay_cache::ReplayCache::default(),
@@ -395,16 +392,6 @@ impl Store {
         self.failed.load(Ordering::Acquire)
     }
 
-    /// Waits until everything committing before this call is durable. A read that must not
-    /// show a state a crash could undo calls this after reading.
-    pub async fn wait_durable(&self) {
-        let committing = self.committing_epoch.load(Ordering::Acquire);
-        let mut durable = self.durable_epoch.subscribe();
-        let _ = durable
-            .wait_for(|d| *d >= committing || self.is_failed())
-            .await;
-    }
-
     /// Logs a group of write sets as one write-ahead log record, syncs it, stages it in the
     /// trees' memtables, and hands it to the applier, which puts it in sled and passes a
     /// sealed log segment on to the checkpoint thread.
@@ -421,15 +408,14 @@ impl Store {
         let result = self.commit_group_inner(write_sets);
         if result.is_err() {
             self.failed.store(true, Ordering::Release);
-            self.durable_epoch.send_replace(u64::MAX);
         }
         result
     }
 
     fn commit_group_inner(&self, write_sets: &[&WriteSet]) -> Result<usize, StoreError> {
         let (batches, events, deliveries) = self.batches_for(write_sets)?;
-        let epoch = self.committing_epoch.load(Ordering::Acquire) + 1;
-        self.committing_epoch.store(epoch, Ordering::Release);
+        let epoch = self.last_epoch.load(Ordering::Acquire) + 1;
+        self.last_epoch.store(epoch, Ordering::Release);
         let record = batches.into_record();
         let sealed = {
             let mut wal = self.wal.lock().map_err(|_| StoreError::Failed)?;
@@ -443,7 +429,6 @@ impl Store {
         for (name, batch) in &record.trees {
             self.trees.by_name(name)?.stage(epoch, &batch.ops);
         }
-        self.durable_epoch.send_replace(epoch);
         self.deliveries_index.committed(deliveries);
         self.cache_replays(write_sets);
         let logged = applier::Logged {
@@ -473,8 +458,8 @@ impl Store {
     }
 
     /// Puts a durable entry into the replay cache (finished) or evicts its key (unfinished).
-    /// Call it only with an entry known to be durable: from the committer after the sync,
-    /// or after [`Store::wait_durable`] following the read.
+    /// Every entry a reader can see is durable (the committer stages a group only after its
+    /// sync), so an entry just read from the store qualifies.
     pub fn remember_replay(&self, key: &IdempotencyKey, entry: &IdempotencyEntry) {
         let cache_key = keys::idempotency_key(key);
         match &entry.response {
