@@ -713,9 +713,13 @@ async fn start_paykeep(dir: &Path, commit_window_us: Option<u64>) -> Running {
     if let Some(us) = commit_window_us {
         config.store.commit_window_us = us;
     }
-    let running = app::start_with(config, Durability::FlushAndSync, std::future::pending())
-        .await
-        .expect("paykeep starts");
+    let running = app::start_with(
+        config,
+        paykeep::store::OpenOptions::new(Durability::FlushAndSync),
+        std::future::pending(),
+    )
+    .await
+    .expect("paykeep starts");
     wait_ready(running.addr).await;
     running
 }

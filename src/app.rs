@@ -10,7 +10,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::config::{parse_hh_mm, Config};
+use crate::domain::event::store_recovered_with_loss_event;
+use crate::domain::ids::UlidSource;
 use crate::domain::payment::PaymentRules;
+use crate::domain::time::now_ms;
+use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::Notifications;
@@ -21,7 +25,7 @@ use crate::shard::job::ShardDeps;
 use crate::shard::messages::{Job, PaymentKey};
 use crate::shard::Shards;
 use crate::store::committer::{self, CommitPolicy};
-use crate::store::{sweep, Durability, Store, StoreError};
+use crate::store::{sweep, Durability, OpenOptions, Store, StoreError};
 
 /// How long in-flight requests may take to finish after shutdown starts; idle keep-alive
 /// connections held open by clients do not delay shutdown past it.
@@ -71,23 +75,24 @@ pub async fn start(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
-    start_with(config, Durability::FlushAndSync, shutdown).await
+    start_with(config, OpenOptions::new(Durability::FlushAndSync), shutdown).await
 }
 
-/// [`start`] with a chosen [`Durability`] (benchmarks compare the two).
+/// [`start`] with chosen store options: `accept_data_loss` (`paykeep serve
+/// --accept-data-loss`), or another [`Durability`] (benchmarks compare the two).
 ///
 /// # Errors
 /// As [`start`].
 pub async fn start_with(
     config: Config,
-    durability: Durability,
+    store_options: OpenOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
     crate::memory::disable_transparent_huge_pages();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let connector = provider::connector_for(&config).map_err(StartError::Provider)?;
-    let store = Arc::new(Store::open(&config.store.data_dir, durability)?);
+    let store = Arc::new(Store::open_with(&config.store.data_dir, store_options)?);
     let policy = CommitPolicy {
         window: config.commit_window(),
         batch_max: config.store.commit_batch_max,
@@ -125,6 +130,7 @@ pub async fn start_with(
         deps,
         config.in_flight_wait(),
     ));
+    report_loss(&store, &committer).await?;
     let resumed = resume_processing(&store, &shards)?;
     if resumed > 0 {
         tracing::info!(
@@ -209,6 +215,29 @@ pub async fn start_with(
         shutdown: Some(stop_tx),
         server,
     })
+}
+
+/// Writes the critical `system.store_recovered_with_loss` event through the outbox if the
+/// store was opened on damage with `accept_data_loss` (DESIGN §6).
+async fn report_loss(
+    store: &Store,
+    committer: &committer::CommitterHandle,
+) -> Result<(), StoreError> {
+    let Some(loss) = store.recovery_loss() else {
+        return Ok(());
+    };
+    let event = store_recovered_with_loss_event(
+        &loss.findings,
+        &loss.dropped,
+        &loss.moved_to.display().to_string(),
+        &mut UlidSource,
+        now_ms(),
+    );
+    committer
+        .commit(WriteSet {
+            ops: vec![WriteOp::Event(event)],
+        })
+        .await
 }
 
 /// Hands every payment left `processing`, and every payment with a refund left `pending`,

@@ -1,6 +1,11 @@
 //! The `paykeep` command: `serve` runs the service (on the embedded `config.toml` unless
-//! `--config` names another file); `sandbox` runs the Stripe-compatible test provider
+//! `--config` names another file); `store check` verifies a store directory as `serve`'s
+//! recovery would, without serving; `sandbox` runs the Stripe-compatible test provider
 //! (`paykeep::provider::sandbox`).
+//!
+//! Exit codes: 0 success; 1 failure to start (a port in use, a store in use, an I/O error);
+//! 2 an invalid configuration; 3 a store recovery cannot vouch for (DESIGN §6: damage, a
+//! store of another schema), with a message naming each file, offset and what was expected.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,6 +15,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use paykeep::config::{Config, Overrides};
 use paykeep::provider::sandbox::events::{WebhookMode, WebhookTarget};
 use paykeep::provider::sandbox::SandboxConfig;
+use paykeep::store::{Durability, OpenOptions, StoreError};
+
+/// Exit code of a store that recovery cannot vouch for (DESIGN §6).
+const EXIT_STORE_DAMAGED: u8 = 3;
+/// Exit code of an invalid configuration.
+const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
 #[command(
@@ -38,9 +49,32 @@ enum Command {
         /// Log line format.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Start even on a store that recovery cannot vouch for: keep every whole log record
+        /// and sled's data if it opens, log what is dropped at error level, move the unused
+        /// files to `<data dir>/damaged-<unix ms>/`, and write a critical
+        /// `system.store_recovered_with_loss` event.
+        #[arg(long)]
+        accept_data_loss: bool,
     },
+    /// Inspect the store.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Run the Stripe-compatible sandbox provider with a durable ledger.
     Sandbox(SandboxArgs),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Verify a store directory as `serve` would at start-up, without serving or changing
+    /// it: exit 0 if sound, 3 with every finding otherwise.
+    Check {
+        /// A config file layered over the embedded defaults (for store.data_dir).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Store directory (overrides store.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(clap::Args)]
@@ -100,6 +134,7 @@ fn main() -> ExitCode {
             bind,
             data_dir,
             log_format,
+            accept_data_loss,
         } => {
             init_logging(log_format);
             let overrides = Overrides { bind, data_dir };
@@ -107,10 +142,28 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("paykeep: {e}");
-                    return ExitCode::from(2);
+                    return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            serve(config)
+            let store_options = OpenOptions {
+                accept_data_loss,
+                ..OpenOptions::new(Durability::FlushAndSync)
+            };
+            serve(config, store_options)
+        }
+        Command::Store(StoreCommand::Check { config, data_dir }) => {
+            init_logging(LogFormat::Text);
+            let overrides = Overrides {
+                bind: None,
+                data_dir,
+            };
+            match Config::load(config.as_deref(), &overrides) {
+                Ok(c) => store_check(&c.store.data_dir),
+                Err(e) => {
+                    eprintln!("paykeep: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            }
         }
         Command::Sandbox(args) => {
             init_logging(args.log_format);
@@ -158,7 +211,52 @@ fn sandbox(args: SandboxArgs) -> ExitCode {
     })
 }
 
-fn serve(config: Config) -> ExitCode {
+/// `paykeep store check`: prints a summary (sound) or every finding (exit 3).
+fn store_check(dir: &std::path::Path) -> ExitCode {
+    match paykeep::store::check(dir) {
+        Ok(report) if report.findings.is_empty() => {
+            println!(
+                "paykeep: store {} is sound: {} log segment(s), {} record(s) to apply, through LSN {}",
+                dir.display(),
+                report.segments,
+                report.records,
+                report.end_lsn
+            );
+            if let Some((segment, offset)) = report.torn_tail {
+                println!(
+                    "paykeep: a torn tail at {} offset {offset} (a record never acknowledged) will be ignored",
+                    segment.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            println!(
+                "paykeep: store {} cannot be vouched for; `paykeep serve` refuses it:",
+                dir.display()
+            );
+            for finding in &report.findings {
+                println!("  - {finding}");
+            }
+            ExitCode::from(EXIT_STORE_DAMAGED)
+        }
+        Err(e) => {
+            eprintln!("paykeep: {e}");
+            ExitCode::from(exit_code_of(&e))
+        }
+    }
+}
+
+/// 3 for a store recovery cannot vouch for, 1 for anything else.
+fn exit_code_of(error: &StoreError) -> u8 {
+    if error.is_damage() || matches!(error, StoreError::NotAStore { .. }) {
+        EXIT_STORE_DAMAGED
+    } else {
+        1
+    }
+}
+
+fn serve(config: Config, store_options: OpenOptions) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -170,7 +268,7 @@ fn serve(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match paykeep::app::start(config, shutdown_signal()).await {
+        match paykeep::app::start_with(config, store_options, shutdown_signal()).await {
             Ok(running) => {
                 // Tests and scripts read the bound address from this line.
                 println!("paykeep listening on http://{}", running.addr);
@@ -180,7 +278,10 @@ fn serve(config: Config) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("paykeep: {e}");
-                ExitCode::FAILURE
+                match &e {
+                    paykeep::app::StartError::Store(store) => ExitCode::from(exit_code_of(store)),
+                    _ => ExitCode::FAILURE,
+                }
             }
         }
     })

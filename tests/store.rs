@@ -208,9 +208,10 @@ fn a_directory_in_use_is_refused() {
         .err()
         .expect("a second store on the same directory");
     assert!(
-        error.to_string().contains("could not acquire lock"),
+        matches!(error, paykeep::store::StoreError::InUse { .. }),
         "{error}"
     );
+    assert!(error.to_string().contains("in use"), "{error}");
 }
 
 fn entry(order_no: &str, created_at_ms: i64, finished: bool) -> IdempotencyEntry {

@@ -34,6 +34,8 @@ pub mod kind {
     pub const PAYMENT_WEBHOOK_FAILED: &str = "payment.webhook_failed";
     pub const RECONCILIATION_DISCREPANCIES_FOUND: &str = "reconciliation.discrepancies_found";
     pub const NOTIFICATION_TEST: &str = "notification.test";
+    /// DESIGN §6: `paykeep serve --accept-data-loss` started on a store it could not vouch for.
+    pub const SYSTEM_STORE_RECOVERED_WITH_LOSS: &str = "system.store_recovered_with_loss";
 }
 
 /// One outbox event. `payload` is a JSON object kept as text (the store codec is bincode,
@@ -102,5 +104,34 @@ impl Event {
             payload: payload.to_string(),
             created_at_ms: now_ms,
         }
+    }
+}
+
+/// The critical event of a start with `--accept-data-loss` on a damaged store (DESIGN §6):
+/// what recovery found, what it dropped (one line each) and where the unused files were
+/// moved. One per start: the dedupe key carries the start's time.
+pub fn store_recovered_with_loss_event(
+    findings: &[String],
+    dropped: &[String],
+    moved_to: &str,
+    ids: &mut dyn IdSource,
+    now_ms: i64,
+) -> Event {
+    let payload = serde_json::json!({
+        "findings": findings,
+        "dropped": dropped,
+        "moved_to": moved_to,
+    });
+    Event {
+        id: ids.next_id(prefix::EVENT),
+        kind: kind::SYSTEM_STORE_RECOVERED_WITH_LOSS.to_owned(),
+        level: EventLevel::Critical,
+        source: EventSource::System,
+        title: "Store started with data loss".to_owned(),
+        entity_type: "system".to_owned(),
+        entity_id: "store".to_owned(),
+        dedupe_key: format!("{}:{now_ms}", kind::SYSTEM_STORE_RECOVERED_WITH_LOSS),
+        payload: payload.to_string(),
+        created_at_ms: now_ms,
     }
 }

@@ -5,7 +5,8 @@
 //! It takes every group queued since its last pass and writes each key once, with its last
 //! value: a payment created and then settled a moment later is one sled write, not two,
 //! and a `processing` index entry set and cleared within the same pass is not written at
-//! all beyond a no-op removal. Once sled holds a pass, the pass's keys leave the
+//! all beyond a no-op removal. Once sled holds a pass, its last LSN goes into `meta`
+//! (`applied_lsn`, which recovery checks the log reaches), the pass's keys leave the
 //! memtables, and a sealed log segment it completed goes to the checkpoint thread.
 //!
 //! The queue is bounded ([`APPLY_QUEUE_MAX`] groups): when sled falls that far behind, the
@@ -19,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::store::{GroupRecord, StoreError, Trees};
+use crate::store::checkpoint::Retire;
+use crate::store::wal::Sealed;
+use crate::store::{meta, GroupRecord, StoreError, Trees};
 
 /// Group commits that may wait for the applier before the committer waits in turn, and
 /// the most one pass applies.
@@ -36,11 +39,13 @@ const APPLIER_NICE: libc::c_int = 10;
 /// A durable group commit for the applier.
 pub(crate) struct Logged {
     pub epoch: u64,
+    /// The LSN of its log record.
+    pub lsn: u64,
     /// When the committer handed it over (the pass deadline counts from the oldest).
     pub logged_at: Instant,
     pub record: Arc<GroupRecord>,
     /// A log segment the group's append sealed: it may be retired once this group is in sled.
-    pub sealed: Option<u64>,
+    pub sealed: Option<Sealed>,
 }
 
 /// Starts the applier thread. It stops, after applying what was queued, when the sender
@@ -48,7 +53,8 @@ pub(crate) struct Logged {
 /// not in sled, so readers still see it, and no later segment is retired.
 pub(crate) fn spawn(
     trees: Arc<Trees>,
-    checkpoints: Sender<u64>,
+    meta: sled::Tree,
+    checkpoints: Sender<Retire>,
     failed: Arc<AtomicBool>,
 ) -> (Sender<Logged>, JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded(APPLY_QUEUE_MAX);
@@ -56,7 +62,7 @@ pub(crate) fn spawn(
         .name("paykeep-applier".to_owned())
         .spawn(move || {
             lower_priority();
-            run(&trees, &rx, &checkpoints, &failed)
+            run(&trees, &meta, &rx, &checkpoints, &failed)
         })
         .expect("spawn applier thread");
     (tx, thread)
@@ -76,7 +82,13 @@ fn lower_priority() {
     }
 }
 
-fn run(trees: &Trees, rx: &Receiver<Logged>, checkpoints: &Sender<u64>, failed: &AtomicBool) {
+fn run(
+    trees: &Trees,
+    meta: &sled::Tree,
+    rx: &Receiver<Logged>,
+    checkpoints: &Sender<Retire>,
+    failed: &AtomicBool,
+) {
     let mut broken = false;
     while let Ok(first) = rx.recv() {
         let deadline = first.logged_at + APPLY_DELAY;
@@ -90,21 +102,28 @@ fn run(trees: &Trees, rx: &Receiver<Logged>, checkpoints: &Sender<u64>, failed: 
         if broken {
             continue;
         }
-        if let Err(error) = apply_pass(trees, &pass) {
+        if let Err(error) = apply_pass(trees, meta, &pass) {
             tracing::error!(operation = "apply", %error, "applying to sled failed; store refuses writes");
             failed.store(true, Ordering::Release);
             broken = true;
             continue;
         }
-        if let Some(sealed) = pass.iter().filter_map(|l| l.sealed).max() {
-            let _ = checkpoints.send(sealed);
+        if let Some(sealed) = pass
+            .iter()
+            .filter_map(|l| l.sealed)
+            .max_by_key(|s| s.segment)
+        {
+            let _ = checkpoints.send(Retire {
+                through_segment: sealed.segment,
+                lsn: pass.iter().map(|l| l.lsn).max().unwrap_or(sealed.last_lsn),
+            });
         }
     }
 }
 
 /// Applies the groups of `pass` (oldest first) to sled, each key once with its last value,
-/// then drops those keys from the memtables.
-fn apply_pass(trees: &Trees, pass: &[Logged]) -> Result<(), StoreError> {
+/// records the pass's last LSN in `meta`, then drops those keys from the memtables.
+fn apply_pass(trees: &Trees, meta: &sled::Tree, pass: &[Logged]) -> Result<(), StoreError> {
     let through_epoch = pass.iter().map(|l| l.epoch).max().unwrap_or(0);
     // Tree name → key → last value, in key order (sled then walks its leaves in order).
     let mut last: BTreeMap<&str, BTreeMap<&[u8], Option<&[u8]>>> = BTreeMap::new();
@@ -121,6 +140,9 @@ fn apply_pass(trees: &Trees, pass: &[Logged]) -> Result<(), StoreError> {
         for (key, value) in writes {
             tree.apply(key, *value)?;
         }
+    }
+    if let Some(lsn) = pass.iter().map(|l| l.lsn).max() {
+        meta::set_applied_lsn(meta, lsn)?;
     }
     for (name, writes) in &last {
         trees

@@ -3,8 +3,11 @@
 //! The applier puts a group in sled only after the group's log record is durable, and it
 //! hands over a sealed segment only after applying every record in it. So once `Db::flush`
 //! (and the `fdatasync` of sled's files) returns after that hand-over, sled holds everything
-//! in the segment durably, and the segment is no longer needed for recovery. This runs on
-//! its own thread, so sled's flush is never on the path of an acknowledgement.
+//! in the segment durably, and the segment is no longer needed for recovery. Just before
+//! the flush, the checkpoint writes the LSN sled will then hold into `meta`
+//! (`checkpoint_lsn`), so recovery can tell a log that reaches back far enough from one
+//! that lost segments. This runs on its own thread, so sled's flush is never on the path
+//! of an acknowledgement.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
@@ -16,15 +19,25 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::store::{sync_error, wal, Durability, StoreError};
+use crate::store::{meta, sync_error, wal, Durability, StoreError};
+
+/// What a checkpoint may retire: the log segments with id ≤ `through_segment`, once sled
+/// durably holds every record through `lsn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retire {
+    pub through_segment: u64,
+    pub lsn: u64,
+}
 
 /// Files sled writes outside its `db` log: values too large for a log segment go to
 /// `blobs/`, which sled itself never syncs.
 const BLOBS_DIR: &str = "blobs";
 
-/// What a checkpoint needs of the store: sled, its data file, and the failure flag.
+/// What a checkpoint needs of the store: sled, its `meta` tree, its data file, and the
+/// failure flag.
 pub struct Checkpointer {
     db: sled::Db,
+    meta: sled::Tree,
     data_file: File,
     dir: PathBuf,
     durability: Durability,
@@ -35,7 +48,8 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// # Errors
-    /// [`StoreError::Sync`] if sled's `db` file cannot be opened.
+    /// [`StoreError::Sync`] if sled's `db` file cannot be opened, [`StoreError::Sled`] if
+    /// its `meta` tree cannot.
     pub fn new(
         db: sled::Db,
         dir: &Path,
@@ -43,6 +57,7 @@ impl Checkpointer {
         failed: Arc<AtomicBool>,
     ) -> Result<Checkpointer, StoreError> {
         Ok(Checkpointer {
+            meta: db.open_tree(meta::TREE)?,
             data_file: File::open(dir.join("db")).map_err(sync_error)?,
             db,
             dir: dir.to_path_buf(),
@@ -52,41 +67,47 @@ impl Checkpointer {
         })
     }
 
-    /// Makes everything applied to sled so far durable, then deletes the log segments with
-    /// id ≤ `through` (none when `through` is 0).
+    /// Makes everything applied to sled so far durable, and then, with `retire`, records
+    /// its LSN and deletes the segments it names.
     ///
     /// # Errors
     /// [`StoreError`] from sled's flush or a sync; the segments are then kept.
-    pub fn checkpoint(&mut self, through: u64) -> Result<(), StoreError> {
+    pub fn checkpoint(&mut self, retire: Option<Retire>) -> Result<(), StoreError> {
+        if let Some(retire) = retire {
+            meta::set_checkpoint_lsn(&self.meta, retire.lsn)?;
+        }
         self.db.flush()?;
         if self.durability == Durability::FlushAndSync {
             self.data_file.sync_data().map_err(sync_error)?;
             self.sync_new_blobs()?;
         }
-        if through > 0 {
-            wal::remove_through(&self.dir, through)?;
+        if let Some(retire) = retire.filter(|r| r.through_segment > 0) {
+            wal::remove_through(&self.dir, retire.through_segment)?;
         }
         Ok(())
     }
 
-    /// Starts the checkpoint thread: it checkpoints through each sealed segment id it
-    /// receives (the newest, when several queued up) and stops when the sender is dropped.
+    /// Starts the checkpoint thread: it checkpoints each [`Retire`] it receives (the
+    /// furthest, when several queued up) and stops when the sender is dropped.
     /// A failed checkpoint marks the store failed, so it refuses writes (a later sync could
     /// falsely succeed after a failed one); once the store has failed, no segment is deleted.
-    pub fn spawn(mut self) -> (Sender<u64>, JoinHandle<()>) {
-        let (tx, rx): (Sender<u64>, Receiver<u64>) = crossbeam_channel::unbounded();
+    pub fn spawn(mut self) -> (Sender<Retire>, JoinHandle<()>) {
+        let (tx, rx): (Sender<Retire>, Receiver<Retire>) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
             .name("paykeep-checkpoint".to_owned())
             .spawn(move || {
-                while let Ok(mut through) = rx.recv() {
+                while let Ok(mut retire) = rx.recv() {
                     while let Ok(later) = rx.try_recv() {
-                        through = through.max(later);
+                        retire = Retire {
+                            through_segment: retire.through_segment.max(later.through_segment),
+                            lsn: retire.lsn.max(later.lsn),
+                        };
                     }
                     if self.failed.load(Ordering::Acquire) {
                         // A failed group may be in sled in part: keep the log that completes it.
                         continue;
                     }
-                    if let Err(error) = self.checkpoint(through) {
+                    if let Err(error) = self.checkpoint(Some(retire)) {
                         tracing::error!(operation = "checkpoint", %error, "checkpoint failed; store refuses writes");
                         self.failed.store(true, Ordering::Release);
                     }

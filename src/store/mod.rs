@@ -6,14 +6,16 @@
 //! memtables ([`tree`]), where readers see it, and answers; the [`applier`] puts it in sled
 //! later, off that path. So an acknowledged write survives kill -9 and power loss, and
 //! recovery completes any group that was logged (docs/durability.md). sled itself is
-//! flushed by checkpoints ([`checkpoint`]) on their own thread.
+//! flushed by checkpoints ([`checkpoint`]) on their own thread. At open ([`open`]),
+//! [`recovery`] checks the log against what sled's `meta` says ([`meta`]: the store's
+//! identity and how far sled has got) and refuses a store it cannot vouch for.
 //!
 //! Trees: `payments` (id → Payment), `orders` (merchant\0order → id), `processing`
 //! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
 //! `expiry_batches` (newest created_at ++ ULID → the header-key entries of one group, for
 //! the sweep: [`expiry`]), `idempotency_expiry` (created_at ++ key → ∅, what stores
 //! written before expiry batches hold; only drained), `events` (sequence → Event),
-//! `event_dedupe` (dedupe_key → event id), `meta`; the provider side's trees are described
+//! `event_dedupe` (dedupe_key → event id), `meta` ([`meta`]); the provider side's trees are described
 //! in [`provider_records`]; deliveries and settings in [`deliveries`].
 
 pub mod applier;
@@ -23,7 +25,10 @@ pub mod committer;
 pub mod deliveries;
 pub mod expiry;
 pub mod keys;
+pub mod meta;
+pub mod open;
 pub mod provider_records;
+pub mod recovery;
 pub mod replay_cache;
 pub mod settled;
 pub mod sweep;
@@ -34,8 +39,7 @@ pub mod wal;
 mod wal_recovery_tests;
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -47,9 +51,11 @@ use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
 use crate::domain::payment::{Payment, PaymentStatus};
 use crate::domain::write_set::{WriteOp, WriteSet};
 
-/// Schema version kept in `meta`; a store of another version is refused at open.
-pub const SCHEMA_VERSION: u8 = 1;
-const META_SCHEMA_KEY: &[u8] = b"schema_version";
+pub use open::{check, CheckReport, LossReport, OpenOptions};
+
+/// Schema version kept in `meta` ([`meta`]); a store of another version is refused at
+/// open. 2: the log carries LSNs and the store's identity, which sled's `meta` carries too.
+pub const SCHEMA_VERSION: u8 = 2;
 
 /// Errors of the store layer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -64,10 +70,27 @@ pub enum StoreError {
     Failed,
     #[error("the committer has stopped")]
     Closed,
-    #[error("store schema version {found} is not {SCHEMA_VERSION}")]
+    #[error("store schema version {found} is not {SCHEMA_VERSION}, the only one this build reads (nothing is migrated: start on a new data directory)")]
     Schema { found: u8 },
     #[error("corrupt store: {detail}")]
     Corrupt { detail: String },
+    #[error("the store cannot vouch for every acknowledged write (start with --accept-data-loss to keep what can be read):{}", findings.iter().map(|f| format!("\n  - {f}")).collect::<String>())]
+    Damaged { findings: Vec<recovery::Finding> },
+    #[error("{} holds no paykeep store", path.display())]
+    NotAStore { path: PathBuf },
+    #[error("{} is in use by another process (sled's lock is held)", path.display())]
+    InUse { path: PathBuf },
+}
+
+impl StoreError {
+    /// Whether the error says the store's files cannot be vouched for (damage, another
+    /// schema, a record that does not decode): `paykeep` exits with code 3 on these.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Damaged { .. } | StoreError::Schema { .. } | StoreError::Corrupt { .. }
+        )
+    }
 }
 
 impl From<sled::Error> for StoreError {
@@ -187,9 +210,9 @@ pub struct Store {
     /// Durable groups for the applier; taken when the store is dropped.
     applier: Option<crossbeam_channel::Sender<applier::Logged>>,
     applier_thread: Option<JoinHandle<()>>,
-    /// Sealed segment ids for the checkpoint thread (the last checkpoint, at drop; the
+    /// Segments for the checkpoint thread to retire (the last checkpoint, at drop; the
     /// applier sends the others); taken when the store is dropped.
-    checkpoints: Option<crossbeam_channel::Sender<u64>>,
+    checkpoints: Option<crossbeam_channel::Sender<checkpoint::Retire>>,
     checkpoint_thread: Option<JoinHandle<()>>,
     durability: Durability,
     /// Next event sequence number (the committer is the only writer).
@@ -201,89 +224,23 @@ pub struct Store {
     deliveries_index: deliveries::DeliveryIndex,
     /// Finished idempotency entries of recent commits ([`replay_cache`]).
     replay_cache: replay_cache::ReplayCache,
+    /// What `accept_data_loss` let go at open, if anything.
+    loss: Option<LossReport>,
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` with the default options
+    /// ([`Store::open_with`]).
     ///
     /// # Errors
-    /// [`StoreError::Sled`] if sled cannot open it, [`StoreError::Schema`] on another schema.
+    /// As [`Store::open_with`].
     pub fn open(dir: &Path, durability: Durability) -> Result<Store, StoreError> {
-        Store::open_with_segment_bytes(dir, durability, wal::SEGMENT_BYTES_DEFAULT)
+        Store::open_with(dir, OpenOptions::new(durability))
     }
 
-    /// [`Store::open`] with another write-ahead log segment bound (tests use small ones to
-    /// exercise checkpoints).
-    ///
-    /// Recovery: every record left in the log is applied to sled again, in order, then
-    /// sled is checkpointed and the old segments deleted before a new one is started.
-    ///
-    /// # Errors
-    /// As [`Store::open`], and [`StoreError::Corrupt`] for a damaged log.
-    pub fn open_with_segment_bytes(
-        dir: &Path,
-        durability: Durability,
-        segment_bytes: u64,
-    ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(sync_error)?;
-        let db = open_sled(dir)?;
-        let meta = db.open_tree("meta")?;
-        match meta.get(META_SCHEMA_KEY)? {
-            Some(v) if v.as_ref() != [SCHEMA_VERSION] => {
-                return Err(StoreError::Schema {
-                    found: v.first().copied().unwrap_or(0),
-                })
-            }
-            Some(_) => {}
-            None => {
-                meta.insert(META_SCHEMA_KEY, &[SCHEMA_VERSION])?;
-                db.flush()?;
-            }
-        }
-        let trees = Arc::new(Trees::open(&db)?);
-        let recovered = wal::recover(dir)?;
-        for payload in &recovered.payloads {
-            codec::decode::<GroupRecord>(payload)?.apply(&trees)?;
-        }
-        let failed = Arc::new(AtomicBool::new(false));
-        let mut checkpointer =
-            checkpoint::Checkpointer::new(db.clone(), dir, durability, Arc::clone(&failed))?;
-        let last_segment = recovered.segments.last().copied().unwrap_or(0);
-        checkpointer.checkpoint(last_segment)?;
-        if !recovered.payloads.is_empty() {
-            tracing::info!(
-                records = recovered.payloads.len(),
-                "recovery applied the write-ahead log"
-            );
-        }
-        let wal = wal::Wal::create(dir, last_segment, segment_bytes)?;
-        let (checkpoints, checkpoint_thread) = checkpointer.spawn();
-        let (applier, applier_thread) =
-            applier::spawn(Arc::clone(&trees), checkpoints.clone(), Arc::clone(&failed));
-        let next_event_seq = match trees.events.last()? {
-            Some((k, _)) => seq_of(&k) + 1,
-            None => 1,
-        };
-        let deliveries_index = deliveries::DeliveryIndex::default();
-        deliveries_index.load_counts(&trees.deliveries_by_status, &trees.fanout)?;
-        // Make the files' directory entries durable once, so a new store survives power loss.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(sync_error)?;
-        Ok(Store {
-            trees,
-            wal: Mutex::new(wal),
-            applier: Some(applier),
-            applier_thread: Some(applier_thread),
-            checkpoints: Some(checkpoints),
-            checkpoint_thread: Some(checkpoint_thread),
-            durability,
-            next_event_seq: Mutex::new(next_event_seq),
-            last_epoch: AtomicU64::new(0),
-            failed,
-            deliveries_index,
-            replay_cache: replay_cache::ReplayCache::default(),
-        })
+    /// What starting on a damaged store with `accept_data_loss` lost, if it did.
+    pub fn recovery_loss(&self) -> Option<&LossReport> {
+        self.loss.as_ref()
     }
 
     /// The payment `id`, as last committed.
@@ -417,7 +374,7 @@ impl Store {
         let epoch = self.last_epoch.load(Ordering::Acquire) + 1;
         self.last_epoch.store(epoch, Ordering::Release);
         let record = batches.into_record();
-        let sealed = {
+        let appended = {
             let mut wal = self.wal.lock().map_err(|_| StoreError::Failed)?;
             wal.append(
                 &codec::encode(&record)?,
@@ -433,9 +390,10 @@ impl Store {
         self.cache_replays(write_sets);
         let logged = applier::Logged {
             epoch,
+            lsn: appended.lsn,
             logged_at: std::time::Instant::now(),
             record: Arc::new(record),
-            sealed,
+            sealed: appended.sealed,
         };
         // Waits while the applier is APPLY_QUEUE_MAX groups behind (back-pressure).
         if let Some(applier) = &self.applier {
@@ -581,52 +539,26 @@ impl Store {
 
 impl Drop for Store {
     /// Lets the applier finish (no commit can run now: this is the last reference), then a
-    /// last checkpoint through every segment, then stops the checkpoint thread and waits for
-    /// it. sled's writes are then finished, so the directory can be opened again, and a
-    /// clean stop leaves no log.
+    /// last checkpoint through every record logged, retiring every segment but the current
+    /// one, then stops the checkpoint thread and waits for it. sled's writes are then
+    /// finished, so the directory can be opened again, and a clean stop leaves only the
+    /// current segment, whose records recovery applies again (harmlessly) at the next open.
     fn drop(&mut self) {
         drop(self.applier.take());
         if let Some(thread) = self.applier_thread.take() {
             let _ = thread.join();
         }
         if let Some(checkpoints) = self.checkpoints.take() {
-            let _ = checkpoints.send(u64::MAX);
+            if let Ok(wal) = self.wal.lock() {
+                let (segment, lsn) = wal.position();
+                let _ = checkpoints.send(checkpoint::Retire {
+                    through_segment: segment - 1,
+                    lsn,
+                });
+            }
         }
         if let Some(thread) = self.checkpoint_thread.take() {
             let _ = thread.join();
-        }
-    }
-}
-
-/// Attempts to open sled before a lock held by a store dropped a moment ago counts as
-/// held by another process, and the pause between attempts.
-const SLED_LOCK_ATTEMPTS: u32 = 20;
-const SLED_LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Opens sled in `dir`. sled 0.34 does not join its flusher thread when a `Db` is dropped,
-/// and that thread keeps the file lock until it exits (spacejam/sled#1289), so an open
-/// right after a drop in the same process may find the lock still held for a few
-/// milliseconds: it is retried for up to a second. A lock held longer (another paykeep on
-/// the same directory) is an error.
-fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
-    let config = sled::Config::new()
-        .path(dir)
-        // sled's own flusher writes its log back every 50 ms (sync_file_range), so a
-        // checkpoint's fdatasync finds little dirty data and does not hold up the disk
-        // the write-ahead log syncs to. Durability never depends on it.
-        .flush_every_ms(Some(50))
-        .mode(sled::Mode::HighThroughput);
-    let mut attempt = 1;
-    loop {
-        match config.open() {
-            Err(sled::Error::Io(e))
-                if attempt < SLED_LOCK_ATTEMPTS
-                    && e.to_string().starts_with("could not acquire lock") =>
-            {
-                attempt += 1;
-                std::thread::sleep(SLED_LOCK_PAUSE);
-            }
-            result => return Ok(result?),
         }
     }
 }
@@ -638,6 +570,6 @@ pub(crate) fn sync_error(e: std::io::Error) -> StoreError {
     }
 }
 
-fn seq_of(key: &[u8]) -> u64 {
+pub(crate) fn seq_of(key: &[u8]) -> u64 {
     key.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
