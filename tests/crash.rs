@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    create_at, get_at, order, order_with, spawn_binary, temp_data_dir, wait_for_status, Answer,
-    Binary, MERCHANT_KEY,
+    create_at, create_load, get_at, order, order_with, spawn_binary, temp_data_dir,
+    wait_for_status, Answer, Binary, MERCHANT_KEY,
 };
 use serde_json::Value;
 
@@ -100,43 +99,6 @@ async fn create_on(
     body: &Value,
 ) -> Answer {
     create_at(client, &bin.base, MERCHANT_KEY, key, body).await
-}
-
-/// Unique creates from `workers` tasks until `stop`; returns every acknowledged
-/// (2xx) response as (idempotency key, body).
-async fn create_load(base: String, workers: usize, stop: Instant) -> Vec<(String, Value, String)> {
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let tasks = (0..workers).map(|w| {
-        let (base, acked) = (base.clone(), Arc::clone(&acked));
-        tokio::spawn(async move {
-            let client = reqwest::Client::new();
-            for i in 0..100_000 {
-                if Instant::now() >= stop {
-                    break;
-                }
-                let key = format!("crash-{w}-{i}");
-                let body = order(&key);
-                let request = client
-                    .post(format!("{base}/v1/payments"))
-                    .bearer_auth(MERCHANT_KEY)
-                    .header("Idempotency-Key", &key)
-                    .json(&body)
-                    .timeout(Duration::from_secs(5));
-                let Ok(response) = request.send().await else {
-                    break;
-                };
-                let status = response.status().as_u16();
-                let Ok(text) = response.text().await else {
-                    break;
-                };
-                if (200..300).contains(&status) {
-                    acked.lock().unwrap().push((key, body, text));
-                }
-            }
-        })
-    });
-    futures::future::join_all(tasks).await;
-    Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

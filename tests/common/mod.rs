@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paykeep::app::Running;
@@ -261,4 +262,45 @@ pub fn temp_data_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("db");
     (dir, path)
+}
+
+/// Unique creates from `workers` tasks until `stop` (or until the server goes away);
+/// returns every acknowledged (2xx) create as (idempotency key, request body, response text).
+pub async fn create_load(
+    base: String,
+    workers: usize,
+    stop: Instant,
+) -> Vec<(String, Value, String)> {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let tasks = (0..workers).map(|w| {
+        let (base, acked) = (base.clone(), Arc::clone(&acked));
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            for i in 0..100_000 {
+                if Instant::now() >= stop {
+                    break;
+                }
+                let key = format!("crash-{w}-{i}");
+                let body = order(&key);
+                let request = client
+                    .post(format!("{base}/v1/payments"))
+                    .bearer_auth(MERCHANT_KEY)
+                    .header("Idempotency-Key", &key)
+                    .json(&body)
+                    .timeout(Duration::from_secs(5));
+                let Ok(response) = request.send().await else {
+                    break;
+                };
+                let status = response.status().as_u16();
+                let Ok(text) = response.text().await else {
+                    break;
+                };
+                if (200..300).contains(&status) {
+                    acked.lock().unwrap().push((key, body, text));
+                }
+            }
+        })
+    });
+    futures::future::join_all(tasks).await;
+    Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
 }
