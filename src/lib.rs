@@ -16,8 +16,9 @@
 //!   writer that logs the write sets of all shards as one write-ahead log record, syncs it
 //!   once, stages it in memtables readers see, then acknowledges every waiter; an applier
 //!   thread puts it in sled off that path, and checkpoints flush sled.
-//!   Start-up recovery applies what is left in the log, then resumes `processing` payments;
-//!   a sweep expires header idempotency entries.
+//!   Start-up recovery checks the log against sled (identity, LSNs) and refuses a store it
+//!   cannot vouch for, applies what is left in the log, then resumes `processing`
+//!   payments; a sweep expires header idempotency entries.
 //! - [`notify`] — the outbox dispatcher and one supervised notifier actor per channel
 //!   (Telegram, Slack, Discord, Feishu, e-mail, signed webhooks): deliveries fanned out at
 //!   commit time, paced, retried with backoff, dead-lettered; never on the payment path.
