@@ -38,6 +38,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("provider: {0}")]
     Provider(String),
+    #[error("metrics: {0}")]
+    Metrics(String),
     #[error("could not bind {addr}: {detail}")]
     Bind { addr: SocketAddr, detail: String },
 }
@@ -92,7 +94,15 @@ pub async fn start_with(
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
     let connector = provider::connector_for(&config).map_err(StartError::Provider)?;
+    let store_options = OpenOptions {
+        cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
+        ..store_options
+    };
     let store = Arc::new(Store::open_with(&config.store.data_dir, store_options)?);
+    metrics
+        .registry()
+        .register(Box::new(store.sled_writes_metric().clone()))
+        .map_err(|e| StartError::Metrics(e.to_string()))?;
     let policy = CommitPolicy {
         window: config.commit_window(),
         batch_max: config.store.commit_batch_max,

@@ -30,6 +30,8 @@ const DEMO_SECRETS: [&str; 4] = [
 
 /// Upper bound on `store.commit_batch_max`: a batch is one log record held in memory.
 pub const COMMIT_BATCH_MAX_LIMIT: usize = 65_536;
+/// Upper bound on `store.cache_capacity_mb` (16 GiB): beyond it, a typo rather than a cache.
+pub const CACHE_CAPACITY_MB_MAX: u64 = 16 * 1024;
 /// Upper bound on `shards.partitions`.
 pub const PARTITIONS_MAX: u32 = 65_536;
 /// Upper bound on `server.body_limit_bytes` (16 MiB).
@@ -87,6 +89,9 @@ pub struct StoreConfig {
     pub commit_window_us: u64,
     /// Most write sets in one group commit.
     pub commit_batch_max: usize,
+    /// sled's page cache in MiB (sled's own default is 1 GiB, too much for a small
+    /// container); the process RSS stays within about 4× this plus 128 MiB (DESIGN §4).
+    pub cache_capacity_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -381,6 +386,13 @@ impl Config {
             return Err(invalid(
                 "store.commit_batch_max",
                 format!("must be 1..={COMMIT_BATCH_MAX_LIMIT}"),
+            ));
+        }
+        let cache = self.store.cache_capacity_mb;
+        if cache == 0 || cache > CACHE_CAPACITY_MB_MAX {
+            return Err(invalid(
+                "store.cache_capacity_mb",
+                format!("must be 1..={CACHE_CAPACITY_MB_MAX}"),
             ));
         }
         if self.shards.count > 1024 {
@@ -717,6 +729,7 @@ mod tests {
         assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
         assert_eq!(c.store.commit_window_us, 500);
         assert_eq!(c.store.commit_batch_max, 1024);
+        assert_eq!(c.store.cache_capacity_mb, 128);
         assert_eq!(c.shards.partitions, 256);
         assert_eq!(c.idempotency.retention_s, 86_400);
         assert_eq!(c.provider.kind, ProviderKind::Simulator);
@@ -741,6 +754,10 @@ mod tests {
     fn invalid_value_names_the_key() {
         let err = load_env(&[("PAYKEEP_STORE__COMMIT_BATCH_MAX", "0")]).unwrap_err();
         assert!(err.to_string().contains("store.commit_batch_max"), "{err}");
+        for absurd in ["0", "1000000"] {
+            let err = load_env(&[("PAYKEEP_STORE__CACHE_CAPACITY_MB", absurd)]).unwrap_err();
+            assert!(err.to_string().contains("store.cache_capacity_mb"), "{err}");
+        }
         let err = load_env(&[("PAYKEEP_PAYMENTS__CURRENCIES", "[\"usd\"]")]).unwrap_err();
         assert!(err.to_string().contains("payments.currencies"), "{err}");
     }

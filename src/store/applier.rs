@@ -56,13 +56,19 @@ pub(crate) fn spawn(
     meta: sled::Tree,
     checkpoints: Sender<Retire>,
     failed: Arc<AtomicBool>,
+    sled_writes: prometheus::IntCounterVec,
 ) -> (Sender<Logged>, JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded(APPLY_QUEUE_MAX);
     let thread = std::thread::Builder::new()
         .name("paykeep-applier".to_owned())
         .spawn(move || {
             lower_priority();
-            run(&trees, &meta, &rx, &checkpoints, &failed)
+            let sink = Sink {
+                trees: &trees,
+                meta: &meta,
+                sled_writes: &sled_writes,
+            };
+            run(&sink, &rx, &checkpoints, &failed)
         })
         .expect("spawn applier thread");
     (tx, thread)
@@ -82,13 +88,14 @@ fn lower_priority() {
     }
 }
 
-fn run(
-    trees: &Trees,
-    meta: &sled::Tree,
-    rx: &Receiver<Logged>,
-    checkpoints: &Sender<Retire>,
-    failed: &AtomicBool,
-) {
+/// Where a pass goes: the trees, `meta`, and the count of sled writes per tree.
+struct Sink<'a> {
+    trees: &'a Trees,
+    meta: &'a sled::Tree,
+    sled_writes: &'a prometheus::IntCounterVec,
+}
+
+fn run(sink: &Sink<'_>, rx: &Receiver<Logged>, checkpoints: &Sender<Retire>, failed: &AtomicBool) {
     let mut broken = false;
     while let Ok(first) = rx.recv() {
         let deadline = first.logged_at + APPLY_DELAY;
@@ -102,7 +109,7 @@ fn run(
         if broken {
             continue;
         }
-        if let Err(error) = apply_pass(trees, meta, &pass) {
+        if let Err(error) = apply_pass(sink, &pass) {
             tracing::error!(operation = "apply", %error, "applying to sled failed; store refuses writes");
             failed.store(true, Ordering::Release);
             broken = true;
@@ -123,7 +130,12 @@ fn run(
 
 /// Applies the groups of `pass` (oldest first) to sled, each key once with its last value,
 /// records the pass's last LSN in `meta`, then drops those keys from the memtables.
-fn apply_pass(trees: &Trees, meta: &sled::Tree, pass: &[Logged]) -> Result<(), StoreError> {
+fn apply_pass(sink: &Sink<'_>, pass: &[Logged]) -> Result<(), StoreError> {
+    let Sink {
+        trees,
+        meta,
+        sled_writes,
+    } = sink;
     let through_epoch = pass.iter().map(|l| l.epoch).max().unwrap_or(0);
     // Tree name → key → last value, in key order (sled then walks its leaves in order).
     let mut last: BTreeMap<&str, BTreeMap<&[u8], Option<&[u8]>>> = BTreeMap::new();
@@ -137,9 +149,11 @@ fn apply_pass(trees: &Trees, meta: &sled::Tree, pass: &[Logged]) -> Result<(), S
     }
     for (name, writes) in &last {
         let tree = trees.by_name(name)?;
+        let mut written = 0;
         for (key, value) in writes {
-            tree.apply(key, *value)?;
+            written += u64::from(tree.apply(key, *value)?);
         }
+        sled_writes.with_label_values(&[name]).inc_by(written);
     }
     if let Some(lsn) = pass.iter().map(|l| l.lsn).max() {
         meta::set_applied_lsn(meta, lsn)?;

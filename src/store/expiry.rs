@@ -10,9 +10,6 @@
 //! a group's entries are created within moments of each other, except the finished entry of
 //! a request that ran long, which its earlier in-flight listing has already brought to the
 //! sweep.
-//!
-//! Stores written before expiry batches hold one key per entry in `idempotency_expiry`;
-//! the sweep drains that tree first, and nothing writes to it any more.
 
 use serde::{Deserialize, Serialize};
 
@@ -75,22 +72,13 @@ impl Expired {
 }
 
 /// Up to about `limit` expired entries (whole batches, so a batch may take it past
-/// `limit`): first those of the per-entry index of older stores, then whole batches whose
-/// newest entry was created before `cutoff_ms`.
+/// `limit`): those of whole batches whose newest entry was created before `cutoff_ms`.
 ///
 /// # Errors
 /// [`StoreError`] on an I/O or codec failure.
 pub(crate) fn expired(trees: &Trees, cutoff_ms: i64, limit: usize) -> Result<Expired, StoreError> {
     let end = cutoff_ms.max(0).to_be_bytes().to_vec();
     let mut out = Expired::default();
-    for kv in trees.idempotency_expiry.range(..end.clone()).take(limit) {
-        let (k, _) = kv?;
-        let (time, key) = k.split_at(8);
-        let created = i64::from_be_bytes(time.try_into().unwrap_or([0; 8]));
-        if let Some(key) = keys::parse_idempotency_key(key) {
-            out.entries.push((key, created));
-        }
-    }
     for kv in trees.expiry_batches.range(..end) {
         if out.entries.len() >= limit {
             break;
@@ -124,90 +112,6 @@ mod tests {
         assert_eq!(back.entries.len(), 2);
         assert_eq!(back.entries[1].key, b"m\0h\0k2");
         assert!(ExpiryBatch::default().into_write().unwrap().is_none());
-    }
-
-    /// A store written before expiry batches has one `idempotency_expiry` key per entry:
-    /// the sweep still finds those entries, and removes them with their keys.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_sweep_drains_the_per_entry_index_of_older_stores() {
-        use crate::domain::idempotency::KeyScope;
-        use crate::domain::write_set::{WriteOp, WriteSet};
-        use crate::store::committer::{self, CommitPolicy};
-        use crate::store::{sweep, Durability, Store};
-        use std::sync::Arc;
-
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), Durability::FlushOnly).unwrap());
-        let policy = CommitPolicy {
-            window: std::time::Duration::ZERO,
-            batch_max: 64,
-        };
-        let metrics = Arc::new(crate::metrics::Metrics::new());
-        let (committer, thread) = committer::start(Arc::clone(&store), policy, metrics);
-        let key = IdempotencyKey {
-            merchant_id: "m_demo".into(),
-            scope: KeyScope::Header("old-format".into()),
-        };
-        let created = crate::domain::time::now_ms() - 60_000;
-        let entry = crate::domain::idempotency::IdempotencyEntry {
-            order_no: "o-1".into(),
-            fingerprint: crate::domain::idempotency::Fingerprint::new(
-                "POST",
-                "/v1/payments",
-                &serde_json::json!({}),
-            ),
-            response: None,
-            created_at_ms: created,
-        };
-        // As the old code wrote it: the entry, and its own key in `idempotency_expiry`.
-        let write = WriteOp::Idempotency {
-            key: key.clone(),
-            entry,
-        };
-        committer
-            .commit(WriteSet { ops: vec![write] })
-            .await
-            .unwrap();
-        let id = store
-            .trees
-            .expiry_batches
-            .iter()
-            .keys()
-            .next()
-            .unwrap()
-            .unwrap();
-        let drop_batch = WriteOp::RemoveExpiryBatch { id: id.to_vec() };
-        committer
-            .commit(WriteSet {
-                ops: vec![drop_batch],
-            })
-            .await
-            .unwrap();
-        let legacy = keys::expiry_key(created, &key);
-        store
-            .trees
-            .idempotency_expiry
-            .apply(&legacy, Some(&[]))
-            .unwrap();
-
-        let expired = store.expired_idempotency_keys(created + 1, 16).unwrap();
-        assert_eq!(expired.entries, vec![(key.clone(), created)]);
-        assert!(expired.batches.is_empty());
-        let timeout = std::time::Duration::from_secs(1);
-        assert_eq!(
-            sweep::sweep_once(&store, &committer, timeout)
-                .await
-                .unwrap(),
-            1
-        );
-        assert_eq!(store.idempotency(&key).unwrap(), None);
-        assert!(!store
-            .trees
-            .idempotency_expiry
-            .contains_key(&legacy)
-            .unwrap());
-        drop(committer);
-        thread.join().unwrap();
     }
 
     #[test]

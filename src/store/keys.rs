@@ -30,15 +30,6 @@ pub fn idempotency_key(key: &IdempotencyKey) -> Vec<u8> {
     out
 }
 
-/// `idempotency_expiry` tree (written before expiry batches; the sweep still drains it):
-/// `created_at_ms (big-endian) ++ idempotency key`.
-pub fn expiry_key(created_at_ms: i64, key: &IdempotencyKey) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&created_at_ms.max(0).to_be_bytes());
-    out.extend_from_slice(&idempotency_key(key));
-    out
-}
-
 /// `expiry_batches` tree: the newest `created_at_ms` of the batch's entries (big-endian),
 /// so a range scan below a cutoff yields only batches whose entries have all expired,
 /// then 16 random bytes (a ULID) that make the key unique.
@@ -83,7 +74,6 @@ mod tests {
                 parse_idempotency_key(&idempotency_key(&key)),
                 Some(key.clone())
             );
-            assert_eq!(&expiry_key(7, &key)[8..], idempotency_key(&key).as_slice());
         }
     }
 }

@@ -13,8 +13,7 @@
 //! Trees: `payments` (id → Payment), `orders` (merchant\0order → id), `processing`
 //! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
 //! `expiry_batches` (newest created_at ++ ULID → the header-key entries of one group, for
-//! the sweep: [`expiry`]), `idempotency_expiry` (created_at ++ key → ∅, what stores
-//! written before expiry batches hold; only drained), `events` (sequence → Event),
+//! the sweep: [`expiry`]), `events` (sequence → Event),
 //! `event_dedupe` (dedupe_key → event id), `meta` ([`meta`]); the provider side's trees are described
 //! in [`provider_records`]; deliveries and settings in [`deliveries`].
 
@@ -121,6 +120,9 @@ macro_rules! trees {
             $($name: tree::Tree,)+
         }
 
+        /// Every tree's name, in declaration order.
+        pub const TREE_NAMES: &[&str] = &[$(stringify!($name),)+];
+
         impl Trees {
             fn open(db: &sled::Db) -> Result<Trees, StoreError> {
                 Ok(Trees { $($name: tree::Tree::new(db.open_tree(stringify!($name))?),)+ })
@@ -166,7 +168,6 @@ trees!(
     orders,
     processing,
     idempotency,
-    idempotency_expiry,
     expiry_batches,
     events,
     event_dedupe,
@@ -174,7 +175,6 @@ trees!(
     refunds_by_payment,
     refunds_pending,
     provider_ids,
-    settled_by_day,
     settled_batches,
     webhook_events,
     reconciliations,
@@ -226,6 +226,8 @@ pub struct Store {
     replay_cache: replay_cache::ReplayCache,
     /// What `accept_data_loss` let go at open, if anything.
     loss: Option<LossReport>,
+    /// `store_sled_writes_total{tree}`: sled inserts and removes the applier made.
+    sled_writes: prometheus::IntCounterVec,
 }
 
 impl Store {
@@ -241,6 +243,13 @@ impl Store {
     /// What starting on a damaged store with `accept_data_loss` lost, if it did.
     pub fn recovery_loss(&self) -> Option<&LossReport> {
         self.loss.as_ref()
+    }
+
+    /// `store_sled_writes_total{tree}`: every sled insert or remove the applier made, per
+    /// tree (recovery's replay not counted), present at 0 for each tree from the start.
+    /// The caller registers it with its registry.
+    pub fn sled_writes_metric(&self) -> &prometheus::IntCounterVec {
+        &self.sled_writes
     }
 
     /// The payment `id`, as last committed.
@@ -516,7 +525,7 @@ impl Store {
 
     /// The sweep's removal of `key`: only if its entry is still the one created at
     /// `created_at_ms` (as of the groups committed before this one; the sweep's write
-    /// sets carry nothing else), with its key in the per-entry index of older stores.
+    /// sets carry nothing else).
     fn remove_expired(
         &self,
         b: &mut Batches,
@@ -528,10 +537,6 @@ impl Store {
         let entry: Option<IdempotencyEntry> = current.map(|v| codec::decode(&v)).transpose()?;
         if entry.is_some_and(|e| e.created_at_ms == created_at_ms) {
             b.idempotency.remove(tree_key);
-        }
-        let legacy = keys::expiry_key(created_at_ms, key);
-        if self.trees.idempotency_expiry.contains_key(&legacy)? {
-            b.idempotency_expiry.remove(legacy);
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use crate::store::recovery::{self, Finding, Plan};
 use crate::store::wal::{self, StoreId};
 use crate::store::{
     applier, checkpoint, codec, deliveries, replay_cache, seq_of, Durability, GroupRecord, Store,
-    StoreError, Trees,
+    StoreError, Trees, TREE_NAMES,
 };
 
 /// How to open a store.
@@ -30,6 +30,8 @@ pub struct OpenOptions {
     /// Start on a store recovery cannot vouch for, keeping what can be read
     /// (`paykeep serve --accept-data-loss`).
     pub accept_data_loss: bool,
+    /// sled's page cache in bytes (`store.cache_capacity_mb`).
+    pub cache_capacity_bytes: u64,
 }
 
 impl OpenOptions {
@@ -38,9 +40,13 @@ impl OpenOptions {
             durability,
             segment_bytes: wal::SEGMENT_BYTES_DEFAULT,
             accept_data_loss: false,
+            cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
         }
     }
 }
+
+/// sled's page cache unless the options say otherwise (`store.cache_capacity_mb`'s default).
+pub const CACHE_CAPACITY_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
 
 /// What a start with `--accept-data-loss` on a damaged store lost, for the log and the
 /// `system.store_recovered_with_loss` event.
@@ -81,10 +87,10 @@ struct Inspection {
 }
 
 /// Opens sled if its files are there (never creates them) and plans recovery.
-fn inspect(dir: &Path) -> Result<Inspection, StoreError> {
+fn inspect(dir: &Path, cache_capacity_bytes: u64) -> Result<Inspection, StoreError> {
     let present = dir.join(SLED_DATA_FILE).exists();
     let (db, sled_meta, broken) = if present {
-        match open_sled(dir).and_then(|db| Ok((meta::read(&db)?, db))) {
+        match open_sled(dir, cache_capacity_bytes).and_then(|db| Ok((meta::read(&db)?, db))) {
             Ok((sled_meta, db)) => (Some(db), sled_meta, None),
             Err(error @ (StoreError::Schema { .. } | StoreError::InUse { .. })) => {
                 return Err(error)
@@ -133,7 +139,7 @@ pub fn check(dir: &Path) -> Result<CheckReport, StoreError> {
                 path: dir.to_path_buf(),
             });
         }
-        inspect(dir)
+        inspect(dir, CACHE_CAPACITY_BYTES_DEFAULT)
     })?;
     let plan = inspection.plan;
     if plan.is_new() && inspection.db.is_none() {
@@ -174,7 +180,7 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
         db,
         sled_broken,
         plan,
-    } = inspect(dir)?;
+    } = inspect(dir, options.cache_capacity_bytes)?;
     if !plan.findings.is_empty() && !options.accept_data_loss {
         return Err(StoreError::Damaged {
             findings: plan.findings,
@@ -190,7 +196,7 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
     };
     let db = match db {
         Some(db) => db,
-        None => open_sled(dir)?,
+        None => open_sled(dir, options.cache_capacity_bytes)?,
     };
     let meta_tree = db.open_tree(meta::TREE)?;
     let trees = Arc::new(Trees::open(&db)?);
@@ -226,11 +232,13 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
     };
     wal::remove_leftovers(dir)?;
     let (checkpoints, checkpoint_thread) = checkpointer.spawn();
+    let sled_writes = sled_writes_metric()?;
     let (applier, applier_thread) = applier::spawn(
         Arc::clone(&trees),
         meta_tree,
         checkpoints.clone(),
         Arc::clone(&failed),
+        sled_writes.clone(),
     );
     let next_event_seq = match trees.events.last()? {
         Some((k, _)) => seq_of(&k) + 1,
@@ -254,7 +262,26 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
         deliveries_index,
         replay_cache: replay_cache::ReplayCache::default(),
         loss,
+        sled_writes,
     })
+}
+
+/// `store_sled_writes_total{tree}`, with every tree's series at 0.
+fn sled_writes_metric() -> Result<prometheus::IntCounterVec, StoreError> {
+    let metric = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "store_sled_writes_total",
+            "sled inserts and removes made by the applier, per tree",
+        ),
+        &["tree"],
+    )
+    .map_err(|e| StoreError::Codec {
+        detail: e.to_string(),
+    })?;
+    for name in TREE_NAMES {
+        metric.with_label_values(&[name]).inc_by(0);
+    }
+    Ok(metric)
 }
 
 /// Applies the plan's records to sled in LSN order. A record whose bytes pass their CRC
@@ -338,9 +365,10 @@ const SLED_LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(50
 /// right after a drop in the same process may find the lock still held for a few
 /// milliseconds: it is retried for up to a second. A lock held longer (another paykeep on
 /// the same directory) is [`StoreError::InUse`].
-fn open_sled(dir: &Path) -> Result<sled::Db, StoreError> {
+fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreError> {
     let config = sled::Config::new()
         .path(dir)
+        .cache_capacity(cache_capacity_bytes)
         // sled's own flusher writes its log back every 50 ms (sync_file_range), so a
         // checkpoint's fdatasync finds little dirty data and does not hold up the disk
         // the write-ahead log syncs to. Durability never depends on it.

@@ -4,8 +4,7 @@
 //! Trees: `refunds` (id → Refund), `refunds_by_payment` (payment_id \0 refund_id → ∅),
 //! `refunds_pending` (id → ∅, the refunds to resume at start-up, like `processing`),
 //! `provider_ids` (provider id → `p`|`r` ++ our id), `settled_batches` (day ++ ULID → the
-//! payments and refunds of one group commit that succeeded that day: [`super::settled`];
-//! `settled_by_day`, day ++ `p`|`r` ++ our id → ∅, is what older stores hold),
+//! payments and refunds of one group commit that succeeded that day: [`super::settled`]),
 //! `webhook_events` (provider event id →
 //! ProcessedWebhook, the webhook dedupe), `reconciliations` (id → report), `discrepancies`
 //! (id → discrepancy).

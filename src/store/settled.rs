@@ -8,8 +8,6 @@
 //! written again once succeeded (a refund updates its payment) is listed again; readers
 //! list each record once.
 //!
-//! Stores written before settlement batches hold one `settled_by_day` key per record
-//! (day ++ tag ++ id); readers take those too, and nothing writes to that tree any more.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -64,22 +62,13 @@ impl SettledBatches {
 }
 
 /// The records that succeeded on `day` (Unix days), each once, in (tag, id) order; at most
-/// `limit`, from the per-record index of older stores and from the settlement batches.
+/// `limit`, from the settlement batches.
 ///
 /// # Errors
 /// [`StoreError`] on an I/O or codec failure.
 pub(crate) fn on_day(trees: &Trees, day: i64, limit: usize) -> Result<Vec<Settled>, StoreError> {
     let prefix = day.to_be_bytes();
     let mut out = BTreeSet::new();
-    for kv in trees.settled_by_day.scan_prefix(prefix) {
-        if out.len() >= limit {
-            break;
-        }
-        let (k, _) = kv?;
-        if let Some((&tag, id)) = k[prefix.len()..].split_first() {
-            out.insert((tag, String::from_utf8_lossy(id).into_owned()));
-        }
-    }
     for kv in trees.settled_batches.scan_prefix(prefix) {
         if out.len() >= limit {
             break;
@@ -95,21 +84,14 @@ pub(crate) fn on_day(trees: &Trees, day: i64, limit: usize) -> Result<Vec<Settle
 mod tests {
     use super::*;
 
-    /// A store written before settlement batches has one `settled_by_day` key per record:
-    /// a day's list merges those with the batches, each record once, up to the limit.
+    /// A day's list holds each record once, up to the limit, across the batches of
+    /// several groups.
     #[test]
-    fn a_day_lists_the_older_per_record_keys_and_the_batches_once_each() {
+    fn a_day_lists_each_record_once_across_batches() {
         use crate::store::{Durability, Store};
 
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), Durability::FlushOnly).unwrap();
-        let mut legacy = 7i64.to_be_bytes().to_vec();
-        legacy.extend_from_slice(b"ppay_old");
-        store
-            .trees
-            .settled_by_day
-            .apply(&legacy, Some(&[]))
-            .unwrap();
         let mut batches = SettledBatches::default();
         batches.add(7, b'p', "pay_old");
         batches.add(7, b'r', "re_new");

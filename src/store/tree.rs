@@ -41,14 +41,23 @@ impl Tree {
     /// sled 0.34 for good into a mode in which every read and write in the process takes one
     /// global `RwLock` (`concurrency_control.rs`). Atomicity comes from the write-ahead log.
     ///
+    /// Returns whether sled was written: a removal of a key sled does not hold is skipped
+    /// after a read, which costs far less than sled's write path (the applier's pass often
+    /// holds a key set and cleared again, e.g. a payment's `processing` entry).
+    ///
     /// # Errors
     /// sled's I/O error.
-    pub fn apply(&self, key: &[u8], value: Option<&[u8]>) -> sled::Result<()> {
+    pub fn apply(&self, key: &[u8], value: Option<&[u8]>) -> sled::Result<bool> {
         match value {
-            Some(v) => self.sled.insert(key, v)?,
-            None => self.sled.remove(key)?,
-        };
-        Ok(())
+            Some(v) => {
+                self.sled.insert(key, v)?;
+            }
+            None if self.sled.contains_key(key)? => {
+                self.sled.remove(key)?;
+            }
+            None => return Ok(false),
+        }
+        Ok(true)
     }
 
     /// Makes the writes of a durable group visible to readers (the committer, after the
