@@ -12,8 +12,12 @@
 //! `--stall-ms`; `--latency-ms` delays every answer. Optionally sends signed events to
 //! `--webhook-url` (see [`events`]).
 
+pub mod cards;
 pub mod events;
+pub mod intents;
 pub mod ledger;
+pub mod params;
+pub mod refunds;
 pub mod routes;
 
 use std::future::Future;
