@@ -206,6 +206,19 @@ async fn refusals_store_nothing_and_a_changed_request_under_a_used_key_is_refuse
             ("confirm", "true"),
         ]
     };
+    let long_key = "k".repeat(256);
+    let (status, long) = c
+        .post("/v1/payment_intents", Some(&long_key), &form("1999"))
+        .await;
+    assert_eq!(status, 400, "{long}");
+    assert_eq!(long["error"]["type"], "invalid_request_error");
+    let (status, charges) = c.get("/v1/charges").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        charges["data"],
+        Value::Array(vec![]),
+        "the long key charged nothing"
+    );
     let small = c
         .post("/v1/payment_intents", Some("k-1"), &form("10"))
         .await;

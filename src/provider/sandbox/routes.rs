@@ -29,6 +29,9 @@ use crate::provider::sandbox::{intents, refunds, Sandbox};
 
 /// Largest form body accepted.
 const BODY_LIMIT_BYTES: u64 = 64 * 1024;
+/// Longest `Idempotency-Key` (docs.stripe.com/api/idempotent_requests: up to 255
+/// characters).
+const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
 
 /// Balance transaction types Stripe lists (docs.stripe.com/api/balance_transactions/object).
 const BALANCE_TRANSACTION_TYPES: &[&str] = &[
@@ -233,6 +236,13 @@ async fn write(sandbox: &Sandbox, request: &Request, what: Write<'_>) -> Answer 
         Err(refused) => return refused,
     };
     let key = request.idempotency_key.as_deref();
+    if key.is_some_and(|k| k.chars().count() > IDEMPOTENCY_KEY_CHARS_MAX) {
+        let message = format!(
+            "Keys for idempotent requests can be no longer than {IDEMPOTENCY_KEY_CHARS_MAX} \
+             characters."
+        );
+        return error(400, "invalid_request_error", None, &message);
+    }
     let ledger = &sandbox.ledger;
     let path = request.path.as_str();
     let answer = match what {
