@@ -468,3 +468,110 @@ pub fn no_such(list: List, id: &str) -> Answer {
     answer.status = 404;
     answer
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::sandbox::params;
+
+    fn page(query: &str) -> Page {
+        params::page(&params::parse(query.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn ids(list: &Value) -> Vec<String> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A ledger holding seven PaymentIntents `pi_0` (oldest) … `pi_6`, created a second
+    /// apart; the odd ones carry `metadata[odd]`.
+    fn seven() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        for i in 0..7 {
+            let pi = json!({"id": format!("pi_{i}"), "object": "payment_intent",
+                "created": 1_000 + i, "metadata": {"odd": (i % 2 == 1).to_string()}});
+            ledger.insert(List::PaymentIntents, &pi).unwrap();
+        }
+        (dir, ledger)
+    }
+
+    #[test]
+    fn both_cursors_walk_every_object_once_in_order() {
+        let (_dir, ledger) = seven();
+        let all = |_: &Value| true;
+        let mut forward = Vec::new();
+        let mut query = "limit=3".to_owned();
+        loop {
+            let list = ledger
+                .list(List::PaymentIntents, &page(&query), all, &[])
+                .unwrap();
+            forward.extend(ids(&list));
+            if list["has_more"] == false {
+                break;
+            }
+            query = format!("limit=3&starting_after={}", forward.last().unwrap());
+        }
+        let newest_first: Vec<String> = (0..7).rev().map(|i| format!("pi_{i}")).collect();
+        assert_eq!(forward, newest_first);
+        // Backwards from the oldest, as the SDKs do: each page is newest first.
+        let mut backward = Vec::new();
+        let mut cursor = "pi_0".to_owned();
+        loop {
+            let query = format!("limit=3&ending_before={cursor}");
+            let list = ledger
+                .list(List::PaymentIntents, &page(&query), all, &[])
+                .unwrap();
+            let got = ids(&list);
+            backward.extend(got.iter().rev().cloned());
+            match got.first() {
+                Some(newest) if list["has_more"] == true => cursor = newest.clone(),
+                _ => break,
+            }
+        }
+        let oldest_first: Vec<String> = (1..7).map(|i| format!("pi_{i}")).collect();
+        assert_eq!(backward, oldest_first);
+    }
+
+    #[test]
+    fn filters_and_created_apply_before_the_limit() {
+        let (_dir, ledger) = seven();
+        let odd = |o: &Value| o["metadata"]["odd"] == "true";
+        let list = ledger
+            .list(List::PaymentIntents, &page("limit=2"), odd, &[])
+            .unwrap();
+        assert_eq!(ids(&list), ["pi_5", "pi_3"]);
+        assert_eq!(list["has_more"], true);
+        let window = page("created[gte]=1002&created[lt]=1005");
+        let list = ledger
+            .list(List::PaymentIntents, &window, |_: &Value| true, &[])
+            .unwrap();
+        assert_eq!(ids(&list), ["pi_4", "pi_3", "pi_2"]);
+        let before = page("limit=1&ending_before=pi_2");
+        let list = ledger
+            .list(List::PaymentIntents, &before, odd, &[])
+            .unwrap();
+        assert_eq!(
+            (ids(&list), &list["has_more"]),
+            (vec!["pi_3".to_owned()], &json!(true))
+        );
+    }
+
+    #[test]
+    fn a_cursor_must_be_an_object_of_the_list() {
+        let (_dir, ledger) = seven();
+        let txn = json!({"id": "txn_1", "object": "balance_transaction", "created": 1});
+        ledger.insert(List::BalanceTransactions, &txn).unwrap();
+        let all = |_: &Value| true;
+        for query in ["starting_after=txn_1", "ending_before=pi_none"] {
+            let refused = ledger
+                .list(List::PaymentIntents, &page(query), all, &[])
+                .unwrap_err();
+            assert_eq!(refused.body["error"]["code"], "resource_missing", "{query}");
+        }
+    }
+}
