@@ -1,7 +1,8 @@
 //! The Stripe connector against `paykeep sandbox` as a child process: the test payment
-//! methods, Stripe's idempotency behaviour, refunds, retrieval, balance transactions in
-//! Stripe's list shape with `starting_after` paging, a ledger that survives a restart, and
-//! paykeep itself running on `provider.kind = "stripe"` against it.
+//! methods (each of Stripe's test cards the sandbox models: success, 3-D Secure, declines,
+//! `processing_error`), Stripe's idempotency behaviour, refunds, retrieval, balance
+//! transactions in Stripe's list shape with `starting_after` paging, a ledger that survives
+//! a restart, and paykeep itself running on `provider.kind = "stripe"` against it.
 
 mod common;
 mod provider_common;
@@ -287,5 +288,102 @@ async fn paykeep_pays_and_refunds_through_the_sandbox() {
         .unwrap();
     assert_eq!(intent["metadata"]["payment_id"], id);
     assert_eq!(intent["amount"], 1999);
+    svc.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connector_reads_each_test_card_as_stripe_answers_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = spawn_sandbox(dir.path(), &["--secret-key", KEY]);
+    let c = connector(&sandbox);
+    for method in ["pm_card_mastercard", "pm_card_amex"] {
+        let id = succeeded_id(c.charge(&charge(&format!("pay_{method}"), method)).await);
+        let payment = c.retrieve_payment(&id).await.unwrap();
+        assert_eq!(payment.status, ProviderPaymentStatus::Succeeded, "{method}");
+    }
+    // 3-D Secure: the PaymentIntent is left `requires_action`, which a server-side
+    // confirmation cannot finish: a decline `authentication_required`, nothing charged.
+    let action = c
+        .charge(&charge("pay_3ds", "pm_card_authenticationRequired"))
+        .await;
+    let ChargeOutcome::Declined {
+        code,
+        provider_payment_id: Some(pi),
+        ..
+    } = action
+    else {
+        panic!("expected a decline: {action:?}")
+    };
+    assert_eq!(code, "authentication_required");
+    let payment = c.retrieve_payment(&pi).await.unwrap();
+    assert!(
+        matches!(&payment.status, ProviderPaymentStatus::Failed { code, .. } if code == "authentication_required"),
+        "{payment:?}"
+    );
+    for (method, expected) in [
+        ("pm_card_chargeDeclinedExpiredCard", "expired_card"),
+        ("pm_card_chargeDeclinedProcessingError", "processing_error"),
+    ] {
+        let request = charge(&format!("pay_{method}"), method);
+        let outcome = c.charge(&request).await;
+        assert!(
+            matches!(&outcome, ChargeOutcome::Declined { code, provider_payment_id: Some(_), .. } if code == expected),
+            "{method}: {outcome:?}"
+        );
+        // The key keeps its answer: retrying `processing_error` means a new attempt.
+        assert_eq!(c.charge(&request).await, outcome, "{method} replayed");
+    }
+    let client = reqwest::Client::new();
+    let txns: Value = client
+        .get(format!(
+            "{}/v1/balance_transactions?limit=100",
+            sandbox.base
+        ))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        txns["data"].as_array().unwrap().len(),
+        2,
+        "only mastercard and amex moved money"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paykeep_retries_a_processing_error_as_a_new_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = spawn_sandbox(dir.path(), &["--secret-key", KEY]);
+    let base = sandbox.base.clone();
+    let svc = common::start(move |c| {
+        c.provider.kind = paykeep::config::ProviderKind::Stripe;
+        c.provider.base_url = base;
+        c.provider.secret_key = KEY.into();
+    })
+    .await;
+    let order = |method: &str| common::order_with("sb-retry", method);
+    let failed = svc
+        .create(Some("k-1"), order("pm_card_chargeDeclinedProcessingError"))
+        .await
+        .json();
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["failure_code"], "processing_error");
+    let three_ds = svc
+        .create(
+            None,
+            common::order_with("sb-3ds", "pm_card_authenticationRequired"),
+        )
+        .await
+        .json();
+    assert_eq!(three_ds["status"], "failed", "{three_ds}");
+    assert_eq!(three_ds["failure_code"], "authentication_required");
+    let paid = svc.create(Some("k-2"), order("pm_card_mastercard")).await;
+    let paid = paid.json();
+    assert_eq!(paid["status"], "succeeded", "{paid}");
+    assert_eq!(paid["attempt_count"], 2);
+    assert_eq!(paid["id"], failed["id"]);
     svc.shutdown().await;
 }

@@ -10,18 +10,22 @@
 //! writes (a test tool: correctness over throughput).
 //!
 //! Trees: `objects` (id → JSON), `idempotency` (key → saved result), `failed_once`
-//! (key → ∅: the one failure of `pm_sim_*` methods happened), `pi_order` (seq → id),
-//! `bt_order` (created ++ seq → id), `order_keys` (id → its key in an order tree).
+//! (key → ∅: the one failure of `pm_sim_*` methods happened), one order tree per list
+//! ([`List`]: seq → id; balance transactions: created ++ seq → id), `order_keys` (id → its
+//! key in its order tree). Lists page these trees newest first; the writes themselves are in
+//! [`intents`](super::intents) and [`refunds`](super::refunds).
 
-use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-/// A request's form parameters (last value of a repeated name wins).
-pub type Params = BTreeMap<String, String>;
+use crate::provider::sandbox::params::{invalid, Cursor, Page, Params};
+
+/// Entries one list call looks at, at most, while filtering (a bounded scan).
+pub const LIST_SCAN_MAX: usize = 100_000;
 
 /// Stripe's message for a key reused with other parameters.
 fn idempotency_message(key: &str) -> String {
@@ -32,7 +36,7 @@ fn idempotency_message(key: &str) -> String {
     )
 }
 
-/// What one write request answers, and what the route does after.
+/// What one request answers, and what the route does after.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
@@ -45,7 +49,7 @@ pub struct Answer {
 }
 
 impl Answer {
-    fn new(status: u16, body: Value) -> Answer {
+    pub fn new(status: u16, body: Value) -> Answer {
         Answer {
             status,
             body,
@@ -54,15 +58,36 @@ impl Answer {
             events: Vec::new(),
         }
     }
+
+    /// Adds the webhook event `kind` about `object`.
+    pub fn with_event(mut self, kind: &str, object: &Value) -> Answer {
+        self.events.push((kind.to_owned(), object.clone()));
+        self
+    }
 }
 
-/// A result that is saved under its key, or not.
-struct Outcome {
-    answer: Answer,
-    save: bool,
+/// A write's result, saved under its idempotency key or not.
+pub struct Outcome {
+    pub answer: Answer,
+    pub save: bool,
 }
 
-/// A Stripe error answer: `{"error": {type, code, message, …}}`.
+impl Outcome {
+    /// A result that ran (saved under the key, replayed on a retry).
+    pub fn ran(answer: Answer) -> Outcome {
+        Outcome { answer, save: true }
+    }
+
+    /// A refusal before anything ran (not saved: the key may be retried).
+    pub fn refused(answer: Answer) -> Outcome {
+        Outcome {
+            answer,
+            save: false,
+        }
+    }
+}
+
+/// A Stripe error answer: `{"error": {type, code, message}}` (a `null` code when none).
 pub fn error(status: u16, kind: &str, code: Option<&str>, message: &str) -> Answer {
     Answer::new(
         status,
@@ -70,12 +95,77 @@ pub fn error(status: u16, kind: &str, code: Option<&str>, message: &str) -> Answ
     )
 }
 
-fn invalid(code: &str, param: &str, message: &str) -> Outcome {
-    let mut answer = error(400, "invalid_request_error", Some(code), message);
-    answer.body["error"]["param"] = json!(param);
-    Outcome {
-        answer,
-        save: false,
+/// The lists the sandbox serves, each an order tree of one object type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum List {
+    PaymentIntents,
+    Charges,
+    Refunds,
+    BalanceTransactions,
+}
+
+impl List {
+    pub const ALL: [List; 4] = [
+        List::PaymentIntents,
+        List::Charges,
+        List::Refunds,
+        List::BalanceTransactions,
+    ];
+
+    /// The list of `GET /v1/{collection}`.
+    pub fn of_collection(collection: &str) -> Option<List> {
+        List::ALL.into_iter().find(|l| l.collection() == collection)
+    }
+
+    /// The path segment: `payment_intents`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            List::PaymentIntents => "payment_intents",
+            List::Charges => "charges",
+            List::Refunds => "refunds",
+            List::BalanceTransactions => "balance_transactions",
+        }
+    }
+
+    /// The `object` of its items: `payment_intent`.
+    pub fn object(self) -> &'static str {
+        match self {
+            List::PaymentIntents => "payment_intent",
+            List::Charges => "charge",
+            List::Refunds => "refund",
+            List::BalanceTransactions => "balance_transaction",
+        }
+    }
+
+    /// How Stripe names the object in "No such …" messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            List::BalanceTransactions => "balance transaction",
+            other => other.object(),
+        }
+    }
+
+    /// Its fields `expand` may replace by the object they name (one level).
+    pub fn expandable(self) -> &'static [&'static str] {
+        match self {
+            List::PaymentIntents => &["latest_charge"],
+            List::Charges => &["balance_transaction", "payment_intent"],
+            List::Refunds => &["balance_transaction", "charge", "payment_intent"],
+            List::BalanceTransactions => &["source"],
+        }
+    }
+
+    fn tree(self) -> &'static str {
+        match self {
+            List::PaymentIntents => "pi_order",
+            List::Charges => "ch_order",
+            List::Refunds => "re_order",
+            List::BalanceTransactions => "bt_order",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -84,18 +174,18 @@ pub struct Ledger {
     objects: sled::Tree,
     idempotency: sled::Tree,
     failed_once: sled::Tree,
-    pi_order: sled::Tree,
-    bt_order: sled::Tree,
+    /// One order tree per [`List`], by [`List::index`].
+    orders: Vec<sled::Tree>,
     order_keys: sled::Tree,
     seq: AtomicU64,
     lock: tokio::sync::Mutex<()>,
 }
 
-fn now_s() -> i64 {
+pub fn now_s() -> i64 {
     crate::domain::time::now_ms() / 1000
 }
 
-fn new_id(prefix: &str) -> String {
+pub fn new_id(prefix: &str) -> String {
     crate::domain::ids::new_id(prefix)
 }
 
@@ -107,8 +197,10 @@ impl Ledger {
     pub fn open(dir: &Path) -> Result<Ledger, String> {
         let db = sled::open(dir).map_err(|e| format!("cannot open the ledger: {e}"))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| e.to_string());
-        let bt_order = tree("bt_order")?;
-        let pi_order = tree("pi_order")?;
+        let orders = List::ALL
+            .iter()
+            .map(|l| tree(l.tree()))
+            .collect::<Result<Vec<_>, _>>()?;
         let last = |t: &sled::Tree| {
             t.last()
                 .ok()
@@ -116,14 +208,13 @@ impl Ledger {
                 .map(|(k, _)| u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap_or([0; 8])))
                 .unwrap_or(0)
         };
-        let seq = last(&bt_order).max(last(&pi_order));
+        let seq = orders.iter().map(last).max().unwrap_or(0);
         Ok(Ledger {
             objects: tree("objects")?,
             idempotency: tree("idempotency")?,
             failed_once: tree("failed_once")?,
             order_keys: tree("order_keys")?,
-            pi_order,
-            bt_order,
+            orders,
             db,
             seq: AtomicU64::new(seq + 1),
             lock: tokio::sync::Mutex::new(()),
@@ -136,7 +227,16 @@ impl Ledger {
         serde_json::from_slice(&bytes).ok()
     }
 
-    fn put(&self, object: &Value) -> Result<(), String> {
+    /// A stored object by id, only when it is a `kind`.
+    pub fn object_of(&self, kind: List, id: &str) -> Option<Value> {
+        self.object(id).filter(|o| o["object"] == kind.object())
+    }
+
+    /// Stores (or replaces) an object.
+    ///
+    /// # Errors
+    /// A message when sled fails.
+    pub fn put(&self, object: &Value) -> Result<(), String> {
         let id = object["id"].as_str().unwrap_or_default();
         let bytes = serde_json::to_vec(object).map_err(|e| e.to_string())?;
         self.objects
@@ -145,10 +245,22 @@ impl Ledger {
         Ok(())
     }
 
-    fn order(&self, tree: &sled::Tree, prefix: &[u8], id: &str) -> Result<(), String> {
-        let mut key = prefix.to_vec();
+    /// Stores a new object and lists it in `list`, after every older one.
+    ///
+    /// # Errors
+    /// A message when sled fails.
+    pub fn insert(&self, list: List, object: &Value) -> Result<(), String> {
+        debug_assert_eq!(object["object"], list.object());
+        self.put(object)?;
+        let id = object["id"].as_str().unwrap_or_default();
+        let mut key = Vec::with_capacity(16);
+        if list == List::BalanceTransactions {
+            let created = object["created"].as_i64().unwrap_or(0).max(0);
+            key.extend_from_slice(&created.to_be_bytes());
+        }
         key.extend_from_slice(&self.seq.fetch_add(1, Ordering::SeqCst).to_be_bytes());
-        tree.insert(&key, id.as_bytes())
+        self.orders[list.index()]
+            .insert(&key, id.as_bytes())
             .map_err(|e| e.to_string())?;
         self.order_keys
             .insert(id.as_bytes(), key)
@@ -157,13 +269,13 @@ impl Ledger {
     }
 
     /// True the first time `key` asks for its one failure.
-    fn first_call(&self, key: Option<&str>) -> bool {
+    pub fn first_call(&self, key: Option<&str>) -> bool {
         let Some(key) = key else { return false };
         matches!(self.failed_once.insert(key.as_bytes(), &[]), Ok(None))
     }
 
     /// Runs a write under `key`: replay, refuse, or run `op` and save its result.
-    async fn idempotent(
+    pub async fn idempotent(
         &self,
         path: &str,
         key: Option<&str>,
@@ -210,91 +322,87 @@ impl Ledger {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// `POST /v1/payment_intents` with `confirm=true`.
-    pub async fn create_payment_intent(&self, key: Option<&str>, params: &Params) -> Answer {
-        self.idempotent("/v1/payment_intents", key, params, confirm_payment_intent)
-            .await
-    }
-
-    /// `POST /v1/refunds`.
-    pub async fn create_refund(&self, key: Option<&str>, params: &Params) -> Answer {
-        self.idempotent("/v1/refunds", key, params, refund_payment_intent)
-            .await
-    }
-
-    /// A Stripe list (`object: "list"`, newest first) of the ids in `tree` between the
-    /// keys `from..to`, after `starting_after` (an id), at most `limit`.
-    fn list(
-        &self,
-        tree: &sled::Tree,
-        from: Vec<u8>,
-        mut to: Vec<u8>,
-        starting_after: Option<&str>,
-        limit: usize,
-        url: &str,
-    ) -> Value {
-        if let Some(after) = starting_after {
-            if let Ok(Some(key)) = self.order_keys.get(after.as_bytes()) {
-                to = to.min(key.to_vec());
+    /// Replaces each field of `fields` that holds an id by the object it names.
+    pub fn expand(&self, object: &mut Value, fields: &[String]) {
+        for field in fields {
+            let named = object[field.as_str()]
+                .as_str()
+                .and_then(|id| self.object(id));
+            if let Some(named) = named {
+                object[field.as_str()] = named;
             }
         }
-        let mut ids: Vec<String> = tree
-            .range(from..to)
-            .rev()
-            .take(limit + 1)
-            .filter_map(|kv| kv.ok())
-            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
-            .collect();
-        let has_more = ids.len() > limit;
-        ids.truncate(limit);
-        let data: Vec<Value> = ids.iter().filter_map(|id| self.object(id)).collect();
-        json!({"object": "list", "data": data, "has_more": has_more, "url": url})
     }
 
-    /// `GET /v1/payment_intents`: newest first.
-    pub fn list_payment_intents(&self, limit: usize, starting_after: Option<&str>) -> Value {
-        let to = u64::MAX.to_be_bytes().to_vec();
-        self.list(
-            &self.pi_order,
-            Vec::new(),
-            to,
-            starting_after,
-            limit,
-            "/v1/payment_intents",
-        )
-    }
-
-    /// `GET /v1/balance_transactions`: newest first, `created` in `gte..lt` (Unix s),
-    /// `source` expanded into its object when asked.
-    pub fn list_balance_transactions(
+    /// A Stripe list (`object: "list"`, newest first) of `list`'s objects that pass
+    /// `filter` and `page`'s `created` window: after `starting_after` (older ones), or the
+    /// `limit` just before `ending_before` (newer ones, still newest first, `has_more`
+    /// telling whether there are newer still). Fields in `expand` are expanded.
+    ///
+    /// # Errors
+    /// 400 `resource_missing` naming the cursor parameter when the cursor is not one of
+    /// `list`'s objects.
+    pub fn list(
         &self,
-        gte_s: i64,
-        lt_s: i64,
-        limit: usize,
-        starting_after: Option<&str>,
-        expand_source: bool,
-    ) -> Value {
-        let key = |s: i64| s.max(0).to_be_bytes().to_vec();
-        let url = "/v1/balance_transactions";
-        let mut list = self.list(
-            &self.bt_order,
-            key(gte_s),
-            key(lt_s),
-            starting_after,
-            limit,
-            url,
-        );
-        if expand_source {
-            if let Some(data) = list["data"].as_array_mut() {
-                for txn in data {
-                    let source = txn["source"].as_str().and_then(|id| self.object(id));
-                    if let Some(source) = source {
-                        txn["source"] = source;
-                    }
-                }
+        list: List,
+        page: &Page,
+        filter: impl Fn(&Value) -> bool,
+        expand: &[String],
+    ) -> Result<Value, Answer> {
+        let tree = &self.orders[list.index()];
+        let cursor_key = match &page.cursor {
+            Cursor::Newest => None,
+            Cursor::StartingAfter(id) | Cursor::EndingBefore(id) => {
+                let key = self
+                    .object_of(list, id)
+                    .and(self.order_keys.get(id.as_bytes()).ok().flatten());
+                let Some(key) = key else {
+                    let message = format!("No such {}: '{id}'", list.noun());
+                    let param = page.cursor.param();
+                    return Err(invalid(Some("resource_missing"), param, &message));
+                };
+                Some(key)
             }
+        };
+        let admits =
+            |o: &Value| page.admits_created(o["created"].as_i64().unwrap_or(0)) && filter(o);
+        let mut found = match (&page.cursor, cursor_key) {
+            (Cursor::EndingBefore(_), Some(key)) => {
+                let range = tree.range::<&[u8], _>((Bound::Excluded(&key[..]), Bound::Unbounded));
+                self.matching(range, page.limit + 1, admits)
+            }
+            (Cursor::StartingAfter(_), Some(key)) => {
+                self.matching(tree.range(..key).rev(), page.limit + 1, admits)
+            }
+            _ => self.matching(tree.iter().rev(), page.limit + 1, admits),
+        };
+        let has_more = found.len() > page.limit;
+        found.truncate(page.limit);
+        if matches!(page.cursor, Cursor::EndingBefore(_)) {
+            found.reverse();
         }
-        list
+        for object in &mut found {
+            self.expand(object, expand);
+        }
+        let url = format!("/v1/{}", list.collection());
+        Ok(json!({"object": "list", "data": found, "has_more": has_more, "url": url}))
+    }
+
+    /// The first `count` objects of `entries` (id values) that pass `admits`, looking at
+    /// no more than [`LIST_SCAN_MAX`] entries.
+    fn matching(
+        &self,
+        entries: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+        count: usize,
+        admits: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
+        entries
+            .take(LIST_SCAN_MAX)
+            .filter_map(|entry| entry.ok())
+            .filter_map(|(_, id)| self.object(&String::from_utf8_lossy(&id)))
+            .filter(|object| admits(object))
+            .take(count)
+            .collect()
     }
 }
 
@@ -312,271 +420,158 @@ fn fingerprint(path: &str, params: &Params) -> String {
     hex::encode(hasher.finalize())
 }
 
-fn metadata_of(params: &Params) -> Value {
-    let map: serde_json::Map<String, Value> = params
-        .iter()
-        .filter_map(|(k, v)| {
-            let name = k.strip_prefix("metadata[")?.strip_suffix(']')?;
-            Some((name.to_owned(), json!(v)))
-        })
-        .collect();
-    Value::Object(map)
-}
-
-/// A card's behaviour in the sandbox (the simulator's test methods, DESIGN §2).
-enum Card {
-    Succeeds,
-    Declines {
-        decline_code: &'static str,
-        message: &'static str,
-    },
-    Unknown,
-}
-
-fn card(payment_method: &str) -> Card {
-    match payment_method {
-        "pm_card_visa" | "pm_sim_transient" | "pm_sim_timeout" | "pm_sim_slow" => Card::Succeeds,
-        "pm_card_chargeDeclined" => Card::Declines {
-            decline_code: "generic_decline",
-            message: "Your card was declined.",
-        },
-        "pm_card_chargeDeclinedInsufficientFunds" => Card::Declines {
-            decline_code: "insufficient_funds",
-            message: "Your card has insufficient funds.",
-        },
-        _ => Card::Unknown,
-    }
-}
-
-/// A confirmed create's parameters: amount, currency, payment method, or the 400 refusal.
-fn intent_params(params: &Params) -> Result<(u64, String, String, Card), Outcome> {
-    let amount = params.get("amount").and_then(|a| a.parse::<u64>().ok());
-    let Some(amount) = amount.filter(|a| *a > 0) else {
-        return Err(invalid(
-            "parameter_invalid_integer",
-            "amount",
-            "Invalid integer: amount",
-        ));
-    };
-    let currency = params.get("currency").cloned().unwrap_or_default();
-    if currency.len() != 3 {
-        let message = "Missing required param: currency.";
-        return Err(invalid("parameter_missing", "currency", message));
-    }
-    if params.get("confirm").map(String::as_str) != Some("true") {
-        let message = "The sandbox only creates confirmed PaymentIntents (confirm=true).";
-        return Err(invalid("parameter_invalid", "confirm", message));
-    }
-    let method = params.get("payment_method").cloned().unwrap_or_default();
-    let card = card(&method);
-    if let Card::Unknown = card {
-        let message = format!("No such PaymentMethod: '{method}'");
-        return Err(invalid("resource_missing", "payment_method", &message));
-    }
-    Ok((amount, currency, method, card))
-}
-
-/// The one 503 of a `pm_sim_transient` key; not saved, so the retry runs.
-fn transient() -> Outcome {
-    let message = "The sandbox is briefly unavailable (pm_sim_transient).";
-    Outcome {
-        answer: error(503, "api_error", None, message),
-        save: false,
-    }
-}
-
-/// The PaymentIntent of a confirmed create: charged, declined, or refused.
-fn confirm_payment_intent(
-    ledger: &Ledger,
-    params: &Params,
-    key: Option<&str>,
-) -> Result<Outcome, String> {
-    let (amount, currency, method, card) = match intent_params(params) {
-        Ok(valid) => valid,
-        Err(refused) => return Ok(refused),
-    };
-    if method == "pm_sim_transient" && ledger.first_call(key) {
-        return Ok(transient());
-    }
-    let stall = method == "pm_sim_timeout" && ledger.first_call(key);
-    let created = now_s();
-    let charge_id = new_id("ch_");
-    let mut pi = json!({
-        "id": new_id("pi_"), "object": "payment_intent", "amount": amount,
-        "amount_received": 0, "currency": currency, "status": "requires_payment_method",
-        "created": created, "livemode": false, "metadata": metadata_of(params),
-        "description": params.get("description"), "payment_method": method,
-        "payment_method_types": ["card"], "capture_method": "automatic",
-        "confirmation_method": "automatic", "latest_charge": charge_id,
-        "last_payment_error": null,
-    });
-    let mut answer = match card {
-        Card::Declines {
-            decline_code,
-            message,
-        } => {
-            let failure = json!({"type": "card_error", "code": "card_declined",
-                "decline_code": decline_code, "message": message, "charge": charge_id});
-            pi["last_payment_error"] = failure.clone();
-            let mut body = json!({"error": failure});
-            body["error"]["payment_intent"] = pi.clone();
-            with_event(Answer::new(402, body), "payment_intent.payment_failed", &pi)
-        }
-        _ => {
-            pi["status"] = json!("succeeded");
-            pi["amount_received"] = json!(amount);
-            ledger.charge(&pi, &charge_id, created)?;
-            with_event(
-                Answer::new(200, pi.clone()),
-                "payment_intent.succeeded",
-                &pi,
-            )
-        }
-    };
-    ledger.put(&pi)?;
-    ledger.order(&ledger.pi_order, &[], pi["id"].as_str().unwrap_or_default())?;
-    answer.stall = stall;
-    Ok(Outcome { answer, save: true })
-}
-
-fn with_event(mut answer: Answer, kind: &str, object: &Value) -> Answer {
-    answer.events.push((kind.to_owned(), object.clone()));
-    answer
-}
-
 impl Ledger {
-    /// Records the charge of a succeeded PaymentIntent and its balance transaction.
-    fn charge(&self, pi: &Value, charge_id: &str, created: i64) -> Result<(), String> {
-        let txn_id = new_id("txn_");
-        let amount = pi["amount"].as_u64().unwrap_or(0);
-        let charge = json!({
-            "id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount,
-            "amount_refunded": 0, "currency": pi["currency"], "payment_intent": pi["id"],
-            "status": "succeeded", "paid": true, "refunded": false, "created": created,
-            "balance_transaction": txn_id, "metadata": pi["metadata"], "livemode": false,
-        });
-        self.put(&charge)?;
-        self.transaction(
-            &txn_id,
-            "charge",
-            amount as i64,
-            &pi["currency"],
-            charge_id,
-            created,
-        )
-    }
-
-    /// A balance transaction (docs.stripe.com/api/balance_transactions/object); the
-    /// sandbox charges no fee, so `net` equals `amount`.
-    fn transaction(
+    /// Records a balance transaction (docs.stripe.com/api/balance_transactions/object) of
+    /// `amount` (negative for money out) with `source` and returns its id; the sandbox
+    /// charges no fee, so `net` equals `amount`.
+    ///
+    /// # Errors
+    /// A message when sled fails.
+    pub fn transaction(
         &self,
-        txn_id: &str,
         kind: &str,
         amount: i64,
         currency: &Value,
         source: &str,
         created: i64,
-    ) -> Result<(), String> {
+    ) -> Result<String, String> {
+        let id = new_id("txn_");
         let txn = json!({
-            "id": txn_id, "object": "balance_transaction", "amount": amount,
+            "id": id, "object": "balance_transaction", "amount": amount,
             "available_on": created + 2 * 86_400, "created": created, "currency": currency,
             "description": null, "fee": 0, "fee_details": [], "net": amount,
             "reporting_category": kind, "source": source, "status": "available", "type": kind,
         });
-        self.put(&txn)?;
-        self.order(&self.bt_order, &created.max(0).to_be_bytes(), txn_id)
+        self.insert(List::BalanceTransactions, &txn)?;
+        Ok(id)
     }
 }
 
-/// What a refund request names: the PaymentIntent, its charge and the amount, or the 400.
-fn refund_target(ledger: &Ledger, params: &Params) -> Result<(Value, Value, u64), Outcome> {
-    let pi_id = params.get("payment_intent").cloned().unwrap_or_default();
-    let Some(pi) = ledger
-        .object(&pi_id)
-        .filter(|o| o["object"] == "payment_intent")
-    else {
-        let message = format!("No such payment_intent: '{pi_id}'");
-        return Err(invalid("resource_missing", "payment_intent", &message));
+/// The one 503 of a `pm_sim_transient` key; not saved, so the retry runs.
+pub fn transient() -> Outcome {
+    let message = "The sandbox is briefly unavailable (pm_sim_transient).";
+    Outcome::refused(error(503, "api_error", None, message))
+}
+
+/// Stripe's 404 for an id in the path that names nothing of its kind; `param` is how
+/// Stripe names that id (`intent` for a PaymentIntent, else `id`).
+pub fn no_such(list: List, id: &str) -> Answer {
+    let param = match list {
+        List::PaymentIntents => "intent",
+        _ => "id",
     };
-    let charge = pi["latest_charge"]
-        .as_str()
-        .and_then(|id| ledger.object(id));
-    let Some(charge) = charge.filter(|_| pi["status"] == "succeeded") else {
-        let message = "This PaymentIntent has no succeeded charge to refund.";
-        let answer = error(
-            400,
-            "invalid_request_error",
-            Some("charge_not_refundable"),
-            message,
-        );
-        return Err(Outcome { answer, save: true });
-    };
-    let left =
-        charge["amount"].as_u64().unwrap_or(0) - charge["amount_refunded"].as_u64().unwrap_or(0);
-    let amount = match params.get("amount").map(|a| a.parse::<u64>()) {
-        None => left,
-        Some(Ok(a)) if a > 0 => a,
-        Some(_) => {
-            return Err(invalid(
-                "parameter_invalid_integer",
-                "amount",
-                "Invalid integer: amount",
-            ))
+    let mut answer = invalid(
+        Some("resource_missing"),
+        param,
+        &format!("No such {}: '{id}'", list.noun()),
+    );
+    answer.status = 404;
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::sandbox::params;
+
+    fn page(query: &str) -> Page {
+        params::page(&params::parse(query.as_bytes()).unwrap()).unwrap()
+    }
+
+    fn ids(list: &Value) -> Vec<String> {
+        list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// A ledger holding seven PaymentIntents `pi_0` (oldest) … `pi_6`, created a second
+    /// apart; the odd ones carry `metadata[odd]`.
+    fn seven() -> (tempfile::TempDir, Ledger) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        for i in 0..7 {
+            let pi = json!({"id": format!("pi_{i}"), "object": "payment_intent",
+                "created": 1_000 + i, "metadata": {"odd": (i % 2 == 1).to_string()}});
+            ledger.insert(List::PaymentIntents, &pi).unwrap();
         }
-    };
-    if amount > left {
-        let message = format!(
-            "Refund amount ({amount}) is greater than unrefunded amount on charge ({left})"
-        );
-        let answer = error(
-            400,
-            "invalid_request_error",
-            Some("amount_too_large"),
-            &message,
-        );
-        return Err(Outcome { answer, save: true });
+        (dir, ledger)
     }
-    Ok((pi, charge, amount))
-}
 
-/// A refund of a succeeded PaymentIntent, up to what is left of it.
-fn refund_payment_intent(
-    ledger: &Ledger,
-    params: &Params,
-    key: Option<&str>,
-) -> Result<Outcome, String> {
-    let (pi, mut charge, amount) = match refund_target(ledger, params) {
-        Ok(target) => target,
-        Err(refused) => return Ok(refused),
-    };
-    let method = pi["payment_method"].as_str().unwrap_or_default();
-    if method == "pm_sim_transient" && ledger.first_call(key) {
-        return Ok(transient());
+    #[test]
+    fn both_cursors_walk_every_object_once_in_order() {
+        let (_dir, ledger) = seven();
+        let all = |_: &Value| true;
+        let mut forward = Vec::new();
+        let mut query = "limit=3".to_owned();
+        loop {
+            let list = ledger
+                .list(List::PaymentIntents, &page(&query), all, &[])
+                .unwrap();
+            forward.extend(ids(&list));
+            if list["has_more"] == false {
+                break;
+            }
+            query = format!("limit=3&starting_after={}", forward.last().unwrap());
+        }
+        let newest_first: Vec<String> = (0..7).rev().map(|i| format!("pi_{i}")).collect();
+        assert_eq!(forward, newest_first);
+        // Backwards from the oldest, as the SDKs do: each page is newest first.
+        let mut backward = Vec::new();
+        let mut cursor = "pi_0".to_owned();
+        loop {
+            let query = format!("limit=3&ending_before={cursor}");
+            let list = ledger
+                .list(List::PaymentIntents, &page(&query), all, &[])
+                .unwrap();
+            let got = ids(&list);
+            backward.extend(got.iter().rev().cloned());
+            match got.first() {
+                Some(newest) if list["has_more"] == true => cursor = newest.clone(),
+                _ => break,
+            }
+        }
+        let oldest_first: Vec<String> = (1..7).map(|i| format!("pi_{i}")).collect();
+        assert_eq!(backward, oldest_first);
     }
-    let stall = method == "pm_sim_timeout" && ledger.first_call(key);
-    let created = now_s();
-    let (refund_id, txn_id) = (new_id("re_"), new_id("txn_"));
-    let refund = json!({
-        "id": refund_id, "object": "refund", "amount": amount, "charge": charge["id"],
-        "payment_intent": pi["id"], "currency": pi["currency"], "status": "succeeded",
-        "created": created, "metadata": metadata_of(params), "reason": null,
-        "balance_transaction": txn_id,
-    });
-    ledger.put(&refund)?;
-    let signed = -i64::try_from(amount).unwrap_or(i64::MAX);
-    ledger.transaction(
-        &txn_id,
-        "refund",
-        signed,
-        &pi["currency"],
-        &refund_id,
-        created,
-    )?;
-    let refunded = charge["amount_refunded"].as_u64().unwrap_or(0) + amount;
-    charge["amount_refunded"] = json!(refunded);
-    charge["refunded"] = json!(refunded == charge["amount"].as_u64().unwrap_or(0));
-    ledger.put(&charge)?;
-    let mut answer = with_event(Answer::new(200, refund), "charge.refunded", &charge);
-    answer.stall = stall;
-    Ok(Outcome { answer, save: true })
+
+    #[test]
+    fn filters_and_created_apply_before_the_limit() {
+        let (_dir, ledger) = seven();
+        let odd = |o: &Value| o["metadata"]["odd"] == "true";
+        let list = ledger
+            .list(List::PaymentIntents, &page("limit=2"), odd, &[])
+            .unwrap();
+        assert_eq!(ids(&list), ["pi_5", "pi_3"]);
+        assert_eq!(list["has_more"], true);
+        let window = page("created[gte]=1002&created[lt]=1005");
+        let list = ledger
+            .list(List::PaymentIntents, &window, |_: &Value| true, &[])
+            .unwrap();
+        assert_eq!(ids(&list), ["pi_4", "pi_3", "pi_2"]);
+        let before = page("limit=1&ending_before=pi_2");
+        let list = ledger
+            .list(List::PaymentIntents, &before, odd, &[])
+            .unwrap();
+        assert_eq!(
+            (ids(&list), &list["has_more"]),
+            (vec!["pi_3".to_owned()], &json!(true))
+        );
+    }
+
+    #[test]
+    fn a_cursor_must_be_an_object_of_the_list() {
+        let (_dir, ledger) = seven();
+        let txn = json!({"id": "txn_1", "object": "balance_transaction", "created": 1});
+        ledger.insert(List::BalanceTransactions, &txn).unwrap();
+        let all = |_: &Value| true;
+        for query in ["starting_after=txn_1", "ending_before=pi_none"] {
+            let refused = ledger
+                .list(List::PaymentIntents, &page(query), all, &[])
+                .unwrap_err();
+            assert_eq!(refused.body["error"]["code"], "resource_missing", "{query}");
+        }
+    }
 }

@@ -2,18 +2,23 @@
 //! durable ledger, so paykeep can be tested (and killed) against a real HTTP provider whose
 //! books survive it.
 //!
-//! Endpoints (Stripe's shapes, form-encoded writes, `Authorization: Bearer`):
-//! `POST /v1/payment_intents` (`confirm=true`), `GET /v1/payment_intents` (list, newest
-//! first, `limit` / `starting_after`), `GET /v1/payment_intents/{id}`, `POST /v1/refunds`,
-//! `GET /v1/refunds/{id}`, `GET /v1/balance_transactions` (`created[gte]`, `created[lt]`,
-//! `limit`, `starting_after`, `expand[]=data.source`). Test payment methods as the in-process
-//! simulator's (DESIGN §2); `pm_sim_timeout`'s first call per key answers after
-//! `--stall-ms`; `pm_sim_slow` (sandbox only) charges but answers every call after
-//! `--stall-ms`; `--latency-ms` delays every answer. Optionally sends signed events to
-//! `--webhook-url` (see [`events`]).
+//! Stripe's shapes, form-encoded writes, `Authorization: Bearer` or HTTP Basic, Stripe's
+//! validation and error objects ([`params`]). Writes: `POST /v1/payment_intents`
+//! (`confirm=true`, `capture_method`), `…/{id}/capture`, `…/{id}/cancel` ([`intents`]),
+//! `POST /v1/refunds` by `payment_intent` or `charge` ([`refunds`]). Reads: the lists
+//! `GET /v1/{payment_intents,charges,refunds,balance_transactions}` (newest first, `limit`,
+//! `starting_after`, `ending_before`, `created`, per-list filters, `expand[]=data.…`) and
+//! each object by id ([`routes`]). Test cards in [`cards`]; `pm_sim_timeout`'s first call
+//! per key answers after `--stall-ms`; `pm_sim_slow` (sandbox only) charges but answers
+//! every call after `--stall-ms`; `--latency-ms` delays every answer. Optionally sends
+//! signed events to `--webhook-url` (see [`events`]).
 
+pub mod cards;
 pub mod events;
+pub mod intents;
 pub mod ledger;
+pub mod params;
+pub mod refunds;
 pub mod routes;
 
 use std::future::Future;

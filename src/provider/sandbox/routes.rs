@@ -1,105 +1,185 @@
-//! The sandbox's HTTP routes: Stripe's paths, API-key check, form bodies, Stripe-shaped
-//! errors, `Idempotent-Replayed`, the configured latency and stall.
+//! The sandbox's HTTP routes: Stripe's paths, the API-key check (Bearer or Basic), form
+//! bodies and query strings, Stripe-shaped errors, `Idempotent-Replayed`, the configured
+//! latency and stall. One handler dispatches on method and path:
+//!
+//! | method, path | does |
+//! | --- | --- |
+//! | `POST /v1/payment_intents` | [`intents::create`] |
+//! | `POST /v1/payment_intents/{id}/capture` | [`intents::capture`] |
+//! | `POST /v1/payment_intents/{id}/cancel` | [`intents::cancel`] |
+//! | `POST /v1/refunds` | [`refunds::create`] |
+//! | `GET /v1/{payment_intents,charges,refunds,balance_transactions}` | a list ([`list`]) |
+//! | `GET /v1/{…}/{id}` | one object, `expand[]` allowed |
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use base64::Engine;
 use bytes::Bytes;
 use serde_json::Value;
-use warp::http::{HeaderValue, StatusCode};
+use subtle::ConstantTimeEq;
+use warp::http::{HeaderValue, Method, StatusCode};
+use warp::path::FullPath;
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::http::auth::is_bearer;
-use crate::provider::sandbox::ledger::{error, Answer, Params};
-use crate::provider::sandbox::Sandbox;
+use crate::provider::sandbox::ledger::{error, no_such, Answer, List};
+use crate::provider::sandbox::params::{self, Params, LIST_PARAMS};
+use crate::provider::sandbox::{intents, refunds, Sandbox};
 
 /// Largest form body accepted.
 const BODY_LIMIT_BYTES: u64 = 64 * 1024;
-/// Default and largest `limit` of list calls (Stripe's).
-const LIST_LIMIT_DEFAULT: usize = 10;
-const LIST_LIMIT_MAX: usize = 100;
+/// Longest `Idempotency-Key` (docs.stripe.com/api/idempotent_requests: up to 255
+/// characters).
+const IDEMPOTENCY_KEY_CHARS_MAX: usize = 255;
+
+/// Balance transaction types Stripe lists (docs.stripe.com/api/balance_transactions/object).
+const BALANCE_TRANSACTION_TYPES: &[&str] = &[
+    "adjustment",
+    "advance",
+    "advance_funding",
+    "anticipation_repayment",
+    "application_fee",
+    "application_fee_refund",
+    "charge",
+    "climate_order_purchase",
+    "climate_order_refund",
+    "connect_collection_transfer",
+    "contribution",
+    "issuing_authorization_hold",
+    "issuing_authorization_release",
+    "issuing_dispute",
+    "issuing_transaction",
+    "obligation_outbound",
+    "obligation_reversal_inbound",
+    "payment",
+    "payment_failure_refund",
+    "payment_network_reserve_hold",
+    "payment_network_reserve_release",
+    "payment_refund",
+    "payment_reversal",
+    "payment_unreconciled",
+    "payout",
+    "payout_cancel",
+    "payout_failure",
+    "payout_minimum_balance_hold",
+    "payout_minimum_balance_release",
+    "refund",
+    "refund_failure",
+    "reserve_transaction",
+    "reserved_funds",
+    "stripe_fee",
+    "stripe_fx_fee",
+    "tax_fee",
+    "topup",
+    "topup_reversal",
+    "transfer",
+    "transfer_cancel",
+    "transfer_failure",
+    "transfer_refund",
+];
 
 type Shared = Arc<Sandbox>;
 
-fn with(sandbox: &Shared) -> impl Filter<Extract = (Shared,), Error = Infallible> + Clone {
-    let sandbox = Arc::clone(sandbox);
-    warp::any().map(move || Arc::clone(&sandbox))
-}
-
-fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify()
+/// One request as the handler sees it.
+struct Request {
+    method: Method,
+    path: String,
+    query: String,
+    authorization: Option<String>,
+    idempotency_key: Option<String>,
+    body: Bytes,
 }
 
 /// Every route, each answering JSON.
 pub fn routes(sandbox: &Shared) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let auth = warp::header::optional::<String>("authorization");
-    let key = warp::header::optional::<String>("idempotency-key");
-    let body = warp::body::content_length_limit(BODY_LIMIT_BYTES).and(warp::body::bytes());
-    let create_pi = warp::path!("v1" / "payment_intents")
-        .and(warp::post())
-        .and(with(sandbox))
-        .and(auth)
-        .and(key)
-        .and(body)
-        .then(|s: Shared, a, k, b| write(s, a, k, b, Write::PaymentIntent));
-    let create_refund = warp::path!("v1" / "refunds")
-        .and(warp::post())
-        .and(with(sandbox))
-        .and(auth)
-        .and(key)
-        .and(body)
-        .then(|s: Shared, a, k, b| write(s, a, k, b, Write::Refund));
-    let list_pi = warp::path!("v1" / "payment_intents")
-        .and(warp::get())
-        .and(with(sandbox))
-        .and(auth)
-        .and(raw_query())
-        .then(|s: Shared, a: Option<String>, q: String| async move {
-            read(&s, a.as_deref(), || list_payment_intents(&s, &q)).await
-        });
-    let get_object = warp::path!("v1" / String / String)
-        .and(warp::get())
-        .and(with(sandbox))
-        .and(auth)
+    let sandbox = Arc::clone(sandbox);
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(body())
         .then(
-            |kind: String, id: String, s: Shared, a: Option<String>| async move {
-                read(&s, a.as_deref(), || retrieve(&s, &kind, &id)).await
+            move |method, path: FullPath, query, authorization, idempotency_key, body| {
+                let sandbox = Arc::clone(&sandbox);
+                let request = Request {
+                    method,
+                    path: path.as_str().to_owned(),
+                    query,
+                    authorization,
+                    idempotency_key,
+                    body,
+                };
+                async move { handle(&sandbox, request).await }
             },
-        );
-    let balance = warp::path!("v1" / "balance_transactions")
-        .and(warp::get())
-        .and(with(sandbox))
-        .and(auth)
-        .and(raw_query())
-        .then(|s: Shared, a: Option<String>, q: String| async move {
-            read(&s, a.as_deref(), || list_balance(&s, &q)).await
-        });
-    create_pi
-        .or(create_refund)
-        .unify()
-        .or(list_pi)
-        .unify()
-        .or(balance)
-        .unify()
-        .or(get_object)
-        .unify()
-        .recover(|_| async {
-            Ok::<_, Infallible>(respond(&error(
-                404,
-                "invalid_request_error",
-                Some("resource_missing"),
-                "Unrecognized request URL.",
-            )))
+        )
+        .recover(|rejection: warp::Rejection| async move {
+            let answer = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+                let message = "The request body is larger than the sandbox accepts.";
+                error(413, "invalid_request_error", None, message)
+            } else {
+                let message = "The request could not be read.";
+                error(400, "invalid_request_error", None, message)
+            };
+            Ok::<_, Infallible>(respond(&answer))
         })
         .unify()
 }
 
-#[derive(Clone, Copy)]
-enum Write {
-    PaymentIntent,
-    Refund,
+/// The body within [`BODY_LIMIT_BYTES`], or none when no `Content-Length` announces one
+/// (a `GET`).
+fn body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    let sized = warp::body::content_length_limit(BODY_LIMIT_BYTES).and(warp::body::bytes());
+    let absent = warp::header::optional::<String>("content-length")
+        .and(warp::header::optional::<String>("transfer-encoding"))
+        .and_then(
+            |length: Option<String>, encoding: Option<String>| async move {
+                match (length, encoding) {
+                    (None, None) => Ok(Bytes::new()),
+                    _ => Err(warp::reject::reject()),
+                }
+            },
+        );
+    sized.or(absent).unify()
+}
+
+async fn handle(sandbox: &Sandbox, request: Request) -> Response {
+    tokio::time::sleep(sandbox.config.latency).await;
+    if !authorized(sandbox, request.authorization.as_deref()) {
+        return respond(&unauthorized());
+    }
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    let answer = match (&request.method, segments.as_slice()) {
+        (&Method::POST, ["v1", "payment_intents"]) => write(sandbox, &request, Write::Create).await,
+        (&Method::POST, ["v1", "payment_intents", id, "capture"]) => {
+            write(sandbox, &request, Write::Capture(id)).await
+        }
+        (&Method::POST, ["v1", "payment_intents", id, "cancel"]) => {
+            write(sandbox, &request, Write::Cancel(id)).await
+        }
+        (&Method::POST, ["v1", "refunds"]) => write(sandbox, &request, Write::Refund).await,
+        (&Method::GET, ["v1", "payment_intents", "search"]) => unrecognized(&request),
+        (&Method::GET, ["v1", collection]) => match List::of_collection(collection) {
+            Some(kind) => read(&request, |p| list(sandbox, kind, p)),
+            None => unrecognized(&request),
+        },
+        (&Method::GET, ["v1", collection, id]) => match List::of_collection(collection) {
+            Some(kind) => read(&request, |p| retrieve(sandbox, kind, id, p)),
+            None => unrecognized(&request),
+        },
+        _ => unrecognized(&request),
+    };
+    respond(&answer)
+}
+
+/// Stripe's 404 for a path it does not serve.
+fn unrecognized(request: &Request) -> Answer {
+    let message = format!(
+        "Unrecognized request URL ({}: {}).",
+        request.method, request.path
+    );
+    error(404, "invalid_request_error", None, &message)
 }
 
 /// Stripe's 401 (the key is never echoed).
@@ -112,39 +192,70 @@ fn unauthorized() -> Answer {
     )
 }
 
+/// The API key of `Authorization: Bearer KEY` or of HTTP Basic with the key as the user
+/// name (`curl -u sk_test_…:`), as Stripe accepts both.
+fn api_key(authorization: Option<&str>) -> Option<String> {
+    let (scheme, credentials) = authorization?.trim().split_once(' ')?;
+    let credentials = credentials.trim();
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.to_owned());
+    }
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (user, _password) = decoded.split_once(':').unwrap_or((&decoded, ""));
+    Some(user.to_owned())
+}
+
 fn authorized(sandbox: &Sandbox, authorization: Option<&str>) -> bool {
+    let Some(key) = api_key(authorization) else {
+        return false;
+    };
     match &sandbox.config.secret_key {
-        Some(key) => is_bearer(key, authorization),
-        None => authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .is_some_and(|k| k.starts_with("sk_")),
+        Some(expected) => bool::from(expected.as_bytes().ct_eq(key.as_bytes())),
+        None => key.starts_with("sk_"),
     }
 }
 
-async fn write(
-    sandbox: Shared,
-    authorization: Option<String>,
-    key: Option<String>,
-    body: Bytes,
-    what: Write,
-) -> Response {
-    tokio::time::sleep(sandbox.config.latency).await;
-    if !authorized(&sandbox, authorization.as_deref()) {
-        return respond(&unauthorized());
-    }
-    let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) else {
-        return respond(&error(
-            400,
-            "invalid_request_error",
-            None,
-            "The body is not form-encoded.",
-        ));
+/// The writes, by path.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    Create,
+    Capture(&'a str),
+    Cancel(&'a str),
+    Refund,
+}
+
+async fn write(sandbox: &Sandbox, request: &Request, what: Write<'_>) -> Answer {
+    let params = match params::parse(&request.body) {
+        Ok(params) => params,
+        Err(refused) => return refused,
     };
-    let params: Params = pairs.into_iter().collect();
-    let key = key.as_deref();
+    let key = request.idempotency_key.as_deref();
+    if key.is_some_and(|k| k.chars().count() > IDEMPOTENCY_KEY_CHARS_MAX) {
+        let message = format!(
+            "Keys for idempotent requests can be no longer than {IDEMPOTENCY_KEY_CHARS_MAX} \
+             characters."
+        );
+        return error(400, "invalid_request_error", None, &message);
+    }
+    let ledger = &sandbox.ledger;
+    let path = request.path.as_str();
     let answer = match what {
-        Write::PaymentIntent => sandbox.ledger.create_payment_intent(key, &params).await,
-        Write::Refund => sandbox.ledger.create_refund(key, &params).await,
+        Write::Create => ledger.idempotent(path, key, &params, intents::create).await,
+        Write::Capture(id) => {
+            let op = |l: &_, p: &_, _: Option<&str>| intents::capture(l, p, id);
+            ledger.idempotent(path, key, &params, op).await
+        }
+        Write::Cancel(id) => {
+            let op = |l: &_, p: &_, _: Option<&str>| intents::cancel(l, p, id);
+            ledger.idempotent(path, key, &params, op).await
+        }
+        Write::Refund => ledger.idempotent(path, key, &params, refunds::create).await,
     };
     if !answer.replayed {
         for (kind, object) in &answer.events {
@@ -157,87 +268,56 @@ async fn write(
     if answer.stall || slow {
         tokio::time::sleep(sandbox.config.stall).await;
     }
-    respond(&answer)
+    answer
 }
 
-async fn read(
-    sandbox: &Sandbox,
-    authorization: Option<&str>,
-    f: impl FnOnce() -> Answer,
-) -> Response {
-    tokio::time::sleep(sandbox.config.latency).await;
-    if !authorized(sandbox, authorization) {
-        return respond(&unauthorized());
-    }
-    respond(&f())
-}
-
-fn ok(body: Value) -> Answer {
-    Answer {
-        status: 200,
-        body,
-        replayed: false,
-        stall: false,
-        events: Vec::new(),
+/// A read: its query string parsed, then `f`.
+fn read(request: &Request, f: impl FnOnce(&Params) -> Result<Value, Answer>) -> Answer {
+    match params::parse(request.query.as_bytes()).and_then(|p| f(&p)) {
+        Ok(body) => Answer::new(200, body),
+        Err(refused) => refused,
     }
 }
 
-fn retrieve(sandbox: &Sandbox, kind: &str, id: &str) -> Answer {
-    let object = match kind {
-        "payment_intents" => "payment_intent",
-        "refunds" => "refund",
-        "charges" => "charge",
-        "balance_transactions" => "balance_transaction",
-        _ => "",
-    };
-    match sandbox.ledger.object(id).filter(|o| o["object"] == object) {
-        Some(found) => ok(found),
-        None => error(
-            404,
-            "invalid_request_error",
-            Some("resource_missing"),
-            &format!("No such {object}: '{id}'"),
-        ),
-    }
-}
-
-fn query_map(query: &str) -> BTreeMap<String, String> {
-    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .unwrap_or_default()
-        .into_iter()
-        .collect()
-}
-
-fn limit_of(query: &BTreeMap<String, String>) -> usize {
-    query
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(LIST_LIMIT_DEFAULT)
-        .clamp(1, LIST_LIMIT_MAX)
-}
-
-fn list_payment_intents(sandbox: &Sandbox, query: &str) -> Answer {
-    let q = query_map(query);
-    ok(sandbox
+fn retrieve(sandbox: &Sandbox, kind: List, id: &str, query: &Params) -> Result<Value, Answer> {
+    params::known(query, &["expand[*]"])?;
+    let expand = params::expand(query, kind.expandable(), false)?;
+    let mut object = sandbox
         .ledger
-        .list_payment_intents(limit_of(&q), q.get("starting_after").map(String::as_str)))
+        .object_of(kind, id)
+        .ok_or_else(|| no_such(kind, id))?;
+    sandbox.ledger.expand(&mut object, &expand);
+    Ok(object)
 }
 
-fn list_balance(sandbox: &Sandbox, query: &str) -> Answer {
-    let q = query_map(query);
-    let bound =
-        |name: &str, default: i64| q.get(name).and_then(|v| v.parse().ok()).unwrap_or(default);
-    let expand = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
-        .unwrap_or_default()
+/// The filters a list takes beside paging, each matched against the field of that name.
+fn filters(kind: List) -> &'static [&'static str] {
+    match kind {
+        List::PaymentIntents => &[],
+        List::Charges => &["payment_intent"],
+        List::Refunds => &["charge", "payment_intent"],
+        List::BalanceTransactions => &["type", "source"],
+    }
+}
+
+fn list(sandbox: &Sandbox, kind: List, query: &Params) -> Result<Value, Answer> {
+    let accepted: Vec<&str> = LIST_PARAMS.iter().chain(filters(kind)).copied().collect();
+    params::known(query, &accepted)?;
+    let page = params::page(query)?;
+    let expand = params::expand(query, kind.expandable(), true)?;
+    if kind == List::BalanceTransactions {
+        params::one_of(query, "type", BALANCE_TRANSACTION_TYPES)?;
+    }
+    let wanted: Vec<(&str, &String)> = filters(kind)
         .iter()
-        .any(|(k, v)| k == "expand[]" && v == "data.source");
-    ok(sandbox.ledger.list_balance_transactions(
-        bound("created[gte]", 0),
-        bound("created[lt]", i64::MAX),
-        limit_of(&q),
-        q.get("starting_after").map(String::as_str),
-        expand,
-    ))
+        .filter_map(|name| Some((*name, query.get(*name)?)))
+        .collect();
+    let matches = |object: &Value| {
+        wanted
+            .iter()
+            .all(|(field, value)| object[*field].as_str() == Some(value.as_str()))
+    };
+    sandbox.ledger.list(kind, &page, matches, &expand)
 }
 
 fn respond(answer: &Answer) -> Response {
@@ -255,4 +335,25 @@ fn respond(answer: &Answer) -> Response {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_and_basic_carry_the_key() {
+        assert_eq!(
+            api_key(Some("Bearer sk_test_1")).as_deref(),
+            Some("sk_test_1")
+        );
+        let basic = base64::engine::general_purpose::STANDARD.encode("sk_test_1:");
+        assert_eq!(
+            api_key(Some(&format!("Basic {basic}"))).as_deref(),
+            Some("sk_test_1")
+        );
+        assert_eq!(api_key(Some("Basic !!!")), None);
+        assert_eq!(api_key(Some("Token sk_test_1")), None);
+        assert_eq!(api_key(None), None);
+    }
 }
