@@ -25,7 +25,7 @@ use crate::shard::job::ShardDeps;
 use crate::shard::messages::{Job, PaymentKey};
 use crate::shard::Shards;
 use crate::store::committer::{self, CommitPolicy};
-use crate::store::{sweep, Durability, OpenOptions, Store, StoreError};
+use crate::store::{retention, sweep, Durability, OpenOptions, Store, StoreError};
 
 /// How long in-flight requests may take to finish after shutdown starts; idle keep-alive
 /// connections held open by clients do not delay shutdown past it.
@@ -151,6 +151,11 @@ pub async fn start_with(
     }
     let retention = Duration::from_secs(config.idempotency.retention_s);
     let sweeper = tokio::spawn(sweep::run(Arc::clone(&store), committer.clone(), retention));
+    let retention_sweeper = tokio::spawn(retention::run(
+        Arc::clone(&store),
+        committer.clone(),
+        config.retention(),
+    ));
     let daily_recon = parse_hh_mm(&config.reconciliation.daily_at).map(|minute| {
         tokio::spawn(schedule::run_daily(
             minute,
@@ -203,6 +208,8 @@ pub async fn start_with(
         }
         sweeper.abort();
         let _ = sweeper.await;
+        retention_sweeper.abort();
+        let _ = retention_sweeper.await;
         if let Some(daily) = daily_recon {
             daily.abort();
             let _ = daily.await;

@@ -32,6 +32,8 @@ const DEMO_SECRETS: [&str; 4] = [
 pub const COMMIT_BATCH_MAX_LIMIT: usize = 65_536;
 /// Upper bound on `store.cache_capacity_mb` (16 GiB): beyond it, a typo rather than a cache.
 pub const CACHE_CAPACITY_MB_MAX: u64 = 16 * 1024;
+/// Upper bound on the `[retention]` periods in days (ten years).
+pub const RETENTION_DAYS_MAX: u64 = 3650;
 /// Upper bound on `shards.partitions`.
 pub const PARTITIONS_MAX: u32 = 65_536;
 /// Upper bound on `server.body_limit_bytes` (16 MiB).
@@ -63,6 +65,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub shards: ShardsConfig,
     pub idempotency: IdempotencyConfig,
+    pub retention: RetentionConfig,
     pub payments: PaymentsConfig,
     pub provider: ProviderConfig,
     pub reconciliation: ReconciliationConfig,
@@ -101,6 +104,17 @@ pub struct ShardsConfig {
     pub count: usize,
     /// Fixed virtual partitions; a payment key hashes to one, partitions map onto shards.
     pub partitions: u32,
+}
+
+/// `[retention]`: how long aged records are kept before the retention sweep
+/// (`store::retention`); payments, refunds, orders and reports are kept for good.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Outbox events and their finished deliveries, in days.
+    pub events_days: u64,
+    /// Provider webhook event ids remembered for dedupe, in days.
+    pub webhook_event_ids_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -411,6 +425,17 @@ impl Config {
                 "must be at least the number of shards",
             ));
         }
+        for (key, days) in [
+            ("retention.events_days", self.retention.events_days),
+            (
+                "retention.webhook_event_ids_days",
+                self.retention.webhook_event_ids_days,
+            ),
+        ] {
+            if days == 0 || days > RETENTION_DAYS_MAX {
+                return Err(invalid(key, format!("must be 1..={RETENTION_DAYS_MAX}")));
+            }
+        }
         if self.idempotency.retention_s == 0 {
             return Err(invalid("idempotency.retention_s", "must be positive"));
         }
@@ -585,6 +610,16 @@ impl Config {
     pub fn in_flight_wait(&self) -> Duration {
         Duration::from_millis(self.idempotency.in_flight_wait_ms)
     }
+
+    /// The `[retention]` periods.
+    pub fn retention(&self) -> crate::store::retention::Retention {
+        const DAY: Duration = Duration::from_secs(86_400);
+        let days = |d: u64| DAY.saturating_mul(u32::try_from(d).unwrap_or(u32::MAX));
+        crate::store::retention::Retention {
+            events: days(self.retention.events_days),
+            webhook_event_ids: days(self.retention.webhook_event_ids_days),
+        }
+    }
 }
 
 impl NotificationsConfig {
@@ -732,6 +767,8 @@ mod tests {
         assert_eq!(c.store.cache_capacity_mb, 128);
         assert_eq!(c.shards.partitions, 256);
         assert_eq!(c.idempotency.retention_s, 86_400);
+        assert_eq!(c.retention.events_days, 30);
+        assert_eq!(c.retention.webhook_event_ids_days, 30);
         assert_eq!(c.provider.kind, ProviderKind::Simulator);
         assert_eq!(c.notifications.retry_schedule_s, vec![10, 30, 120, 600]);
         assert_eq!(c.merchants.len(), 2);
@@ -757,6 +794,8 @@ mod tests {
         for absurd in ["0", "1000000"] {
             let err = load_env(&[("PAYKEEP_STORE__CACHE_CAPACITY_MB", absurd)]).unwrap_err();
             assert!(err.to_string().contains("store.cache_capacity_mb"), "{err}");
+            let err = load_env(&[("PAYKEEP_RETENTION__EVENTS_DAYS", absurd)]).unwrap_err();
+            assert!(err.to_string().contains("retention.events_days"), "{err}");
         }
         let err = load_env(&[("PAYKEEP_PAYMENTS__CURRENCIES", "[\"usd\"]")]).unwrap_err();
         assert!(err.to_string().contains("payments.currencies"), "{err}");

@@ -305,3 +305,139 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
     drop(committer);
     thread.join().unwrap();
 }
+
+/// `[retention]`: events older than the period go with their finished deliveries, an old
+/// event with a delivery still in flight stays, young events stay, old webhook ids go; a
+/// payment, its order and idempotency entry, and a refund are never swept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_sweep_removes_only_what_aged_out() {
+    use paykeep::domain::delivery::{delivery_id, Channel, Delivery, DeliveryStatus};
+    use paykeep::domain::webhook::ProcessedWebhook;
+    use paykeep::store::retention::{self, Retention};
+
+    const DAY_MS: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, committer, thread) = open_with_committer(dir.path(), Arc::default());
+    let now = now_ms();
+    let aged = |id: &str, days: i64| Event {
+        created_at_ms: now - days * DAY_MS,
+        ..event(id, &format!("dedupe:{id}"))
+    };
+    let delivery = |event: &str, seq: u64, status: DeliveryStatus| Delivery {
+        status,
+        next_attempt_at_ms: None,
+        ..Delivery::new(
+            delivery_id(event, 0),
+            (event, seq, "payment.succeeded"),
+            Channel::Webhook,
+            String::new(),
+            now - 40 * DAY_MS,
+        )
+    };
+    let paid = payment("pay_kept", PaymentStatus::Succeeded);
+    let key = IdempotencyKey {
+        merchant_id: "m_demo".into(),
+        scope: KeyScope::Order(paid.order_no.clone()),
+    };
+    let entry = IdempotencyEntry {
+        order_no: paid.order_no.clone(),
+        fingerprint: Fingerprint::new("POST", "/v1/payments", &serde_json::json!({})),
+        response: None,
+        created_at_ms: now - 400 * DAY_MS,
+    };
+    let refund = paykeep::domain::refund::Refund {
+        id: "re_kept".into(),
+        payment_id: paid.id.clone(),
+        merchant_id: "m_demo".into(),
+        amount: 100,
+        fee: 0,
+        currency: "EUR".into(),
+        status: paykeep::domain::refund::RefundState::Succeeded,
+        reason: None,
+        operator_id: "op".into(),
+        provider_refund_id: None,
+        failure_code: None,
+        failure_message: None,
+        idempotency_key: key.clone(),
+        created_at_ms: now - 400 * DAY_MS,
+        updated_at_ms: now - 400 * DAY_MS,
+        succeeded_at_ms: Some(now - 400 * DAY_MS),
+    };
+    let webhook = |id: &str, days: i64| ProcessedWebhook {
+        id: id.into(),
+        kind: "payment_intent.succeeded".into(),
+        received_at_ms: now - days * DAY_MS,
+    };
+    let ops = vec![
+        WriteOp::Payment(paid.clone()),
+        WriteOp::Idempotency {
+            key: key.clone(),
+            entry,
+        },
+        WriteOp::Refund(refund),
+        WriteOp::Event(aged("evt_old_delivered", 31)),
+        WriteOp::Event(aged("evt_old_in_flight", 31)),
+        WriteOp::Event(aged("evt_old_bare", 31)),
+        WriteOp::Event(aged("evt_young", 29)),
+        WriteOp::WebhookEvent(webhook("evt_prov_old", 31)),
+        WriteOp::WebhookEvent(webhook("evt_prov_young", 1)),
+    ];
+    committer.commit(WriteSet { ops }).await.unwrap();
+    let ops = vec![
+        WriteOp::Delivery(delivery("evt_old_delivered", 1, DeliveryStatus::Delivered)),
+        WriteOp::Delivery(delivery(
+            "evt_old_in_flight",
+            2,
+            DeliveryStatus::RetryScheduled,
+        )),
+    ];
+    committer.commit(WriteSet { ops }).await.unwrap();
+
+    let thirty_days = Duration::from_secs(30 * 86_400);
+    let periods = Retention {
+        events: thirty_days,
+        webhook_event_ids: thirty_days,
+    };
+    let mut cursor = retention::Cursor::default();
+    let swept = retention::sweep_once(&store, &committer, periods, &mut cursor, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (swept.events, swept.deliveries, swept.webhook_ids),
+        (2, 1, 1)
+    );
+    let left: Vec<String> = store
+        .events_after(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.id)
+        .collect();
+    assert_eq!(left, ["evt_old_in_flight", "evt_young"]);
+    assert!(store
+        .deliveries_of_event("evt_old_delivered")
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .deliveries_of_event("evt_old_in_flight")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.webhook_event("evt_prov_old").unwrap(), None);
+    assert!(store.webhook_event("evt_prov_young").unwrap().is_some());
+    assert_eq!(store.payment("pay_kept").unwrap(), Some(paid.clone()));
+    assert!(store
+        .payment_by_order("m_demo", &paid.order_no)
+        .unwrap()
+        .is_some());
+    assert!(store.idempotency(&key).unwrap().is_some());
+    assert!(store.refund("re_kept").unwrap().is_some());
+    // A second pass finds nothing more; the kept event's dedupe key still guards it.
+    let again = retention::sweep_once(&store, &committer, periods, &mut cursor, now)
+        .await
+        .unwrap();
+    assert_eq!(again, retention::Swept::default());
+    drop(committer);
+    thread.join().unwrap();
+}

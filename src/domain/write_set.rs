@@ -46,6 +46,17 @@ pub enum WriteOp {
     FanOutDone { through_seq: u64 },
     /// Insert or replace a persisted setting (`key` → JSON text).
     Setting { key: String, value: String },
+    /// Remove an outbox event past `retention.events_days` (the retention sweep), with its
+    /// `dedupe_key` entry if that still names it.
+    RemoveEvent {
+        seq: u64,
+        id: String,
+        dedupe_key: String,
+    },
+    /// Remove a finished delivery of a removed event, with its indexes.
+    RemoveDelivery { id: String },
+    /// Forget a provider webhook event id past `retention.webhook_event_ids_days`.
+    RemoveWebhookEvent { id: String },
 }
 
 /// Writes applied all together or not at all.

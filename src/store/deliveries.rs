@@ -203,6 +203,30 @@ impl Store {
         self.index_delivery(b, view, delivery, previous)
     }
 
+    /// Removes the delivery `id` and its index entries (the retention sweep; a no-op for a
+    /// delivery that is not there).
+    pub(super) fn remove_delivery(
+        &self,
+        b: &mut Batches,
+        view: &mut BatchView,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let previous = match view.written.remove(id) {
+            Some(d) => Some(d),
+            None => self.delivery(id)?,
+        };
+        let Some(old) = previous else {
+            return Ok(());
+        };
+        if let Some(due) = old.due_at_ms() {
+            b.deliveries_due.remove(due_key(old.channel, due, id));
+        }
+        b.deliveries_by_status.remove(status_key(old.status, id));
+        view.deltas[old.status.index()] -= 1;
+        b.deliveries.remove(id.as_bytes());
+        Ok(())
+    }
+
     /// Writes `delivery` over `previous` (`None`: a new record, nothing to read).
     fn index_delivery(
         &self,

@@ -29,6 +29,7 @@ pub mod open;
 pub mod provider_records;
 pub mod recovery;
 pub mod replay_cache;
+pub mod retention;
 pub mod settled;
 pub mod sweep;
 pub mod tree;
@@ -511,6 +512,19 @@ impl Store {
                 WriteOp::Setting { key, value } => {
                     b.settings.insert(key.as_bytes(), value.as_bytes());
                 }
+                WriteOp::RemoveEvent {
+                    seq,
+                    id,
+                    dedupe_key,
+                } => {
+                    b.events.remove(seq.to_be_bytes());
+                    let names = self.trees.event_dedupe.get(dedupe_key.as_bytes())?;
+                    if names.as_deref() == Some(id.as_bytes()) {
+                        b.event_dedupe.remove(dedupe_key.as_bytes());
+                    }
+                }
+                WriteOp::RemoveDelivery { id } => self.remove_delivery(&mut b, &mut view, id)?,
+                WriteOp::RemoveWebhookEvent { id } => b.webhook_events.remove(id.as_bytes()),
             }
         }
         if let Some((id, batch)) = expiring.into_write()? {
