@@ -34,9 +34,12 @@
 //! target tmp dir, on the build disk rather than a possible tmpfs, where `fdatasync` would
 //! cost nothing), `PAYKEEP_BENCH_SCENARIOS` (a comma-separated subset of the closed-loop
 //! scenarios, for profiling one of them; `echo` always runs, and `create_half_load` runs
-//! when `create_unique` does).
+//! when `create_unique` does; or `soak` alone, which runs only [`soak`]: a million creates
+//! against the release binary, reporting how rate, p99, RSS and disk age).
 
 mod common;
+#[path = "load/soak.rs"]
+mod soak;
 
 use common::{
     bench_dir, commit_window_override_us, describe_window, env_value, RUNS_DEFAULT, RUNS_MAX,
@@ -880,6 +883,10 @@ fn report_unexpected(runs: &[Vec<Measurement>]) -> bool {
 }
 
 fn main() {
+    if std::env::var("PAYKEEP_BENCH_SCENARIOS").is_ok_and(|s| s.trim() == "soak") {
+        soak::run();
+        return;
+    }
     let settings = Settings::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
