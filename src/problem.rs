@@ -81,6 +81,27 @@ impl Problem {
         p
     }
 
+    /// 415 `unsupported_media_type`: a body sent without the media type its route reads
+    /// (DESIGN §2: JSON only with `Content-Type: application/json`).
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Problem::new(
+            415,
+            "unsupported_media_type",
+            "Unsupported media type",
+            detail,
+        )
+    }
+
+    /// 405 `method_not_allowed`: a known path, another method (the answer carries `Allow`).
+    pub fn method_not_allowed() -> Self {
+        Problem::new(
+            405,
+            "method_not_allowed",
+            "Method not allowed",
+            "method not allowed on this route",
+        )
+    }
+
     pub fn with_payment_id(mut self, payment_id: impl Into<String>) -> Self {
         self.payment_id = Some(payment_id.into());
         self

@@ -22,7 +22,7 @@ pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let list = warp::path!("admin" / "deliveries")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .and(raw_query())
         .then(
@@ -34,7 +34,7 @@ pub fn routes(
             },
         );
     let one = warp::path!("admin" / "deliveries" / String)
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {

@@ -17,7 +17,7 @@ pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("admin" / "events")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .and(raw_query())
         .then(

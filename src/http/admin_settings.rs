@@ -18,7 +18,7 @@ pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let get = warp::path!("admin" / "settings" / "notifications")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .then(|state: State, authorization: Option<String>| async move {
             respond(&state.metrics, "admin_settings_get", async {
@@ -33,14 +33,15 @@ pub fn routes(
     let put = warp::path!("admin" / "settings" / "notifications")
         .and(warp::put())
         .and(with_authorization(state))
+        .and(body::head())
         .and(warp::body::stream())
         .then(
-            |state: State, authorization: Option<String>, stream| async move {
+            |state: State, authorization: Option<String>, head: body::BodyHead, stream| async move {
                 respond(&state.metrics, "admin_settings_put", async {
                     admin::authorize(&state, authorization.as_deref())?;
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, limit).await?;
-                    put(&state, &bytes).await
+                    let bytes = body::read_limited(stream, &head, limit).await?;
+                    put(&state, &head, &bytes).await
                 })
                 .await
             },
@@ -48,8 +49,8 @@ pub fn routes(
     get.or(put).unify()
 }
 
-async fn put(state: &State, bytes: &[u8]) -> Result<Response, Problem> {
-    let value = body::parse_json(bytes)?;
+async fn put(state: &State, head: &body::BodyHead, bytes: &[u8]) -> Result<Response, Problem> {
+    let value = body::json(head, bytes)?;
     match state.notify.core.apply_settings(&value).await {
         Ok(settings) => Ok(json_response(StatusCode::OK, settings.to_string())),
         Err(OpsError::Settings(SettingsError::Malformed { detail })) => {

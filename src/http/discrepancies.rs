@@ -32,14 +32,19 @@ pub fn routes(
     warp::path!("admin" / "discrepancies" / String / "resolve")
         .and(warp::post())
         .and(with_authorization(state))
+        .and(body::head())
         .and(warp::body::stream())
         .then(
-            |id: String, state: State, authorization: Option<String>, stream| async move {
+            |id: String,
+             state: State,
+             authorization: Option<String>,
+             head: body::BodyHead,
+             stream| async move {
                 respond(&state.metrics, "resolve_discrepancy", async {
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, limit).await?;
-                    resolve_one(&state, &id, &bytes).await
+                    let bytes = body::read_limited(stream, &head, limit).await?;
+                    resolve_one(&state, &id, &head, &bytes).await
                 })
                 .await
             },
@@ -57,8 +62,13 @@ fn check(field: &str, value: &str, chars_max: usize) -> Result<(), Problem> {
     Ok(())
 }
 
-async fn resolve_one(state: &State, id: &str, bytes: &[u8]) -> Result<Response, Problem> {
-    let request: ResolveBody = body::typed(body::parse_json(bytes)?)?;
+async fn resolve_one(
+    state: &State,
+    id: &str,
+    head: &body::BodyHead,
+    bytes: &[u8],
+) -> Result<Response, Problem> {
+    let request: ResolveBody = body::typed(body::json(head, bytes)?)?;
     check("resolution", &request.resolution, RESOLUTION_CHARS_MAX)?;
     check("operator", &request.operator, OPERATOR_CHARS_MAX)?;
     if !is_valid_id(id, prefix::DISCREPANCY) {

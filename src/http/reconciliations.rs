@@ -36,33 +36,31 @@ pub fn routes(
     let run = warp::path!("admin" / "reconciliations")
         .and(warp::post())
         .and(with_authorization(state))
-        .and(warp::header::optional::<String>("content-type"))
+        .and(body::head())
         .and(raw_query())
         .and(warp::body::stream())
         .then(
             |state: State,
              authorization: Option<String>,
-             content_type: Option<String>,
+             head: body::BodyHead,
              query: String,
              stream| async move {
                 respond(&state.metrics, "create_reconciliation", async {
-                    let csv = content_type
-                        .as_deref()
-                        .is_some_and(|c| c.starts_with("text/csv"));
+                    let csv = head.is_media_type("text/csv");
                     let limit = if csv {
                         CSV_BODY_BYTES_MAX
                     } else {
                         state.config.server.body_limit_bytes
                     };
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
-                    let bytes = body::read_limited(stream, limit).await?;
-                    run_one(&state, csv, &query, &bytes).await
+                    let bytes = body::read_limited(stream, &head, limit).await?;
+                    run_one(&state, &head, &query, &bytes).await
                 })
                 .await
             },
         );
     let get = warp::path!("admin" / "reconciliations" / String)
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
@@ -89,8 +87,13 @@ fn parse_date(text: &str) -> Result<time::Date, Problem> {
     Ok(date)
 }
 
-async fn run_one(state: &State, csv: bool, query: &str, bytes: &[u8]) -> Result<Response, Problem> {
-    let (date, uploaded) = if csv {
+async fn run_one(
+    state: &State,
+    head: &body::BodyHead,
+    query: &str,
+    bytes: &[u8],
+) -> Result<Response, Problem> {
+    let (date, uploaded) = if head.is_media_type("text/csv") {
         let params: HashMap<String, String> = serde_urlencoded::from_str(query)
             .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
         let date = params
@@ -99,7 +102,7 @@ async fn run_one(state: &State, csv: bool, query: &str, bytes: &[u8]) -> Result<
         let rows = csv_report::parse(bytes).map_err(|e| Problem::invalid("body", e))?;
         (parse_date(date)?, Some(rows))
     } else {
-        let run: RunBody = body::typed(body::parse_json(bytes)?)?;
+        let run: RunBody = body::typed(body::json(head, bytes)?)?;
         (parse_date(&run.date)?, None)
     };
     let recon = Recon {
