@@ -141,6 +141,12 @@ pub fn recon_problem(error: ReconError) -> Problem {
             "Reconciliation too large",
             error.to_string(),
         ),
+        ReconError::TotalOverflow { .. } => Problem::new(
+            422,
+            "reconciliation_overflow",
+            "Reconciliation totals overflow",
+            format!("{error}; no report was stored"),
+        ),
         ReconError::NotFound => Problem::not_found("discrepancy"),
         ReconError::AlreadyResolved => Problem::new(
             409,
