@@ -292,6 +292,19 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The service's own secrets (provider key and webhook secret, admin token, merchant
+    /// keys), for [`crate::redact::Redactor`]; the notification secrets are the settings'
+    /// (`notify::channels::secrets`), which change at run time.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut out = vec![
+            self.provider.secret_key.as_str(),
+            self.provider.webhook_secret.as_str(),
+            self.admin.token.as_str(),
+        ];
+        out.extend(self.merchants.iter().map(|m| m.api_key.as_str()));
+        out
+    }
+
     /// Loads the embedded defaults, then `path` (if any), then `PAYKEEP_…` variables, then
     /// `overrides`, and validates the result.
     ///

@@ -27,6 +27,8 @@
 //!   on every retry. Refunds run through the same state machine and shards as payments.
 //! - [`recon`] — reconciliation of a UTC day against the provider's balance transactions or
 //!   an uploaded settlement report; reports, discrepancies, resolution, the daily run.
+//! - [`redact`] — the one redaction function: every configured secret, raw, percent-encoded
+//!   or base64, out of attempt errors, logged provider text and admin answers.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
@@ -42,5 +44,6 @@ pub mod notify;
 pub mod problem;
 pub mod provider;
 pub mod recon;
+pub mod redact;
 pub mod shard;
 pub mod store;

@@ -9,7 +9,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::http::admin;
-use crate::http::{body, json_response, respond, with_authorization, State};
+use crate::http::{body, respond, with_authorization, State};
 use crate::notify::ops::OpsError;
 use crate::notify::settings::SettingsError;
 use crate::problem::Problem;
@@ -23,7 +23,8 @@ pub fn routes(
         .then(|state: State, authorization: Option<String>| async move {
             respond(&state.metrics, "admin_settings_get", async {
                 admin::authorize(&state, authorization.as_deref())?;
-                Ok(json_response(
+                Ok(crate::http::admin::answer(
+                    &state,
                     StatusCode::OK,
                     state.notify.core.settings.redacted_json().to_string(),
                 ))
@@ -52,7 +53,11 @@ pub fn routes(
 async fn put(state: &State, head: &body::BodyHead, bytes: &[u8]) -> Result<Response, Problem> {
     let value = body::json(head, bytes)?;
     match state.notify.core.apply_settings(&value).await {
-        Ok(settings) => Ok(json_response(StatusCode::OK, settings.to_string())),
+        Ok(settings) => Ok(crate::http::admin::answer(
+            state,
+            StatusCode::OK,
+            settings.to_string(),
+        )),
         Err(OpsError::Settings(SettingsError::Malformed { detail })) => {
             Err(Problem::invalid("", detail))
         }

@@ -9,7 +9,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::reconciliations::recon_problem;
-use crate::http::{auth, body, json_response, respond, with_authorization, State};
+use crate::http::{auth, body, respond, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::run::resolve;
 
@@ -85,7 +85,8 @@ async fn resolve_one(
     )
     .await
     .map_err(recon_problem)?;
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::OK,
         resolved.to_value().to_string(),
     ))

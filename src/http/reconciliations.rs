@@ -15,7 +15,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::payments::internal;
-use crate::http::{auth, body, json_response, raw_query, respond, with_authorization, State};
+use crate::http::{auth, body, raw_query, respond, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::csv_report;
 use crate::recon::run::{Recon, ReconError};
@@ -115,7 +115,8 @@ async fn run_one(
     for d in &discrepancies {
         counter.with_label_values(&[d.kind.as_str()]).inc();
     }
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::CREATED,
         report.to_value(&discrepancies).to_string(),
     ))
@@ -182,7 +183,8 @@ async fn get_one(
     for id in &report.discrepancy_ids {
         discrepancies.extend(state.store.discrepancy(id).map_err(internal)?);
     }
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::OK,
         report.to_value(&discrepancies).to_string(),
     ))

@@ -15,6 +15,7 @@ use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_
 use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
 use crate::notify::template::Message;
 use crate::notify::{fault, Core};
+use crate::redact::Redactor;
 
 /// A delivery handed to a notifier, with its in-flight slot.
 pub struct Job {
@@ -109,12 +110,12 @@ async fn send(
         delivery,
         now_s: now_ms() / 1000,
     };
-    let secrets = channels::secrets(config);
+    let redactor = channels::redactor(config);
     let outgoing = match channels::build(channel, config, &request) {
         Ok(outgoing) => outgoing,
         Err(verdict) => {
             return Sent {
-                verdict: scrub(verdict, &secrets),
+                verdict: scrub(verdict, &redactor),
                 http_status: None,
                 duration: Duration::ZERO,
             }
@@ -134,7 +135,12 @@ async fn send(
             .observe(duration.as_secs_f64());
     }
     let (verdict, http_status) = match result {
-        Ok(reply) => (channels::classify(channel, &reply), Some(reply.status)),
+        Ok(mut reply) => {
+            // Before classification quotes (and cuts) it: a secret cut in half by the quote's
+            // limit would no longer be found whole.
+            reply.body = redactor.redact(&reply.body);
+            (channels::classify(channel, &reply), Some(reply.status))
+        }
         Err(error) => (
             Verdict::Retryable {
                 error,
@@ -144,14 +150,14 @@ async fn send(
         ),
     };
     Sent {
-        verdict: scrub(verdict, &secrets),
+        verdict: scrub(verdict, &redactor),
         http_status,
         duration,
     }
 }
 
-fn scrub(verdict: Verdict, secrets: &[String]) -> Verdict {
-    let clean = |e: String| channels::scrub(&e, secrets);
+fn scrub(verdict: Verdict, redactor: &Redactor) -> Verdict {
+    let clean = |e: String| redactor.redact(&e);
     match verdict {
         Verdict::Delivered => Verdict::Delivered,
         Verdict::Retryable { error, retry_after } => Verdict::Retryable {
