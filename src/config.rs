@@ -180,6 +180,10 @@ pub struct NotificationsConfig {
     /// Deadline of one notification HTTP request.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Whether channel targets may be loopback, private or otherwise special addresses
+    /// (DESIGN §3 egress rules); off, they are refused at configuration and connect time.
+    #[serde(default)]
+    pub allow_private_targets: bool,
     pub telegram: TelegramConfig,
     pub slack: WebhookUrlConfig,
     pub discord: WebhookUrlConfig,
@@ -631,8 +635,14 @@ impl NotificationsConfig {
                 "must be 1..=10000",
             ));
         }
+        let allow = self.allow_private_targets;
         let t = &self.telegram;
-        check_url("notifications.telegram.api_base_url", &t.api_base_url, true)?;
+        check_url(
+            "notifications.telegram.api_base_url",
+            &t.api_base_url,
+            true,
+            allow,
+        )?;
         if t.enabled && t.bot_token.is_empty() {
             return Err(invalid(
                 "notifications.telegram.bot_token",
@@ -652,19 +662,27 @@ impl NotificationsConfig {
             "notifications.slack.webhook_url",
             &self.slack.webhook_url,
             self.slack.enabled,
+            allow,
         )?;
         check_url(
             "notifications.discord.webhook_url",
             &self.discord.webhook_url,
             self.discord.enabled,
+            allow,
         )?;
         check_url(
             "notifications.feishu.webhook_url",
             &self.feishu.webhook_url,
             self.feishu.enabled,
+            allow,
         )?;
         let e = &self.email;
-        check_url("notifications.email.api_base_url", &e.api_base_url, true)?;
+        check_url(
+            "notifications.email.api_base_url",
+            &e.api_base_url,
+            true,
+            allow,
+        )?;
         if e.enabled && (e.api_key.is_empty() || e.from.is_empty() || e.to.is_empty()) {
             return Err(invalid(
                 "notifications.email",
@@ -672,7 +690,7 @@ impl NotificationsConfig {
             ));
         }
         let w = &self.webhook;
-        check_url("notifications.webhook.url", &w.url, w.enabled)?;
+        check_url("notifications.webhook.url", &w.url, w.enabled, allow)?;
         if w.enabled && !w.secret.starts_with("whsec_") {
             return Err(invalid(
                 "notifications.webhook.secret",
@@ -687,14 +705,13 @@ fn is_http_url(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "https://".len()
 }
 
-fn check_url(key: &str, url: &str, required: bool) -> Result<(), ConfigError> {
+/// A notification target URL: empty only when not `required`; else per the egress rules
+/// ([`crate::notify::egress::check_url`]).
+fn check_url(key: &str, url: &str, required: bool, allow_private: bool) -> Result<(), ConfigError> {
     if url.is_empty() && !required {
         return Ok(());
     }
-    if !is_http_url(url) {
-        return Err(invalid(key, "must be an http(s) URL"));
-    }
-    Ok(())
+    crate::notify::egress::check_url(url, allow_private).map_err(|reason| invalid(key, reason))
 }
 
 /// Parses `HH:MM` into minutes after midnight.

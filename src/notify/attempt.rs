@@ -14,7 +14,7 @@ use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_BODY_BYTES_MAX};
 use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
 use crate::notify::template::Message;
-use crate::notify::{fault, Core};
+use crate::notify::{egress, fault, Core};
 use crate::redact::Redactor;
 
 /// A delivery handed to a notifier, with its in-flight slot.
@@ -121,6 +121,17 @@ async fn send(
             }
         }
     };
+    // The resolver checks every name at connect time; an IP literal is never resolved, so
+    // it is checked here (and a URL refused since the settings were written, too).
+    if let Err(reason) = egress::check_url(&outgoing.url, config.allow_private_targets) {
+        return Sent {
+            verdict: Verdict::Rejected {
+                error: format!("target refused: {reason}"),
+            },
+            http_status: None,
+            duration: Duration::ZERO,
+        };
+    }
     let timeout = Duration::from_millis(config.request_timeout_ms);
     let started = Instant::now();
     let result = post(&core.client, outgoing, timeout).await;
