@@ -101,6 +101,11 @@ async fn echoed_secrets_in_every_form_are_redacted_everywhere() {
     )
     .await;
     for delivery in &deliveries {
+        // DESIGN §3: a stored attempt error is at most 512 bytes.
+        assert!(delivery["reason"].as_str().unwrap().len() <= 512);
+        for attempt in delivery["attempts"].as_array().unwrap() {
+            assert!(attempt["error"].as_str().unwrap().len() <= 512);
+        }
         let text = delivery.to_string();
         for secret in &secrets {
             assert!(!text.contains(secret.as_str()), "{secret} leaked: {text}");

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::NotificationsConfig;
-use crate::domain::delivery::{Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus};
+use crate::domain::delivery::{
+    truncate_utf8, Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus, ERROR_TEXT_BYTES_MAX,
+};
 use crate::domain::event::Event;
 use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
@@ -167,8 +169,18 @@ async fn send(
     }
 }
 
+/// DESIGN §3: a stored attempt error is at most 512 bytes.
+const _: () = assert!(ERROR_TEXT_BYTES_MAX <= 512);
+
+/// The verdict with its error redacted, then cut to [`ERROR_TEXT_BYTES_MAX`] (in that
+/// order, so a cut cannot leave part of a secret behind); a dead or paused delivery's
+/// reason quotes it.
 fn scrub(verdict: Verdict, redactor: &Redactor) -> Verdict {
-    let clean = |e: String| redactor.redact(&e);
+    let clean = |e: String| {
+        let mut clean = redactor.redact(&e);
+        truncate_utf8(&mut clean, ERROR_TEXT_BYTES_MAX);
+        clean
+    };
     match verdict {
         Verdict::Delivered => Verdict::Delivered,
         Verdict::Retryable { error, retry_after } => Verdict::Retryable {
