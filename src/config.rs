@@ -76,6 +76,17 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Largest accepted request body; larger answers 413.
     pub body_limit_bytes: u64,
+    /// Connections served at once; beyond, new connections wait in the kernel backlog.
+    /// Lowered at start-up to what the file limit allows beside the store's reserve
+    /// (`http::server::connection_cap`).
+    pub max_connections: usize,
+    /// A request's head must arrive within this, from the connection's first byte or from
+    /// the first byte of a later request on it (slow-loris clients are closed).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection idle this long between requests is closed.
+    pub idle_timeout_ms: u64,
+    /// A declared body must arrive within this (408 `request_timeout` otherwise).
+    pub body_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -296,6 +307,11 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// `server.body_read_timeout_ms`.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.body_read_timeout_ms)
+    }
+
     /// The service's own secrets (provider key and webhook secret, admin token, merchant
     /// keys), for [`crate::redact::Redactor`]; the notification secrets are the settings'
     /// (`notify::channels::secrets`), which change at run time.
@@ -383,6 +399,19 @@ impl Config {
                 "server.body_limit_bytes",
                 format!("must be 1..={BODY_LIMIT_BYTES_MAX}"),
             ));
+        }
+        let s = &self.server;
+        if s.max_connections == 0 || s.max_connections > 1_000_000 {
+            return Err(invalid("server.max_connections", "must be 1..=1000000"));
+        }
+        for (key, ms) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("server.body_read_timeout_ms", s.body_read_timeout_ms),
+        ] {
+            if ms == 0 || ms > 3_600_000 {
+                return Err(invalid(key, "must be 1..=3600000 (one hour)"));
+            }
         }
         if self.store.data_dir.as_os_str().is_empty() {
             return Err(invalid("store.data_dir", "must not be empty"));

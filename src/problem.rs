@@ -92,6 +92,20 @@ impl Problem {
         )
     }
 
+    /// 408 `request_timeout`: a declared body did not arrive within
+    /// `server.body_read_timeout_ms`.
+    pub fn request_timeout(timeout: std::time::Duration) -> Self {
+        Problem::new(
+            408,
+            "request_timeout",
+            "Request timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+        )
+    }
+
     /// 405 `method_not_allowed`: a known path, another method (the answer carries `Allow`).
     pub fn method_not_allowed() -> Self {
         Problem::new(

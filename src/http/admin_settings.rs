@@ -41,7 +41,9 @@ pub fn routes(
                 respond(&state.metrics, "admin_settings_put", async {
                     admin::authorize(&state, authorization.as_deref())?;
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, &head, limit).await?;
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
                     put(&state, &head, &bytes).await
                 })
                 .await

@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::fmt;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -57,13 +58,19 @@ pub fn head() -> impl Filter<Extract = (BodyHead,), Error = Infallible> + Clone 
         )
 }
 
-/// Reads the whole body, refusing more than `limit` bytes: at once, before polling the
-/// body (hyper sends `100 Continue` only when the body is polled), when `head` declares
-/// more; else as soon as the bytes read pass it.
+/// Reads the whole body within `timeout` (`server.body_read_timeout_ms`), refusing more
+/// than `limit` bytes: at once, before polling the body (hyper sends `100 Continue` only
+/// when the body is polled), when `head` declares more; else as soon as the bytes read
+/// pass it.
 ///
 /// # Errors
-/// 413 `payload_too_large`; 400 when the body cannot be read.
-pub async fn read_limited<S, B>(stream: S, head: &BodyHead, limit: u64) -> Result<Bytes, Problem>
+/// 413 `payload_too_large`; 408 `request_timeout`; 400 when the body cannot be read.
+pub async fn read_limited<S, B>(
+    stream: S,
+    head: &BodyHead,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Bytes, Problem>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -71,6 +78,16 @@ where
     if head.content_length.is_some_and(|declared| declared > limit) {
         return Err(too_large(limit));
     }
+    tokio::time::timeout(timeout, read_all(stream, limit))
+        .await
+        .unwrap_or_else(|_| Err(Problem::request_timeout(timeout)))
+}
+
+async fn read_all<S, B>(stream: S, limit: u64) -> Result<Bytes, Problem>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
     let mut stream = std::pin::pin!(stream);
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {

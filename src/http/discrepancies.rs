@@ -43,7 +43,9 @@ pub fn routes(
                 respond(&state.metrics, "resolve_discrepancy", async {
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, &head, limit).await?;
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
                     resolve_one(&state, &id, &head, &bytes).await
                 })
                 .await

@@ -16,6 +16,7 @@ pub mod problem;
 pub mod provider_webhooks;
 pub mod reconciliations;
 pub mod refunds;
+pub mod server;
 
 use std::convert::Infallible;
 use std::future::Future;

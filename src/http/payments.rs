@@ -41,7 +41,9 @@ pub fn routes(
             |state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_payment", async {
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, &head, limit).await?;
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
                     create(&state, authorization, key, &head, &bytes).await
                 })
                 .await

@@ -57,7 +57,7 @@ pub fn routes(
                     let limit = state.config.server.body_limit_bytes;
                     // A signature that is not text verifies as a missing one.
                     let signature = signature.as_ref().and_then(|v| v.to_str().ok());
-                    let result = match body::read_limited(stream, &head, limit).await {
+                    let result = match body::read_limited(stream, &head, limit, state.config.body_read_timeout()).await {
                         Ok(bytes) => receive(&state, signature, &head, &bytes).await,
                         Err(p) => Err(p),
                     };

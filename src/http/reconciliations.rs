@@ -53,7 +53,9 @@ pub fn routes(
                         state.config.server.body_limit_bytes
                     };
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
-                    let bytes = body::read_limited(stream, &head, limit).await?;
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
                     run_one(&state, &head, &query, &bytes).await
                 })
                 .await

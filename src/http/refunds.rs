@@ -36,7 +36,9 @@ pub fn routes(
             |id: String, state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_refund", async {
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, &head, limit).await?;
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
                     create(&state, &id, authorization, key, &head, &bytes).await
                 })
                 .await
