@@ -31,6 +31,8 @@
 //!   or base64, out of attempt errors, logged provider text and admin answers.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
+//! - [`log_throttle`] — one error line per distinct store-failure cause per 10 s, with the
+//!   count of repeats held back.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
 //! - [`app`] — wiring it all together and serving until shutdown.
 
@@ -38,6 +40,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod log_throttle;
 pub mod memory;
 pub mod metrics;
 pub mod notify;

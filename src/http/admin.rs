@@ -113,6 +113,8 @@ pub fn answer(state: &State, status: StatusCode, body: impl AsRef<str>) -> Respo
 
 /// Logs a store failure and answers a bare 500.
 pub fn internal(error: StoreError) -> Problem {
-    tracing::error!(operation = "admin", %error, "store failure in an admin request");
+    if let Some(suppressed) = crate::log_throttle::STORE_FAILURES.admit(&error.to_string()) {
+        tracing::error!(operation = "admin", %error, suppressed, "store failure in an admin request");
+    }
     Problem::internal()
 }

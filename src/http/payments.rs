@@ -279,6 +279,8 @@ async fn answer_payment(
 
 /// Logs a store read failure and answers a bare 500.
 pub(crate) fn internal(error: crate::store::StoreError) -> Problem {
-    tracing::error!(operation = "read", %error, "store read failed");
+    if let Some(suppressed) = crate::log_throttle::STORE_FAILURES.admit(&error.to_string()) {
+        tracing::error!(operation = "read", %error, suppressed, "store read failed");
+    }
     Problem::internal()
 }
