@@ -189,12 +189,21 @@ pub async fn start_with(
         stopping_signal.notify_one();
     };
     let bind = config.server.bind;
-    let (addr, server) = warp::serve(http::routes(&state))
-        .try_bind_with_graceful_shutdown(bind, signal)
-        .map_err(|e| StartError::Bind {
-            addr: bind,
-            detail: e.to_string(),
-        })?;
+    let listener = http::server::bind(bind).map_err(|e| StartError::Bind {
+        addr: bind,
+        detail: e.to_string(),
+    })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind {
+        addr: bind,
+        detail: e.to_string(),
+    })?;
+    let limits = server_limits(&config.server);
+    let server = http::server::serve(
+        listener,
+        warp::service(http::routes(&state)),
+        limits,
+        signal,
+    );
     let server = tokio::spawn(async move {
         let grace_over = async {
             stopping.notified().await;
@@ -255,6 +264,27 @@ async fn report_loss(
             ops: vec![WriteOp::Event(event)],
         })
         .await
+}
+
+/// The `[server]` limits, the connection cap lowered to what the file limit (raised to its
+/// hard limit first) leaves beside the descriptors kept for the store.
+fn server_limits(server: &crate::config::ServerConfig) -> http::server::Limits {
+    let nofile = http::server::raise_nofile_limit();
+    let max_connections = http::server::connection_cap(server.max_connections, nofile);
+    if max_connections < server.max_connections {
+        tracing::info!(
+            operation = "start",
+            max_connections,
+            configured = server.max_connections,
+            nofile,
+            "connection cap lowered to keep descriptors for the store"
+        );
+    }
+    http::server::Limits {
+        max_connections,
+        header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+    }
 }
 
 /// Hands every payment left `processing`, and every payment with a refund left `pending`,

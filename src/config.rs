@@ -81,6 +81,17 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Largest accepted request body; larger answers 413.
     pub body_limit_bytes: u64,
+    /// Connections served at once; beyond, new connections wait in the kernel backlog.
+    /// Lowered at start-up to what the file limit allows beside the store's reserve
+    /// (`http::server::connection_cap`).
+    pub max_connections: usize,
+    /// A request's head must arrive within this, from the connection's first byte or from
+    /// the first byte of a later request on it (slow-loris clients are closed).
+    pub header_read_timeout_ms: u64,
+    /// A keep-alive connection idle this long between requests is closed.
+    pub idle_timeout_ms: u64,
+    /// A declared body must arrive within this (408 `request_timeout` otherwise).
+    pub body_read_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -199,6 +210,10 @@ pub struct NotificationsConfig {
     /// Deadline of one notification HTTP request.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// Whether channel targets may be loopback, private or otherwise special addresses
+    /// (DESIGN §3 egress rules); off, they are refused at configuration and connect time.
+    #[serde(default)]
+    pub allow_private_targets: bool,
     pub telegram: TelegramConfig,
     pub slack: WebhookUrlConfig,
     pub discord: WebhookUrlConfig,
@@ -311,6 +326,24 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// `server.body_read_timeout_ms`.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.body_read_timeout_ms)
+    }
+
+    /// The service's own secrets (provider key and webhook secret, admin token, merchant
+    /// keys), for [`crate::redact::Redactor`]; the notification secrets are the settings'
+    /// (`notify::channels::secrets`), which change at run time.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut out = vec![
+            self.provider.secret_key.as_str(),
+            self.provider.webhook_secret.as_str(),
+            self.admin.token.as_str(),
+        ];
+        out.extend(self.merchants.iter().map(|m| m.api_key.as_str()));
+        out
+    }
+
     /// Loads the embedded defaults, then `path` (if any), then `PAYKEEP_…` variables, then
     /// `overrides`, and validates the result.
     ///
@@ -385,6 +418,19 @@ impl Config {
                 "server.body_limit_bytes",
                 format!("must be 1..={BODY_LIMIT_BYTES_MAX}"),
             ));
+        }
+        let s = &self.server;
+        if s.max_connections == 0 || s.max_connections > 1_000_000 {
+            return Err(invalid("server.max_connections", "must be 1..=1000000"));
+        }
+        for (key, ms) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("server.body_read_timeout_ms", s.body_read_timeout_ms),
+        ] {
+            if ms == 0 || ms > 3_600_000 {
+                return Err(invalid(key, "must be 1..=3600000 (one hour)"));
+            }
         }
         if self.store.data_dir.as_os_str().is_empty() {
             return Err(invalid("store.data_dir", "must not be empty"));
@@ -665,8 +711,14 @@ impl NotificationsConfig {
                 "must be 1..=10000",
             ));
         }
+        let allow = self.allow_private_targets;
         let t = &self.telegram;
-        check_url("notifications.telegram.api_base_url", &t.api_base_url, true)?;
+        check_url(
+            "notifications.telegram.api_base_url",
+            &t.api_base_url,
+            true,
+            allow,
+        )?;
         if t.enabled && t.bot_token.is_empty() {
             return Err(invalid(
                 "notifications.telegram.bot_token",
@@ -686,19 +738,27 @@ impl NotificationsConfig {
             "notifications.slack.webhook_url",
             &self.slack.webhook_url,
             self.slack.enabled,
+            allow,
         )?;
         check_url(
             "notifications.discord.webhook_url",
             &self.discord.webhook_url,
             self.discord.enabled,
+            allow,
         )?;
         check_url(
             "notifications.feishu.webhook_url",
             &self.feishu.webhook_url,
             self.feishu.enabled,
+            allow,
         )?;
         let e = &self.email;
-        check_url("notifications.email.api_base_url", &e.api_base_url, true)?;
+        check_url(
+            "notifications.email.api_base_url",
+            &e.api_base_url,
+            true,
+            allow,
+        )?;
         if e.enabled && (e.api_key.is_empty() || e.from.is_empty() || e.to.is_empty()) {
             return Err(invalid(
                 "notifications.email",
@@ -706,7 +766,7 @@ impl NotificationsConfig {
             ));
         }
         let w = &self.webhook;
-        check_url("notifications.webhook.url", &w.url, w.enabled)?;
+        check_url("notifications.webhook.url", &w.url, w.enabled, allow)?;
         if w.enabled && !w.secret.starts_with("whsec_") {
             return Err(invalid(
                 "notifications.webhook.secret",
@@ -721,14 +781,13 @@ fn is_http_url(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "https://".len()
 }
 
-fn check_url(key: &str, url: &str, required: bool) -> Result<(), ConfigError> {
+/// A notification target URL: empty only when not `required`; else per the egress rules
+/// ([`crate::notify::egress::check_url`]).
+fn check_url(key: &str, url: &str, required: bool, allow_private: bool) -> Result<(), ConfigError> {
     if url.is_empty() && !required {
         return Ok(());
     }
-    if !is_http_url(url) {
-        return Err(invalid(key, "must be an http(s) URL"));
-    }
-    Ok(())
+    crate::notify::egress::check_url(url, allow_private).map_err(|reason| invalid(key, reason))
 }
 
 /// Parses `HH:MM` into minutes after midnight.

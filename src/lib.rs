@@ -28,8 +28,12 @@
 //!   on every retry. Refunds run through the same state machine and shards as payments.
 //! - [`recon`] — reconciliation of a UTC day against the provider's balance transactions or
 //!   an uploaded settlement report; reports, discrepancies, resolution, the daily run.
+//! - [`redact`] — the one redaction function: every configured secret, raw, percent-encoded
+//!   or base64, out of attempt errors, logged provider text and admin answers.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
+//! - [`log_throttle`] — one error line per distinct store-failure cause per 10 s, with the
+//!   count of repeats held back.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
 //! - [`app`] — wiring it all together and serving until shutdown.
 
@@ -37,11 +41,13 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod log_throttle;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
 pub mod problem;
 pub mod provider;
 pub mod recon;
+pub mod redact;
 pub mod shard;
 pub mod store;

@@ -81,6 +81,41 @@ impl Problem {
         p
     }
 
+    /// 415 `unsupported_media_type`: a body sent without the media type its route reads
+    /// (DESIGN §2: JSON only with `Content-Type: application/json`).
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Problem::new(
+            415,
+            "unsupported_media_type",
+            "Unsupported media type",
+            detail,
+        )
+    }
+
+    /// 408 `request_timeout`: a declared body did not arrive within
+    /// `server.body_read_timeout_ms`.
+    pub fn request_timeout(timeout: std::time::Duration) -> Self {
+        Problem::new(
+            408,
+            "request_timeout",
+            "Request timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                timeout.as_millis()
+            ),
+        )
+    }
+
+    /// 405 `method_not_allowed`: a known path, another method (the answer carries `Allow`).
+    pub fn method_not_allowed() -> Self {
+        Problem::new(
+            405,
+            "method_not_allowed",
+            "Method not allowed",
+            "method not allowed on this route",
+        )
+    }
+
     pub fn with_payment_id(mut self, payment_id: impl Into<String>) -> Self {
         self.payment_id = Some(payment_id.into());
         self

@@ -24,6 +24,7 @@ async fn undelivered_events_survive_kill_9_and_are_all_delivered_after_restart()
     let (_dir, data) = temp_data_dir();
     let url = sink.uri();
     let env = [
+        ("PAYKEEP_NOTIFICATIONS__ALLOW_PRIVATE_TARGETS", "true"),
         ("PAYKEEP_NOTIFICATIONS__WEBHOOK__ENABLED", "true"),
         ("PAYKEEP_NOTIFICATIONS__WEBHOOK__URL", url.as_str()),
         ("PAYKEEP_NOTIFICATIONS__WEBHOOK__SECRET", WEBHOOK_SECRET),

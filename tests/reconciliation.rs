@@ -355,3 +355,46 @@ async fn bad_requests_are_refused() {
         .problem(404, "not_found");
     svc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn totals_that_would_overflow_are_422_naming_the_row() {
+    let svc = start(|_| {}).await;
+    let max = i64::MAX;
+    // Issue 13: these rows once reported a provider total of 3.
+    let csv = format!(
+        "provider_payment_id,amount,currency,status\npi_max1,{max},USD,succeeded\npi_max2,{max},USD,succeeded\npi_five,5,USD,succeeded\n"
+    );
+    let answer = post_csv(&svc, &today(), &csv).await;
+    let detail = answer.problem(422, "reconciliation_overflow")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        detail.contains("data row 2") && detail.contains("pi_max2"),
+        "{detail}"
+    );
+    // The most negative amount the CSV can hold is past i64 on its own.
+    let csv = format!(
+        "provider_payment_id,amount,currency,status\nre_min,{},USD,succeeded\n",
+        i64::MIN
+    );
+    let detail = post_csv(&svc, &today(), &csv)
+        .await
+        .problem(422, "reconciliation_overflow")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        detail.contains("data row 1") && detail.contains("re_min"),
+        "{detail}"
+    );
+    // The largest total that fits is reported exactly.
+    let csv = format!(
+        "provider_payment_id,amount,currency,status\npi_a,{},USD,succeeded\npi_b,5,USD,succeeded\n",
+        max - 5
+    );
+    let report = post_csv(&svc, &today(), &csv).await;
+    assert_eq!(report.status, 201, "{}", report.text);
+    assert_eq!(report.json()["provider_total"], json!(max));
+    svc.shutdown().await;
+}

@@ -129,7 +129,8 @@ async fn card_errors_are_declines_with_the_issuers_code() {
         outcome,
         ChargeOutcome::Declined {
             code: "insufficient_funds".into(),
-            message: "Your card has insufficient funds.".into(),
+            // From the fixed table, not the provider's text.
+            message: "The card has insufficient funds.".into(),
             provider_payment_id: Some("pi_9".into()),
         }
     );
@@ -180,6 +181,65 @@ async fn other_client_errors_are_terminal() {
     )
     .await;
     assert!(matches!(auth, ChargeOutcome::Declined { .. }));
+}
+
+#[tokio::test]
+async fn the_providers_text_never_reaches_the_failure_message() {
+    let echo = format!("Invalid request: Authorization: Bearer {KEY}");
+    let outcome = charge_answer(
+        400,
+        json!({"error": {"type": "invalid_request_error", "code": "parameter_invalid_integer",
+            "message": echo}}),
+    )
+    .await;
+    let ChargeOutcome::Declined { code, message, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(code, "parameter_invalid_integer");
+    assert_eq!(message, "The card was declined.");
+    // A refund's too.
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(
+            json!({"error": {"type": "invalid_request_error", "code": "charge_already_refunded", "message": echo}}),
+        ))
+        .mount(&server)
+        .await;
+    let refunded = connector(&server).refund(&refund()).await;
+    let RefundOutcome::Failed { message, .. } = refunded else {
+        panic!("{refunded:?}")
+    };
+    assert_eq!(message, "The payment was already refunded.");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_and_no_referer_is_sent() {
+    let elsewhere = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": "pi_x", "status": "succeeded"})),
+        )
+        .expect(0)
+        .mount(&elsewhere)
+        .await;
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(307).insert_header(
+            "location",
+            format!("{}/v1/payment_intents", elsewhere.uri()),
+        ))
+        .mount(&server)
+        .await;
+    let outcome = connector(&server).charge(&charge()).await;
+    // No answer: retried later with the same key, never a decline or a success.
+    assert!(
+        matches!(outcome, ChargeOutcome::Retryable { .. }),
+        "{outcome:?}"
+    );
+    for request in server.received_requests().await.unwrap() {
+        assert!(request.headers.get("referer").is_none());
+    }
+    elsewhere.verify().await;
 }
 
 #[tokio::test]

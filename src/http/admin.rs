@@ -7,8 +7,13 @@ use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use crate::http::{auth, State};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use crate::http::{auth, json_response, State};
+use crate::notify::channels;
 use crate::problem::Problem;
+use crate::redact::Redactor;
 use crate::store::StoreError;
 
 /// Default page size of admin lists.
@@ -87,8 +92,29 @@ pub fn list(data: Vec<Value>, has_more: bool, next_after: Option<Value>) -> Valu
     })
 }
 
+/// The redactor of every configured secret: the service's own (provider key and webhook
+/// secret, admin token, merchant keys) and the notification settings in force.
+pub fn redactor(state: &State) -> Redactor {
+    let notifications = channels::secrets(&state.notify.core.settings.current());
+    Redactor::new(
+        state
+            .config
+            .secrets()
+            .into_iter()
+            .chain(notifications.iter().map(String::as_str)),
+    )
+}
+
+/// Every admin answer with a body: JSON with every configured secret redacted, whatever
+/// the body quotes (an attempt's error, an event's payload, a report).
+pub fn answer(state: &State, status: StatusCode, body: impl AsRef<str>) -> Response {
+    json_response(status, redactor(state).redact(body.as_ref()))
+}
+
 /// Logs a store failure and answers a bare 500.
 pub fn internal(error: StoreError) -> Problem {
-    tracing::error!(operation = "admin", %error, "store failure in an admin request");
+    if let Some(suppressed) = crate::log_throttle::STORE_FAILURES.admit(&error.to_string()) {
+        tracing::error!(operation = "admin", %error, suppressed, "store failure in an admin request");
+    }
     Problem::internal()
 }

@@ -11,7 +11,7 @@ use warp::Filter;
 use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{json_response, raw_query, respond, with_authorization, State};
+use crate::http::{raw_query, respond, with_authorization, State};
 use crate::notify::ops::{OpsError, RedriveFilter};
 use crate::problem::Problem;
 
@@ -22,7 +22,7 @@ pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let list = warp::path!("admin" / "deliveries")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .and(raw_query())
         .then(
@@ -34,7 +34,7 @@ pub fn routes(
             },
         );
     let one = warp::path!("admin" / "deliveries" / String)
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
@@ -143,7 +143,8 @@ fn list(state: &State, authorization: Option<&str>, query: &str) -> Result<Respo
         found.last().map(|d| Value::from(d.id.clone()))
     };
     let data = found.iter().map(Delivery::to_json_value).collect();
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::OK,
         admin::list(data, has_more, next_after).to_string(),
     ))
@@ -159,7 +160,8 @@ fn get(state: &State, authorization: Option<&str>, id: &str) -> Result<Response,
         .delivery_or_planned(id)
         .map_err(admin::internal)?
         .ok_or_else(|| Problem::not_found("delivery"))?;
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::OK,
         delivery.to_json_value().to_string(),
     ))
@@ -175,7 +177,8 @@ async fn redrive(
         return Err(Problem::not_found("delivery"));
     }
     match state.notify.core.redrive(id).await {
-        Ok(delivery) => Ok(json_response(
+        Ok(delivery) => Ok(crate::http::admin::answer(
+            state,
             StatusCode::OK,
             delivery.to_json_value().to_string(),
         )),
@@ -207,7 +210,8 @@ async fn redrive_bulk(
         until_ms: admin::time_ms(&params, "until")?,
     };
     match state.notify.core.redrive_bulk(filter).await {
-        Ok(done) => Ok(json_response(
+        Ok(done) => Ok(crate::http::admin::answer(
+            state,
             StatusCode::OK,
             json!({"redriven": done.redriven, "has_more": done.has_more}).to_string(),
         )),

@@ -10,14 +10,14 @@ use warp::Filter;
 use crate::domain::event::Event;
 use crate::domain::time::format_rfc3339_ms;
 use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{json_response, raw_query, respond, with_authorization, State};
+use crate::http::{raw_query, respond, with_authorization, State};
 use crate::problem::Problem;
 
 pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     warp::path!("admin" / "events")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .and(raw_query())
         .then(
@@ -48,7 +48,8 @@ fn list(state: &State, authorization: Option<&str>, query: &str) -> Result<Respo
     events.truncate(limit);
     let next_after = events.last().map(|(seq, _)| json!(seq.to_string()));
     let data = events.iter().map(|(seq, e)| event_json(*seq, e)).collect();
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::OK,
         admin::list(data, has_more, next_after).to_string(),
     ))

@@ -11,7 +11,7 @@ use warp::Filter;
 use crate::domain::delivery::Delivery;
 use crate::http::admin;
 use crate::http::admin_events::event_json;
-use crate::http::{json_response, raw_query, respond, with_authorization, State};
+use crate::http::{raw_query, respond, with_authorization, State};
 use crate::notify::dispatcher::{PASS_LIMIT_DEFAULT, PASS_LIMIT_MAX};
 use crate::problem::Problem;
 
@@ -56,7 +56,8 @@ async fn dispatch(
         .pass(limit)
         .await
         .map_err(admin::internal)?;
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::OK,
         serde_json::to_string(&counts).unwrap_or_default(),
     ))
@@ -75,5 +76,9 @@ async fn test(state: &State, authorization: Option<&str>) -> Result<Response, Pr
         "event": event_json(seq, &event),
         "deliveries": deliveries.iter().map(Delivery::to_json_value).collect::<Vec<_>>(),
     });
-    Ok(json_response(StatusCode::ACCEPTED, body.to_string()))
+    Ok(crate::http::admin::answer(
+        state,
+        StatusCode::ACCEPTED,
+        body.to_string(),
+    ))
 }

@@ -9,7 +9,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::http::admin;
-use crate::http::{body, json_response, respond, with_authorization, State};
+use crate::http::{body, respond, with_authorization, State};
 use crate::notify::ops::OpsError;
 use crate::notify::settings::SettingsError;
 use crate::problem::Problem;
@@ -18,12 +18,13 @@ pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let get = warp::path!("admin" / "settings" / "notifications")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .then(|state: State, authorization: Option<String>| async move {
             respond(&state.metrics, "admin_settings_get", async {
                 admin::authorize(&state, authorization.as_deref())?;
-                Ok(json_response(
+                Ok(crate::http::admin::answer(
+                    &state,
                     StatusCode::OK,
                     state.notify.core.settings.redacted_json().to_string(),
                 ))
@@ -33,14 +34,17 @@ pub fn routes(
     let put = warp::path!("admin" / "settings" / "notifications")
         .and(warp::put())
         .and(with_authorization(state))
+        .and(body::head())
         .and(warp::body::stream())
         .then(
-            |state: State, authorization: Option<String>, stream| async move {
+            |state: State, authorization: Option<String>, head: body::BodyHead, stream| async move {
                 respond(&state.metrics, "admin_settings_put", async {
                     admin::authorize(&state, authorization.as_deref())?;
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, limit).await?;
-                    put(&state, &bytes).await
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
+                    put(&state, &head, &bytes).await
                 })
                 .await
             },
@@ -48,10 +52,14 @@ pub fn routes(
     get.or(put).unify()
 }
 
-async fn put(state: &State, bytes: &[u8]) -> Result<Response, Problem> {
-    let value = body::parse_json(bytes)?;
+async fn put(state: &State, head: &body::BodyHead, bytes: &[u8]) -> Result<Response, Problem> {
+    let value = body::json(head, bytes)?;
     match state.notify.core.apply_settings(&value).await {
-        Ok(settings) => Ok(json_response(StatusCode::OK, settings.to_string())),
+        Ok(settings) => Ok(crate::http::admin::answer(
+            state,
+            StatusCode::OK,
+            settings.to_string(),
+        )),
         Err(OpsError::Settings(SettingsError::Malformed { detail })) => {
             Err(Problem::invalid("", detail))
         }

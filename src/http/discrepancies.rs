@@ -9,7 +9,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::reconciliations::recon_problem;
-use crate::http::{auth, body, json_response, respond, with_authorization, State};
+use crate::http::{auth, body, respond, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::run::resolve;
 
@@ -32,14 +32,21 @@ pub fn routes(
     warp::path!("admin" / "discrepancies" / String / "resolve")
         .and(warp::post())
         .and(with_authorization(state))
+        .and(body::head())
         .and(warp::body::stream())
         .then(
-            |id: String, state: State, authorization: Option<String>, stream| async move {
+            |id: String,
+             state: State,
+             authorization: Option<String>,
+             head: body::BodyHead,
+             stream| async move {
                 respond(&state.metrics, "resolve_discrepancy", async {
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, limit).await?;
-                    resolve_one(&state, &id, &bytes).await
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
+                    resolve_one(&state, &id, &head, &bytes).await
                 })
                 .await
             },
@@ -57,8 +64,13 @@ fn check(field: &str, value: &str, chars_max: usize) -> Result<(), Problem> {
     Ok(())
 }
 
-async fn resolve_one(state: &State, id: &str, bytes: &[u8]) -> Result<Response, Problem> {
-    let request: ResolveBody = body::typed(body::parse_json(bytes)?)?;
+async fn resolve_one(
+    state: &State,
+    id: &str,
+    head: &body::BodyHead,
+    bytes: &[u8],
+) -> Result<Response, Problem> {
+    let request: ResolveBody = body::typed(body::json(head, bytes)?)?;
     check("resolution", &request.resolution, RESOLUTION_CHARS_MAX)?;
     check("operator", &request.operator, OPERATOR_CHARS_MAX)?;
     if !is_valid_id(id, prefix::DISCREPANCY) {
@@ -75,7 +87,8 @@ async fn resolve_one(state: &State, id: &str, bytes: &[u8]) -> Result<Response, 
     )
     .await
     .map_err(recon_problem)?;
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::OK,
         resolved.to_value().to_string(),
     ))

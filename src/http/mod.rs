@@ -16,13 +16,14 @@ pub mod problem;
 pub mod provider_webhooks;
 pub mod reconciliations;
 pub mod refunds;
+pub mod server;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use warp::http::StatusCode;
+use warp::http::{header, HeaderValue, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
@@ -84,10 +85,68 @@ pub fn with_state(state: &State) -> impl Filter<Extract = (State,), Error = Infa
 
 /// The shared state and the raw `Authorization` header (absent → `None`), which every
 /// authenticated route checks itself so a missing header answers 401 problem+json.
+///
+/// A value that is not visible ASCII cannot hold a Bearer token: it is passed on as the
+/// empty string, which no key matches, so it answers 401 from the handler (DESIGN §2:
+/// never a rejection that would surface as 405).
 pub fn with_authorization(
     state: &State,
-) -> impl Filter<Extract = (State, Option<String>), Error = warp::Rejection> + Clone {
-    with_state(state).and(warp::header::optional::<String>("authorization"))
+) -> impl Filter<Extract = (State, Option<String>), Error = Infallible> + Clone {
+    with_state(state).and(
+        optional_header("authorization").map(|value: Option<HeaderValue>| {
+            value.map(|v| {
+                v.to_str()
+                    .ok()
+                    .filter(|t| t.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+        }),
+    )
+}
+
+/// One header's raw value, `None` when absent; never rejects (a value that is not text is
+/// the handler's to refuse).
+pub fn optional_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<HeaderValue>,), Error = Infallible> + Clone {
+    warp::header::value(name)
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
+}
+
+/// The `Idempotency-Key` header of a POST, checked by the handler after authentication:
+/// `Ok(None)` when absent, 400 `invalid_request` when sent twice or not text (its length
+/// and characters are checked by `validate_header_key`).
+pub type HeaderKey = Result<Option<String>, Problem>;
+
+/// Extracts the [`HeaderKey`]; never rejects, so a bad key cannot turn into 405.
+pub fn idempotency_key() -> impl Filter<Extract = (HeaderKey,), Error = Infallible> + Clone {
+    warp::header::headers_cloned().map(|headers: warp::http::HeaderMap| {
+        let mut values = headers.get_all("idempotency-key").iter();
+        let Some(first) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(Problem::invalid(
+                "Idempotency-Key",
+                "Idempotency-Key must be sent once",
+            ));
+        }
+        first.to_str().map(|k| Some(k.to_owned())).map_err(|_| {
+            Problem::invalid(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            )
+        })
+    })
+}
+
+/// `GET`, and `HEAD` wherever `GET` is (DESIGN §2): hyper sends a HEAD answer's headers
+/// without its body.
+pub fn get() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    warp::get().or(warp::head()).unify()
 }
 
 /// The raw query string, empty when there is none.
@@ -123,7 +182,9 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
         .unify()
         .or(admin_settings::routes(state).boxed())
         .unify()
-        .recover(move |rejection| recover(Arc::clone(&metrics), rejection))
+        .or(warp::method().and(warp::path::full()).map(
+            move |method, path: warp::path::FullPath| unmatched(&metrics, &method, path.as_str()),
+        ))
         .unify()
 }
 
@@ -160,25 +221,66 @@ pub async fn observe(
     response
 }
 
-async fn recover(metrics: Arc<Metrics>, rejection: Rejection) -> Result<Response, Infallible> {
-    let problem = if rejection.is_not_found() {
-        Problem::new(404, "not_found", "Not found", "no such route")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        Problem::new(
-            405,
-            "method_not_allowed",
-            "Method not allowed",
-            "method not allowed on this route",
-        )
+/// The answer when no route took the request, decided from [`ROUTES`]: 404 for a path no
+/// route has; 405 with `Allow` for a path some route has under another method; 400 when
+/// the route exists but the request could not be read (a header that is not text).
+fn unmatched(metrics: &Metrics, method: &Method, path: &str) -> Response {
+    let allowed = allowed_methods(path);
+    let method = if method == Method::HEAD {
+        "GET"
     } else {
-        Problem::invalid("", "the request could not be read")
+        method.as_str()
     };
-    let response = problem::response(&problem);
+    let response = if allowed.is_empty() {
+        problem::response(&Problem::new(
+            404,
+            "not_found",
+            "Not found",
+            "no such route",
+        ))
+    } else if allowed.contains(&method) {
+        problem::response(&Problem::invalid("", "the request could not be read"))
+    } else {
+        let mut response = problem::response(&Problem::method_not_allowed());
+        if let Ok(allow) = HeaderValue::from_str(&allow_header(&allowed)) {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+        response
+    };
     metrics
         .http_requests_total
         .with_label_values(&["unmatched", response.status().as_str()])
         .inc();
-    Ok(response)
+    response
+}
+
+/// The methods [`ROUTES`] has for `path` (a `{name}` template segment matches any one
+/// non-empty segment).
+pub fn allowed_methods(path: &str) -> Vec<&'static str> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut methods: Vec<&'static str> = ROUTES
+        .iter()
+        .filter(|(_, template)| {
+            let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
+            parts.len() == segments.len()
+                && parts.iter().zip(&segments).all(|(part, segment)| {
+                    part == segment || (part.starts_with('{') && !segment.is_empty())
+                })
+        })
+        .map(|(method, _)| *method)
+        .collect();
+    methods.sort_unstable();
+    methods.dedup();
+    methods
+}
+
+/// The `Allow` value of `methods`, with `HEAD` beside `GET`.
+fn allow_header(methods: &[&str]) -> String {
+    let mut all: Vec<&str> = methods.to_vec();
+    if all.contains(&"GET") {
+        all.push("HEAD");
+    }
+    all.join(", ")
 }
 
 /// A JSON response with `status`.

@@ -19,7 +19,7 @@ pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
     let healthz = warp::path!("healthz")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_state(state))
         .then(|state: State| async move {
             observe(&state.metrics, "healthz", async {
@@ -28,14 +28,14 @@ pub fn routes(
             .await
         });
     let readyz = warp::path!("readyz")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_state(state))
         .then(|state: State| async move {
             let metrics = Arc::clone(&state.metrics);
             observe(&metrics, "readyz", readyz(state)).await
         });
     let metrics = warp::path!("metrics")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_state(state))
         .then(|state: State| async move {
             observe(&state.metrics, "metrics", async {
@@ -49,7 +49,7 @@ pub fn routes(
             .await
         });
     let openapi = warp::path!("openapi.json")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_state(state))
         .then(|state: State| async move {
             observe(&state.metrics, "openapi", async {

@@ -16,7 +16,8 @@ use crate::domain::payment::{CreatePaymentBody, Payment};
 use crate::domain::refund::Refund;
 use crate::domain::time::now_ms;
 use crate::http::{
-    auth, body, json_response, problem, raw_query, respond, with_authorization, State,
+    auth, body, idempotency_key, json_response, problem, raw_query, respond, with_authorization,
+    HeaderKey, State,
 };
 use crate::problem::Problem;
 use crate::shard::claims::{other_order_problem, ClaimError};
@@ -33,18 +34,23 @@ pub fn routes(
     let create = warp::path!("v1" / "payments")
         .and(warp::post())
         .and(with_authorization(state))
-        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(idempotency_key())
+        .and(body::head())
         .and(warp::body::stream())
-        .then(|state: State, authorization, key, stream| async move {
-            respond(&state.metrics, "create_payment", async {
-                let bytes =
-                    body::read_limited(stream, state.config.server.body_limit_bytes).await?;
-                create(&state, authorization, key, &bytes).await
-            })
-            .await
-        });
+        .then(
+            |state: State, authorization, key, head, stream| async move {
+                respond(&state.metrics, "create_payment", async {
+                    let limit = state.config.server.body_limit_bytes;
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
+                    create(&state, authorization, key, &head, &bytes).await
+                })
+                .await
+            },
+        );
     let get = warp::path!("v1" / "payments" / String)
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
@@ -55,7 +61,7 @@ pub fn routes(
             },
         );
     let by_order = warp::path!("v1" / "payments")
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .and(raw_query())
         .then(
@@ -72,14 +78,16 @@ pub fn routes(
 async fn create(
     state: &State,
     authorization: Option<String>,
-    header_key: Option<String>,
+    header_key: HeaderKey,
+    head: &body::BodyHead,
     bytes: &[u8],
 ) -> Result<Response, Problem> {
     let merchant_id = auth::merchant(&state.config.merchants, authorization.as_deref())?.to_owned();
+    let header_key = header_key?;
     if let Some(key) = &header_key {
         validate_header_key(key)?;
     }
-    let value = body::parse_json(bytes)?;
+    let value = body::json(head, bytes)?;
     let fingerprint = Fingerprint::new("POST", PAYMENTS_PATH, &value);
     let scope = match header_key {
         Some(key) => KeyScope::Header(key),
@@ -271,6 +279,8 @@ async fn answer_payment(
 
 /// Logs a store read failure and answers a bare 500.
 pub(crate) fn internal(error: crate::store::StoreError) -> Problem {
-    tracing::error!(operation = "read", %error, "store read failed");
+    if let Some(suppressed) = crate::log_throttle::STORE_FAILURES.admit(&error.to_string()) {
+        tracing::error!(operation = "read", %error, suppressed, "store read failed");
+    }
     Problem::internal()
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
-use warp::http::StatusCode;
+use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
@@ -30,7 +30,7 @@ use crate::domain::time::now_ms;
 use crate::domain::webhook::{webhook_failed_event, ProcessedWebhook};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::http::payments::internal;
-use crate::http::{body, json_response, observe, problem, with_state, State};
+use crate::http::{body, json_response, observe, optional_header, problem, with_state, State};
 use crate::problem::Problem;
 use crate::provider::signature::{self, SignatureError};
 use crate::provider::types::{ProviderError, ProviderPayment, ProviderPaymentStatus};
@@ -47,15 +47,18 @@ pub fn routes(
     warp::path!("v1" / "provider" / "webhooks")
         .and(warp::post())
         .and(with_state(state))
-        .and(warp::header::optional::<String>("stripe-signature"))
+        .and(optional_header("stripe-signature"))
+        .and(body::head())
         .and(warp::body::stream())
         .then(
-            |state: State, signature: Option<String>, stream| async move {
+            |state: State, signature: Option<HeaderValue>, head: body::BodyHead, stream| async move {
                 let metrics = Arc::clone(&state.metrics);
                 observe(&metrics, "provider_webhook", async move {
                     let limit = state.config.server.body_limit_bytes;
-                    let result = match body::read_limited(stream, limit).await {
-                        Ok(bytes) => receive(&state, signature.as_deref(), &bytes).await,
+                    // A signature that is not text verifies as a missing one.
+                    let signature = signature.as_ref().and_then(|v| v.to_str().ok());
+                    let result = match body::read_limited(stream, &head, limit, state.config.body_read_timeout()).await {
+                        Ok(bytes) => receive(&state, signature, &head, &bytes).await,
                         Err(p) => Err(p),
                     };
                     count(&state, &result);
@@ -86,6 +89,7 @@ fn count(state: &State, result: &Result<(Response, &'static str), Problem>) {
 async fn receive(
     state: &State,
     signature_header: Option<&str>,
+    head: &body::BodyHead,
     bytes: &[u8],
 ) -> Result<(Response, &'static str), Problem> {
     let provider = &state.config.provider;
@@ -105,7 +109,7 @@ async fn receive(
             format!("the Stripe-Signature header does not verify: {error}"),
         ));
     }
-    let event = body::parse_json(bytes)?;
+    let event = body::json(head, bytes)?;
     let id = event["id"].as_str().unwrap_or_default();
     let kind = event["type"].as_str().unwrap_or_default();
     if id.is_empty() || id.len() > EVENT_ID_CHARS_MAX || kind.is_empty() {

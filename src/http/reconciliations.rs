@@ -15,7 +15,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::payments::internal;
-use crate::http::{auth, body, json_response, raw_query, respond, with_authorization, State};
+use crate::http::{auth, body, raw_query, respond, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::csv_report;
 use crate::recon::run::{Recon, ReconError};
@@ -36,33 +36,33 @@ pub fn routes(
     let run = warp::path!("admin" / "reconciliations")
         .and(warp::post())
         .and(with_authorization(state))
-        .and(warp::header::optional::<String>("content-type"))
+        .and(body::head())
         .and(raw_query())
         .and(warp::body::stream())
         .then(
             |state: State,
              authorization: Option<String>,
-             content_type: Option<String>,
+             head: body::BodyHead,
              query: String,
              stream| async move {
                 respond(&state.metrics, "create_reconciliation", async {
-                    let csv = content_type
-                        .as_deref()
-                        .is_some_and(|c| c.starts_with("text/csv"));
+                    let csv = head.is_media_type("text/csv");
                     let limit = if csv {
                         CSV_BODY_BYTES_MAX
                     } else {
                         state.config.server.body_limit_bytes
                     };
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
-                    let bytes = body::read_limited(stream, limit).await?;
-                    run_one(&state, csv, &query, &bytes).await
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
+                    run_one(&state, &head, &query, &bytes).await
                 })
                 .await
             },
         );
     let get = warp::path!("admin" / "reconciliations" / String)
-        .and(warp::get())
+        .and(crate::http::get())
         .and(with_authorization(state))
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
@@ -89,8 +89,13 @@ fn parse_date(text: &str) -> Result<time::Date, Problem> {
     Ok(date)
 }
 
-async fn run_one(state: &State, csv: bool, query: &str, bytes: &[u8]) -> Result<Response, Problem> {
-    let (date, uploaded) = if csv {
+async fn run_one(
+    state: &State,
+    head: &body::BodyHead,
+    query: &str,
+    bytes: &[u8],
+) -> Result<Response, Problem> {
+    let (date, uploaded) = if head.is_media_type("text/csv") {
         let params: HashMap<String, String> = serde_urlencoded::from_str(query)
             .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
         let date = params
@@ -99,7 +104,7 @@ async fn run_one(state: &State, csv: bool, query: &str, bytes: &[u8]) -> Result<
         let rows = csv_report::parse(bytes).map_err(|e| Problem::invalid("body", e))?;
         (parse_date(date)?, Some(rows))
     } else {
-        let run: RunBody = body::typed(body::parse_json(bytes)?)?;
+        let run: RunBody = body::typed(body::json(head, bytes)?)?;
         (parse_date(&run.date)?, None)
     };
     let recon = Recon {
@@ -112,7 +117,8 @@ async fn run_one(state: &State, csv: bool, query: &str, bytes: &[u8]) -> Result<
     for d in &discrepancies {
         counter.with_label_values(&[d.kind.as_str()]).inc();
     }
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::CREATED,
         report.to_value(&discrepancies).to_string(),
     ))
@@ -137,6 +143,12 @@ pub fn recon_problem(error: ReconError) -> Problem {
             "reconciliation_too_large",
             "Reconciliation too large",
             error.to_string(),
+        ),
+        ReconError::TotalOverflow { .. } => Problem::new(
+            422,
+            "reconciliation_overflow",
+            "Reconciliation totals overflow",
+            format!("{error}; no report was stored"),
         ),
         ReconError::NotFound => Problem::not_found("discrepancy"),
         ReconError::AlreadyResolved => Problem::new(
@@ -173,7 +185,8 @@ async fn get_one(
     for id in &report.discrepancy_ids {
         discrepancies.extend(state.store.discrepancy(id).map_err(internal)?);
     }
-    Ok(json_response(
+    Ok(crate::http::admin::answer(
+        state,
         StatusCode::OK,
         report.to_value(&discrepancies).to_string(),
     ))

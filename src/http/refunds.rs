@@ -17,7 +17,7 @@ use crate::domain::machine::Reply;
 use crate::domain::refund::{default_key_value, CreateRefundBody, RefundRules};
 use crate::domain::refund_machine::RefundCommand;
 use crate::http::payments::{internal, reply_response};
-use crate::http::{auth, body, respond, with_authorization, State};
+use crate::http::{auth, body, idempotency_key, respond, with_authorization, HeaderKey, State};
 use crate::problem::Problem;
 use crate::shard::claims::{other_order_problem, ClaimError, ClaimGuard};
 use crate::shard::messages::{Job, PaymentKey, RefundJob};
@@ -29,14 +29,17 @@ pub fn routes(
     warp::path!("v1" / "payments" / String / "refunds")
         .and(warp::post())
         .and(with_authorization(state))
-        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(idempotency_key())
+        .and(body::head())
         .and(warp::body::stream())
         .then(
-            |id: String, state: State, authorization, key, stream| async move {
+            |id: String, state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_refund", async {
                     let limit = state.config.server.body_limit_bytes;
-                    let bytes = body::read_limited(stream, limit).await?;
-                    create(&state, &id, authorization, key, &bytes).await
+                    let bytes =
+                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
+                            .await?;
+                    create(&state, &id, authorization, key, &head, &bytes).await
                 })
                 .await
             },
@@ -47,14 +50,16 @@ async fn create(
     state: &State,
     payment_id: &str,
     authorization: Option<String>,
-    header_key: Option<String>,
+    header_key: HeaderKey,
+    head: &body::BodyHead,
     bytes: &[u8],
 ) -> Result<Response, Problem> {
     let merchant_id = auth::merchant(&state.config.merchants, authorization.as_deref())?.to_owned();
+    let header_key = header_key?;
     if let Some(key) = &header_key {
         validate_header_key(key)?;
     }
-    let value = body::parse_json(bytes)?;
+    let value = body::json(head, bytes)?;
     let fingerprint = Fingerprint::new(
         "POST",
         &format!("/v1/payments/{payment_id}/refunds"),

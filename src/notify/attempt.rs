@@ -7,14 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::NotificationsConfig;
-use crate::domain::delivery::{Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus};
+use crate::domain::delivery::{
+    truncate_utf8, Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus, ERROR_TEXT_BYTES_MAX,
+};
 use crate::domain::event::Event;
 use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_BODY_BYTES_MAX};
 use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
 use crate::notify::template::Message;
-use crate::notify::{fault, Core};
+use crate::notify::{egress, fault, Core};
+use crate::redact::Redactor;
 
 /// A delivery handed to a notifier, with its in-flight slot.
 pub struct Job {
@@ -109,17 +112,28 @@ async fn send(
         delivery,
         now_s: now_ms() / 1000,
     };
-    let secrets = channels::secrets(config);
+    let redactor = channels::redactor(config);
     let outgoing = match channels::build(channel, config, &request) {
         Ok(outgoing) => outgoing,
         Err(verdict) => {
             return Sent {
-                verdict: scrub(verdict, &secrets),
+                verdict: scrub(verdict, &redactor),
                 http_status: None,
                 duration: Duration::ZERO,
             }
         }
     };
+    // The resolver checks every name at connect time; an IP literal is never resolved, so
+    // it is checked here (and a URL refused since the settings were written, too).
+    if let Err(reason) = egress::check_url(&outgoing.url, config.allow_private_targets) {
+        return Sent {
+            verdict: Verdict::Rejected {
+                error: format!("target refused: {reason}"),
+            },
+            http_status: None,
+            duration: Duration::ZERO,
+        };
+    }
     let timeout = Duration::from_millis(config.request_timeout_ms);
     let started = Instant::now();
     let result = post(&core.client, outgoing, timeout).await;
@@ -134,7 +148,12 @@ async fn send(
             .observe(duration.as_secs_f64());
     }
     let (verdict, http_status) = match result {
-        Ok(reply) => (channels::classify(channel, &reply), Some(reply.status)),
+        Ok(mut reply) => {
+            // Before classification quotes (and cuts) it: a secret cut in half by the quote's
+            // limit would no longer be found whole.
+            reply.body = redactor.redact(&reply.body);
+            (channels::classify(channel, &reply), Some(reply.status))
+        }
         Err(error) => (
             Verdict::Retryable {
                 error,
@@ -144,14 +163,24 @@ async fn send(
         ),
     };
     Sent {
-        verdict: scrub(verdict, &secrets),
+        verdict: scrub(verdict, &redactor),
         http_status,
         duration,
     }
 }
 
-fn scrub(verdict: Verdict, secrets: &[String]) -> Verdict {
-    let clean = |e: String| channels::scrub(&e, secrets);
+/// DESIGN §3: a stored attempt error is at most 512 bytes.
+const _: () = assert!(ERROR_TEXT_BYTES_MAX <= 512);
+
+/// The verdict with its error redacted, then cut to [`ERROR_TEXT_BYTES_MAX`] (in that
+/// order, so a cut cannot leave part of a secret behind); a dead or paused delivery's
+/// reason quotes it.
+fn scrub(verdict: Verdict, redactor: &Redactor) -> Verdict {
+    let clean = |e: String| {
+        let mut clean = redactor.redact(&e);
+        truncate_utf8(&mut clean, ERROR_TEXT_BYTES_MAX);
+        clean
+    };
     match verdict {
         Verdict::Delivered => Verdict::Delivered,
         Verdict::Retryable { error, retry_after } => Verdict::Retryable {

@@ -16,6 +16,7 @@ pub mod actor;
 pub mod attempt;
 pub mod channels;
 pub mod dispatcher;
+pub mod egress;
 pub mod fanout;
 pub mod fault;
 pub mod in_flight;
@@ -119,6 +120,12 @@ impl Notifications {
             settings: Arc::clone(&settings),
             wake: Arc::clone(&wake),
         }));
+        let client = egress::client(in_flight::IN_FLIGHT_MAX_PER_CHANNEL, {
+            let settings = Arc::clone(&settings);
+            Arc::new(move || settings.current().allow_private_targets)
+        })
+        // Start-up only; a client without the egress rules is no fallback.
+        .expect("the notification HTTP client (rustls) builds");
         let core = Arc::new(Core {
             store,
             committer: CommitSlot(RwLock::new(Some(committer))),
@@ -126,10 +133,7 @@ impl Notifications {
             metrics: NotifyMetrics::register(metrics.registry()),
             in_flight: Arc::new(InFlight::new(Arc::clone(&wake))),
             wake,
-            client: reqwest::Client::builder()
-                .pool_max_idle_per_host(in_flight::IN_FLIGHT_MAX_PER_CHANNEL)
-                .build()
-                .unwrap_or_default(),
+            client,
             settings_lock: tokio::sync::Mutex::new(()),
         });
         // A restart may come with fixed credentials: paused deliveries get another try

@@ -2,6 +2,7 @@
 //! Stripe-compatible HTTP connector. The shard actor calls a connector with the attempt's
 //! provider idempotency key and its own deadline (`provider.timeout_ms`).
 
+pub mod declines;
 pub mod metrics;
 pub mod sandbox;
 pub mod signature;

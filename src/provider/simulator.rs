@@ -140,10 +140,11 @@ impl Simulator {
     }
 }
 
-fn declined(code: &str, message: &str, key: &str) -> ChargeOutcome {
+/// A decline with `code`, its message from the same table as a real provider's.
+fn declined(code: &str, key: &str) -> ChargeOutcome {
     ChargeOutcome::Declined {
         code: code.to_owned(),
-        message: message.to_owned(),
+        message: crate::provider::declines::charge_failure_message(code).to_owned(),
         provider_payment_id: Some(Simulator::provider_payment_id(key)),
     }
 }
@@ -252,12 +253,8 @@ impl Simulator {
         };
         match request.payment_method.as_str() {
             "pm_card_visa" => succeeded,
-            "pm_card_chargeDeclined" => declined("card_declined", "Your card was declined.", key),
-            "pm_card_chargeDeclinedInsufficientFunds" => declined(
-                "insufficient_funds",
-                "Your card has insufficient funds.",
-                key,
-            ),
+            "pm_card_chargeDeclined" => declined("card_declined", key),
+            "pm_card_chargeDeclinedInsufficientFunds" => declined("insufficient_funds", key),
             "pm_sim_transient" => {
                 if self.first_call(key) {
                     ChargeOutcome::Retryable {
@@ -269,11 +266,7 @@ impl Simulator {
             }
             // Its one late answer is the caller's (see `charge`).
             "pm_sim_timeout" => succeeded,
-            _ => declined(
-                "invalid_payment_method",
-                "The payment method is not one the simulator knows.",
-                key,
-            ),
+            _ => declined("invalid_payment_method", key),
         }
     }
 }

@@ -12,6 +12,15 @@
 //! message, payment_intent}}` (docs.stripe.com/api/errors): 402 (`card_error`) is a
 //! decline with its code; 409 (concurrent use of a key), 429, 5xx, timeouts and connection
 //! errors are retryable with the same key; any other 4xx is terminal.
+//!
+//! The provider's error text never leaves this file: a failure's `failure_message` comes
+//! from the fixed table of [`crate::provider::declines`] by its code, and the text is
+//! logged with the secret key redacted in every encoding (a provider answering 400 with our
+//! `Authorization` in its message once put `Bearer sk_live_…` in a merchant's answer).
+//!
+//! Egress (DESIGN §3): redirects are not followed (a 3xx is no answer, retried with the
+//! same key) and no `Referer` is sent. The base URL is the operator's choice, so loopback
+//! (the sandbox) is allowed.
 
 use std::time::Duration;
 
@@ -19,10 +28,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::provider::declines::{charge_failure_message, refund_failure_message};
 use crate::provider::types::{
     ProviderError, ProviderPayment, ProviderPaymentStatus, SettlementKind, SettlementRow,
 };
 use crate::provider::Connector;
+use crate::redact::Redactor;
 
 /// The API version whose shapes this connector reads.
 pub const STRIPE_VERSION: &str = "2024-06-20";
@@ -40,6 +51,8 @@ pub struct StripeConnector {
     client: reqwest::Client,
     base_url: String,
     secret_key: String,
+    /// Removes the secret key from the provider's text before it is logged.
+    redactor: Redactor,
 }
 
 /// How an HTTP exchange ended, before it is read as a charge, a refund or a retrieval.
@@ -67,13 +80,30 @@ impl StripeConnector {
             .connect_timeout(timeout.min(CONNECT_TIMEOUT_MAX))
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .user_agent(concat!("paykeep/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(StripeConnector {
             client,
             base_url: base_url.trim_end_matches('/').to_owned(),
             secret_key: secret_key.to_owned(),
+            redactor: Redactor::new([secret_key]),
         })
+    }
+
+    /// Logs the provider's own text of a refused request, redacted; it goes nowhere else.
+    fn log_refusal(&self, path: &str, exchange: &Exchange) {
+        if let Exchange::Error { status, error } = exchange {
+            let text = serde_json::to_string(error).unwrap_or_default();
+            tracing::warn!(
+                operation = "provider",
+                path,
+                status,
+                provider_error = %self.redactor.redact(&text),
+                "provider refused a request"
+            );
+        }
     }
 
     /// `POST {path}` with `params` form-encoded and `Idempotency-Key: key`.
@@ -93,7 +123,9 @@ impl StripeConnector {
                 "application/x-www-form-urlencoded",
             )
             .body(body);
-        exchange(request).await
+        let answer = exchange(request).await;
+        self.log_refusal(path, &answer);
+        answer
     }
 
     /// `GET {path}` with `query` pairs.
@@ -104,7 +136,9 @@ impl StripeConnector {
             .bearer_auth(&self.secret_key)
             .header("Stripe-Version", STRIPE_VERSION)
             .query(query);
-        exchange(request).await
+        let answer = exchange(request).await;
+        self.log_refusal(path, &answer);
+        answer
     }
 }
 
@@ -117,6 +151,11 @@ async fn exchange(request: reqwest::RequestBuilder) -> Exchange {
         Err(_) => return Exchange::Unanswered("request failed".to_owned()),
     };
     let status = response.status().as_u16();
+    if (300..400).contains(&status) {
+        return Exchange::Unanswered(format!(
+            "provider answered {status}, a redirect, which is not followed"
+        ));
+    }
     let body = match response.json::<Value>().await {
         Ok(body) => body,
         Err(_) if (200..300).contains(&status) => {
@@ -153,8 +192,14 @@ fn decline_code(error: &Value) -> String {
         .unwrap_or_else(|| "card_declined".to_owned())
 }
 
-fn message(error: &Value) -> String {
-    text(error, "message").unwrap_or_else(|| "the provider refused the request".to_owned())
+/// A declined charge of `error` (Stripe's error object), its message from the table.
+fn declined(error: &Value, provider_payment_id: Option<String>) -> ChargeOutcome {
+    let code = decline_code(error);
+    ChargeOutcome::Declined {
+        message: charge_failure_message(&code).to_owned(),
+        code,
+        provider_payment_id,
+    }
 }
 
 /// Reads a PaymentIntent's status as an outcome; `None` when it is not final.
@@ -165,24 +210,17 @@ fn payment_intent_outcome(pi: &Value) -> Option<ChargeOutcome> {
             provider_payment_id: id,
         }),
         Some("requires_payment_method") | Some("canceled") => {
-            let error = pi.get("last_payment_error").cloned().unwrap_or(Value::Null);
-            let code = if error.is_null() {
-                "payment_failed".to_owned()
-            } else {
-                decline_code(&error)
-            };
-            Some(ChargeOutcome::Declined {
-                code,
-                message: message(&error),
-                provider_payment_id: Some(id),
-            })
+            let error = pi
+                .get("last_payment_error")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"code": "payment_failed"}));
+            Some(declined(&error, Some(id)))
         }
         // 3-D Secure needs the customer; a server-side confirmation cannot finish it.
-        Some("requires_action") => Some(ChargeOutcome::Declined {
-            code: "authentication_required".to_owned(),
-            message: "the payment needs customer authentication".to_owned(),
-            provider_payment_id: Some(id),
-        }),
+        Some("requires_action") => Some(declined(
+            &serde_json::json!({"code": "authentication_required"}),
+            Some(id),
+        )),
         _ => None,
     }
 }
@@ -262,11 +300,14 @@ fn refund_outcome(refund: &Value) -> Option<RefundOutcome> {
         Some("succeeded") => Some(RefundOutcome::Succeeded {
             provider_refund_id: id.unwrap_or_default(),
         }),
-        Some("failed") | Some("canceled") => Some(RefundOutcome::Failed {
-            code: text(refund, "failure_reason").unwrap_or_else(|| "refund_failed".to_owned()),
-            message: "the provider could not complete the refund".to_owned(),
-            provider_refund_id: id,
-        }),
+        Some("failed") | Some("canceled") => {
+            let code = text(refund, "failure_reason").unwrap_or_else(|| "refund_failed".to_owned());
+            Some(RefundOutcome::Failed {
+                message: refund_failure_message(&code).to_owned(),
+                code,
+                provider_refund_id: id,
+            })
+        }
         _ => None,
     }
 }
@@ -280,8 +321,9 @@ fn provider_error(exchange: Exchange) -> ProviderError {
         Exchange::Error { status, .. } if retryable_status(status) => ProviderError::Unavailable {
             reason: format!("provider answered {status}"),
         },
-        Exchange::Error { status, error } => ProviderError::Rejected {
-            reason: format!("provider answered {status}: {}", message(&error)),
+        // The provider's text is in the log (`log_refusal`), not in the error.
+        Exchange::Error { status, .. } => ProviderError::Rejected {
+            reason: format!("provider answered {status}"),
         },
         Exchange::Unanswered(reason) => ProviderError::Unavailable { reason },
     }
@@ -358,11 +400,10 @@ impl Connector for StripeConnector {
                     reason: format!("provider answered {status}"),
                 }
             }
-            Exchange::Error { error, .. } => ChargeOutcome::Declined {
-                code: decline_code(&error),
-                message: message(&error),
-                provider_payment_id: error.get("payment_intent").and_then(|pi| text(pi, "id")),
-            },
+            Exchange::Error { error, .. } => declined(
+                &error,
+                error.get("payment_intent").and_then(|pi| text(pi, "id")),
+            ),
             Exchange::Unanswered(reason) => ChargeOutcome::Retryable { reason },
         }
     }
@@ -382,13 +423,16 @@ impl Connector for StripeConnector {
                     reason: format!("provider answered {status}"),
                 }
             }
-            Exchange::Error { error, .. } => RefundOutcome::Failed {
-                code: text(&error, "code")
+            Exchange::Error { error, .. } => {
+                let code = text(&error, "code")
                     .or_else(|| text(&error, "type"))
-                    .unwrap_or_else(|| "refund_refused".to_owned()),
-                message: message(&error),
-                provider_refund_id: None,
-            },
+                    .unwrap_or_else(|| "refund_refused".to_owned());
+                RefundOutcome::Failed {
+                    message: refund_failure_message(&code).to_owned(),
+                    code,
+                    provider_refund_id: None,
+                }
+            }
             Exchange::Unanswered(reason) => RefundOutcome::Retryable { reason },
         }
     }

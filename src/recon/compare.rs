@@ -52,43 +52,88 @@ pub struct Comparison {
 
 const SUCCEEDED: &str = "succeeded";
 
-fn signed(kind: SettlementKind, amount: u64) -> i64 {
-    let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+/// The row whose amount would take a total out of `i64` minor units: a report never
+/// shows a wrapped or clamped total.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TotalOverflow {
+    /// The provider's row at `index` (0-based) of the rows compared.
+    #[error("provider row {index} ({provider_id})", index = .index + 1)]
+    Provider { index: usize, provider_id: String },
+    /// One of our records of the day.
+    #[error("our record {payment_id}")]
+    Ours { payment_id: String },
+}
+
+/// `total + amount` (a refund subtracts), `None` when it does not fit in `i64`.
+fn add(total: i64, kind: SettlementKind, amount: u64) -> Option<i64> {
+    let amount = i64::try_from(amount).ok()?;
     match kind {
-        SettlementKind::Charge => amount,
-        SettlementKind::Refund => -amount,
+        SettlementKind::Charge => total.checked_add(amount),
+        SettlementKind::Refund => total.checked_sub(amount),
+    }
+}
+
+/// Adds one row to a total and to its currency's total.
+fn add_both(total: &mut i64, currency_total: &mut i64, kind: SettlementKind, amount: u64) -> bool {
+    match (
+        add(*total, kind, amount),
+        add(*currency_total, kind, amount),
+    ) {
+        (Some(t), Some(c)) => {
+            (*total, *currency_total) = (t, c);
+            true
+        }
+        _ => false,
     }
 }
 
 /// Compares the day's `ours` with the provider's `rows`; `lookup` finds any of our records
 /// by provider id (any day, any status).
+///
+/// # Errors
+/// [`TotalOverflow`] naming the first row a total cannot take.
 pub fn compare(
     ours: &[OurRow],
     rows: &[SettlementRow],
     lookup: impl Fn(&str) -> Option<OurRow>,
-) -> Comparison {
+) -> Result<Comparison, TotalOverflow> {
     let mut out = Comparison::default();
     let moved: Vec<&SettlementRow> = rows.iter().filter(|r| r.status == SUCCEEDED).collect();
-    for row in &moved {
+    for (index, row) in rows.iter().enumerate() {
+        if row.status != SUCCEEDED {
+            continue;
+        }
         out.provider_count += 1;
-        out.provider_total += signed(row.kind, row.amount);
         let totals = out
             .totals_by_currency
             .entry(row.currency.clone())
             .or_default();
-        totals.provider += signed(row.kind, row.amount);
+        if !add_both(
+            &mut out.provider_total,
+            &mut totals.provider,
+            row.kind,
+            row.amount,
+        ) {
+            return Err(TotalOverflow::Provider {
+                index,
+                provider_id: row.provider_id.clone(),
+            });
+        }
     }
     let by_id: HashMap<&str, &SettlementRow> =
         rows.iter().map(|r| (r.provider_id.as_str(), r)).collect();
     let mut matched: HashMap<&str, ()> = HashMap::new();
     for our in ours {
         out.our_count += 1;
-        out.our_total += signed(our.kind, our.amount);
         let totals = out
             .totals_by_currency
             .entry(our.currency.clone())
             .or_default();
-        totals.ours += signed(our.kind, our.amount);
+        if !add_both(&mut out.our_total, &mut totals.ours, our.kind, our.amount) {
+            return Err(TotalOverflow::Ours {
+                payment_id: our.payment_id.clone(),
+            });
+        }
         let row = our
             .provider_id
             .as_deref()
@@ -118,7 +163,7 @@ pub fn compare(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// How a matched pair disagrees, if it does.
@@ -191,7 +236,7 @@ mod tests {
             "pi_other_day" => Some(ours("pay_yesterday", "pi_other_day", 70)),
             _ => None,
         };
-        let c = compare(&day, &provider, lookup);
+        let c = compare(&day, &provider, lookup).unwrap();
         let kinds: Vec<(DiscrepancyKind, String)> = c
             .findings
             .iter()
@@ -235,7 +280,8 @@ mod tests {
             &[ours("pay_1", "pi_1", 100), refund],
             &[row("pi_1", 100, SUCCEEDED), provider],
             |_| None,
-        );
+        )
+        .unwrap();
         assert!(c.findings.is_empty());
         assert_eq!((c.our_total, c.provider_total), (60, 60));
         assert_eq!(
@@ -245,5 +291,50 @@ mod tests {
                 provider: 60
             }
         );
+    }
+
+    #[test]
+    fn a_total_that_would_overflow_names_the_row() {
+        let big = u64::try_from(i64::MAX).unwrap();
+        let rows = [
+            row("pi_a", big, SUCCEEDED),
+            row("pi_b", 7, "failed"),
+            row("pi_c", 5, SUCCEEDED),
+        ];
+        assert_eq!(
+            compare(&[], &rows, |_| None).unwrap_err(),
+            TotalOverflow::Provider {
+                index: 2,
+                provider_id: "pi_c".into()
+            }
+        );
+        // An amount past i64 on its own (a CSV's i64::MIN), and a refund below i64::MIN.
+        let rows = [row("pi_a", big + 1, SUCCEEDED)];
+        assert!(compare(&[], &rows, |_| None).is_err());
+        let refund = |id: &str| SettlementRow {
+            kind: SettlementKind::Refund,
+            ..row(id, big, SUCCEEDED)
+        };
+        assert!(compare(&[], &[refund("re_a"), refund("re_b")], |_| None).is_err());
+        // Ours.
+        let err = compare(
+            &[ours("pay_1", "pi_1", big), ours("pay_2", "pi_2", 1)],
+            &[],
+            |_| None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "our record pay_2",
+            "the record that overflowed"
+        );
+        // The largest totals that fit are kept exactly.
+        let c = compare(
+            &[],
+            &[row("pi_a", big - 5, SUCCEEDED), row("pi_b", 5, SUCCEEDED)],
+            |_| None,
+        )
+        .unwrap();
+        assert_eq!(c.provider_total, i64::MAX);
     }
 }

@@ -16,7 +16,7 @@ use crate::domain::time::{now_ms, DAY_MS};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::provider::types::{ProviderError, SettlementKind, SettlementRow};
 use crate::provider::Connector;
-use crate::recon::compare::{compare, Finding, OurRow};
+use crate::recon::compare::{compare, Finding, OurRow, TotalOverflow};
 use crate::recon::report::{Discrepancy, ReconciliationReport, ReportSource};
 use crate::store::committer::CommitterHandle;
 use crate::store::provider_records::OurRecord;
@@ -44,6 +44,9 @@ pub enum ReconError {
     AlreadyResolved,
     #[error("another resolve of this discrepancy is running")]
     Busy,
+    /// A total would not fit in `i64` minor units; `row` names where it overflowed.
+    #[error("the totals overflow at {row}")]
+    TotalOverflow { row: String },
 }
 
 /// What a run needs.
@@ -137,7 +140,15 @@ impl Recon<'_> {
             }
             Some(row)
         };
-        let comparison = compare(&ours, &rows, lookup);
+        let comparison = compare(&ours, &rows, lookup).map_err(|overflow| {
+            let row = match (&overflow, source) {
+                (TotalOverflow::Provider { index, provider_id }, ReportSource::Csv) => {
+                    format!("data row {} of the upload ({provider_id})", index + 1)
+                }
+                _ => overflow.to_string(),
+            };
+            ReconError::TotalOverflow { row }
+        })?;
         let mut ids = UlidSource;
         let report_id = ids.next_id(prefix::RECONCILIATION);
         let found = comparison.findings.len();

@@ -14,6 +14,7 @@ use crate::domain::ids::UlidSource;
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
 use crate::domain::refund::RefundState;
 use crate::domain::time::now_ms;
+use crate::log_throttle::STORE_FAILURES;
 use crate::metrics::Metrics;
 use crate::problem::Problem;
 use crate::provider::Connector;
@@ -52,7 +53,7 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
             let state = match load(&deps.store, &key, Some(&entry_key)) {
                 Ok(state) => state,
                 Err(error) => {
-                    tracing::error!(operation = "load", %error, "loading payment state failed");
+                    log_load_failure(&error);
                     let _ = create.reply.send(Reply::Problem(Problem::internal()));
                     return JobOutcome::default();
                 }
@@ -75,7 +76,7 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
             let state = match load(&deps.store, &key, Some(&entry_key)) {
                 Ok(state) => state,
                 Err(error) => {
-                    tracing::error!(operation = "load", %error, "loading payment state failed");
+                    log_load_failure(&error);
                     let _ = refund.reply.send(Reply::Problem(Problem::internal()));
                     return JobOutcome::default();
                 }
@@ -89,7 +90,7 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
         Job::Resume { .. } => match load(&deps.store, &key, None) {
             Ok(state) => execute(&deps, state, Command::Resume, None).await,
             Err(error) => {
-                tracing::error!(operation = "load", %error, "loading payment state failed");
+                log_load_failure(&error);
                 JobOutcome { retry_later: true }
             }
         },
@@ -110,7 +111,7 @@ async fn run_sync(deps: &Arc<ShardDeps>, key: &PaymentKey, sync: SyncJob) -> Job
                 outcome = execute(deps, state, command, None).await;
             }
             Err(error) => {
-                tracing::error!(operation = "load", %error, "loading payment state failed");
+                log_load_failure(&error);
                 return JobOutcome { retry_later: true };
             }
         }
@@ -127,7 +128,7 @@ async fn run_sync(deps: &Arc<ShardDeps>, key: &PaymentKey, sync: SyncJob) -> Job
         }
         Ok(_) => {}
         Err(error) => {
-            tracing::error!(operation = "load", %error, "loading payment state failed");
+            log_load_failure(&error);
             outcome.retry_later = true;
         }
     }
@@ -180,7 +181,10 @@ async fn execute(
         match effect {
             Effect::Persist(write_set) => {
                 if let Err(error) = deps.committer.commit(write_set).await {
-                    tracing::error!(operation = "commit", %error, "write set not committed");
+                    // The committer has logged the cause; one line per cause per window.
+                    if let Some(suppressed) = STORE_FAILURES.admit(&error.to_string()) {
+                        tracing::error!(operation = "commit", %error, suppressed, "write set not committed");
+                    }
                     if let Some(tx) = reply.take() {
                         let _ = tx.send(Reply::Problem(Problem::internal()));
                     }
@@ -307,5 +311,12 @@ fn count_reply(deps: &ShardDeps, reply: &Reply, state: &KeyState, refunding: boo
             metrics.idempotency_conflicts_total.inc();
         }
         Reply::Problem(_) => {}
+    }
+}
+
+/// A failed state load, one line per cause per window ([`STORE_FAILURES`]).
+fn log_load_failure(error: &StoreError) {
+    if let Some(suppressed) = STORE_FAILURES.admit(&error.to_string()) {
+        tracing::error!(operation = "load", %error, suppressed, "loading payment state failed");
     }
 }

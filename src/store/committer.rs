@@ -14,6 +14,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 use tokio::sync::oneshot;
 
 use crate::domain::write_set::WriteSet;
+use crate::log_throttle::STORE_FAILURES;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
@@ -90,7 +91,9 @@ fn run(store: &Store, rx: &Receiver<Pending>, policy: CommitPolicy, metrics: &Me
             .observe(started.elapsed().as_secs_f64());
         metrics.store_commit_batch_size.observe(batch.len() as f64);
         if let Err(error) = &result {
-            tracing::error!(operation = "commit", %error, "group commit failed; store refuses writes");
+            if let Some(suppressed) = STORE_FAILURES.admit(&error.to_string()) {
+                tracing::error!(operation = "commit", %error, suppressed, "group commit failed; store refuses writes");
+            }
         }
         for pending in batch.drain(..) {
             let _ = pending.done.send(result.clone());

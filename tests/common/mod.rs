@@ -31,6 +31,9 @@ pub fn test_config(dir: &Path) -> Config {
     config.server.bind = "127.0.0.1:0".parse().expect("addr");
     config.store.data_dir = dir.join("db");
     config.shards.count = 2;
+    // Channels in tests point at loopback fakes (DESIGN §3: set where targets are private);
+    // the egress tests turn it off.
+    config.notifications.allow_private_targets = true;
     config
 }
 

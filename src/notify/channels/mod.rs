@@ -23,6 +23,7 @@ use crate::domain::delivery::{truncate_utf8, Channel, Delivery};
 use crate::domain::event::Event;
 use crate::notify::pacing::Limits;
 use crate::notify::template::Message;
+use crate::redact::Redactor;
 
 /// Longest response body read for classification, in bytes.
 pub const RESPONSE_BODY_BYTES_MAX: usize = 16 * 1024;
@@ -162,15 +163,10 @@ pub fn secrets(config: &NotificationsConfig) -> Vec<String> {
     .collect()
 }
 
-/// `text` with every secret replaced by `[redacted]`.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for secret in secrets {
-        if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), "[redacted]");
-        }
-    }
-    out
+/// The [`Redactor`] of [`secrets`]: what scrubs an attempt's error before it is stored
+/// or logged.
+pub fn redactor(config: &NotificationsConfig) -> Redactor {
+    Redactor::new(secrets(config).iter().map(String::as_str))
 }
 
 /// The classification every channel starts from (see the module doc).
@@ -251,10 +247,11 @@ pub(crate) mod tests {
 
     #[test]
     fn secrets_are_scrubbed() {
-        let secrets = vec!["123:ABC".to_owned()];
+        let mut config = crate::config::Config::embedded().unwrap().notifications;
+        config.telegram.bot_token = "123:ABC".to_owned();
         assert_eq!(
-            scrub("url /bot123:ABC/sendMessage", &secrets),
-            "url /bot[redacted]/sendMessage"
+            redactor(&config).redact("url /bot123:ABC/sendMessage and /bot123%3AABC/"),
+            "url /bot[redacted]/sendMessage and /bot[redacted]/"
         );
     }
 }

@@ -68,8 +68,24 @@ pub fn start(
         config,
         events,
     });
-    let (addr, server) = warp::serve(routes::routes(&sandbox))
-        .try_bind_with_graceful_shutdown(bind, shutdown)
+    // The same listener as `serve`, with DESIGN §4's default limits (issue 13: every
+    // listener has a connection cap and header and idle timeouts).
+    let listener =
+        crate::http::server::bind(bind).map_err(|e| format!("could not bind {bind}: {e}"))?;
+    let addr = listener
+        .local_addr()
         .map_err(|e| format!("could not bind {bind}: {e}"))?;
+    let nofile = crate::http::server::raise_nofile_limit();
+    let defaults = crate::http::server::Limits::default();
+    let limits = crate::http::server::Limits {
+        max_connections: crate::http::server::connection_cap(defaults.max_connections, nofile),
+        ..defaults
+    };
+    let server = crate::http::server::serve(
+        listener,
+        warp::service(routes::routes(&sandbox)),
+        limits,
+        shutdown,
+    );
     Ok((addr, tokio::spawn(server)))
 }
