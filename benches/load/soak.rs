@@ -222,14 +222,19 @@ fn report_targets(rows: &[WindowRow], after_checkpoint: f64, restart: Duration) 
 
 /// `paykeep serve` on `data`, and the address from its "listening" line.
 fn spawn_server(data: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paykeep"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paykeep"));
+    command
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn paykeep");
+        .stderr(Stdio::inherit());
+    // The benchmark's own settings share paykeep's `PAYKEEP_` prefix; the server would
+    // read them as configuration keys.
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("PAYKEEP_BENCH_")) {
+        command.env_remove(name);
+    }
+    let mut child = command.spawn().expect("spawn paykeep");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout)
