@@ -119,7 +119,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(paykeep::redact::RedactingStderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -145,6 +145,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
+            paykeep::redact::set_service_log_secrets(config.secrets());
             let store_options = OpenOptions {
                 accept_data_loss,
                 ..OpenOptions::new(Durability::FlushAndSync)

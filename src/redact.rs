@@ -9,8 +9,15 @@
 //! path segment or query value long enough to be a token: an echo of the path alone must
 //! not leak it.
 //!
-//! Used for stored attempt errors, the provider's error text before it is logged, and the
-//! JSON of admin answers. Owned by the HTTP/notify edge; the payment core never sees it.
+//! Used for stored attempt errors, the provider's error text before it is logged, the JSON
+//! of admin answers, and every log line: [`RedactingStderr`] is the log writer, cleaning
+//! each formatted line of the secrets set with [`set_service_log_secrets`] (the
+//! configuration's, at start-up) and [`set_channel_log_secrets`] (the notification
+//! settings', whenever they change). Owned by the HTTP/notify edge; the payment core never
+//! sees it.
+
+use std::io::Write;
+use std::sync::RwLock;
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -71,6 +78,84 @@ impl Redactor {
     /// Whether `text` holds any form of any secret.
     pub fn leaks(&self, text: &str) -> bool {
         self.needles.iter().any(|n| text.contains(n.as_str()))
+    }
+}
+
+/// The secrets log lines are cleaned of. Process-wide because logging is: one paykeep
+/// serves per process (several services in one test process share it, last set wins).
+struct LogSecrets {
+    service: Vec<String>,
+    channels: Vec<String>,
+    redactor: Redactor,
+}
+
+static LOG_SECRETS: RwLock<LogSecrets> = RwLock::new(LogSecrets {
+    service: Vec::new(),
+    channels: Vec::new(),
+    redactor: Redactor {
+        needles: Vec::new(),
+    },
+});
+
+/// Sets the configuration's own secrets (provider key, webhook secret, admin token,
+/// merchant keys) that no log line may carry.
+pub fn set_service_log_secrets<'a>(secrets: impl IntoIterator<Item = &'a str>) {
+    update_log_secrets(|s| s.service = secrets.into_iter().map(str::to_owned).collect());
+}
+
+/// Sets the notification channels' secrets that no log line may carry (they change with
+/// the settings at run time).
+pub fn set_channel_log_secrets<'a>(secrets: impl IntoIterator<Item = &'a str>) {
+    update_log_secrets(|s| s.channels = secrets.into_iter().map(str::to_owned).collect());
+}
+
+fn update_log_secrets(change: impl FnOnce(&mut LogSecrets)) {
+    let mut secrets = LOG_SECRETS.write().unwrap_or_else(|e| e.into_inner());
+    change(&mut secrets);
+    let all = secrets.service.iter().chain(&secrets.channels);
+    secrets.redactor = Redactor::new(all.map(String::as_str));
+}
+
+/// `line` with every log secret replaced.
+pub fn redact_log(line: &str) -> String {
+    LOG_SECRETS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .redactor
+        .redact(line)
+}
+
+/// The log writer: `tracing_subscriber` formats each event into a [`RedactedLine`], which
+/// writes it to stderr, redacted, in one write when the event is done.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedactingStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactedLine;
+
+    fn make_writer(&'a self) -> RedactedLine {
+        RedactedLine(Vec::with_capacity(256))
+    }
+}
+
+/// One formatted event on its way to stderr.
+pub struct RedactedLine(Vec<u8>);
+
+impl Write for RedactedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        let line = redact_log(&String::from_utf8_lossy(&self.0));
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 }
 
@@ -140,6 +225,7 @@ fn lower_hex(encoded: &str) -> String {
 mod tests {
     use super::*;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    use tracing_subscriber::fmt::MakeWriter;
 
     const TOKEN: &str = "123456:AAH-bot_token~x/y+z";
     const DISCORD: &str =
@@ -188,5 +274,29 @@ mod tests {
     fn url_credentials_are_secrets() {
         let r = Redactor::new(["https://user:pa55word@example.com/hook"]);
         assert_eq!(r.redact("user:pa55word"), REDACTED);
+    }
+
+    #[test]
+    fn log_lines_lose_the_service_and_channel_secrets_in_every_form() {
+        set_service_log_secrets(["sk_live_service_key"]);
+        set_channel_log_secrets(["123456:channel-token"]);
+        let line = format!(
+            "a sk_live_service_key b {} c {}",
+            STANDARD.encode("123456:channel-token"),
+            "123456%3Achannel-token"
+        );
+        let clean = redact_log(&line);
+        assert_eq!(clean.matches(REDACTED).count(), 3, "{clean}");
+        assert!(!Redactor::new(["sk_live_service_key", "123456:channel-token"]).leaks(&clean));
+        // A settings change replaces the channel secrets and keeps the service's.
+        set_channel_log_secrets(["987654:other-token"]);
+        assert_eq!(
+            redact_log("sk_live_service_key 123456:channel-token 987654:other-token"),
+            format!("{REDACTED} 123456:channel-token {REDACTED}")
+        );
+        let mut writer = RedactingStderr.make_writer();
+        writer
+            .write_all(b"written through the log writer\n")
+            .unwrap();
     }
 }

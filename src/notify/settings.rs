@@ -68,6 +68,7 @@ impl Settings {
     /// `base` with the persisted patch `stored` (if any) applied. A stored patch that no
     /// longer fits (the file changed under it) is dropped with a warning.
     pub fn load(base: NotificationsConfig, stored: Option<&str>) -> Settings {
+        set_log_secrets(&base);
         let settings = Settings {
             current: RwLock::new(Arc::new(base.clone())),
             base,
@@ -156,6 +157,7 @@ impl Settings {
         if let Ok(mut patch) = self.patch.lock() {
             *patch = change.patch;
         }
+        set_log_secrets(&change.config);
         let config = Arc::new(change.config);
         match self.current.write() {
             Ok(mut c) => *c = config,
@@ -248,6 +250,12 @@ pub fn redact(secret: &str, is_url: bool) -> String {
         }
     }
     REDACTED.to_owned()
+}
+
+/// Keeps the log writer's channel secrets in step with the settings in force.
+fn set_log_secrets(config: &NotificationsConfig) {
+    let secrets = crate::notify::channels::secrets(config);
+    crate::redact::set_channel_log_secrets(secrets.iter().map(String::as_str));
 }
 
 #[cfg(test)]
