@@ -6,7 +6,8 @@
 //! ids, but derives the same provider keys and sends the same parameters, so the sandbox
 //! replays its first answers (a key reused with other parameters would be a 400
 //! `idempotency_error`, a new key a second charge), and its ledger shows one charge per
-//! attempt and no refund twice.
+//! attempt and no refund twice. A second test pins the documented edge: an order's paying
+//! second attempt retried without its declined first is refused, never charged again.
 
 mod common;
 mod provider_common;
@@ -334,5 +335,94 @@ async fn a_wiped_store_retried_charges_once_and_refunds_once() {
         made.sort_unstable();
         assert_eq!(made, expected, "refunds of order {i} at the provider");
     }
+    bin.kill9();
+}
+
+/// The edge docs/durability.md names: attempt numbers restart at 1 after a loss. Retried
+/// alone, the create that paid an order's second attempt derives the first attempt's key,
+/// which the provider holds with the declined request's parameters: it is refused
+/// (`idempotency_error`), and no money moves. A new key with the same body is attempt 2 and
+/// gets the original charge replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_attempt_retried_alone_is_refused_then_replayed_never_charged_again() {
+    let sandbox_dir = tempfile::tempdir().unwrap();
+    let sandbox = spawn_sandbox(sandbox_dir.path(), &["--secret-key", KEY]);
+    let (_dir, data) = temp_data_dir();
+    let env = [
+        ("PAYKEEP_PROVIDER__KIND", "stripe"),
+        ("PAYKEEP_PROVIDER__BASE_URL", sandbox.base.as_str()),
+        ("PAYKEEP_PROVIDER__SECRET_KEY", KEY),
+    ];
+    let client = reqwest::Client::new();
+    let [declined, paying] = [creates_of(0).remove(0), creates_of(0).pop().unwrap()];
+    assert_eq!(declined.body["payment_method"], "pm_card_chargeDeclined");
+
+    let bin = spawn_binary(&data, &env);
+    let first = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some(&declined.key),
+        &declined.body,
+    )
+    .await;
+    assert_eq!(first.json()["status"], "failed", "{}", first.text);
+    let paid = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some(&paying.key),
+        &paying.body,
+    )
+    .await;
+    let paid = paid.json();
+    assert_eq!(
+        (paid["status"].as_str(), paid["attempt_count"].as_u64()),
+        (Some("succeeded"), Some(2))
+    );
+    bin.kill9();
+    std::fs::remove_dir_all(&data).unwrap();
+    let bin = spawn_binary(&data, &env);
+
+    let alone = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some(&paying.key),
+        &paying.body,
+    )
+    .await;
+    let alone = alone.json();
+    assert_eq!(alone["status"], "failed", "{alone}");
+    assert_eq!(alone["attempt_count"], 1);
+    assert_eq!(alone["failure_code"], "idempotency_error", "{alone}");
+    let again = create_at(
+        &client,
+        &bin.base,
+        MERCHANT_KEY,
+        Some("wr-create-0-c"),
+        &paying.body,
+    )
+    .await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    let again = again.json();
+    assert_eq!(
+        (again["status"].as_str(), again["attempt_count"].as_u64()),
+        (Some("succeeded"), Some(2))
+    );
+    assert_eq!(again["provider_payment_id"], paid["provider_payment_id"]);
+
+    let intents = list_all(&sandbox.base, "/v1/payment_intents", "").await;
+    assert_eq!(
+        intents.len(),
+        2,
+        "the two first attempts, nothing more: {intents:?}"
+    );
+    let charged: Vec<&Value> = intents
+        .iter()
+        .filter(|i| i["status"] == "succeeded")
+        .collect();
+    assert_eq!(charged.len(), 1);
+    assert_eq!(charged[0]["id"], paid["provider_payment_id"]);
     bin.kill9();
 }
