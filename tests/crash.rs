@@ -183,7 +183,9 @@ async fn a_processing_payment_found_at_start_up_resumes_with_the_same_provider_k
     )
     .await;
     assert_eq!(done["attempt_count"], 1);
-    let expected = paykeep::provider::simulator::Simulator::provider_payment_id(&format!("{id}-1"));
+    let expected = paykeep::provider::simulator::Simulator::provider_payment_id(
+        &paykeep::domain::provider_key::charge_key("m_demo", "resume-1", 1),
+    );
     assert_eq!(
         done["provider_payment_id"], expected,
         "same provider idempotency key"

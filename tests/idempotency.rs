@@ -232,7 +232,9 @@ async fn a_timeout_leaves_processing_and_the_retry_uses_the_same_provider_key() 
     .await;
     // The simulator derives the charge id from the provider idempotency key: the same id
     // means the retry named the charge the timed-out call made.
-    let expected = paykeep::provider::simulator::Simulator::provider_payment_id(&format!("{id}-1"));
+    let expected = paykeep::provider::simulator::Simulator::provider_payment_id(
+        &paykeep::domain::provider_key::charge_key("m_demo", "o-10", 1),
+    );
     assert_eq!(done["provider_payment_id"], expected);
     svc.shutdown().await;
 }

@@ -138,7 +138,7 @@ async fn kill_9_while_provider_calls_time_out_charges_each_payment_once() {
             if payment["status"] != "processing" {
                 assert_eq!(payment["status"], "succeeded", "{payment}");
                 resolved.insert(
-                    id.clone(),
+                    payment["order_no"].as_str().unwrap().to_owned(),
                     payment["provider_payment_id"].as_str().unwrap().to_owned(),
                 );
                 break;
@@ -150,29 +150,28 @@ async fn kill_9_while_provider_calls_time_out_charges_each_payment_once() {
     let mut charges: HashMap<String, Vec<String>> = HashMap::new();
     for intent in ledger_intents(&sandbox.base).await {
         if intent["status"] == "succeeded" {
-            let payment_id = intent["metadata"]["payment_id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            // The payment key travels as metadata (DESIGN §2 "Provider"); one merchant here.
+            assert_eq!(intent["metadata"]["merchant_id"], "m_demo", "{intent}");
+            let order_no = intent["metadata"]["order_no"].as_str().unwrap().to_owned();
             charges
-                .entry(payment_id)
+                .entry(order_no)
                 .or_default()
                 .push(intent["id"].as_str().unwrap().to_owned());
         }
     }
-    for (payment_id, intents) in &charges {
+    for (order_no, intents) in &charges {
         assert_eq!(
             intents.len(),
             1,
-            "{payment_id} charged {} times",
+            "{order_no} charged {} times",
             intents.len()
         );
     }
-    for (id, provider_payment_id) in &resolved {
+    for (order_no, provider_payment_id) in &resolved {
         assert_eq!(
-            charges.get(id),
+            charges.get(order_no),
             Some(&vec![provider_payment_id.clone()]),
-            "{id}"
+            "{order_no}"
         );
     }
     bin.kill9();

@@ -116,7 +116,8 @@ async fn events_sync_from_the_provider_never_backwards_and_once_per_id() {
     // A stale "payment failed" for a payment the provider says succeeded changes nothing.
     let mut failed = sample("payment_intent.payment_failed");
     failed["data"]["object"]["id"] = json!(pi);
-    failed["data"]["object"]["metadata"]["payment_id"] = json!(id);
+    failed["data"]["object"]["metadata"] =
+        json!({"merchant_id": "m_demo", "order_no": "wh-1", "attempt": "1"});
     let answer = deliver_signed(&svc, &failed).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(answer.json(), json!({"received": true}));

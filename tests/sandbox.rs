@@ -10,6 +10,7 @@ mod provider_common;
 use std::time::Duration;
 
 use paykeep::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use paykeep::domain::provider_key::charge_key;
 use paykeep::provider::stripe::StripeConnector;
 use paykeep::provider::types::{ProviderPaymentStatus, SettlementKind};
 use paykeep::provider::Connector;
@@ -22,11 +23,15 @@ fn connector(sandbox: &Sandbox) -> StripeConnector {
     StripeConnector::new(&sandbox.base, KEY, Duration::from_millis(2000)).unwrap()
 }
 
-fn charge(payment_id: &str, method: &str) -> ChargeRequest {
+const MERCHANT: &str = "m_1";
+
+/// The first attempt of `order_no`, as paykeep builds it.
+fn charge(order_no: &str, method: &str) -> ChargeRequest {
     ChargeRequest {
-        payment_id: payment_id.into(),
+        merchant_id: MERCHANT.into(),
+        order_no: order_no.into(),
         attempt: 1,
-        idempotency_key: format!("{payment_id}-1"),
+        idempotency_key: charge_key(MERCHANT, order_no, 1),
         amount: 1999,
         currency: "USD".into(),
         payment_method: method.into(),
@@ -37,7 +42,6 @@ fn charge(payment_id: &str, method: &str) -> ChargeRequest {
 fn refund_of(provider_payment_id: &str, id: &str, amount: u64) -> RefundRequest {
     RefundRequest {
         refund_id: id.into(),
-        payment_id: "pay_x".into(),
         provider_payment_id: provider_payment_id.into(),
         amount,
         currency: "USD".into(),
@@ -60,25 +64,25 @@ async fn test_methods_and_stripe_idempotency() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = spawn_sandbox(dir.path(), &["--secret-key", KEY]);
     let c = connector(&sandbox);
-    let first = succeeded_id(c.charge(&charge("pay_a", "pm_card_visa")).await);
+    let first = succeeded_id(c.charge(&charge("o-a", "pm_card_visa")).await);
     assert!(first.starts_with("pi_"));
-    let again = succeeded_id(c.charge(&charge("pay_a", "pm_card_visa")).await);
+    let again = succeeded_id(c.charge(&charge("o-a", "pm_card_visa")).await);
     assert_eq!(again, first, "same key, same charge");
-    let declined = c.charge(&charge("pay_b", "pm_card_chargeDeclined")).await;
+    let declined = c.charge(&charge("o-b", "pm_card_chargeDeclined")).await;
     assert!(
         matches!(&declined, ChargeOutcome::Declined { code, provider_payment_id: Some(_), .. } if code == "card_declined")
     );
     let funds = c
-        .charge(&charge("pay_c", "pm_card_chargeDeclinedInsufficientFunds"))
+        .charge(&charge("o-c", "pm_card_chargeDeclinedInsufficientFunds"))
         .await;
     assert!(matches!(funds, ChargeOutcome::Declined { code, .. } if code == "insufficient_funds"));
-    let transient = charge("pay_d", "pm_sim_transient");
+    let transient = charge("o-d", "pm_sim_transient");
     assert!(matches!(
         c.charge(&transient).await,
         ChargeOutcome::Retryable { .. }
     ));
     succeeded_id(c.charge(&transient).await);
-    let unknown = c.charge(&charge("pay_e", "pm_nope")).await;
+    let unknown = c.charge(&charge("o-e", "pm_nope")).await;
     assert!(matches!(unknown, ChargeOutcome::Declined { code, .. } if code == "resource_missing"));
 
     // Same key, other parameters: 400 idempotency_error; same parameters: replayed.
@@ -87,14 +91,15 @@ async fn test_methods_and_stripe_idempotency() {
         client
             .post(format!("{}/v1/payment_intents", sandbox.base))
             .bearer_auth(KEY)
-            .header("Idempotency-Key", "pay_a-1")
+            .header("Idempotency-Key", charge_key(MERCHANT, "o-a", 1))
             .form(&[
                 ("amount", amount),
                 ("currency", "usd"),
                 ("payment_method", "pm_card_visa"),
                 ("payment_method_types[]", "card"),
                 ("confirm", "true"),
-                ("metadata[payment_id]", "pay_a"),
+                ("metadata[merchant_id]", MERCHANT),
+                ("metadata[order_no]", "o-a"),
                 ("metadata[attempt]", "1"),
             ])
             .send()
@@ -120,10 +125,14 @@ async fn refunds_retrieval_and_balance_transactions() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = spawn_sandbox(dir.path(), &[]);
     let c = connector(&sandbox);
-    let pi = succeeded_id(c.charge(&charge("pay_r", "pm_card_visa")).await);
+    let pi = succeeded_id(c.charge(&charge("o-r", "pm_card_visa")).await);
     let payment = c.retrieve_payment(&pi).await.unwrap();
     assert_eq!(payment.status, ProviderPaymentStatus::Succeeded);
-    assert_eq!(payment.payment_id.as_deref(), Some("pay_r"));
+    assert_eq!(
+        (payment.merchant_id.as_deref(), payment.order_no.as_deref()),
+        (Some(MERCHANT), Some("o-r"))
+    );
+    assert_eq!(payment.attempt, Some(1));
     assert_eq!((payment.amount, payment.currency.as_str()), (1999, "USD"));
     let RefundOutcome::Succeeded { provider_refund_id } =
         c.refund(&refund_of(&pi, "re_1", 1500)).await
@@ -171,7 +180,7 @@ async fn lists_page_newest_first_and_the_ledger_survives_a_restart() {
     let mut ids = Vec::new();
     for i in 0..5 {
         ids.push(succeeded_id(
-            c.charge(&charge(&format!("pay_{i}"), "pm_card_visa")).await,
+            c.charge(&charge(&format!("o-{i}"), "pm_card_visa")).await,
         ));
     }
     drop(sandbox);
@@ -223,11 +232,7 @@ async fn lists_page_newest_first_and_the_ledger_survives_a_restart() {
     assert_eq!(listed, newest_first);
     // The replay of a key written before the restart still answers the same charge.
     assert_eq!(
-        succeeded_id(
-            c_for(&sandbox)
-                .charge(&charge("pay_0", "pm_card_visa"))
-                .await
-        ),
+        succeeded_id(c_for(&sandbox).charge(&charge("o-0", "pm_card_visa")).await),
         ids[0]
     );
 }
@@ -286,7 +291,11 @@ async fn paykeep_pays_and_refunds_through_the_sandbox() {
         .json()
         .await
         .unwrap();
-    assert_eq!(intent["metadata"]["payment_id"], id);
+    // The payment key travels as metadata, never our payment id (DESIGN §2 "Provider").
+    assert_eq!(
+        intent["metadata"],
+        json!({"merchant_id": "m_demo", "order_no": "sb-1", "attempt": "1"})
+    );
     assert_eq!(intent["amount"], 1999);
     svc.shutdown().await;
 }

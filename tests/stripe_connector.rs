@@ -15,12 +15,17 @@ use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const KEY: &str = "sk_test_fake_key";
+/// `charge_key("m_1", "o-1", 2)` (src/domain/provider_key.rs).
+const CHARGE_KEY: &str = "pk_d5849b43eef1bdf13cc8e449179dd0306039423d0dcfdac4";
+/// `refund_key("m_1", "o-1", Header("r-1"))`.
+const REFUND_KEY: &str = "rk_5a747453a9bd664ffa4fc7a51052079b7044bf915ef53add";
 
 fn charge() -> ChargeRequest {
     ChargeRequest {
-        payment_id: "pay_1".into(),
+        merchant_id: "m_1".into(),
+        order_no: "o-1".into(),
         attempt: 2,
-        idempotency_key: "pay_1-2".into(),
+        idempotency_key: CHARGE_KEY.into(),
         amount: 1999,
         currency: "USD".into(),
         payment_method: "pm_card_visa".into(),
@@ -31,11 +36,10 @@ fn charge() -> ChargeRequest {
 fn refund() -> RefundRequest {
     RefundRequest {
         refund_id: "re_1".into(),
-        payment_id: "pay_1".into(),
         provider_payment_id: "pi_1".into(),
         amount: 500,
         currency: "USD".into(),
-        idempotency_key: "re_1".into(),
+        idempotency_key: REFUND_KEY.into(),
         reason: Some("damaged".into()),
     }
 }
@@ -79,15 +83,16 @@ async fn a_charge_is_a_confirmed_form_encoded_payment_intent_with_the_attempt_ke
         ("payment_method", "pm_card_visa"),
         ("payment_method_types[]", "card"),
         ("confirm", "true"),
-        ("metadata[payment_id]", "pay_1"),
+        ("metadata[merchant_id]", "m_1"),
+        ("metadata[order_no]", "o-1"),
         ("metadata[attempt]", "2"),
         ("description", "socks & shoes"),
     ]);
-    stripe_write("/v1/payment_intents", "pay_1-2")
+    stripe_write("/v1/payment_intents", CHARGE_KEY)
         .and(move |r: &Request| form(r) == expected)
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "id": "pi_123", "object": "payment_intent", "status": "succeeded", "amount": 1999,
-            "currency": "usd", "metadata": {"payment_id": "pay_1", "attempt": "2"}
+            "currency": "usd", "metadata": {"merchant_id": "m_1", "order_no": "o-1", "attempt": "2"}
         })))
         .expect(1)
         .mount(&server)
@@ -102,7 +107,11 @@ async fn a_charge_is_a_confirmed_form_encoded_payment_intent_with_the_attempt_ke
     // The raw body really is form-encoded with bracketed keys percent-encoded.
     let received = &server.received_requests().await.unwrap()[0];
     let body = String::from_utf8(received.body.clone()).unwrap();
-    assert!(body.contains("metadata%5Bpayment_id%5D=pay_1"), "{body}");
+    assert!(body.contains("metadata%5Border_no%5D=o-1"), "{body}");
+    assert!(
+        !body.contains("pay_"),
+        "no payment id goes to the provider: {body}"
+    );
     assert!(body.contains("description=socks+%26+shoes"), "{body}");
 }
 
@@ -288,16 +297,14 @@ async fn a_processing_intent_is_read_again_before_it_counts() {
 }
 
 #[tokio::test]
-async fn a_refund_names_the_intent_and_carries_the_refund_id_as_key() {
+async fn a_refund_names_the_intent_and_carries_its_derived_key_and_no_local_id() {
     let server = MockServer::start().await;
     let expected = pairs(&[
         ("payment_intent", "pi_1"),
         ("amount", "500"),
-        ("metadata[refund_id]", "re_1"),
-        ("metadata[payment_id]", "pay_1"),
         ("metadata[reason]", "damaged"),
     ]);
-    stripe_write("/v1/refunds", "re_1")
+    stripe_write("/v1/refunds", REFUND_KEY)
         .and(move |r: &Request| form(r) == expected)
         .respond_with(
             ResponseTemplate::new(200)
@@ -358,14 +365,17 @@ async fn retrieving_a_payment_reads_status_and_metadata() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "id": "pi_7", "object": "payment_intent", "status": "requires_payment_method",
             "amount": 1999, "currency": "usd",
-            "metadata": {"payment_id": "pay_7", "attempt": "3"},
+            "metadata": {"merchant_id": "m_7", "order_no": "o-7", "attempt": "3"},
             "last_payment_error": {"type": "card_error", "code": "card_declined", "decline_code": "generic_decline", "message": "Your card was declined."}
         })))
         .mount(&server)
         .await;
     let c = connector(&server);
     let payment = c.retrieve_payment("pi_7").await.unwrap();
-    assert_eq!(payment.payment_id.as_deref(), Some("pay_7"));
+    assert_eq!(
+        (payment.merchant_id.as_deref(), payment.order_no.as_deref()),
+        (Some("m_7"), Some("o-7"))
+    );
     assert_eq!(payment.attempt, Some(3));
     assert_eq!(payment.currency, "USD");
     assert!(

@@ -4,11 +4,21 @@
 use serde::{Deserialize, Serialize};
 
 /// One charge attempt. `idempotency_key` is the same on every retry of the attempt.
+///
+/// Every field can be derived again from the payment key and the client's request, none is
+/// an id paykeep generated (DESIGN §2 "Provider"): after the store is lost, the same create
+/// builds the same request, which the provider replays instead of refusing (Stripe refuses
+/// a reused key whose parameters differ) or charging again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChargeRequest {
-    pub payment_id: String,
+    /// The payment key: the merchant and its order, sent as metadata so webhooks and
+    /// reconciliation find the payment whatever its id.
+    pub merchant_id: String,
+    pub order_no: String,
+    /// Attempt number, from 1.
     pub attempt: u32,
-    /// Sent as the provider's `Idempotency-Key` (Stripe keeps them ≥ 24 h).
+    /// Sent as the provider's `Idempotency-Key` (Stripe keeps them ≥ 24 h):
+    /// [`crate::domain::provider_key::charge_key`].
     pub idempotency_key: String,
     pub amount: u64,
     pub currency: String,
@@ -31,17 +41,23 @@ pub enum ChargeOutcome {
     Retryable { reason: String },
 }
 
-/// One provider refund. `idempotency_key` (the refund's id) is the same on every retry, so
-/// a retried refund cannot return money twice.
+/// One provider refund. `idempotency_key` is the same on every retry, so a retried refund
+/// cannot return money twice.
+///
+/// What the provider is sent is derived from the payment key and the client's request only
+/// (DESIGN §2 "Provider"): the provider payment id, the amount, the derived key and the
+/// merchant's reason. `refund_id` is ours, for routing the answer back; connectors never
+/// send it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RefundRequest {
+    /// Our refund id: names the refund the answer belongs to. Never sent to the provider.
     pub refund_id: String,
-    pub payment_id: String,
     /// The provider's id of the refunded payment (Stripe: the PaymentIntent `pi_…`).
     pub provider_payment_id: String,
     /// What the customer gets back: the refund's amount less the merchant's fee.
     pub amount: u64,
     pub currency: String,
+    /// [`crate::domain::provider_key::refund_key`].
     pub idempotency_key: String,
     pub reason: Option<String>,
 }

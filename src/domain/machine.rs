@@ -304,7 +304,8 @@ fn new_attempt(mut payment: Payment, request: &CreatePayment, now_ms: i64) -> Pa
 
 fn charge_request(payment: &Payment) -> ChargeRequest {
     ChargeRequest {
-        payment_id: payment.id.clone(),
+        merchant_id: payment.merchant_id.clone(),
+        order_no: payment.order_no.clone(),
         attempt: payment.attempt_count,
         idempotency_key: payment.provider_key(),
         amount: payment.amount,

@@ -20,11 +20,12 @@ use crate::domain::event::{kind, Event, EventLevel, EventSource};
 use crate::domain::idempotency::{
     Fingerprint, IdempotencyEntry, IdempotencyKey, KeyScope, StoredResponse,
 };
-use crate::domain::ids::SequentialIds;
+use crate::domain::ids::{IdSource, SequentialIds};
 use crate::domain::machine::{
     apply, Command, CreateCommand, Ctx, Effect, KeyState, Reply, STATUS_PROCESSING, STATUS_RESOLVED,
 };
 use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus};
+use crate::domain::provider_key::charge_key;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::problem::Problem;
 
@@ -179,9 +180,14 @@ fn completed_entry(request: &CreatePayment, response: &StoredResponse) -> Idempo
 
 fn charge_of(payment: &Payment) -> ChargeRequest {
     ChargeRequest {
-        payment_id: payment.id.clone(),
+        merchant_id: payment.merchant_id.clone(),
+        order_no: payment.order_no.clone(),
         attempt: payment.attempt_count,
-        idempotency_key: format!("{}-{}", payment.id, payment.attempt_count),
+        idempotency_key: charge_key(
+            &payment.merchant_id,
+            &payment.order_no,
+            payment.attempt_count,
+        ),
         amount: payment.amount,
         currency: payment.currency.clone(),
         payment_method: payment.payment_method.clone(),
@@ -271,9 +277,10 @@ fn new_create_persists_the_intent_then_calls_the_provider() {
     let payment = expected_new_payment(&request());
     let entry = pending_entry(&request());
     let charge = ChargeRequest {
-        payment_id: PAYMENT_ID.to_owned(),
+        merchant_id: MERCHANT.to_owned(),
+        order_no: ORDER.to_owned(),
         attempt: 1,
-        idempotency_key: format!("{PAYMENT_ID}-1"),
+        idempotency_key: charge_key(MERCHANT, ORDER, 1),
         amount: 1999,
         currency: "USD".to_owned(),
         payment_method: "pm_card_visa".to_owned(),
@@ -298,6 +305,31 @@ fn new_create_persists_the_intent_then_calls_the_provider() {
             refunds: Vec::new(),
         }
     );
+}
+
+#[test]
+fn the_charge_request_holds_no_payment_id_and_survives_a_new_one() {
+    // A store lost and rebuilt makes a new payment id for the same order; the same create
+    // must send the provider the same key and parameters, or the provider would charge again
+    // (a new key) or refuse (a reused key with other parameters).
+    let charge_with_ids_from = |skip: usize| {
+        let mut h = Harness::default();
+        for _ in 0..skip {
+            h.ids.next_id("x_");
+        }
+        let (state, effects) = h.apply(KeyState::default(), create(&header_key("k1"), request()));
+        let payment_id = state.payment.map(|p| p.id).unwrap_or_default();
+        match effects.as_slice() {
+            [Effect::Persist(_), Effect::CallProvider(charge)] => (payment_id, charge.clone()),
+            other => panic!("expected persist then charge, got {other:?}"),
+        }
+    };
+    let (first_id, first) = charge_with_ids_from(0);
+    let (second_id, second) = charge_with_ids_from(5);
+    assert_ne!(first_id, second_id);
+    assert_eq!(first, second);
+    assert_eq!(first.idempotency_key, charge_key(MERCHANT, ORDER, 1));
+    assert!(!format!("{first:?}").contains("pay_"), "{first:?}");
 }
 
 #[test]
@@ -480,7 +512,8 @@ fn new_key_after_a_decline_starts_attempt_two_on_the_same_payment() {
         ..expected_new_payment(&request())
     };
     let charge = charge_of(&attempt);
-    assert_eq!(charge.idempotency_key, format!("{PAYMENT_ID}-2"));
+    assert_eq!(charge.idempotency_key, charge_key(MERCHANT, ORDER, 2));
+    assert_ne!(charge.idempotency_key, charge_key(MERCHANT, ORDER, 1));
     let intent = write_set(vec![
         WriteOp::Payment(attempt.clone()),
         WriteOp::Idempotency {
@@ -1241,7 +1274,7 @@ fn simulation_reaches_every_rule() {
 
     assert_eq!(trace.accepted_new_attempts, 1);
     assert_eq!(trace.attempt_counts.last(), Some(&(2, 2)));
-    assert_eq!(trace.charged_keys, vec![format!("{PAYMENT_ID}-2")]);
+    assert_eq!(trace.charged_keys, vec![charge_key(MERCHANT, ORDER, 2)]);
     assert_eq!(trace.mismatch_effects.len(), 1);
     assert_eq!(trace.stale.len(), 1);
     let replays: Vec<u16> = trace

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod machine;
 pub mod money;
 pub mod payment;
+pub mod provider_key;
 pub mod refund;
 pub mod refund_machine;
 pub mod time;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::provider_key;
 use crate::domain::time::format_rfc3339_ms;
 use crate::problem::Problem;
 
@@ -90,10 +91,12 @@ pub struct Payment {
 }
 
 impl Payment {
-    /// The provider idempotency key of the current attempt: `{payment_id}-{attempt}`. The
-    /// same attempt always sends the same key, so a retried charge cannot charge twice.
+    /// The provider idempotency key of the current attempt, derived from the payment key
+    /// and the attempt number ([`provider_key::charge_key`]), never from the payment id. The
+    /// same attempt always sends the same key, so a retried charge cannot charge twice, even
+    /// after the store was lost and the payment made again under a new id.
     pub fn provider_key(&self) -> String {
-        format!("{}-{}", self.id, self.attempt_count)
+        provider_key::charge_key(&self.merchant_id, &self.order_no, self.attempt_count)
     }
 
     /// Position in the forward-only order: (attempt, status rank).

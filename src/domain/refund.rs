@@ -12,8 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::idempotency::IdempotencyKey;
+use crate::domain::idempotency::{IdempotencyKey, KeyScope};
 use crate::domain::payment::{Payment, RefundStatus};
+use crate::domain::provider_key::{self, RefundKeySource};
 use crate::domain::time::{format_rfc3339_ms, DAY_MS};
 use crate::problem::Problem;
 
@@ -76,9 +77,23 @@ impl Refund {
         self.amount.saturating_sub(self.fee)
     }
 
-    /// The provider idempotency key of this refund: its own id, the same on every retry.
-    pub fn provider_key(&self) -> String {
-        self.id.clone()
+    /// The provider idempotency key of this refund of the payment of `order_no`, derived
+    /// from the payment key and the refund's own key ([`provider_key::refund_key`]): its
+    /// `Idempotency-Key` header, or without one its operator and amount. Never the refund or
+    /// payment id, so a refund asked again after the store was lost (on the payment's new
+    /// id) sends the same key, and the provider replays the first refund.
+    pub fn provider_key(&self, order_no: &str) -> String {
+        let source = match &self.idempotency_key.scope {
+            KeyScope::Header(key) => RefundKeySource::Header(key),
+            // The default key `refund:{payment_id}:{operator_id}:{amount}` holds the payment
+            // id; only its operator and amount go into the provider key. (`Order` is a
+            // create's scope, never a refund's; it falls back to the same parts.)
+            KeyScope::Refund(_) | KeyScope::Order(_) => RefundKeySource::Operator {
+                operator_id: &self.operator_id,
+                amount: self.amount,
+            },
+        };
+        provider_key::refund_key(&self.merchant_id, order_no, source)
     }
 
     /// The merchant-facing JSON object.

@@ -118,11 +118,10 @@ fn problem(state: KeyState, problem: Problem) -> (KeyState, Vec<Effect>) {
 pub fn refund_request(payment: &Payment, refund: &Refund) -> RefundRequest {
     RefundRequest {
         refund_id: refund.id.clone(),
-        payment_id: payment.id.clone(),
         provider_payment_id: payment.provider_payment_id.clone().unwrap_or_default(),
         amount: refund.amount_returned(),
         currency: refund.currency.clone(),
-        idempotency_key: refund.provider_key(),
+        idempotency_key: refund.provider_key(&payment.order_no),
         reason: refund.reason.clone(),
     }
 }

@@ -11,9 +11,10 @@ use serde_json::json;
 use crate::domain::charge::{RefundOutcome, RefundRequest};
 use crate::domain::event::{kind, EventLevel};
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, KeyScope};
-use crate::domain::ids::SequentialIds;
+use crate::domain::ids::{IdSource, SequentialIds};
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
 use crate::domain::payment::{Payment, PaymentStatus, RefundStatus};
+use crate::domain::provider_key::{refund_key, RefundKeySource};
 use crate::domain::refund::{default_key_value, CreateRefund, RefundRules, RefundState};
 use crate::domain::refund_machine::RefundCommand;
 use crate::domain::test_fixtures::paid_payment;
@@ -73,17 +74,27 @@ fn key_of(amount: u64, operator: &str) -> IdempotencyKey {
 }
 
 fn refund_cmd(key: &IdempotencyKey, amount: u64, rules: RefundRules) -> Command {
+    refund_cmd_on(PAYMENT_ID, key, amount, rules)
+}
+
+/// A refund request on the payment `payment_id`.
+fn refund_cmd_on(
+    payment_id: &str,
+    key: &IdempotencyKey,
+    amount: u64,
+    rules: RefundRules,
+) -> Command {
     let body = json!({"amount": amount, "operator_id": "op", "reason": "damaged"});
     Command::RefundCreate(Box::new(RefundCommand {
         merchant_id: MERCHANT.into(),
-        payment_id: PAYMENT_ID.into(),
+        payment_id: payment_id.into(),
         request: CreateRefund {
             amount,
             reason: Some("damaged".into()),
             operator_id: "op".into(),
         },
         key: key.clone(),
-        fingerprint: Fingerprint::new("POST", "/v1/payments/pay_1/refunds", &body),
+        fingerprint: Fingerprint::new("POST", &format!("/v1/payments/{payment_id}/refunds"), &body),
         rules,
     }))
 }
@@ -172,7 +183,17 @@ fn a_refund_persists_its_intent_then_calls_the_provider_with_its_own_key() {
     assert!(
         matches!(&writes.ops[1], WriteOp::Idempotency { key: k, entry } if *k == key && entry.response.is_none())
     );
-    assert_eq!(call.idempotency_key, "re_0001");
+    assert_eq!(
+        call.idempotency_key,
+        refund_key(
+            MERCHANT,
+            "o-1",
+            RefundKeySource::Operator {
+                operator_id: "op",
+                amount: 300
+            }
+        )
+    );
     assert_eq!(call.provider_payment_id, "pi_1");
     assert_eq!(call.amount, 300);
     assert_eq!(state.refunds.len(), 1);
@@ -390,6 +411,69 @@ fn resume_resends_pending_refunds_with_the_same_key_and_answers_nobody() {
     assert_eq!(state.refunds[0].status, RefundState::Succeeded);
     let (_, effects) = h.apply(reload(&state, None), Command::Resume);
     assert!(effects.is_empty(), "nothing left to resume");
+}
+
+/// The provider call of a refund of `amount` under `key` on the order's payment `payment_id`,
+/// with `skip` ids handed out first.
+fn call_for(payment_id: &str, key: &IdempotencyKey, amount: u64, skip: usize) -> RefundRequest {
+    let mut h = Harness::new();
+    for _ in 0..skip {
+        h.ids.next_id("x_");
+    }
+    let payment = paid_payment(payment_id, MERCHANT, "o-1", AMOUNT, NOW_MS - 1000);
+    let (_, effects) = h.apply(
+        state_of(payment),
+        refund_cmd_on(payment_id, key, amount, RULES),
+    );
+    the_call(&effects)
+}
+
+#[test]
+fn the_refund_call_holds_no_local_id_and_survives_a_new_payment_id() {
+    // After the store is lost, the merchant asks the refund again on the order's new payment
+    // id: the provider must be sent the same key and parameters (only `refund_id`, which is
+    // never sent, may differ).
+    let header = |value: &str| IdempotencyKey {
+        merchant_id: MERCHANT.into(),
+        scope: KeyScope::Header(value.into()),
+    };
+    let default_on = |payment_id: &str| IdempotencyKey {
+        merchant_id: MERCHANT.into(),
+        scope: KeyScope::Refund(default_key_value(payment_id, "op", 300)),
+    };
+    let sent = |call: RefundRequest| RefundRequest {
+        refund_id: String::new(),
+        ..call
+    };
+    for (before, after) in [
+        (header("r-1"), header("r-1")),
+        (default_on("pay_1"), default_on("pay_2")),
+    ] {
+        let first = call_for("pay_1", &before, 300, 0);
+        let again = call_for("pay_2", &after, 300, 7);
+        assert_ne!(first.refund_id, again.refund_id);
+        assert_eq!(sent(first.clone()), sent(again));
+        assert!(first.idempotency_key.starts_with("rk_"));
+        assert!(!first.idempotency_key.contains("pay_"));
+    }
+    // The refund's own key tells the order's refunds apart.
+    let by_header = call_for("pay_1", &header("r-1"), 300, 0).idempotency_key;
+    assert_ne!(
+        by_header,
+        call_for("pay_1", &header("r-2"), 300, 0).idempotency_key
+    );
+    assert_ne!(
+        by_header,
+        call_for("pay_1", &default_on("pay_1"), 300, 0).idempotency_key
+    );
+    assert_eq!(
+        by_header,
+        refund_key(MERCHANT, "o-1", RefundKeySource::Header("r-1"))
+    );
+    assert_ne!(
+        call_for("pay_1", &default_on("pay_1"), 300, 0).idempotency_key,
+        call_for("pay_1", &key_of(400, "op"), 400, 0).idempotency_key
+    );
 }
 
 #[test]

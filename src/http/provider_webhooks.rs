@@ -224,15 +224,20 @@ fn unavailable() -> Problem {
     .with_retry_after(5)
 }
 
-/// Our payment behind a provider payment: by `metadata[payment_id]`, else by provider id.
+/// Our payment behind a provider payment: by provider id, else by the payment key in
+/// `metadata[merchant_id]` and `metadata[order_no]` (DESIGN §2 "Provider"; a store rebuilt
+/// after a loss knows the order again before it knows the provider id).
 fn our_payment(state: &State, seen: &ProviderPayment) -> Result<Option<Payment>, Problem> {
-    if let Some(id) = &seen.payment_id {
-        if let Some(payment) = state.store.payment(id).map_err(internal)? {
+    if let Some(OurRecord::Payment(id)) = state.store.by_provider_id(&seen.id).map_err(internal)? {
+        if let Some(payment) = state.store.payment(&id).map_err(internal)? {
             return Ok(Some(payment));
         }
     }
-    match state.store.by_provider_id(&seen.id).map_err(internal)? {
-        Some(OurRecord::Payment(id)) => state.store.payment(&id).map_err(internal),
+    match (&seen.merchant_id, &seen.order_no) {
+        (Some(merchant_id), Some(order_no)) => state
+            .store
+            .payment_by_order(merchant_id, order_no)
+            .map_err(internal),
         _ => Ok(None),
     }
 }

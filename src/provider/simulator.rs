@@ -106,7 +106,8 @@ impl Simulator {
         self.record(Entry {
             payment: ProviderPayment {
                 id: id.clone(),
-                payment_id: Some(request.payment_id.clone()),
+                merchant_id: Some(request.merchant_id.clone()),
+                order_no: Some(request.order_no.clone()),
                 attempt: Some(request.attempt),
                 amount: request.amount,
                 currency: request.currency.clone(),
@@ -276,10 +277,12 @@ mod tests {
     use super::*;
 
     fn request(method: &str) -> ChargeRequest {
+        let order_no = format!("o-{method}");
         ChargeRequest {
-            payment_id: "pay_1".into(),
+            merchant_id: "m_1".into(),
+            idempotency_key: crate::domain::provider_key::charge_key("m_1", &order_no, 1),
+            order_no,
             attempt: 1,
-            idempotency_key: format!("pay_1-{method}"),
             amount: 100,
             currency: "USD".into(),
             payment_method: method.into(),

@@ -3,9 +3,11 @@
 //!
 //! One pooled `reqwest` client with a whole-request timeout (`provider.timeout_ms`). Writes
 //! are form-encoded (`application/x-www-form-urlencoded`, nested keys as `a[b]`, per
-//! docs.stripe.com/api "Expanding"/"Metadata") and carry an `Idempotency-Key`: the
-//! attempt's `{payment_id}-{attempt}` for a charge, the refund id for a refund, so a retry
-//! after a timeout can never move money twice (docs.stripe.com/api/idempotent_requests).
+//! docs.stripe.com/api "Expanding"/"Metadata") and carry an `Idempotency-Key` derived from
+//! the payment key (`src/domain/provider_key.rs`), so a retry after a timeout, or after the
+//! store was lost, can never move money twice (docs.stripe.com/api/idempotent_requests).
+//! Parameters are only what the payment key and the client's request give again, never an
+//! id paykeep generated: Stripe refuses a reused key whose parameters differ.
 //! `Stripe-Version` is pinned so response shapes do not drift with the account's default.
 //!
 //! Error mapping, by Stripe's documented error object `{"error": {type, code, decline_code,
@@ -234,9 +236,10 @@ pub fn payment_intent_params(request: &ChargeRequest) -> Vec<(String, String)> {
         ("payment_method_types[]".to_owned(), "card".to_owned()),
         ("confirm".to_owned(), "true".to_owned()),
         (
-            "metadata[payment_id]".to_owned(),
-            request.payment_id.clone(),
+            "metadata[merchant_id]".to_owned(),
+            request.merchant_id.clone(),
         ),
+        ("metadata[order_no]".to_owned(), request.order_no.clone()),
         ("metadata[attempt]".to_owned(), request.attempt.to_string()),
     ];
     if let Some(description) = &request.description {
@@ -253,11 +256,6 @@ pub fn refund_params(request: &RefundRequest) -> Vec<(String, String)> {
             request.provider_payment_id.clone(),
         ),
         ("amount".to_owned(), request.amount.to_string()),
-        ("metadata[refund_id]".to_owned(), request.refund_id.clone()),
-        (
-            "metadata[payment_id]".to_owned(),
-            request.payment_id.clone(),
-        ),
     ];
     if let Some(reason) = &request.reason {
         // Stripe's own `reason` is an enum; the merchant's words travel as metadata.
@@ -341,7 +339,8 @@ pub fn provider_payment(pi: &Value) -> Option<ProviderPayment> {
     };
     Some(ProviderPayment {
         id: text(pi, "id")?,
-        payment_id: text(&metadata, "payment_id"),
+        merchant_id: text(&metadata, "merchant_id"),
+        order_no: text(&metadata, "order_no"),
         attempt: text(&metadata, "attempt").and_then(|a| a.parse().ok()),
         amount: pi.get("amount").and_then(Value::as_u64).unwrap_or(0),
         currency: text(pi, "currency").unwrap_or_default().to_uppercase(),

@@ -20,8 +20,11 @@ pub enum ProviderPaymentStatus {
 pub struct ProviderPayment {
     /// The provider's id (`pi_…`).
     pub id: String,
-    /// Our payment id, from `metadata[payment_id]`.
-    pub payment_id: Option<String>,
+    /// The payment key it was charged for, from `metadata[merchant_id]` and
+    /// `metadata[order_no]` (DESIGN §2 "Provider"): finds our payment when the provider id
+    /// does not, e.g. after the store was rebuilt.
+    pub merchant_id: Option<String>,
+    pub order_no: Option<String>,
     /// Our attempt number, from `metadata[attempt]`.
     pub attempt: Option<u32>,
     pub amount: u64,

@@ -243,7 +243,8 @@ async fn charge(deps: &ShardDeps, request: &ChargeRequest) -> ChargeOutcome {
     if let ChargeOutcome::Retryable { reason } = &result {
         tracing::warn!(
             operation = "charge",
-            payment_id = %request.payment_id,
+            merchant_id = %request.merchant_id,
+            order_no = %request.order_no,
             attempt = request.attempt,
             %reason,
             "provider call unresolved; will retry with the same idempotency key"
@@ -270,7 +271,6 @@ async fn refund(deps: &ShardDeps, request: &RefundRequest) -> RefundOutcome {
     if let RefundOutcome::Retryable { reason } = &result {
         tracing::warn!(
             operation = "refund",
-            payment_id = %request.payment_id,
             refund_id = %request.refund_id,
             %reason,
             "provider refund unresolved; will retry with the same idempotency key"
