@@ -26,8 +26,8 @@ pub struct SledMeta {
     pub store_id: Option<StoreId>,
     pub checkpoint_lsn: u64,
     pub applied_lsn: u64,
-    /// Whether sled holds any tree but its default one (a sled without a `store_id` that
-    /// holds data is no paykeep store of this schema).
+    /// Whether any tree but sled's default one holds a key (a sled without a `store_id`
+    /// that holds data is no paykeep store of this schema).
     pub has_data: bool,
 }
 
@@ -44,10 +44,15 @@ impl SledMeta {
 /// [`StoreError::Schema`] for a store of another schema version; [`StoreError::Corrupt`]
 /// for a value of the wrong size; [`StoreError::Sled`] on a read error.
 pub fn read(db: &sled::Db) -> Result<SledMeta, StoreError> {
-    let has_data = db
-        .tree_names()
-        .iter()
-        .any(|name| name.as_ref() != SLED_DEFAULT_TREE);
+    // Trees that exist but hold nothing do not count: a first start that crashed after
+    // opening its trees and before stamping `meta` left nothing to vouch for.
+    let mut has_data = false;
+    for name in db.tree_names() {
+        if name.as_ref() != SLED_DEFAULT_TREE && !db.open_tree(&name)?.is_empty() {
+            has_data = true;
+            break;
+        }
+    }
     if !db
         .tree_names()
         .iter()

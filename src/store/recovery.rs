@@ -69,7 +69,17 @@ pub fn plan(store_dir: &Path, sled: &SledMeta) -> Plan {
     let mut plan = Plan::default();
     let wal_dir = store_dir.join(wal::DIR);
     let ids = match wal::list(store_dir) {
-        Ok((ids, _)) => ids,
+        Ok((ids, others)) => {
+            for path in others.iter().filter(|p| wal::is_leftover(p) && p.is_dir()) {
+                plan.findings.push(Finding {
+                    path: path.clone(),
+                    offset: None,
+                    found: "a directory".to_owned(),
+                    expected: "nothing, or a segment file a crash left half-created".to_owned(),
+                });
+            }
+            ids
+        }
         Err(error) => {
             plan.findings.push(Finding {
                 path: wal_dir.clone(),
@@ -425,5 +435,20 @@ mod tests {
         let empty = tempfile::tempdir().unwrap();
         assert!(super::plan(empty.path(), &SledMeta::default()).is_new());
         assert!(found(&super::plan(empty.path(), &sled(4, 4))).contains("no log segment"));
+    }
+
+    #[test]
+    fn a_directory_where_a_segment_is_created_is_refused_and_a_file_there_is_not() {
+        let dir = log(2);
+        let creating = dir
+            .path()
+            .join(wal::DIR)
+            .join("00000000000000000009.log.creating");
+        std::fs::write(&creating, b"half made").unwrap();
+        assert!(plan(dir.path(), &sled(0, 0)).findings.is_empty());
+        std::fs::remove_file(&creating).unwrap();
+        std::fs::create_dir(&creating).unwrap();
+        let said = found(&plan(dir.path(), &sled(0, 0)));
+        assert!(said.contains(".log.creating: found a directory"), "{said}");
     }
 }

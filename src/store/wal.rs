@@ -458,7 +458,7 @@ pub fn is_leftover(path: &Path) -> bool {
 /// [`StoreError::Sync`] on an I/O error.
 pub fn remove_leftovers(store_dir: &Path) -> Result<(), StoreError> {
     let (_, others) = list(store_dir)?;
-    for path in others.iter().filter(|p| is_leftover(p)) {
+    for path in others.iter().filter(|p| is_leftover(p) && p.is_file()) {
         std::fs::remove_file(path).map_err(sync_error)?;
     }
     Ok(())
