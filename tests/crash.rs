@@ -6,8 +6,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    create_at, create_load, get_at, order, order_with, spawn_binary, temp_data_dir,
-    wait_for_status, Answer, Binary, MERCHANT_KEY,
+    assert_acknowledged_present, create_at, create_load, get_at, order, order_with, spawn_binary,
+    temp_data_dir, wait_for_status, Answer, Binary, MERCHANT_KEY,
 };
 use serde_json::Value;
 
@@ -133,23 +133,8 @@ async fn kill_9_under_concurrent_creates_loses_no_acknowledged_payment() {
             .all(|old| !retired.iter().any(|new| new.0 == old.0)),
         "recovery applied and retired the segments it found: {logged:?} then {retired:?}"
     );
+    assert_acknowledged_present(&bin.base, &acked).await;
     let client = reqwest::Client::new();
-    for (key, body, text) in &acked {
-        let acknowledged: Value = serde_json::from_str(text).unwrap();
-        let id = acknowledged["id"].as_str().unwrap();
-        let read = get_at(
-            &client,
-            &bin.base,
-            MERCHANT_KEY,
-            &format!("/v1/payments/{id}"),
-        )
-        .await;
-        assert_eq!(read.status, 200, "acknowledged {id} is present");
-        assert_eq!(&read.text, text, "acknowledged {id} is identical");
-        let replay = create_at(&client, &bin.base, MERCHANT_KEY, Some(key), body).await;
-        assert!(replay.replayed());
-        assert_eq!(&replay.text, text, "its idempotency entry survived too");
-    }
     let ready = get_at(&client, &bin.base, MERCHANT_KEY, "/readyz").await;
     assert_eq!(ready.status, 200);
     bin.kill9();

@@ -12,7 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{create_at, create_load, get_at, spawn_binary, Binary, MERCHANT_KEY};
+use common::{create_load, get_at, spawn_binary, Binary, MERCHANT_KEY};
 use paykeep::store::wal;
 use serde_json::Value;
 
@@ -155,21 +155,30 @@ fn refused(data: &Path, names: &str) -> String {
 /// Every acknowledged create of the loaded store is present and identical on `bin`, and its
 /// key replays it.
 async fn all_acknowledged_present(bin: &Binary) {
-    let client = reqwest::Client::new();
-    for (key, body, text) in &loaded().acked {
-        let acknowledged: Value = serde_json::from_str(text).unwrap();
-        let id = acknowledged["id"].as_str().unwrap();
-        let read = get_at(
-            &client,
-            &bin.base,
-            MERCHANT_KEY,
-            &format!("/v1/payments/{id}"),
-        )
-        .await;
-        assert_eq!((read.status, &read.text), (200, text), "acknowledged {id}");
-        let replay = create_at(&client, &bin.base, MERCHANT_KEY, Some(key), body).await;
-        assert_eq!(&replay.text, text, "the key of {id} replays it");
-    }
+    common::assert_acknowledged_present(&bin.base, &loaded().acked).await;
+}
+
+/// `paykeep serve --accept-data-loss` on `data` with `RUST_LOG=warn`, stderr piped; returns
+/// the child and its base URL once `/readyz` says 200.
+async fn serve_accepting_loss(data: &Path) -> (std::process::Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paykeep"));
+    command
+        .args([
+            "serve",
+            "--accept-data-loss",
+            "--bind",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (child, addr) = common::spawn_listening(command);
+    let base = format!("http://{addr}");
+    let ready = get_at(&reqwest::Client::new(), &base, MERCHANT_KEY, "/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    (child, base)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,24 +401,8 @@ async fn accept_data_loss_starts_logs_the_loss_and_emits_the_event() {
         middle.offset as usize + wal::RECORD_HEADER_LEN + 40,
     );
 
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paykeep"));
-    command
-        .args([
-            "serve",
-            "--accept-data-loss",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let (mut child, addr) = common::spawn_listening(command);
-    let base = format!("http://{addr}");
+    let (mut child, base) = serve_accepting_loss(&data).await;
     let client = reqwest::Client::new();
-    let ready = get_at(&client, &base, MERCHANT_KEY, "/readyz").await;
-    assert_eq!(ready.status, 200, "{}", ready.text);
     let loss = loss_event(&client, &base).await.expect("a loss event");
     assert_eq!(loss["level"], "critical");
     let payload = loss["payload"].to_string();
@@ -441,24 +434,8 @@ async fn accept_data_loss_starts_logs_the_loss_and_emits_the_event() {
 async fn accept_data_loss_starts_on_a_log_without_its_sled() {
     let data = copy("accept-no-db");
     std::fs::remove_file(data.join("db")).unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_paykeep"));
-    command
-        .args([
-            "serve",
-            "--accept-data-loss",
-            "--bind",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let (mut child, addr) = common::spawn_listening(command);
-    let base = format!("http://{addr}");
+    let (mut child, base) = serve_accepting_loss(&data).await;
     let client = reqwest::Client::new();
-    let ready = get_at(&client, &base, MERCHANT_KEY, "/readyz").await;
-    assert_eq!(ready.status, 200, "{}", ready.text);
     let loss = loss_event(&client, &base).await.expect("a loss event");
     assert!(
         loss["payload"].to_string().contains("no sled store"),

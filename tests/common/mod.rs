@@ -307,3 +307,22 @@ pub async fn create_load(
     futures::future::join_all(tasks).await;
     Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
 }
+
+/// Asserts that every acknowledged create (as [`create_load`] returns them) is present and
+/// identical at `base`, and that its key replays it: nothing acknowledged was lost.
+pub async fn assert_acknowledged_present(base: &str, acked: &[(String, Value, String)]) {
+    let client = reqwest::Client::new();
+    for (key, body, text) in acked {
+        let acknowledged: Value = serde_json::from_str(text).expect("an acknowledged body");
+        let id = acknowledged["id"].as_str().expect("an id");
+        let read = get_at(&client, base, MERCHANT_KEY, &format!("/v1/payments/{id}")).await;
+        assert_eq!(read.status, 200, "acknowledged {id} is present");
+        assert_eq!(&read.text, text, "acknowledged {id} is identical");
+        let replay = create_at(&client, base, MERCHANT_KEY, Some(key), body).await;
+        assert!(replay.replayed(), "{id}: {}", replay.text);
+        assert_eq!(
+            &replay.text, text,
+            "the idempotency entry of {id} survived too"
+        );
+    }
+}
