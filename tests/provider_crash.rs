@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{get_at, order_with, spawn_binary, temp_data_dir, MERCHANT_KEY};
-use provider_common::spawn_sandbox;
+use provider_common::{list_all, spawn_sandbox};
 use serde_json::Value;
 
 const KEY: &str = "sk_test_sandbox";
@@ -55,35 +55,6 @@ async fn load(base: String, workers: usize, stop: Instant) -> Vec<(String, u16)>
     });
     futures::future::join_all(tasks).await;
     Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
-}
-
-/// Every PaymentIntent in the sandbox's ledger, paging `GET /v1/payment_intents`.
-async fn ledger_intents(base: &str) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    for _ in 0..10_000 {
-        let mut url = format!("{base}/v1/payment_intents?limit=100");
-        if let Some(a) = &after {
-            url.push_str(&format!("&starting_after={a}"));
-        }
-        let page: Value = client
-            .get(url)
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let data = page["data"].as_array().unwrap().clone();
-        after = data.last().map(|p| p["id"].as_str().unwrap().to_owned());
-        out.extend(data);
-        if page["has_more"] != true {
-            return out;
-        }
-    }
-    panic!("too many pages");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +119,7 @@ async fn kill_9_while_provider_calls_time_out_charges_each_payment_once() {
         }
     }
     let mut charges: HashMap<String, Vec<String>> = HashMap::new();
-    for intent in ledger_intents(&sandbox.base).await {
+    for intent in list_all(&sandbox.base, KEY, "/v1/payment_intents", "").await {
         if intent["status"] == "succeeded" {
             // The payment key travels as metadata (DESIGN §2 "Provider"); one merchant here.
             assert_eq!(intent["metadata"]["merchant_id"], "m_demo", "{intent}");

@@ -15,7 +15,7 @@ mod provider_common;
 use std::collections::{BTreeMap, HashMap};
 
 use common::{create_at, get_at, spawn_binary, temp_data_dir, Answer, MERCHANT_KEY};
-use provider_common::{refund, spawn_sandbox};
+use provider_common::{list_all, refund, spawn_sandbox};
 use serde_json::{json, Value};
 
 const KEY: &str = "sk_test_sandbox";
@@ -117,36 +117,6 @@ async fn payment_of(client: &reqwest::Client, base: &str, order_no: &str) -> Val
     .await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     answer.json()
-}
-
-/// Every object of a sandbox list at `path` (with `extra` query pairs), paging with
-/// `starting_after`.
-async fn list_all(base: &str, path: &str, extra: &str) -> Vec<Value> {
-    let client = reqwest::Client::new();
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    for _ in 0..1_000 {
-        let mut url = format!("{base}{path}?limit=100{extra}");
-        if let Some(a) = &after {
-            url.push_str(&format!("&starting_after={a}"));
-        }
-        let page: Value = client
-            .get(url)
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let data = page["data"].as_array().unwrap().clone();
-        after = data.last().map(|o| o["id"].as_str().unwrap().to_owned());
-        out.extend(data);
-        if page["has_more"] != true {
-            return out;
-        }
-    }
-    panic!("too many pages");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +237,7 @@ async fn a_wiped_store_retried_charges_once_and_refunds_once() {
 
     // The provider's ledger: one PaymentIntent per attempt, one succeeded per order, each
     // refund made once.
-    let intents = list_all(&sandbox.base, "/v1/payment_intents", "").await;
+    let intents = list_all(&sandbox.base, KEY, "/v1/payment_intents", "").await;
     let mut per_attempt: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut succeeded: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for intent in &intents {
@@ -301,6 +271,7 @@ async fn a_wiped_store_retried_charges_once_and_refunds_once() {
 
     let transactions = list_all(
         &sandbox.base,
+        KEY,
         "/v1/balance_transactions",
         "&expand[]=data.source",
     )
@@ -412,7 +383,7 @@ async fn a_second_attempt_retried_alone_is_refused_then_replayed_never_charged_a
     );
     assert_eq!(again["provider_payment_id"], paid["provider_payment_id"]);
 
-    let intents = list_all(&sandbox.base, "/v1/payment_intents", "").await;
+    let intents = list_all(&sandbox.base, KEY, "/v1/payment_intents", "").await;
     assert_eq!(
         intents.len(),
         2,

@@ -78,3 +78,33 @@ impl Drop for Sandbox {
         let _ = self.child.wait();
     }
 }
+
+/// Every object of a sandbox list at `path` (with `extra` query pairs), read with the API
+/// key `key`, paging with `starting_after`.
+pub async fn list_all(base: &str, key: &str, path: &str, extra: &str) -> Vec<Value> {
+    let client = reqwest::Client::new();
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..1_000 {
+        let mut url = format!("{base}{path}?limit=100{extra}");
+        if let Some(a) = &after {
+            url.push_str(&format!("&starting_after={a}"));
+        }
+        let page: Value = client
+            .get(url)
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let data = page["data"].as_array().unwrap().clone();
+        after = data.last().map(|o| o["id"].as_str().unwrap().to_owned());
+        out.extend(data);
+        if page["has_more"] != true {
+            return out;
+        }
+    }
+    panic!("too many pages");
+}
