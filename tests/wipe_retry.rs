@@ -119,16 +119,21 @@ async fn payment_of(client: &reqwest::Client, base: &str, order_no: &str) -> Val
     answer.json()
 }
 
+/// paykeep's environment for the Stripe connector pointed at the sandbox at `base`.
+fn stripe_env(base: &str) -> [(&'static str, &str); 3] {
+    [
+        ("PAYKEEP_PROVIDER__KIND", "stripe"),
+        ("PAYKEEP_PROVIDER__BASE_URL", base),
+        ("PAYKEEP_PROVIDER__SECRET_KEY", KEY),
+    ]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_store_retried_charges_once_and_refunds_once() {
     let sandbox_dir = tempfile::tempdir().unwrap();
     let sandbox = spawn_sandbox(sandbox_dir.path(), &["--secret-key", KEY]);
     let (_dir, data) = temp_data_dir();
-    let env = [
-        ("PAYKEEP_PROVIDER__KIND", "stripe"),
-        ("PAYKEEP_PROVIDER__BASE_URL", sandbox.base.as_str()),
-        ("PAYKEEP_PROVIDER__SECRET_KEY", KEY),
-    ];
+    let env = stripe_env(&sandbox.base);
     let creates: Vec<Create> = (0..ORDERS).flat_map(creates_of).collect();
     let refunds: Vec<Refund> = (0..ORDERS).flat_map(refunds_of).collect();
     let client = reqwest::Client::new();
@@ -319,11 +324,7 @@ async fn a_second_attempt_retried_alone_is_refused_then_replayed_never_charged_a
     let sandbox_dir = tempfile::tempdir().unwrap();
     let sandbox = spawn_sandbox(sandbox_dir.path(), &["--secret-key", KEY]);
     let (_dir, data) = temp_data_dir();
-    let env = [
-        ("PAYKEEP_PROVIDER__KIND", "stripe"),
-        ("PAYKEEP_PROVIDER__BASE_URL", sandbox.base.as_str()),
-        ("PAYKEEP_PROVIDER__SECRET_KEY", KEY),
-    ];
+    let env = stripe_env(&sandbox.base);
     let client = reqwest::Client::new();
     let [declined, paying] = [creates_of(0).remove(0), creates_of(0).pop().unwrap()];
     assert_eq!(declined.body["payment_method"], "pm_card_chargeDeclined");

@@ -109,7 +109,8 @@ pub async fn sweep_once(
     Ok(swept)
 }
 
-fn cutoff(now_ms: i64, keep: Duration) -> i64 {
+/// The time before which a record kept for `keep` has aged out.
+pub(crate) fn cutoff(now_ms: i64, keep: Duration) -> i64 {
     now_ms.saturating_sub(i64::try_from(keep.as_millis()).unwrap_or(i64::MAX))
 }
 

@@ -28,8 +28,7 @@ pub async fn sweep_once(
     committer: &CommitterHandle,
     retention: Duration,
 ) -> Result<usize, StoreError> {
-    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    let cutoff_ms = now_ms().saturating_sub(retention_ms);
+    let cutoff_ms = super::retention::cutoff(now_ms(), retention);
     let mut listed = 0;
     loop {
         let expired = store.expired_idempotency_keys(cutoff_ms, SWEEP_BATCH_MAX)?;
