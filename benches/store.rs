@@ -3,8 +3,11 @@
 //! Opens a `Store` in a tempdir, starts the committer with the embedded `[store]` policy
 //! (`commit_window_us` 500, `commit_batch_max` 1024), and from `PAYKEEP_BENCH_TASKS` (256)
 //! concurrent tokio tasks commits, for `PAYKEEP_BENCH_SECONDS` (5) after a one-second
-//! warm-up, write sets shaped like the first write of a create: one `processing` payment
-//! (`WriteOp::Payment`) and its `Idempotency-Key` entry. It reports write sets per second,
+//! warm-up, the two write sets of a create one after the other: its intent (a `processing`
+//! payment and its `Idempotency-Key` entry in flight) and its outcome (the payment
+//! succeeded, its `payment.succeeded` event, the entry with its response). It reports
+//! sled writes per create (`store_sled_writes_total` over every create committed, counted
+//! once the applier has finished, with the three busiest trees), write sets per second,
 //! write sets per group commit (paykeep's own `store_commit_batch_size`), group commits per
 //! second and their mean time (`store_commit_duration_seconds`), and the commit latency a
 //! task sees (p50/p99) — for `Durability::FlushAndSync` and `Durability::FlushOnly`, so the
@@ -25,8 +28,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use paykeep::config::Config;
-use paykeep::domain::idempotency::{Fingerprint, IdempotencyEntry, IdempotencyKey, KeyScope};
-use paykeep::domain::ids::{new_id, prefix};
+use paykeep::domain::event::Event;
+use paykeep::domain::idempotency::{
+    Fingerprint, IdempotencyEntry, IdempotencyKey, KeyScope, StoredResponse,
+};
+use paykeep::domain::ids::{payment_id, UlidSource};
 use paykeep::domain::payment::{Payment, PaymentStatus, RefundStatus};
 use paykeep::domain::time::now_ms;
 use paykeep::domain::write_set::{WriteOp, WriteSet};
@@ -70,7 +76,7 @@ impl Settings {
 /// A `processing` payment for `order_no`, as a create's first write holds it.
 fn payment(order_no: &str, now: i64) -> Payment {
     Payment {
-        id: new_id(prefix::PAYMENT),
+        id: payment_id(MERCHANT_ID, order_no),
         merchant_id: MERCHANT_ID.to_owned(),
         order_no: order_no.to_owned(),
         amount: 1999,
@@ -93,8 +99,9 @@ fn payment(order_no: &str, now: i64) -> Payment {
     }
 }
 
-/// The write set of a create's intent: the payment and its header-key entry.
-fn create_write_set(task: u64, seq: u64) -> WriteSet {
+/// The write sets of a create: its intent (the payment `processing`, its header-key entry
+/// in flight), then its outcome (the payment succeeded, its event, the entry finished).
+fn create_write_sets(task: u64, seq: u64) -> [WriteSet; 2] {
     let now = now_ms();
     let order_no = format!("store-{task:05}-{seq:010}");
     let body = serde_json::json!({
@@ -114,12 +121,42 @@ fn create_write_set(task: u64, seq: u64) -> WriteSet {
         response: None,
         created_at_ms: now,
     };
-    WriteSet {
-        ops: vec![
-            WriteOp::Payment(payment(&order_no, now)),
-            WriteOp::Idempotency { key, entry },
-        ],
-    }
+    let intent = payment(&order_no, now);
+    let succeeded = Payment {
+        status: PaymentStatus::Succeeded,
+        provider_payment_id: Some(format!("pi_{task}_{seq}")),
+        succeeded_at_ms: Some(now),
+        ..intent.clone()
+    };
+    let finished = IdempotencyEntry {
+        response: Some(StoredResponse {
+            status: 201,
+            body: serde_json::to_string(&succeeded.id).unwrap_or_default(),
+        }),
+        ..entry.clone()
+    };
+    let event = Event::for_payment_outcome(&succeeded, &mut UlidSource, now);
+    [
+        WriteSet {
+            ops: vec![
+                WriteOp::Payment(intent),
+                WriteOp::Idempotency {
+                    key: key.clone(),
+                    entry,
+                },
+            ],
+        },
+        WriteSet {
+            ops: vec![
+                WriteOp::Payment(succeeded),
+                WriteOp::Event(event),
+                WriteOp::Idempotency {
+                    key,
+                    entry: finished,
+                },
+            ],
+        },
+    ]
 }
 
 /// When the warm-up ends and when tasks stop committing.
@@ -129,24 +166,28 @@ struct Window {
     until: Instant,
 }
 
-/// Commits one write set after another until the window closes; returns the latencies
-/// (µs) of the commits started inside the measured part.
-async fn commit_loop(committer: CommitterHandle, task: u64, window: Window) -> Vec<u32> {
+/// Commits one create after another until the window closes; returns the latencies (µs)
+/// of the commits started inside the measured part, and how many creates it committed.
+async fn commit_loop(committer: CommitterHandle, task: u64, window: Window) -> (Vec<u32>, u64) {
     let mut latencies_us = Vec::new();
+    let mut creates = 0;
     for seq in 0u64.. {
-        let started = Instant::now();
-        if started >= window.until {
+        if Instant::now() >= window.until {
             break;
         }
-        committer
-            .commit(create_write_set(task, seq))
-            .await
-            .expect("a group commit failed");
-        if started >= window.measure_from {
-            latencies_us.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+        for write_set in create_write_sets(task, seq) {
+            let started = Instant::now();
+            committer
+                .commit(write_set)
+                .await
+                .expect("a group commit failed");
+            if started >= window.measure_from {
+                latencies_us.push(u32::try_from(started.elapsed().as_micros()).unwrap_or(u32::MAX));
+            }
         }
+        creates += 1;
     }
-    latencies_us
+    (latencies_us, creates)
 }
 
 /// The committer's histograms at one instant.
@@ -176,6 +217,8 @@ struct Figures {
     commit_ms_mean: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// sled inserts and removes per create, over every create of the run.
+    sled_writes_per_create: f64,
 }
 
 impl Figures {
@@ -191,6 +234,7 @@ impl Figures {
                 / commits.max(1.0),
             p50_ms: quantile_ms(sorted_us, 0.50),
             p99_ms: quantile_ms(sorted_us, 0.99),
+            sled_writes_per_create: f64::NAN,
         }
     }
 }
@@ -211,6 +255,7 @@ async fn run_once(durability: Durability, settings: Settings) -> Figures {
         .tempdir_in(bench_dir())
         .expect("create the store's tempdir");
     let store = Arc::new(Store::open(&dir.path().join("db"), durability).expect("open the store"));
+    let sled_writes = store.sled_writes_metric().clone();
     let metrics = Arc::new(Metrics::new());
     let config = Config::embedded().expect("the embedded config is valid");
     let policy = CommitPolicy {
@@ -219,7 +264,7 @@ async fn run_once(durability: Durability, settings: Settings) -> Figures {
             .map_or_else(|| config.commit_window(), Duration::from_micros),
         batch_max: config.store.commit_batch_max,
     };
-    let (committer, thread) = committer::start(store, policy, Arc::clone(&metrics));
+    let (committer, thread) = committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
     let start = Instant::now();
     let window = Window {
         measure_from: start + WARMUP,
@@ -234,16 +279,38 @@ async fn run_once(durability: Durability, settings: Settings) -> Figures {
     tokio::time::sleep_until(window.until.into()).await;
     let after = Snapshot::of(&metrics);
     let mut latencies_us = Vec::new();
+    let mut creates = 0;
     for task in tasks {
-        latencies_us.extend(task.await.expect("a commit task panicked"));
+        let (latencies, committed) = task.await.expect("a commit task panicked");
+        latencies_us.extend(latencies);
+        creates += committed;
     }
-    // Every handle is gone: the committer finishes its queue and its thread ends.
-    tokio::task::spawn_blocking(move || thread.join())
-        .await
-        .expect("join the committer thread")
-        .expect("the committer thread panicked");
+    // Every handle is gone: the committer finishes its queue and its thread ends; dropping
+    // the store then lets the applier finish, so every sled write is counted.
+    tokio::task::spawn_blocking(move || {
+        thread.join().expect("the committer thread panicked");
+        drop(store);
+    })
+    .await
+    .expect("join the committer thread");
     latencies_us.sort_unstable();
-    Figures::from(before, after, settings.measured, &latencies_us)
+    let mut figures = Figures::from(before, after, settings.measured, &latencies_us);
+    let mut by_tree: Vec<(String, f64)> = paykeep::store::TREE_NAMES
+        .iter()
+        .map(|tree| {
+            let writes = sled_writes.with_label_values(&[tree]).get() as f64;
+            ((*tree).to_owned(), writes / creates.max(1) as f64)
+        })
+        .collect();
+    figures.sled_writes_per_create = by_tree.iter().map(|(_, w)| w).sum();
+    by_tree.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let busiest: Vec<String> = by_tree
+        .iter()
+        .take(4)
+        .map(|(tree, w)| format!("{tree} {w:.2}"))
+        .collect();
+    println!("  sled writes per create by tree: {}", busiest.join(", "));
+    figures
 }
 
 /// The median of `values` (mean of the middle two for an even count).
@@ -266,26 +333,35 @@ fn median_figures(runs: &[Figures]) -> Figures {
         commit_ms_mean: column(|r| r.commit_ms_mean),
         p50_ms: column(|r| r.p50_ms),
         p99_ms: column(|r| r.p99_ms),
+        sled_writes_per_create: column(|r| r.sled_writes_per_create),
     }
 }
 
 fn print_header() {
     println!(
-        "{:<22} {:>12} {:>10} {:>10} {:>11} {:>8} {:>8}",
-        "durability", "write sets/s", "ws/commit", "commits/s", "commit ms", "p50 ms", "p99 ms"
+        "{:<22} {:>12} {:>10} {:>10} {:>11} {:>8} {:>8} {:>14}",
+        "durability",
+        "write sets/s",
+        "ws/commit",
+        "commits/s",
+        "commit ms",
+        "p50 ms",
+        "p99 ms",
+        "sled w/create"
     );
 }
 
 fn print_row(label: &str, f: &Figures) {
     println!(
-        "{:<22} {:>12.0} {:>10.1} {:>10.0} {:>11.2} {:>8.2} {:>8.2}",
+        "{:<22} {:>12.0} {:>10.1} {:>10.0} {:>11.2} {:>8.2} {:>8.2} {:>14.2}",
         label,
         f.write_sets_per_s,
         f.write_sets_per_commit,
         f.commits_per_s,
         f.commit_ms_mean,
         f.p50_ms,
-        f.p99_ms
+        f.p99_ms,
+        f.sled_writes_per_create
     );
 }
 

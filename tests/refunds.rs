@@ -223,8 +223,9 @@ async fn store_with_old_payment(dir: &std::path::Path, age_ms: i64) -> String {
     };
     let (handle, thread) = committer::start(Arc::clone(&store), policy, Arc::new(Metrics::new()));
     let at = now_ms() - age_ms;
+    let id = paykeep::domain::ids::payment_id("m_demo", "old-1");
     let payment = Payment {
-        id: "pay_old1".into(),
+        id: id.clone(),
         merchant_id: "m_demo".into(),
         order_no: "old-1".into(),
         amount: 1000,
@@ -255,7 +256,7 @@ async fn store_with_old_payment(dir: &std::path::Path, age_ms: i64) -> String {
     tokio::task::spawn_blocking(move || thread.join().unwrap())
         .await
         .unwrap();
-    "pay_old1".to_owned()
+    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

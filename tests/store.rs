@@ -19,11 +19,18 @@ use paykeep::metrics::Metrics;
 use paykeep::store::committer::{self, CommitPolicy, CommitterHandle};
 use paykeep::store::{sweep, Durability, Store};
 
-fn payment(id: &str, status: PaymentStatus) -> Payment {
+/// The id of the payment of order `order-{tag}`.
+fn pid(tag: &str) -> String {
+    paykeep::domain::ids::payment_id("m_demo", &format!("order-{tag}"))
+}
+
+/// A payment of order `order-{tag}`, with the id that order's payment has.
+fn payment(tag: &str, status: PaymentStatus) -> Payment {
+    let order_no = format!("order-{tag}");
     Payment {
-        id: id.into(),
+        id: paykeep::domain::ids::payment_id("m_demo", &order_no),
         merchant_id: "m_demo".into(),
-        order_no: format!("order-{id}"),
+        order_no,
         amount: 500,
         currency: "EUR".into(),
         status,
@@ -101,7 +108,7 @@ async fn committed_write_sets_survive_reopen_and_events_are_deduplicated() {
         thread.join().unwrap();
     }
     let store = Store::open(dir.path(), Durability::FlushAndSync).unwrap();
-    let stored = store.payment("pay_1").unwrap().unwrap();
+    let stored = store.payment(&pid("pay_1")).unwrap().unwrap();
     assert_eq!(stored.status, PaymentStatus::Succeeded);
     assert_eq!(
         store
@@ -166,14 +173,14 @@ async fn acknowledged_writes_are_read_back_before_sled_has_them() {
     };
     committer.commit(processing).await.unwrap();
     assert_eq!(
-        store.payment("pay_1").unwrap().unwrap().status,
+        store.payment(&pid("pay_1")).unwrap().unwrap().status,
         PaymentStatus::Processing
     );
     assert!(store
         .payment_by_order("m_demo", "order-pay_1")
         .unwrap()
         .is_some());
-    assert_eq!(store.processing_payment_ids().unwrap(), vec!["pay_1"]);
+    assert_eq!(store.processing_payment_ids().unwrap(), vec![pid("pay_1")]);
     // Let the applier put the processing payment in sled, then replace it.
     tokio::time::sleep(paykeep::store::applier::APPLY_DELAY * 5).await;
     let succeeded = WriteSet {
@@ -184,7 +191,7 @@ async fn acknowledged_writes_are_read_back_before_sled_has_them() {
     };
     committer.commit(succeeded).await.unwrap();
     assert_eq!(
-        store.payment("pay_1").unwrap().unwrap().status,
+        store.payment(&pid("pay_1")).unwrap().unwrap().status,
         PaymentStatus::Succeeded
     );
     assert!(
@@ -233,18 +240,21 @@ fn header_key(value: &str) -> IdempotencyKey {
     }
 }
 
-/// An entry written in flight and then finished is listed in two expiry batches; the sweep
-/// removes it once, drops both batches, and leaves alone a key that holds a newer entry by
-/// the time the removal commits (a header key may be used again once swept).
+/// A header-key entry is listed for the sweep by the journal record of the group that
+/// finished it (an entry still in flight is not listed, and stays). The sweep removes the
+/// entries of records committed before its cutoff, empties those records' lists, and leaves
+/// alone a key that holds a newer entry by the time the removal commits (a header key may
+/// be used again once swept).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_removes_only_the_entries_it_found_expired() {
     let dir = tempfile::tempdir().unwrap();
     let (store, committer, thread) = open_with_committer(dir.path(), Arc::new(Metrics::new()));
-    let old = now_ms() - 60_000;
-    let (gone, reused, fresh) = (
+    let old = now_ms();
+    let (gone, reused, fresh, in_flight) = (
         header_key("gone"),
         header_key("reused"),
         header_key("fresh"),
+        header_key("in-flight"),
     );
     for finished in [false, true] {
         let ops = vec![
@@ -259,6 +269,18 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
         ];
         committer.commit(WriteSet { ops }).await.unwrap();
     }
+    let unfinished = WriteOp::Idempotency {
+        key: in_flight.clone(),
+        entry: entry("o-4", old, false),
+    };
+    committer
+        .commit(WriteSet {
+            ops: vec![unfinished],
+        })
+        .await
+        .unwrap();
+    // The sweep's cutoff is by commit time: let the groups above age past a 1 s retention.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let recent = WriteOp::Idempotency {
         key: fresh.clone(),
         entry: entry("o-3", now_ms(), true),
@@ -269,18 +291,14 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
         .unwrap();
 
     let expired = store
-        .expired_idempotency_keys(now_ms() - 1_000, 512)
+        .expired_idempotency_keys(&[], now_ms() - 1_000, 512)
         .unwrap();
     assert_eq!(
-        expired.batches.len(),
-        2,
-        "one batch per group, the fresh one not due"
+        expired.records.len(),
+        1,
+        "only the finishing group lists entries; the fresh one is not due"
     );
-    assert_eq!(
-        expired.entries.len(),
-        4,
-        "each entry listed by both of its groups"
-    );
+    assert_eq!(expired.entries.len(), 2, "each finished entry listed once");
     // `reused` now holds a newer entry, as a key used again after an earlier removal does.
     let again = WriteOp::Idempotency {
         key: reused.clone(),
@@ -291,15 +309,21 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
         .await
         .unwrap();
 
-    let listed = sweep::sweep_once(&store, &committer, Duration::from_secs(1))
+    let mut after = Vec::new();
+    let listed = sweep::sweep_once(&store, &committer, Duration::from_secs(1), &mut after)
         .await
         .unwrap();
-    assert_eq!(listed, 4);
+    assert_eq!(listed, 2);
     assert_eq!(store.idempotency(&gone).unwrap(), None);
     assert_eq!(store.idempotency(&reused).unwrap().unwrap().order_no, "o-9");
     assert_eq!(store.idempotency(&fresh).unwrap().unwrap().order_no, "o-3");
+    assert_eq!(
+        store.idempotency(&in_flight).unwrap().unwrap().order_no,
+        "o-4",
+        "an entry in flight is never swept"
+    );
     let left = store
-        .expired_idempotency_keys(now_ms() - 1_000, 512)
+        .expired_idempotency_keys(&[], now_ms() - 1_000, 512)
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
     drop(committer);
@@ -426,7 +450,7 @@ async fn the_retention_sweep_removes_only_what_aged_out() {
     );
     assert_eq!(store.webhook_event("evt_prov_old").unwrap(), None);
     assert!(store.webhook_event("evt_prov_young").unwrap().is_some());
-    assert_eq!(store.payment("pay_kept").unwrap(), Some(paid.clone()));
+    assert_eq!(store.payment(&paid.id).unwrap(), Some(paid.clone()));
     assert!(store
         .payment_by_order("m_demo", &paid.order_no)
         .unwrap()

@@ -2,8 +2,9 @@
 //! idempotency key" and "Provider"): the real binary on `provider.kind = "stripe"` against
 //! `paykeep sandbox` acknowledges creates and refunds, is killed with SIGKILL, its data
 //! directory deleted, and restarted empty on the same sandbox. Every request is retried with
-//! its own key and body; refunds on the order's new payment id. paykeep makes new payment
-//! ids, but derives the same provider keys and sends the same parameters, so the sandbox
+//! its own key and body; refunds on the order's payment id, which the rebuilt store gives
+//! again (it follows from the payment key). paykeep derives the same provider keys and sends
+//! the same parameters, so the sandbox
 //! replays its first answers (a key reused with other parameters would be a 400
 //! `idempotency_error`, a new key a second charge), and its ledger shows one charge per
 //! attempt and no refund twice. A second test pins the documented edge: an order's paying
@@ -210,16 +211,16 @@ async fn a_wiped_store_retried_charges_once_and_refunds_once() {
             "the provider replayed the first charge of {}",
             create.order_no
         );
-        assert_ne!(
+        assert_eq!(
             payment["id"], acked.payment_ids[&create.order_no],
-            "a new payment id for {}",
+            "the payment id follows from the payment key, so the rebuilt store gives {} the same id",
             create.order_no
         );
     }
     for (r, provider_refund_id) in refunds.iter().zip(&acked.provider_refund_ids) {
         let payment = payment_of(&client, &bin.base, &r.order_no).await;
         let id = payment["id"].as_str().unwrap();
-        assert_ne!(id, acked.payment_ids[&r.order_no]);
+        assert_eq!(id, acked.payment_ids[&r.order_no]);
         let answer = refund(&client, &bin.base, id, r.key.as_deref(), &r.body).await;
         assert_no_idempotency_error(&answer);
         assert_eq!(answer.status, 201, "{}", answer.text);

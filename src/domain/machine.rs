@@ -8,7 +8,7 @@
 use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
 use crate::domain::event::Event;
 use crate::domain::idempotency::{Fingerprint, IdempotencyEntry, IdempotencyKey, StoredResponse};
-use crate::domain::ids::{prefix, IdSource};
+use crate::domain::ids::{payment_id, IdSource};
 use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus};
 use crate::domain::refund::Refund;
 use crate::domain::refund_machine::{self, RefundCommand};
@@ -265,7 +265,7 @@ fn check_same_order(existing: &Payment, request: &CreatePayment) -> Result<(), P
 fn new_payment(create: &CreateCommand, ctx: &mut Ctx<'_>) -> Payment {
     let r = &create.request;
     Payment {
-        id: ctx.ids.next_id(prefix::PAYMENT),
+        id: payment_id(&create.merchant_id, &r.order_no),
         merchant_id: create.merchant_id.clone(),
         order_no: r.order_no.clone(),
         amount: r.amount,

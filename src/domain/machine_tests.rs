@@ -39,7 +39,10 @@ const MERCHANT: &str = "mer_1";
 const ORDER: &str = "o-1";
 const PROVIDER: &str = "simulator";
 /// The first payment id [`SequentialIds`] hands out.
-const PAYMENT_ID: &str = "pay_0001";
+/// The id every payment of `MERCHANT`'s `ORDER` has.
+fn pay_id() -> String {
+    crate::domain::ids::payment_id(MERCHANT, ORDER)
+}
 
 /// Applies commands with deterministic ids and a fixed clock.
 #[derive(Default)]
@@ -138,7 +141,7 @@ fn retryable() -> ChargeOutcome {
 /// The payment a first create of `request` makes.
 fn expected_new_payment(request: &CreatePayment) -> Payment {
     Payment {
-        id: PAYMENT_ID.to_owned(),
+        id: pay_id(),
         merchant_id: MERCHANT.to_owned(),
         order_no: ORDER.to_owned(),
         amount: request.amount,
@@ -309,9 +312,9 @@ fn new_create_persists_the_intent_then_calls_the_provider() {
 
 #[test]
 fn the_charge_request_holds_no_payment_id_and_survives_a_new_one() {
-    // A store lost and rebuilt makes a new payment id for the same order; the same create
-    // must send the provider the same key and parameters, or the provider would charge again
-    // (a new key) or refuse (a reused key with other parameters).
+    // A store lost and rebuilt starts over with fresh id sources; the same create must send
+    // the provider the same key and parameters, or the provider would charge again (a new
+    // key) or refuse (a reused key with other parameters).
     let charge_with_ids_from = |skip: usize| {
         let mut h = Harness::default();
         for _ in 0..skip {
@@ -326,7 +329,10 @@ fn the_charge_request_holds_no_payment_id_and_survives_a_new_one() {
     };
     let (first_id, first) = charge_with_ids_from(0);
     let (second_id, second) = charge_with_ids_from(5);
-    assert_ne!(first_id, second_id);
+    assert_eq!(
+        first_id, second_id,
+        "the payment id follows from the payment key"
+    );
     assert_eq!(first, second);
     assert_eq!(first.idempotency_key, charge_key(MERCHANT, ORDER, 1));
     assert!(!format!("{first:?}").contains("pay_"), "{first:?}");
@@ -360,12 +366,12 @@ fn success_stores_a_201_with_the_succeeded_event_and_answers_once() {
         }
     );
     let event = event_in(writes);
-    assert_eq!(event.id, "evt_0002");
+    assert_eq!(event.id, "evt_0001");
     assert_eq!(event.kind, kind::PAYMENT_SUCCEEDED);
     assert_eq!(event.level, EventLevel::Info);
     assert_eq!(event.source, EventSource::Payment);
-    assert_eq!(event.entity_id, PAYMENT_ID);
-    assert_eq!(event.dedupe_key, format!("payment.succeeded:{PAYMENT_ID}"));
+    assert_eq!(event.entity_id, pay_id());
+    assert_eq!(event.dedupe_key, format!("payment.succeeded:{}", pay_id()));
     assert_eq!(event.created_at_ms, NOW_MS);
     assert_eq!(state.payment, Some(paid));
     let body: serde_json::Value = serde_json::from_str(&response.body).expect("json body");
@@ -460,7 +466,7 @@ fn decline_fails_the_payment_stores_a_201_and_emits_payment_failed() {
     let event = event_in(writes);
     assert_eq!(event.kind, kind::PAYMENT_FAILED);
     assert_eq!(event.level, EventLevel::Warning);
-    assert_eq!(event.dedupe_key, format!("payment.failed:{PAYMENT_ID}:1"));
+    assert_eq!(event.dedupe_key, format!("payment.failed:{}:1", pay_id()));
     assert_eq!(state.payment, Some(failed));
 }
 
@@ -539,7 +545,7 @@ fn attempt_two_succeeds_and_the_first_key_still_replays_its_failure() {
     let paid = payment_of(&state);
     assert_eq!(
         (paid.id.as_str(), paid.attempt_count, paid.status),
-        (PAYMENT_ID, 2, PaymentStatus::Succeeded)
+        (pay_id().as_str(), 2, PaymentStatus::Succeeded)
     );
     assert_eq!((paid.failure_code, paid.failure_message), (None, None));
     let Effect::Persist(writes) = &effects[0] else {
@@ -547,7 +553,7 @@ fn attempt_two_succeeds_and_the_first_key_still_replays_its_failure() {
     };
     assert_eq!(
         event_in(writes).dedupe_key,
-        format!("payment.succeeded:{PAYMENT_ID}")
+        format!("payment.succeeded:{}", pay_id())
     );
 
     let k1_entry = first.entry.clone();
@@ -568,7 +574,7 @@ fn new_key_while_processing_is_409_order_already_paid_and_nothing_else() {
         let (after, effects) = h.apply(state.clone(), create(&key, request()));
         let problem = only_problem(&effects);
         assert_eq!((problem.status, problem.code), (409, "order_already_paid"));
-        assert_eq!(problem.payment_id.as_deref(), Some(PAYMENT_ID));
+        assert_eq!(problem.payment_id.as_deref(), Some(pay_id().as_str()));
         assert_eq!(after, state);
     }
 }
@@ -588,7 +594,7 @@ fn new_key_after_success_is_409_order_already_paid_and_nothing_else() {
 
     let problem = only_problem(&effects);
     assert_eq!((problem.status, problem.code), (409, "order_already_paid"));
-    assert_eq!(problem.payment_id.as_deref(), Some(PAYMENT_ID));
+    assert_eq!(problem.payment_id.as_deref(), Some(pay_id().as_str()));
     assert_eq!(after, state);
 }
 
@@ -610,7 +616,7 @@ fn new_attempt_with_another_amount_or_currency_is_422_order_mismatch() {
         let problem = only_problem(&effects);
         assert_eq!((problem.status, problem.code), (422, "order_mismatch"));
         assert_eq!(problem.fields, fields);
-        assert_eq!(problem.payment_id.as_deref(), Some(PAYMENT_ID));
+        assert_eq!(problem.payment_id.as_deref(), Some(pay_id().as_str()));
         assert_eq!(after, state);
     }
 }

@@ -1,6 +1,6 @@
 //! The provider idempotency keys of charges and refunds (DESIGN §2, "The provider
 //! idempotency key"): derived from the payment key and the client's request, never from an
-//! id paykeep generated. A store lost or rebuilt from nothing makes new payment and refund
+//! id paykeep generated. A store lost or rebuilt from nothing makes new refund and event
 //! ids, but a retried request derives the same provider key again, so the provider replays
 //! its first answer instead of moving money a second time.
 //!

@@ -25,9 +25,9 @@ pub enum WriteOp {
         key: IdempotencyKey,
         created_at_ms: i64,
     },
-    /// Drop an expiry batch the retention sweep has gone through (`id`: its key in the
-    /// store's `expiry_batches` tree).
-    RemoveExpiryBatch { id: Vec<u8> },
+    /// Empty the list of expiring idempotency entries of the store's journal record
+    /// `record` (its key): the idempotency sweep has gone through it.
+    RemoveExpiring { record: Vec<u8> },
     /// Append an outbox event, unless one with its `dedupe_key` exists; the store fans it
     /// out into deliveries in the same batch.
     Event(Event),

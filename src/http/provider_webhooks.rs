@@ -35,7 +35,6 @@ use crate::problem::Problem;
 use crate::provider::signature::{self, SignatureError};
 use crate::provider::types::{ProviderError, ProviderPayment, ProviderPaymentStatus};
 use crate::shard::messages::{Job, PaymentKey, SyncJob};
-use crate::store::provider_records::OurRecord;
 
 /// Longest event id accepted (Stripe's are ~30 characters).
 const EVENT_ID_CHARS_MAX: usize = 255;
@@ -224,15 +223,11 @@ fn unavailable() -> Problem {
     .with_retry_after(5)
 }
 
-/// Our payment behind a provider payment: by provider id, else by the payment key in
-/// `metadata[merchant_id]` and `metadata[order_no]` (DESIGN §2 "Provider"; a store rebuilt
-/// after a loss knows the order again before it knows the provider id).
+/// Our payment behind a provider payment: the one of the payment key in
+/// `metadata[merchant_id]` and `metadata[order_no]` (DESIGN §2 "Provider"; the payment id
+/// follows from the key, so no index by provider id is kept, and a store rebuilt after a
+/// loss finds the payment the same way).
 fn our_payment(state: &State, seen: &ProviderPayment) -> Result<Option<Payment>, Problem> {
-    if let Some(OurRecord::Payment(id)) = state.store.by_provider_id(&seen.id).map_err(internal)? {
-        if let Some(payment) = state.store.payment(&id).map_err(internal)? {
-            return Ok(Some(payment));
-        }
-    }
     match (&seen.merchant_id, &seen.order_no) {
         (Some(merchant_id), Some(order_no)) => state
             .store

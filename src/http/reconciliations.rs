@@ -133,12 +133,12 @@ pub fn recon_problem(error: ReconError) -> Problem {
                 503,
                 "provider_unavailable",
                 "Provider unavailable",
-                "the provider's balance transactions could not be read; try again later",
+                "the provider's balance transactions or payments could not be read; try again later",
             )
             .with_retry_after(5)
         }
         ReconError::Store(e) => internal(e),
-        ReconError::TooMany => Problem::new(
+        ReconError::TooMany | ReconError::TooManyUnmatched => Problem::new(
             422,
             "reconciliation_too_large",
             "Reconciliation too large",

@@ -26,6 +26,9 @@ use crate::store::{Store, StoreError};
 pub const SETTLED_PER_DAY_MAX: usize = 1_000_000;
 /// Discrepancies stored per report; more are counted in `discrepancies_dropped`.
 pub const DISCREPANCIES_PER_REPORT_MAX: usize = 10_000;
+/// Provider charges of a day that match none of our records and are looked up at the
+/// provider one by one (`resolve_unmatched`); more refuse the run.
+pub const UNMATCHED_CHARGES_MAX: usize = 10_000;
 /// Longest a run may wait for the provider's balance transactions (all pages).
 pub const PROVIDER_LIST_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -38,6 +41,8 @@ pub enum ReconError {
     Store(#[from] StoreError),
     #[error("more than {SETTLED_PER_DAY_MAX} records settled that day")]
     TooMany,
+    #[error("more than {UNMATCHED_CHARGES_MAX} provider charges of the day match none of ours")]
+    TooManyUnmatched,
     #[error("no such discrepancy")]
     NotFound,
     #[error("already resolved with another resolution or operator")]
@@ -85,6 +90,63 @@ fn refund_row(r: &Refund) -> OurRow {
     }
 }
 
+impl Recon<'_> {
+    /// Our payment behind each provider charge that moved money and matches none of the
+    /// day's records (provider id → payment id), found through the provider's record of its
+    /// payment key (`metadata[merchant_id]`, `metadata[order_no]`: DESIGN §2), since the
+    /// store keeps no index of payments by provider id. A charge the provider does not
+    /// know, or that names no payment of ours, is left out (a `missing_in_ours` finding).
+    /// At most [`UNMATCHED_CHARGES_MAX`] are looked up; beyond that the run is refused.
+    ///
+    /// # Errors
+    /// [`ReconError::Provider`] when the provider cannot be read, [`ReconError::Store`].
+    async fn resolve_unmatched(
+        &self,
+        ours: &[OurRow],
+        rows: &[SettlementRow],
+    ) -> Result<std::collections::HashMap<String, String>, ReconError> {
+        let known: std::collections::HashSet<&str> = ours
+            .iter()
+            .filter_map(|o| o.provider_id.as_deref())
+            .collect();
+        let unmatched: Vec<&str> = rows
+            .iter()
+            .filter(|r| r.kind == SettlementKind::Charge && r.status == "succeeded")
+            .map(|r| r.provider_id.as_str())
+            .filter(|id| !known.contains(id))
+            .collect();
+        if unmatched.len() > UNMATCHED_CHARGES_MAX {
+            return Err(ReconError::TooManyUnmatched);
+        }
+        let mut found = std::collections::HashMap::new();
+        for provider_id in unmatched {
+            let seen = match tokio::time::timeout(
+                PROVIDER_LIST_TIMEOUT,
+                self.connector.retrieve_payment(provider_id),
+            )
+            .await
+            {
+                Err(_) => {
+                    return Err(ProviderError::Unavailable {
+                        reason: "retrieving a payment timed out".to_owned(),
+                    }
+                    .into())
+                }
+                Ok(Err(ProviderError::NotFound)) => continue,
+                Ok(Err(e)) => return Err(e.into()),
+                Ok(Ok(seen)) => seen,
+            };
+            let (Some(merchant_id), Some(order_no)) = (&seen.merchant_id, &seen.order_no) else {
+                continue;
+            };
+            if let Some(payment) = self.store.payment_by_order(merchant_id, order_no)? {
+                found.insert(provider_id.to_owned(), payment.id);
+            }
+        }
+        Ok(found)
+    }
+}
+
 fn load_row(store: &Store, record: &OurRecord) -> Result<Option<OurRow>, StoreError> {
     Ok(match record {
         OurRecord::Payment(id) => store.payment(id)?.as_ref().map(payment_row),
@@ -129,8 +191,12 @@ impl Recon<'_> {
                 reason: "listing balance transactions timed out".to_owned(),
             })??,
         };
+        let unmatched = self.resolve_unmatched(&ours, &rows).await?;
         let lookup = |provider_id: &str| {
-            let record = self.store.by_provider_id(provider_id).ok().flatten()?;
+            let record = match unmatched.get(provider_id) {
+                Some(payment_id) => OurRecord::Payment(payment_id.clone()),
+                None => OurRecord::Refund(self.store.refund_by_provider_id(provider_id).ok()??),
+            };
             let mut row = load_row(self.store, &record).ok().flatten()?;
             if row.provider_id.as_deref() != Some(provider_id) {
                 // An earlier attempt of the payment: in our books that attempt failed, even

@@ -26,7 +26,7 @@ use crate::domain::delivery::{
     delivery_id, Channel, Delivery, DeliveryStatus, FanOutPlan, TARGETS_PER_EVENT_MAX,
 };
 use crate::domain::event::Event;
-use crate::store::{codec, seq_of, Batches, Store, StoreError};
+use crate::store::{codec, Batches, Store, StoreError};
 
 /// Plans read per admin lookup that must include planned deliveries (lists, one id): the
 /// dispatcher expands plans within milliseconds, so only a backlog makes this many.
@@ -461,11 +461,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on an I/O or codec failure.
     pub fn event_at(&self, seq: u64) -> Result<Option<Event>, StoreError> {
-        self.trees
-            .events
-            .get(seq.to_be_bytes())?
-            .map(|v| codec::decode(&v))
-            .transpose()
+        super::journal::event_at(&self.trees, seq)
     }
 
     /// The sequence number of the newest event (0 when there is none).
@@ -473,12 +469,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on an I/O failure.
     pub fn last_event_seq(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .trees
-            .events
-            .last()?
-            .map(|(k, _)| seq_of(&k))
-            .unwrap_or(0))
+        Ok(super::journal::next_seq(&self.trees)?.0 - 1)
     }
 
     /// A persisted setting's JSON text.

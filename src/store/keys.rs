@@ -5,15 +5,6 @@ use crate::domain::idempotency::{IdempotencyKey, KeyScope};
 
 const SEP: u8 = 0;
 
-/// `orders` tree: `merchant \0 order_no`.
-pub fn order_key(merchant_id: &str, order_no: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(merchant_id.len() + order_no.len() + 1);
-    key.extend_from_slice(merchant_id.as_bytes());
-    key.push(SEP);
-    key.extend_from_slice(order_no.as_bytes());
-    key
-}
-
 /// `idempotency` tree: `merchant \0 tag \0 value`, tag `h` header, `o` order, `r` refund.
 pub fn idempotency_key(key: &IdempotencyKey) -> Vec<u8> {
     let (tag, value) = match &key.scope {
@@ -27,16 +18,6 @@ pub fn idempotency_key(key: &IdempotencyKey) -> Vec<u8> {
     out.push(tag);
     out.push(SEP);
     out.extend_from_slice(value.as_bytes());
-    out
-}
-
-/// `expiry_batches` tree: the newest `created_at_ms` of the batch's entries (big-endian),
-/// so a range scan below a cutoff yields only batches whose entries have all expired,
-/// then 16 random bytes (a ULID) that make the key unique.
-pub fn expiry_batch_id(newest_created_at_ms: i64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(24);
-    out.extend_from_slice(&newest_created_at_ms.max(0).to_be_bytes());
-    out.extend_from_slice(&ulid::Ulid::new().0.to_be_bytes());
     out
 }
 

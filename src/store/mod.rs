@@ -10,19 +10,20 @@
 //! [`recovery`] checks the log against what sled's `meta` says ([`meta`]: the store's
 //! identity and how far sled has got) and refuses a store it cannot vouch for.
 //!
-//! Trees: `payments` (id → Payment), `orders` (merchant\0order → id), `processing`
-//! (id → ∅, the payments to resume at start-up), `idempotency` (key → entry),
-//! `expiry_batches` (newest created_at ++ ULID → the header-key entries of one group, for
-//! the sweep: [`expiry`]), `events` (sequence → Event),
-//! `event_dedupe` (dedupe_key → event id), `meta` ([`meta`]); the provider side's trees are described
-//! in [`provider_records`]; deliveries and settings in [`deliveries`].
+//! Trees: `payments` (id → Payment; the id follows from the payment key, so no order
+//! index), `processing` (id → ∅, the payments to resume at start-up), `idempotency`
+//! (key → entry), `journal` and `journal_days` (one record per group commit: its events,
+//! the entries it finished, what settled in it: [`journal`]), `event_dedupe` (dedupe_key →
+//! event id, for events that are not a record's transition), `meta` ([`meta`]); the
+//! provider side's trees are described in [`provider_records`]; deliveries and settings in
+//! [`deliveries`]. The layout, key by key: docs/durability.md, "Layout".
 
 pub mod applier;
 pub mod checkpoint;
 pub mod codec;
 pub mod committer;
 pub mod deliveries;
-pub mod expiry;
+pub mod journal;
 pub mod keys;
 pub mod meta;
 pub mod open;
@@ -30,7 +31,6 @@ pub mod provider_records;
 pub mod recovery;
 pub mod replay_cache;
 pub mod retention;
-pub mod settled;
 pub mod sweep;
 pub mod tree;
 pub mod tree_batch;
@@ -48,14 +48,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::event::Event;
 use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
+use crate::domain::ids::payment_id;
 use crate::domain::payment::{Payment, PaymentStatus};
+use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 
 pub use open::{check, CheckReport, LossReport, OpenOptions};
 
 /// Schema version kept in `meta` ([`meta`]); a store of another version is refused at
 /// open. 2: the log carries LSNs and the store's identity, which sled's `meta` carries too.
-pub const SCHEMA_VERSION: u8 = 2;
+pub const SCHEMA_VERSION: u8 = 3;
 
 /// Errors of the store layer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -166,17 +168,15 @@ macro_rules! trees {
 
 trees!(
     payments,
-    orders,
     processing,
     idempotency,
-    expiry_batches,
-    events,
+    journal,
+    journal_days,
     event_dedupe,
     refunds,
     refunds_by_payment,
     refunds_pending,
     provider_ids,
-    settled_batches,
     webhook_events,
     reconciliations,
     discrepancies,
@@ -216,8 +216,8 @@ pub struct Store {
     checkpoints: Option<crossbeam_channel::Sender<checkpoint::Retire>>,
     checkpoint_thread: Option<JoinHandle<()>>,
     durability: Durability,
-    /// Next event sequence number (the committer is the only writer).
-    next_event_seq: Mutex<u64>,
+    /// Where the journal stands (the committer is the only writer).
+    journal_clock: Mutex<JournalClock>,
     /// Epoch of the last group committed; the memtables tag staged writes with it.
     last_epoch: AtomicU64,
     failed: Arc<AtomicBool>,
@@ -274,14 +274,9 @@ impl Store {
         merchant_id: &str,
         order_no: &str,
     ) -> Result<Option<Payment>, StoreError> {
-        match self
-            .trees
-            .orders
-            .get(keys::order_key(merchant_id, order_no))?
-        {
-            Some(id) => self.payment(&String::from_utf8_lossy(&id)),
-            None => Ok(None),
-        }
+        // The id is a function of the payment key (`ids::payment_id`), so no index is kept.
+        let payment = self.payment(&payment_id(merchant_id, order_no))?;
+        Ok(payment.filter(|p| p.merchant_id == merchant_id && p.order_no == order_no))
     }
 
     /// The entry stored under an idempotency key.
@@ -329,29 +324,22 @@ impl Store {
         after_seq: u64,
         limit: usize,
     ) -> Result<Vec<(u64, Event)>, StoreError> {
-        let start = (after_seq.saturating_add(1)).to_be_bytes();
-        self.trees
-            .events
-            .range(start..)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((seq_of(&k), codec::decode(&v)?))
-            })
-            .collect()
+        journal::events_after(&self.trees, after_seq, limit)
     }
 
-    /// About `limit` header-key entries created before `cutoff_ms`, and the expiry
-    /// batches listing them (the expiry index: [`expiry`]).
+    /// About `limit` header-key entries created before `cutoff_ms`, listed by journal
+    /// records after `after` (a journal key; empty: from the start), and those records
+    /// ([`journal::expired`]).
     ///
     /// # Errors
     /// [`StoreError`] on an I/O or codec failure.
     pub fn expired_idempotency_keys(
         &self,
+        after: &[u8],
         cutoff_ms: i64,
         limit: usize,
-    ) -> Result<expiry::Expired, StoreError> {
-        expiry::expired(&self.trees, cutoff_ms, limit)
+    ) -> Result<journal::Expired, StoreError> {
+        journal::expired(&self.trees, after, cutoff_ms, limit)
     }
 
     /// Whether a store failure has made the store refuse writes.
@@ -380,17 +368,17 @@ impl Store {
     }
 
     fn commit_group_inner(&self, write_sets: &[&WriteSet]) -> Result<usize, StoreError> {
-        let (batches, events, deliveries) = self.batches_for(write_sets)?;
+        // Only the committer thread locks the log, so its next LSN is this group's.
+        let mut wal = self.wal.lock().map_err(|_| StoreError::Failed)?;
+        let (batches, events, deliveries) = self.batches_for(write_sets, wal.position().1 + 1)?;
         let epoch = self.last_epoch.load(Ordering::Acquire) + 1;
         self.last_epoch.store(epoch, Ordering::Release);
         let record = batches.into_record();
-        let appended = {
-            let mut wal = self.wal.lock().map_err(|_| StoreError::Failed)?;
-            wal.append(
-                &codec::encode(&record)?,
-                self.durability == Durability::FlushAndSync,
-            )?
-        };
+        let appended = wal.append(
+            &codec::encode(&record)?,
+            self.durability == Durability::FlushAndSync,
+        )?;
+        drop(wal);
         // Durable from here on: readers may see it (from the memtables until the applier has
         // put it in sled), and recovery would apply the record if sled lost any of it.
         for (name, batch) in &record.trees {
@@ -445,94 +433,111 @@ impl Store {
     }
 
     /// Turns write sets into one sled batch per tree.
+    /// `lsn`: the log record's LSN (it names the group's journal record).
     fn batches_for(
         &self,
         write_sets: &[&WriteSet],
+        lsn: u64,
     ) -> Result<(Batches, usize, deliveries::BatchView), StoreError> {
         let mut b = Batches::default();
         let mut view = deliveries::BatchView::default();
         let mut dedupe_seen: HashSet<&str> = HashSet::new();
-        let mut expiring = expiry::ExpiryBatch::default();
-        let mut settled = settled::SettledBatches::default();
-        let mut seq = self.next_event_seq.lock().map_err(|_| StoreError::Failed)?;
+        let mut clock = self.journal_clock.lock().map_err(|_| StoreError::Failed)?;
+        let committed_at_ms = now_ms().max(clock.committed_at_ms);
+        let mut journal = journal::JournalBatch::new(committed_at_ms, clock.next_seq);
+        let mut seq = clock.next_seq;
         let mut events = 0;
-        for op in write_sets.iter().flat_map(|ws| ws.ops.iter()) {
-            match op {
-                WriteOp::Payment(p) => {
-                    b.payments.insert(p.id.as_bytes(), codec::encode(p)?);
-                    // An order's payment id never changes (attempts live inside the
-                    // payment), so after its first write the index is only read: a sled
-                    // read costs far less than an insert, which clones and logs the leaf.
-                    let order_key = keys::order_key(&p.merchant_id, &p.order_no);
-                    if self.trees.orders.get(&order_key)?.as_deref() != Some(p.id.as_bytes()) {
-                        b.orders.insert(order_key, p.id.as_bytes());
+        for ws in write_sets {
+            let transitions = transition_ids(ws);
+            for op in &ws.ops {
+                match op {
+                    WriteOp::Payment(p) => {
+                        b.payments.insert(p.id.as_bytes(), codec::encode(p)?);
+                        if p.status == PaymentStatus::Processing {
+                            b.processing.insert(p.id.as_bytes(), []);
+                        } else {
+                            b.processing.remove(p.id.as_bytes());
+                        }
+                        provider_records::index_payment(&mut journal.record, p);
                     }
-                    if p.status == PaymentStatus::Processing {
-                        b.processing.insert(p.id.as_bytes(), []);
-                    } else {
-                        b.processing.remove(p.id.as_bytes());
+                    WriteOp::Idempotency { key, entry } => {
+                        let tree_key = keys::idempotency_key(key);
+                        if key.expires() && entry.response.is_some() {
+                            journal.record.expiring.push(journal::Expiring {
+                                created_at_ms: entry.created_at_ms,
+                                key: tree_key.clone(),
+                            });
+                        }
+                        b.idempotency.insert(tree_key, codec::encode(entry)?);
                     }
-                    provider_records::index_payment(&mut b, &mut settled, p);
-                }
-                WriteOp::Idempotency { key, entry } => {
-                    let tree_key = keys::idempotency_key(key);
-                    if key.expires() {
-                        expiring.add(entry.created_at_ms, &tree_key);
+                    WriteOp::RemoveIdempotency { key, created_at_ms } => {
+                        self.remove_expired(&mut b, key, *created_at_ms)?
                     }
-                    b.idempotency.insert(tree_key, codec::encode(entry)?);
-                }
-                WriteOp::RemoveIdempotency { key, created_at_ms } => {
-                    self.remove_expired(&mut b, key, *created_at_ms)?
-                }
-                WriteOp::RemoveExpiryBatch { id } => b.expiry_batches.remove(id.as_slice()),
-                WriteOp::Event(e) => {
-                    let duplicate = !dedupe_seen.insert(&e.dedupe_key)
-                        || self
-                            .trees
-                            .event_dedupe
-                            .contains_key(e.dedupe_key.as_bytes())?;
-                    if duplicate {
-                        continue;
+                    WriteOp::RemoveExpiring { record } => {
+                        journal.clear_expiring(&self.trees.journal, record)?
                     }
-                    b.events.insert(seq.to_be_bytes(), codec::encode(e)?);
-                    b.event_dedupe
-                        .insert(e.dedupe_key.as_bytes(), e.id.as_bytes());
-                    self.fan_out_event(&mut view, e, *seq)?;
-                    *seq += 1;
-                    events += 1;
-                }
-                WriteOp::Refund(r) => provider_records::put_refund(&mut b, &mut settled, r)?,
-                WriteOp::WebhookEvent(w) => provider_records::put_webhook(&mut b, w)?,
-                WriteOp::Reconciliation(r) => provider_records::put_reconciliation(&mut b, r)?,
-                WriteOp::Discrepancy(d) => provider_records::put_discrepancy(&mut b, d)?,
-                WriteOp::Delivery(d) => self.put_delivery(&mut b, &mut view, d)?,
-                WriteOp::FanOutDone { through_seq } => {
-                    self.forget_plans(&mut b, &mut view, *through_seq)?
-                }
-                WriteOp::Setting { key, value } => {
-                    b.settings.insert(key.as_bytes(), value.as_bytes());
-                }
-                WriteOp::RemoveEvent {
-                    seq,
-                    id,
-                    dedupe_key,
-                } => {
-                    b.events.remove(seq.to_be_bytes());
-                    let names = self.trees.event_dedupe.get(dedupe_key.as_bytes())?;
-                    if names.as_deref() == Some(id.as_bytes()) {
-                        b.event_dedupe.remove(dedupe_key.as_bytes());
+                    WriteOp::Event(e) => {
+                        // A record's transition (its write is in this write set) happens once:
+                        // the record's own state guards it, so it needs no dedupe entry.
+                        let transition = transitions.contains(&e.entity_id.as_str());
+                        let duplicate = !dedupe_seen.insert(&e.dedupe_key)
+                            || (!transition
+                                && self
+                                    .trees
+                                    .event_dedupe
+                                    .contains_key(e.dedupe_key.as_bytes())?);
+                        if duplicate {
+                            continue;
+                        }
+                        journal.record.events.push(Some(e.clone()));
+                        if !transition {
+                            b.event_dedupe
+                                .insert(e.dedupe_key.as_bytes(), e.id.as_bytes());
+                        }
+                        self.fan_out_event(&mut view, e, seq)?;
+                        seq += 1;
+                        events += 1;
                     }
+                    WriteOp::Refund(r) => {
+                        provider_records::put_refund(&mut b, &mut journal.record, r)?
+                    }
+                    WriteOp::WebhookEvent(w) => provider_records::put_webhook(&mut b, w)?,
+                    WriteOp::Reconciliation(r) => provider_records::put_reconciliation(&mut b, r)?,
+                    WriteOp::Discrepancy(d) => provider_records::put_discrepancy(&mut b, d)?,
+                    WriteOp::Delivery(d) => self.put_delivery(&mut b, &mut view, d)?,
+                    WriteOp::FanOutDone { through_seq } => {
+                        self.forget_plans(&mut b, &mut view, *through_seq)?
+                    }
+                    WriteOp::Setting { key, value } => {
+                        b.settings.insert(key.as_bytes(), value.as_bytes());
+                    }
+                    WriteOp::RemoveEvent {
+                        seq,
+                        id,
+                        dedupe_key,
+                    } => {
+                        journal.remove_event(&self.trees.journal, *seq)?;
+                        let names = self.trees.event_dedupe.get(dedupe_key.as_bytes())?;
+                        if names.as_deref() == Some(id.as_bytes()) {
+                            b.event_dedupe.remove(dedupe_key.as_bytes());
+                        }
+                    }
+                    WriteOp::RemoveDelivery { id } => {
+                        self.remove_delivery(&mut b, &mut view, id)?
+                    }
+                    WriteOp::RemoveWebhookEvent { id } => b.webhook_events.remove(id.as_bytes()),
                 }
-                WriteOp::RemoveDelivery { id } => self.remove_delivery(&mut b, &mut view, id)?,
-                WriteOp::RemoveWebhookEvent { id } => b.webhook_events.remove(id.as_bytes()),
             }
         }
-        if let Some((id, batch)) = expiring.into_write()? {
-            b.expiry_batches.insert(id, batch);
+        if let Some(key) = journal.into_writes(lsn, &mut b.journal)? {
+            let day = provider_records::day_of_ms(committed_at_ms);
+            if clock.last_day.is_none_or(|last| day > last) {
+                b.journal_days.insert(day.to_be_bytes(), key);
+                clock.last_day = Some(day);
+            }
         }
-        for (id, batch) in settled.into_writes()? {
-            b.settled_batches.insert(id, batch);
-        }
+        clock.next_seq = seq;
+        clock.committed_at_ms = committed_at_ms;
         self.write_plans(&mut b, &mut view)?;
         Ok((b, events, view))
     }
@@ -589,6 +594,24 @@ pub(crate) fn sync_error(e: std::io::Error) -> StoreError {
     }
 }
 
-pub(crate) fn seq_of(key: &[u8]) -> u64 {
-    key.try_into().map(u64::from_be_bytes).unwrap_or(0)
+/// The journal's position, kept by the committer: the next event's sequence number, the
+/// last group's commit time (never decreasing), the newest day in `journal_days`.
+#[derive(Debug)]
+pub(crate) struct JournalClock {
+    pub next_seq: u64,
+    pub committed_at_ms: i64,
+    pub last_day: Option<i64>,
+}
+
+/// Ids of the payments and refunds a write set writes: an event about one of them is that
+/// record's transition.
+fn transition_ids(ws: &WriteSet) -> Vec<&str> {
+    ws.ops
+        .iter()
+        .filter_map(|op| match op {
+            WriteOp::Payment(p) => Some(p.id.as_str()),
+            WriteOp::Refund(r) => Some(r.id.as_str()),
+            _ => None,
+        })
+        .collect()
 }

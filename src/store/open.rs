@@ -16,8 +16,8 @@ use crate::store::meta::{self, SledMeta};
 use crate::store::recovery::{self, Finding, Plan};
 use crate::store::wal::{self, StoreId};
 use crate::store::{
-    applier, checkpoint, codec, deliveries, replay_cache, seq_of, Durability, GroupRecord, Store,
-    StoreError, Trees, TREE_NAMES,
+    applier, checkpoint, codec, deliveries, journal, replay_cache, Durability, GroupRecord,
+    JournalClock, Store, StoreError, Trees, TREE_NAMES,
 };
 
 /// How to open a store.
@@ -240,9 +240,11 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
         Arc::clone(&failed),
         sled_writes.clone(),
     );
-    let next_event_seq = match trees.events.last()? {
-        Some((k, _)) => seq_of(&k) + 1,
-        None => 1,
+    let (next_seq, committed_at_ms) = journal::next_seq(&trees)?;
+    let journal_clock = JournalClock {
+        next_seq,
+        committed_at_ms,
+        last_day: journal::last_day(&trees)?,
     };
     let deliveries_index = deliveries::DeliveryIndex::default();
     deliveries_index.load_counts(&trees.deliveries_by_status, &trees.fanout)?;
@@ -256,7 +258,7 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
         checkpoints: Some(checkpoints),
         checkpoint_thread: Some(checkpoint_thread),
         durability: options.durability,
-        next_event_seq: Mutex::new(next_event_seq),
+        journal_clock: Mutex::new(journal_clock),
         last_epoch: AtomicU64::new(0),
         failed,
         deliveries_index,

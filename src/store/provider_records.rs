@@ -3,9 +3,7 @@
 //!
 //! Trees: `refunds` (id → Refund), `refunds_by_payment` (payment_id \0 refund_id → ∅),
 //! `refunds_pending` (id → ∅, the refunds to resume at start-up, like `processing`),
-//! `provider_ids` (provider id → `p`|`r` ++ our id), `settled_batches` (day ++ ULID → the
-//! payments and refunds of one group commit that succeeded that day: [`super::settled`]),
-//! `webhook_events` (provider event id →
+//! `provider_ids` (a refund's provider id → `r` ++ refund id), `webhook_events` (provider event id →
 //! ProcessedWebhook, the webhook dedupe), `reconciliations` (id → report), `discrepancies`
 //! (id → discrepancy).
 
@@ -14,7 +12,7 @@ use crate::domain::refund::{Refund, RefundState};
 use crate::domain::time::DAY_MS;
 use crate::domain::webhook::ProcessedWebhook;
 use crate::recon::report::{Discrepancy, ReconciliationReport};
-use crate::store::settled::{self, SettledBatches};
+use crate::store::journal::{self, JournalRecord, Settled};
 use crate::store::{codec, Batches, Store, StoreError};
 
 /// Tag of a payment in `provider_ids` and the settlement index.
@@ -48,21 +46,24 @@ fn by_payment_key(payment_id: &str, refund_id: &str) -> Vec<u8> {
     out
 }
 
-/// Index writes of a payment: its provider id, and its day once succeeded.
-pub(super) fn index_payment(b: &mut Batches, settled: &mut SettledBatches, p: &Payment) {
-    if let Some(provider_id) = &p.provider_payment_id {
-        b.provider_ids
-            .insert(provider_id.as_bytes(), tagged(TAG_PAYMENT, &p.id));
-    }
+/// Index writes of a payment: its day once succeeded. A payment's provider id is not
+/// indexed: the provider's record names the payment key (`metadata[merchant_id]`,
+/// `metadata[order_no]`), from which the payment id follows (`ids::payment_id`), so
+/// webhooks and reconciliation find the payment through the provider (DESIGN §2).
+pub(super) fn index_payment(journal: &mut JournalRecord, p: &Payment) {
     if let (PaymentStatus::Succeeded, Some(at)) = (p.status, p.succeeded_at_ms) {
-        settled.add(day_of_ms(at), TAG_PAYMENT, &p.id);
+        journal.settled.push(Settled {
+            day: day_of_ms(at),
+            tag: TAG_PAYMENT,
+            id: p.id.clone(),
+        });
     }
 }
 
 /// Writes of a refund: the record, its payment index, its provider id and its day.
 pub(super) fn put_refund(
     b: &mut Batches,
-    settled: &mut SettledBatches,
+    journal: &mut JournalRecord,
     r: &Refund,
 ) -> Result<(), StoreError> {
     b.refunds.insert(r.id.as_bytes(), codec::encode(r)?);
@@ -78,7 +79,11 @@ pub(super) fn put_refund(
             .insert(provider_id.as_bytes(), tagged(TAG_REFUND, &r.id));
     }
     if let (RefundState::Succeeded, Some(at)) = (r.status, r.succeeded_at_ms) {
-        settled.add(day_of_ms(at), TAG_REFUND, &r.id);
+        journal.settled.push(Settled {
+            day: day_of_ms(at),
+            tag: TAG_REFUND,
+            id: r.id.clone(),
+        });
     }
     Ok(())
 }
@@ -173,20 +178,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Which of our records a provider id names.
+    /// The id of our refund with provider id `provider_refund_id` (refunds are indexed by
+    /// provider id; payments are found through the provider's record of their payment key).
     ///
     /// # Errors
     /// [`StoreError`] on an I/O failure.
-    pub fn by_provider_id(&self, provider_id: &str) -> Result<Option<OurRecord>, StoreError> {
-        let Some(v) = self.trees.provider_ids.get(provider_id.as_bytes())? else {
+    pub fn refund_by_provider_id(
+        &self,
+        provider_refund_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(v) = self.trees.provider_ids.get(provider_refund_id.as_bytes())? else {
             return Ok(None);
         };
-        let id = String::from_utf8_lossy(&v[1..]).into_owned();
-        Ok(match v.first() {
-            Some(&TAG_PAYMENT) => Some(OurRecord::Payment(id)),
-            Some(&TAG_REFUND) => Some(OurRecord::Refund(id)),
-            _ => None,
-        })
+        Ok((v.first() == Some(&TAG_REFUND)).then(|| String::from_utf8_lossy(&v[1..]).into_owned()))
     }
 
     /// Our payments and refunds that succeeded on UTC day `day` (Unix days), each once,
@@ -195,7 +199,7 @@ impl Store {
     /// # Errors
     /// [`StoreError`] on an I/O or codec failure.
     pub fn settled_on_day(&self, day: i64, limit: usize) -> Result<Vec<OurRecord>, StoreError> {
-        let records = settled::on_day(&self.trees, day, limit)?;
+        let records = journal::settled_on_day(&self.trees, day, limit)?;
         Ok(records
             .into_iter()
             .filter_map(|(tag, id)| match tag {

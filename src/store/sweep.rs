@@ -1,7 +1,9 @@
 //! The retention sweep: removes entries of `Idempotency-Key` header keys older than
 //! `idempotency.retention_s`, through the committer like every other write. Order keys are
-//! never swept (an order stays unique forever). It finds them through the expiry index
-//! ([`super::expiry`]), and drops each expiry batch it has gone through.
+//! never swept (an order stays unique forever). It finds them through the journal
+//! ([`super::journal`]): each record lists the header-key entries its group finished, and
+//! the sweep empties that list once it has gone through it. Where it stopped is kept in
+//! memory, so a restart reads the journal from its start once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::store::committer::CommitterHandle;
 use crate::store::{Store, StoreError};
 
-/// Expired listings per write set (whole expiry batches, so a write set may hold a batch
+/// Expired listings per write set (whole journal records, so a write set may hold a record
 /// more); a pass repeats until none are left.
 pub const SWEEP_BATCH_MAX: usize = 512;
 /// Longest time between sweep passes (shorter when the retention itself is shorter).
@@ -27,11 +29,15 @@ pub async fn sweep_once(
     store: &Store,
     committer: &CommitterHandle,
     retention: Duration,
+    after: &mut Vec<u8>,
 ) -> Result<usize, StoreError> {
     let cutoff_ms = super::retention::cutoff(now_ms(), retention);
     let mut listed = 0;
     loop {
-        let expired = store.expired_idempotency_keys(cutoff_ms, SWEEP_BATCH_MAX)?;
+        let expired = store.expired_idempotency_keys(after, cutoff_ms, SWEEP_BATCH_MAX)?;
+        if let Some(resume) = &expired.resume_after {
+            after.clone_from(resume);
+        }
         if expired.is_empty() {
             return Ok(listed);
         }
@@ -40,8 +46,9 @@ pub async fn sweep_once(
             .entries
             .into_iter()
             .map(|(key, created_at_ms)| WriteOp::RemoveIdempotency { key, created_at_ms });
-        let batches = (expired.batches.into_iter()).map(|id| WriteOp::RemoveExpiryBatch { id });
-        let ops = entries.chain(batches).collect();
+        let records =
+            (expired.records.into_iter()).map(|record| WriteOp::RemoveExpiring { record });
+        let ops = entries.chain(records).collect();
         committer.commit(WriteSet { ops }).await?;
         listed += count;
     }
@@ -50,9 +57,10 @@ pub async fn sweep_once(
 /// Runs [`sweep_once`] every `min(retention, SWEEP_INTERVAL_MAX)` until the task is dropped.
 pub async fn run(store: Arc<Store>, committer: CommitterHandle, retention: Duration) {
     let mut interval = tokio::time::interval(retention.min(SWEEP_INTERVAL_MAX));
+    let mut after = Vec::new();
     loop {
         interval.tick().await;
-        match sweep_once(&store, &committer, retention).await {
+        match sweep_once(&store, &committer, retention, &mut after).await {
             Ok(0) => {}
             Ok(listed) => {
                 tracing::info!(operation = "sweep", listed, "idempotency entries swept")

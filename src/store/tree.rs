@@ -162,6 +162,30 @@ impl Tree {
         })
     }
 
+    /// The greatest key at or below `key`, and its value.
+    ///
+    /// # Errors
+    /// sled's I/O error.
+    pub fn floor(&self, key: &[u8]) -> sled::Result<Option<(IVec, IVec)>> {
+        let memtable = self.memtable.read().unwrap_or_else(|e| e.into_inner());
+        let staged = memtable
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .rev()
+            .find_map(|(k, (_, v))| v.clone().map(|v| (IVec::from(k.as_slice()), v)));
+        let mut applied = None;
+        for kv in self.sled.range(..=key).rev() {
+            let (k, v) = kv?;
+            if !memtable.contains_key(k.as_ref()) {
+                applied = Some((k, v));
+                break;
+            }
+        }
+        Ok(match (staged, applied) {
+            (Some(s), Some(a)) => Some(if a.0 > s.0 { a } else { s }),
+            (s, a) => s.or(a),
+        })
+    }
+
     /// Number of keys (walks the tree).
     #[cfg(test)]
     pub fn key_count(&self) -> usize {
