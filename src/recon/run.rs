@@ -19,7 +19,7 @@ use crate::provider::Connector;
 use crate::recon::compare::{compare, Finding, OurRow, TotalOverflow};
 use crate::recon::report::{Discrepancy, ReconciliationReport, ReportSource};
 use crate::store::committer::CommitterHandle;
-use crate::store::provider_records::OurRecord;
+use crate::store::tables::refunds::OurRecord;
 use crate::store::{Store, StoreError};
 
 /// Our records one day may hold for a run (beyond: refused, not silently cut).

@@ -13,16 +13,14 @@
 //! restart looks at it again. Webhook ids are keyed by the provider's id, not by time, so
 //! their sweep walks the tree [`WEBHOOK_SCAN_MAX`] ids per pass and wraps around.
 
-use std::ops::Bound;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::delivery::DeliveryStatus;
 use crate::domain::time::now_ms;
-use crate::domain::webhook::ProcessedWebhook;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::store::committer::CommitterHandle;
-use crate::store::{codec, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Events examined per write set; a pass repeats until it reaches a young event.
 pub const EVENTS_PER_BATCH_MAX: usize = 256;
@@ -55,33 +53,6 @@ pub struct Swept {
     pub events: usize,
     pub deliveries: usize,
     pub webhook_ids: usize,
-}
-
-impl Store {
-    /// Up to `limit` provider webhook records with an id after `after`, in id order.
-    ///
-    /// # Errors
-    /// [`StoreError`] on an I/O or codec failure.
-    pub fn webhook_events_after(
-        &self,
-        after: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, ProcessedWebhook)>, StoreError> {
-        let start = if after.is_empty() {
-            Bound::Unbounded
-        } else {
-            Bound::Excluded(after.to_vec())
-        };
-        self.trees
-            .webhook_events
-            .range((start, Bound::Unbounded))
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((k.to_vec(), codec::decode(&v)?))
-            })
-            .collect()
-    }
 }
 
 /// One pass of both sweeps at `now_ms`.

@@ -1,4 +1,4 @@
-//! Deliveries and settings in the store: the fan-out hook the committer calls when it
+//! Deliveries in the store: the fan-out hook the committer calls when it
 //! accepts a new event, the index upkeep of every delivery write, and the reads the
 //! dispatcher and the admin API need.
 //!
@@ -7,7 +7,7 @@
 //! event's batch, one key per group commit), `deliveries` (id → Delivery), `deliveries_due` (channel
 //! tag ++ due_at_ms BE ++ id → ∅, only `pending` and `retry_scheduled`: per channel, so a
 //! channel at its in-flight bound costs the dispatcher nothing however long its backlog),
-//! `deliveries_by_status` (status tag ++ id → ∅), `settings` (key → JSON text).
+//! `deliveries_by_status` (status tag ++ id → ∅).
 //!
 //! Why a plan: a payment's write set must stay small (the group commit is the payment
 //! path), so the committer writes one compact record per group commit, not four keys per
@@ -52,7 +52,7 @@ pub struct DeliveryIndex {
 /// in the batch (later writes of the same id see earlier ones), count deltas, and how
 /// many were created.
 #[derive(Default)]
-pub(super) struct BatchView {
+pub(crate) struct BatchView {
     written: HashMap<String, Delivery>,
     deltas: [i64; 6],
     created: usize,
@@ -82,7 +82,7 @@ fn status_key(status: DeliveryStatus, id: &str) -> Vec<u8> {
 
 impl DeliveryIndex {
     /// Counts every delivery by status, planned ones as `pending` (once, at open).
-    pub(super) fn load_counts(
+    pub(crate) fn load_counts(
         &self,
         by_status: &super::tree::Tree,
         fanout: &super::tree::Tree,
@@ -103,7 +103,7 @@ impl DeliveryIndex {
     }
 
     /// After a durable commit: apply the batch's count deltas and report new deliveries.
-    pub(super) fn committed(&self, view: BatchView) {
+    pub(crate) fn committed(&self, view: BatchView) {
         for (count, delta) in self.counts.iter().zip(view.deltas) {
             count.fetch_add(delta, Ordering::Relaxed);
         }
@@ -124,7 +124,7 @@ impl Store {
 
     /// Fans a newly accepted event out into its deliveries: its plan joins the batch's
     /// plan record ([`Store::write_plans`]).
-    pub(super) fn fan_out_event(
+    pub(crate) fn fan_out_event(
         &self,
         view: &mut BatchView,
         event: &Event,
@@ -151,7 +151,7 @@ impl Store {
     }
 
     /// Writes the batch's plans as one record keyed by the first planned sequence.
-    pub(super) fn write_plans(
+    pub(crate) fn write_plans(
         &self,
         b: &mut Batches,
         view: &mut BatchView,
@@ -167,7 +167,7 @@ impl Store {
     /// Drops every planned event with a sequence ≤ `through_seq` once its deliveries are
     /// written (in the same write set, so they are never counted or listed twice).
     /// Expansion goes oldest first, so these are a prefix of the plans.
-    pub(super) fn forget_plans(
+    pub(crate) fn forget_plans(
         &self,
         b: &mut Batches,
         view: &mut BatchView,
@@ -190,7 +190,7 @@ impl Store {
 
     /// Writes `delivery` and keeps its indexes in step with the previous record (read from
     /// this batch first, then from the tree).
-    pub(super) fn put_delivery(
+    pub(crate) fn put_delivery(
         &self,
         b: &mut Batches,
         view: &mut BatchView,
@@ -205,7 +205,7 @@ impl Store {
 
     /// Removes the delivery `id` and its index entries (the retention sweep; a no-op for a
     /// delivery that is not there).
-    pub(super) fn remove_delivery(
+    pub(crate) fn remove_delivery(
         &self,
         b: &mut Batches,
         view: &mut BatchView,
@@ -454,34 +454,6 @@ impl Store {
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
-    }
-
-    /// The outbox event stored at `seq`.
-    ///
-    /// # Errors
-    /// [`StoreError`] on an I/O or codec failure.
-    pub fn event_at(&self, seq: u64) -> Result<Option<Event>, StoreError> {
-        super::journal::event_at(&self.trees, seq)
-    }
-
-    /// The sequence number of the newest event (0 when there is none).
-    ///
-    /// # Errors
-    /// [`StoreError`] on an I/O failure.
-    pub fn last_event_seq(&self) -> Result<u64, StoreError> {
-        Ok(super::journal::next_seq(&self.trees)?.0 - 1)
-    }
-
-    /// A persisted setting's JSON text.
-    ///
-    /// # Errors
-    /// [`StoreError`] on an I/O failure.
-    pub fn setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
-            .trees
-            .settings
-            .get(key.as_bytes())?
-            .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 
     /// Deliveries per status, as of the last durable commit.

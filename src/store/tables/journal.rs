@@ -26,9 +26,19 @@ use serde::{Deserialize, Serialize};
 use crate::domain::event::Event;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::time::DAY_MS;
+use crate::store::tables::idempotency;
 use crate::store::tree::Tree;
 use crate::store::tree_batch::TreeBatch;
-use crate::store::{codec, keys, StoreError, Trees};
+use crate::store::{codec, StoreError, Trees};
+
+/// The journal's position, kept by the committer: the next event's sequence number, the
+/// last group's commit time (never decreasing), the newest day in `journal_days`.
+#[derive(Debug)]
+pub(crate) struct JournalClock {
+    pub next_seq: u64,
+    pub committed_at_ms: i64,
+    pub last_day: Option<i64>,
+}
 
 /// Length of a `journal` key: first sequence number and LSN, 8 bytes each.
 pub const KEY_LEN: usize = 16;
@@ -231,7 +241,7 @@ pub(crate) fn expired(
             continue;
         }
         for entry in record.expiring {
-            if let Some(key) = keys::parse_idempotency_key(&entry.key) {
+            if let Some(key) = idempotency::parse_idempotency_key(&entry.key) {
                 out.entries.push((key, entry.created_at_ms));
             }
         }

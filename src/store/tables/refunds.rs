@@ -1,17 +1,12 @@
-//! The store's provider-side records: refunds, the index of provider ids, and the index of
-//! money that moved per UTC day (what reconciliation compares).
-//!
-//! Trees: `refunds` (id → Refund), `refunds_by_payment` (payment_id \0 refund_id → ∅),
-//! `refunds_pending` (id → ∅, the refunds to resume at start-up, like `processing`),
-//! `provider_ids` (a refund's provider id → `r` ++ refund id), `webhook_events` (provider event id →
-//! ProcessedWebhook, the webhook dedupe), `reconciliations` (id → report), `discrepancies`
-//! (id → discrepancy).
+//! The refund tables, and what reconciliation reads of our side: `refunds` (id → Refund),
+//! `refunds_by_payment` (payment_id \0 refund_id → ∅), `refunds_pending` (id → ∅, the
+//! refunds to resume at start-up, like `processing`), `provider_ids` (a refund's provider
+//! id → `r` ++ refund id); the payments and refunds settled per UTC day are in the journal
+//! ([`super::journal`]).
 
 use crate::domain::payment::{Payment, PaymentStatus};
 use crate::domain::refund::{Refund, RefundState};
 use crate::domain::time::DAY_MS;
-use crate::domain::webhook::ProcessedWebhook;
-use crate::recon::report::{Discrepancy, ReconciliationReport};
 use crate::store::journal::{self, JournalRecord, Settled};
 use crate::store::{codec, Batches, Store, StoreError};
 
@@ -50,7 +45,7 @@ fn by_payment_key(payment_id: &str, refund_id: &str) -> Vec<u8> {
 /// indexed: the provider's record names the payment key (`metadata[merchant_id]`,
 /// `metadata[order_no]`), from which the payment id follows (`ids::payment_id`), so
 /// webhooks and reconciliation find the payment through the provider (DESIGN §2).
-pub(super) fn index_payment(journal: &mut JournalRecord, p: &Payment) {
+pub(crate) fn index_payment(journal: &mut JournalRecord, p: &Payment) {
     if let (PaymentStatus::Succeeded, Some(at)) = (p.status, p.succeeded_at_ms) {
         journal.settled.push(Settled {
             day: day_of_ms(at),
@@ -61,7 +56,7 @@ pub(super) fn index_payment(journal: &mut JournalRecord, p: &Payment) {
 }
 
 /// Writes of a refund: the record, its payment index, its provider id and its day.
-pub(super) fn put_refund(
+pub(crate) fn put_refund(
     b: &mut Batches,
     journal: &mut JournalRecord,
     r: &Refund,
@@ -88,64 +83,7 @@ pub(super) fn put_refund(
     Ok(())
 }
 
-/// Remembers a processed provider webhook event.
-pub(super) fn put_webhook(b: &mut Batches, w: &ProcessedWebhook) -> Result<(), StoreError> {
-    b.webhook_events.insert(w.id.as_bytes(), codec::encode(w)?);
-    Ok(())
-}
-
-/// Stores a reconciliation report.
-pub(super) fn put_reconciliation(
-    b: &mut Batches,
-    r: &ReconciliationReport,
-) -> Result<(), StoreError> {
-    b.reconciliations.insert(r.id.as_bytes(), codec::encode(r)?);
-    Ok(())
-}
-
-/// Stores (or replaces) a discrepancy.
-pub(super) fn put_discrepancy(b: &mut Batches, d: &Discrepancy) -> Result<(), StoreError> {
-    b.discrepancies.insert(d.id.as_bytes(), codec::encode(d)?);
-    Ok(())
-}
-
 impl Store {
-    /// The reconciliation report `id`.
-    ///
-    /// # Errors
-    /// [`StoreError`] on an I/O or codec failure.
-    pub fn reconciliation(&self, id: &str) -> Result<Option<ReconciliationReport>, StoreError> {
-        self.trees
-            .reconciliations
-            .get(id.as_bytes())?
-            .map(|v| codec::decode(&v))
-            .transpose()
-    }
-
-    /// The discrepancy `id`.
-    ///
-    /// # Errors
-    /// [`StoreError`] on an I/O or codec failure.
-    pub fn discrepancy(&self, id: &str) -> Result<Option<Discrepancy>, StoreError> {
-        self.trees
-            .discrepancies
-            .get(id.as_bytes())?
-            .map(|v| codec::decode(&v))
-            .transpose()
-    }
-
-    /// The processed provider webhook event `id`, if it was processed.
-    ///
-    /// # Errors
-    /// [`StoreError`] on an I/O or codec failure.
-    pub fn webhook_event(&self, id: &str) -> Result<Option<ProcessedWebhook>, StoreError> {
-        self.trees
-            .webhook_events
-            .get(id.as_bytes())?
-            .map(|v| codec::decode(&v))
-            .transpose()
-    }
-
     /// The refund `id`, as last committed.
     ///
     /// # Errors

@@ -16,8 +16,8 @@ use crate::store::meta::{self, SledMeta};
 use crate::store::recovery::{self, Finding, Plan};
 use crate::store::wal::{self, StoreId};
 use crate::store::{
-    applier, checkpoint, codec, deliveries, journal, replay_cache, Durability, GroupRecord,
-    JournalClock, Store, StoreError, Trees, TREE_NAMES,
+    applier, checkpoint, codec, deliveries, journal, journal::JournalClock, replay_cache,
+    Durability, GroupRecord, Store, StoreError, Trees, TREE_NAMES,
 };
 
 /// How to open a store.

@@ -15,6 +15,18 @@ use std::sync::RwLock;
 use sled::IVec;
 
 use crate::store::tree_batch::Op;
+use crate::store::StoreError;
+
+/// sled's database handle, for the tables' declaration to open their trees with.
+pub type Db = sled::Db;
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled {
+            detail: e.to_string(),
+        }
+    }
+}
 
 /// A memtable value: the epoch of the group commit that wrote it, and the value (`None`: the
 /// key was removed).
