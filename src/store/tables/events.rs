@@ -117,3 +117,84 @@ impl Store {
         Ok(journal::next_seq(&self.trees)?.0 - 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::payment::PaymentStatus;
+    use crate::domain::write_set::WriteOp;
+    use crate::store::tables::test_support::{commit, event, open, payment};
+
+    /// An event written with the record whose transition it is takes no dedupe entry;
+    /// any other event is kept once per dedupe key, across groups.
+    #[test]
+    fn transitions_skip_the_dedupe_index_and_other_events_are_deduplicated() {
+        let (_dir, store) = open();
+        let paid = payment("o-1", PaymentStatus::Succeeded);
+        let transition = event("evt_1", &paid.id, "payment.succeeded:x");
+        commit(
+            &store,
+            vec![WriteOp::Payment(paid.clone()), WriteOp::Event(transition)],
+        );
+        assert!(store
+            .trees
+            .event_dedupe
+            .get(b"payment.succeeded:x")
+            .unwrap()
+            .is_none());
+        commit(
+            &store,
+            vec![WriteOp::Event(event("evt_2", "pay_other", "alert:1"))],
+        );
+        commit(
+            &store,
+            vec![WriteOp::Event(event("evt_3", "pay_other", "alert:1"))],
+        );
+        assert_eq!(
+            store.trees.event_dedupe.get(b"alert:1").unwrap().as_deref(),
+            Some(b"evt_2".as_slice())
+        );
+        let ids: Vec<(u64, String)> = store
+            .events_after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(seq, e)| (seq, e.id))
+            .collect();
+        assert_eq!(ids, vec![(1, "evt_1".to_owned()), (2, "evt_2".to_owned())]);
+        assert_eq!(store.last_event_seq().unwrap(), 2);
+        assert_eq!(store.event_at(2).unwrap().unwrap().id, "evt_2");
+    }
+
+    /// The retention sweep's removal blanks one event: the others keep their numbers, and
+    /// its dedupe entry goes with it.
+    #[test]
+    fn a_removed_event_leaves_its_neighbours_and_their_numbers() {
+        let (_dir, store) = open();
+        commit(
+            &store,
+            vec![
+                WriteOp::Event(event("evt_1", "e", "d1")),
+                WriteOp::Event(event("evt_2", "e", "d2")),
+                WriteOp::Event(event("evt_3", "e", "d3")),
+            ],
+        );
+        commit(
+            &store,
+            vec![WriteOp::RemoveEvent {
+                seq: 2,
+                id: "evt_2".into(),
+                dedupe_key: "d2".into(),
+            }],
+        );
+        let left: Vec<u64> = store
+            .events_after(0, 10)
+            .unwrap()
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        assert_eq!(left, vec![1, 3]);
+        assert_eq!(store.event_at(2).unwrap(), None);
+        assert_eq!(store.events_after(1, 10).unwrap()[0].0, 3);
+        assert!(store.trees.event_dedupe.get(b"d2").unwrap().is_none());
+        assert!(store.trees.event_dedupe.get(b"d1").unwrap().is_some());
+    }
+}

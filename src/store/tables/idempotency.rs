@@ -175,3 +175,101 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use crate::domain::idempotency::{Fingerprint, StoredResponse};
+    use crate::domain::time::now_ms;
+    use crate::store::tables::test_support::{commit, open};
+
+    fn key(scope: KeyScope) -> IdempotencyKey {
+        IdempotencyKey {
+            merchant_id: "m_demo".into(),
+            scope,
+        }
+    }
+
+    fn entry(finished: bool, created_at_ms: i64) -> IdempotencyEntry {
+        IdempotencyEntry {
+            order_no: "o-1".into(),
+            fingerprint: Fingerprint::new("POST", "/v1/payments", &serde_json::json!({})),
+            response: finished.then(|| StoredResponse {
+                status: 201,
+                body: "{}".into(),
+            }),
+            created_at_ms,
+        }
+    }
+
+    /// Every entry is one key; only finished header-key entries are listed for the sweep
+    /// (order and refund keys never expire), and a removal applies only to the entry
+    /// created at the instant the sweep saw.
+    #[test]
+    fn only_finished_header_key_entries_are_listed_and_removal_is_conditional() {
+        let (_dir, store) = open();
+        let now = now_ms();
+        let header = key(KeyScope::Header("k-1".into()));
+        let in_flight = key(KeyScope::Header("k-2".into()));
+        let order = key(KeyScope::Order("o-1".into()));
+        let refund = key(KeyScope::Refund("r-1".into()));
+        commit(
+            &store,
+            vec![
+                WriteOp::Idempotency {
+                    key: header.clone(),
+                    entry: entry(true, now),
+                },
+                WriteOp::Idempotency {
+                    key: in_flight.clone(),
+                    entry: entry(false, now),
+                },
+                WriteOp::Idempotency {
+                    key: order.clone(),
+                    entry: entry(true, now),
+                },
+                WriteOp::Idempotency {
+                    key: refund.clone(),
+                    entry: entry(true, now),
+                },
+            ],
+        );
+        for k in [&header, &in_flight, &order, &refund] {
+            assert!(store.idempotency(k).unwrap().is_some(), "{k:?}");
+        }
+        let expired = store
+            .expired_idempotency_keys(&[], now + 60_000, 10)
+            .unwrap();
+        assert_eq!(expired.entries, vec![(header.clone(), now)]);
+        assert_eq!(expired.records.len(), 1);
+
+        commit(
+            &store,
+            vec![WriteOp::RemoveIdempotency {
+                key: order.clone(),
+                created_at_ms: now - 1,
+            }],
+        );
+        assert!(
+            store.idempotency(&order).unwrap().is_some(),
+            "another instant: kept"
+        );
+        commit(
+            &store,
+            vec![
+                WriteOp::RemoveIdempotency {
+                    key: header.clone(),
+                    created_at_ms: now,
+                },
+                WriteOp::RemoveExpiring {
+                    record: expired.records[0].clone(),
+                },
+            ],
+        );
+        assert_eq!(store.idempotency(&header).unwrap(), None);
+        assert!(store
+            .expired_idempotency_keys(&[], now + 60_000, 10)
+            .unwrap()
+            .is_empty());
+    }
+}

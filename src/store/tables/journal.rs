@@ -17,7 +17,8 @@
 //!
 //! `committed_at_ms` never decreases from one record to the next (the committer takes the
 //! greater of the clock and the last value), so a scan by time can stop at the first
-//! record past its bound. A record is removed once the sweeps have emptied it.
+//! record past its bound. A record is removed once the sweeps have emptied it, except the
+//! one holding the newest event, which keeps the numbering across restarts.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -374,8 +375,12 @@ impl JournalBatch {
         lsn: u64,
         journal: &mut TreeBatch,
     ) -> Result<Option<[u8; KEY_LEN]>, StoreError> {
+        let next_seq = self.record.first_seq;
         for (k, record) in self.edited {
-            if record.is_empty() {
+            // The record that numbers the newest event stays, however empty: the next
+            // open reads the next sequence number from the last record, and a cursor
+            // (the dispatcher's, the relay's) must never see numbers start over.
+            if record.is_empty() && record.next_seq() < next_seq {
                 journal.remove(k);
             } else {
                 journal.insert(k, codec::encode(&record)?);
@@ -416,5 +421,77 @@ mod tests {
             id: "pay_1".into(),
         });
         assert!(!record.is_empty());
+    }
+
+    use crate::domain::write_set::WriteOp;
+    use crate::store::tables::test_support::{commit, event, open};
+
+    /// Records without events (a group that only finished entries) sit between records
+    /// with events; a cursor anywhere finds the record holding the next sequence number.
+    #[test]
+    fn a_cursor_finds_the_record_holding_the_next_event() {
+        let (_dir, store) = open();
+        commit(
+            &store,
+            vec![
+                WriteOp::Event(event("evt_1", "e", "d1")),
+                WriteOp::Event(event("evt_2", "e", "d2")),
+            ],
+        );
+        commit(
+            &store,
+            vec![WriteOp::Setting {
+                key: "s".into(),
+                value: "1".into(),
+            }],
+        );
+        commit(&store, vec![WriteOp::Event(event("evt_3", "e", "d3"))]);
+        for (after, first) in [(0, Some(1)), (1, Some(2)), (2, Some(3)), (3, None)] {
+            let page = events_after(&store.trees, after, 1).unwrap();
+            assert_eq!(page.first().map(|(s, _)| *s), first, "after {after}");
+        }
+        assert_eq!(next_seq(&store.trees).unwrap().0, 4);
+        let keys: Vec<Vec<u8>> = store
+            .trees
+            .journal
+            .iter()
+            .keys()
+            .map(|k| k.unwrap().to_vec())
+            .collect();
+        assert_eq!(
+            keys.len(),
+            2,
+            "a group with nothing for the journal writes no record"
+        );
+        assert_eq!(&keys[1][..8], &3u64.to_be_bytes());
+        assert_eq!(last_day(&store.trees).unwrap().is_some(), true);
+    }
+
+    /// A record the sweeps have emptied is removed, except the one holding the newest
+    /// event: numbering never starts over, even when every event has aged out.
+    #[test]
+    fn an_emptied_record_is_removed_unless_it_numbers_the_newest_event() {
+        let (_dir, store) = open();
+        commit(&store, vec![WriteOp::Event(event("evt_1", "e", "d1"))]);
+        commit(&store, vec![WriteOp::Event(event("evt_2", "e", "d2"))]);
+        assert_eq!(store.trees.journal.iter().count(), 2);
+        let remove = |seq: u64, id: &str, dedupe: &str| WriteOp::RemoveEvent {
+            seq,
+            id: id.into(),
+            dedupe_key: dedupe.into(),
+        };
+        commit(
+            &store,
+            vec![remove(1, "evt_1", "d1"), remove(2, "evt_2", "d2")],
+        );
+        assert_eq!(
+            store.trees.journal.iter().count(),
+            1,
+            "the newest record stays"
+        );
+        assert!(events_after(&store.trees, 0, 10).unwrap().is_empty());
+        assert_eq!(next_seq(&store.trees).unwrap().0, 3);
+        commit(&store, vec![WriteOp::Event(event("evt_3", "e", "d3"))]);
+        assert_eq!(events_after(&store.trees, 0, 10).unwrap()[0].0, 3);
     }
 }

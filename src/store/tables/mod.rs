@@ -12,6 +12,8 @@ pub mod reconciliations;
 pub mod refunds;
 pub mod replay_cache;
 pub mod settings;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod webhook_events;
 
 use serde::{Deserialize, Serialize};

@@ -66,3 +66,48 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::payment::PaymentStatus;
+    use crate::domain::write_set::WriteOp;
+    use crate::store::tables::refunds::{day_of_ms, OurRecord};
+    use crate::store::tables::test_support::{commit, open, payment};
+
+    /// The payment is read by id and by order under the same key; `processing` holds it
+    /// only while it is processing; once it succeeded it is in its day's settlements.
+    #[test]
+    fn a_payment_is_one_key_with_its_processing_entry_and_settlement() {
+        let (_dir, store) = open();
+        let processing = payment("o-1", PaymentStatus::Processing);
+        commit(&store, vec![WriteOp::Payment(processing.clone())]);
+        assert_eq!(
+            store.payment(&processing.id).unwrap(),
+            Some(processing.clone())
+        );
+        assert_eq!(
+            store.payment_by_order("m_demo", "o-1").unwrap(),
+            Some(processing.clone())
+        );
+        assert_eq!(store.payment_by_order("m_other", "o-1").unwrap(), None);
+        assert_eq!(
+            store.processing_payment_ids().unwrap(),
+            vec![processing.id.clone()]
+        );
+        let day = day_of_ms(processing.created_at_ms);
+        assert!(store.settled_on_day(day, 10).unwrap().is_empty());
+
+        let paid = payment("o-1", PaymentStatus::Succeeded);
+        commit(&store, vec![WriteOp::Payment(paid.clone())]);
+        assert_eq!(store.payment(&paid.id).unwrap(), Some(paid.clone()));
+        assert!(store.processing_payment_ids().unwrap().is_empty());
+        let day = day_of_ms(paid.succeeded_at_ms.unwrap());
+        assert_eq!(
+            store.settled_on_day(day, 10).unwrap(),
+            vec![OurRecord::Payment(paid.id.clone())]
+        );
+        // Written again (a refund changes it): still listed once.
+        commit(&store, vec![WriteOp::Payment(paid.clone())]);
+        assert_eq!(store.settled_on_day(day, 10).unwrap().len(), 1);
+    }
+}

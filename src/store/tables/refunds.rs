@@ -167,6 +167,62 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::idempotency::{IdempotencyKey, KeyScope};
+    use crate::domain::write_set::WriteOp;
+    use crate::store::tables::test_support::{commit, open};
+
+    fn refund(id: &str, status: RefundState, provider_id: Option<&str>) -> Refund {
+        Refund {
+            id: id.into(),
+            payment_id: "pay_1".into(),
+            merchant_id: "m_demo".into(),
+            amount: 100,
+            fee: 0,
+            currency: "USD".into(),
+            status,
+            reason: None,
+            operator_id: "op".into(),
+            provider_refund_id: provider_id.map(Into::into),
+            failure_code: None,
+            failure_message: None,
+            idempotency_key: IdempotencyKey {
+                merchant_id: "m_demo".into(),
+                scope: KeyScope::Refund(id.into()),
+            },
+            created_at_ms: 5,
+            updated_at_ms: 5,
+            succeeded_at_ms: (status == RefundState::Succeeded).then_some(DAY_MS + 5),
+        }
+    }
+
+    /// A refund is listed under its payment, in `refunds_pending` while pending, by its
+    /// provider id once it has one, and in its day's settlements once it succeeded.
+    #[test]
+    fn a_refund_keeps_its_indexes_in_step() {
+        let (_dir, store) = open();
+        commit(
+            &store,
+            vec![WriteOp::Refund(refund("re_1", RefundState::Pending, None))],
+        );
+        assert_eq!(store.pending_refunds().unwrap().len(), 1);
+        assert_eq!(store.refunds_of_payment("pay_1").unwrap().len(), 1);
+        assert_eq!(store.refund_by_provider_id("re_prov_1").unwrap(), None);
+
+        let done = refund("re_1", RefundState::Succeeded, Some("re_prov_1"));
+        commit(&store, vec![WriteOp::Refund(done.clone())]);
+        assert!(store.pending_refunds().unwrap().is_empty());
+        assert_eq!(
+            store.refunds_of_payment("pay_1").unwrap(),
+            vec![done.clone()]
+        );
+        assert_eq!(
+            store.refund_by_provider_id("re_prov_1").unwrap().as_deref(),
+            Some("re_1")
+        );
+        assert_eq!(store.refunds_of_payment("pay_2").unwrap(), vec![]);
+        // Committed today, settled on day 1: found only if its record is in day 1's scan.
+        assert!(store.settled_on_day(1, 10).unwrap().is_empty());
+    }
 
     #[test]
     fn days_are_utc() {

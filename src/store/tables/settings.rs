@@ -22,3 +22,28 @@ impl Store {
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::write_set::WriteOp;
+    use crate::store::tables::test_support::{commit, open};
+
+    #[test]
+    fn a_setting_is_one_key_replaced_by_the_next_write() {
+        let (_dir, store) = open();
+        assert_eq!(store.setting("notifications").unwrap(), None);
+        for value in ["{\"a\":1}", "{\"a\":2}"] {
+            commit(
+                &store,
+                vec![WriteOp::Setting {
+                    key: "notifications".into(),
+                    value: value.into(),
+                }],
+            );
+            assert_eq!(
+                store.setting("notifications").unwrap().as_deref(),
+                Some(value)
+            );
+        }
+    }
+}

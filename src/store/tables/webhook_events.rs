@@ -51,3 +51,50 @@ impl Store {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::webhook::ProcessedWebhook;
+    use crate::domain::write_set::WriteOp;
+    use crate::store::tables::test_support::{commit, open};
+
+    fn processed(id: &str) -> ProcessedWebhook {
+        ProcessedWebhook {
+            id: id.into(),
+            kind: "payment_intent.succeeded".into(),
+            received_at_ms: 7,
+        }
+    }
+
+    /// Provider event ids are keyed by themselves, read in id order from a cursor, and
+    /// forgotten by the retention sweep.
+    #[test]
+    fn webhook_ids_are_read_in_id_order_and_removed() {
+        let (_dir, store) = open();
+        commit(
+            &store,
+            vec![
+                WriteOp::WebhookEvent(processed("evt_b")),
+                WriteOp::WebhookEvent(processed("evt_a")),
+                WriteOp::WebhookEvent(processed("evt_c")),
+            ],
+        );
+        assert_eq!(
+            store.webhook_event("evt_a").unwrap(),
+            Some(processed("evt_a"))
+        );
+        let after_a: Vec<Vec<u8>> = store
+            .webhook_events_after(b"evt_a", 10)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(after_a, vec![b"evt_b".to_vec(), b"evt_c".to_vec()]);
+        commit(
+            &store,
+            vec![WriteOp::RemoveWebhookEvent { id: "evt_b".into() }],
+        );
+        assert_eq!(store.webhook_event("evt_b").unwrap(), None);
+        assert_eq!(store.webhook_events_after(&[], 10).unwrap().len(), 2);
+    }
+}
