@@ -55,14 +55,20 @@ pub fn validate_header_key(value: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-/// The identity of one request: method, path and the canonical body.
+/// The identity of one request: method, path, and digests of the canonical body.
+///
+/// The body itself is not kept: a digest per top-level member is enough to name the
+/// fields a reused key changed, and keeping the body would store a second copy of every
+/// request for as long as its key lives (docs/durability.md, "Layout").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub method: String,
     pub path: String,
-    /// Body as canonical JSON: keys sorted, null members dropped, no whitespace.
-    pub body: String,
-    /// SHA-256 of `method \n path \n body`.
+    /// Per top-level body member (`null` members left out), in name order: its name and the
+    /// first 8 bytes of SHA-256 of its canonical JSON.
+    pub fields: Vec<(String, [u8; 8])>,
+    /// SHA-256 of `method \n path \n canonical body` (canonical JSON: keys sorted, null
+    /// members dropped, no whitespace).
     pub digest: [u8; 32],
 }
 
@@ -77,11 +83,23 @@ impl Fingerprint {
         hasher.update(path.as_bytes());
         hasher.update(b"\n");
         hasher.update(&canonical);
+        let mut fields = Vec::new();
+        if let serde_json::Value::Object(map) = body {
+            let mut member = Vec::with_capacity(64);
+            for (name, value) in map.iter().filter(|(_, v)| !v.is_null()) {
+                member.clear();
+                write_canonical(value, &mut member);
+                let digest = Sha256::digest(&member);
+                let mut short = [0u8; 8];
+                short.copy_from_slice(&digest[..8]);
+                fields.push((name.clone(), short));
+            }
+            fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        }
         Fingerprint {
             method: method.to_owned(),
             path: path.to_owned(),
-            // serde_json writes UTF-8 only.
-            body: String::from_utf8(canonical).unwrap_or_default(),
+            fields,
             digest: hasher.finalize().into(),
         }
     }
@@ -92,17 +110,24 @@ impl Fingerprint {
         if self.method != other.method || self.path != other.path {
             return vec!["path".to_owned()];
         }
-        let parse = |s: &str| match serde_json::from_str::<serde_json::Value>(s) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        let (a, b) = (parse(&self.body), parse(&other.body));
-        let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        let a: std::collections::BTreeMap<&str, &[u8; 8]> =
+            self.fields.iter().map(|(k, d)| (k.as_str(), d)).collect();
+        let b: std::collections::BTreeMap<&str, &[u8; 8]> =
+            other.fields.iter().map(|(k, d)| (k.as_str(), d)).collect();
+        let keys: BTreeSet<&str> = a.keys().chain(b.keys()).copied().collect();
         keys.into_iter()
-            .filter(|k| a.get(*k) != b.get(*k))
-            .cloned()
+            .filter(|k| a.get(k) != b.get(k))
+            .map(str::to_owned)
             .collect()
     }
+}
+
+/// `value` as canonical JSON text (what the digest is taken over).
+pub fn canonical(value: &serde_json::Value) -> String {
+    let mut out = Vec::with_capacity(256);
+    write_canonical(value, &mut out);
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Writes `value` as canonical JSON: object keys sorted, `null` members left out, no
@@ -178,7 +203,12 @@ mod tests {
         );
         let b = Fingerprint::new("POST", "/v1/payments", &json!({"a": {"y": 2}, "b": 1}));
         assert_eq!(a, b);
-        assert_eq!(a.body, r#"{"a":{"y":2},"b":1}"#);
+        assert_eq!(
+            canonical(&json!({"b": 1, "a": {"y": 2, "x": null}})),
+            r#"{"a":{"y":2},"b":1}"#
+        );
+        let names: Vec<&str> = a.fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
     }
 
     /// Stored fingerprints must stay comparable across versions: the canonical bytes and
@@ -190,7 +220,10 @@ mod tests {
             "/v1/payments",
             &json!({"b": [1, 2.5, true], "a": "x\"y", "c": null}),
         );
-        assert_eq!(f.body, r#"{"a":"x\"y","b":[1,2.5,true]}"#);
+        assert_eq!(
+            canonical(&json!({"b": [1, 2.5, true], "a": "x\"y", "c": null})),
+            r#"{"a":"x\"y","b":[1,2.5,true]}"#
+        );
         assert_eq!(
             hex::encode(f.digest),
             "3934609f329dcb60a32413d4822ca7977d99df8f008308f2121943b8a14f5453"

@@ -359,6 +359,19 @@ fn new_store_id() -> StoreId {
 
 /// Attempts to open sled before a lock held by a store dropped a moment ago counts as
 /// held by another process, and the pause between attempts.
+/// sled's segment size. sled 0.34 writes any page larger than a quarter of a segment
+/// (less a header) to a file of its own under `blobs/` (`pagecache/logger.rs`), and a leaf
+/// holds up to 17 values before it splits: at the default 512 KiB, a leaf of payments with
+/// every field at its maximum (about 15 KiB each, 50 KiB in four-byte characters) became a
+/// file per rewrite. 4 MiB keeps every leaf of maximum-size records (17 × 50 KiB) inline.
+/// A sled parameter fixed when the store is created.
+pub const SLED_SEGMENT_BYTES: usize = 4 << 20;
+
+/// zstd level of sled's pages (its `compression` feature): the fastest level. Records
+/// repeat their field names, and a finished entry repeats its payment as JSON, so even
+/// the fastest level about halves what reaches the disk (BENCHMARKS.md).
+pub const SLED_ZSTD_LEVEL: i32 = 1;
+
 const SLED_LOCK_ATTEMPTS: u32 = 20;
 const SLED_LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -371,6 +384,9 @@ fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreErr
     let config = sled::Config::new()
         .path(dir)
         .cache_capacity(cache_capacity_bytes)
+        .segment_size(SLED_SEGMENT_BYTES)
+        .use_compression(true)
+        .compression_factor(SLED_ZSTD_LEVEL)
         // sled's own flusher writes its log back every 50 ms (sync_file_range), so a
         // checkpoint's fdatasync finds little dirty data and does not hold up the disk
         // the write-ahead log syncs to. Durability never depends on it.

@@ -464,7 +464,7 @@ mod tests {
             "a group with nothing for the journal writes no record"
         );
         assert_eq!(&keys[1][..8], &3u64.to_be_bytes());
-        assert_eq!(last_day(&store.trees).unwrap().is_some(), true);
+        assert!(last_day(&store.trees).unwrap().is_some());
     }
 
     /// A record the sweeps have emptied is removed, except the one holding the newest
