@@ -155,7 +155,8 @@ impl OpsMetrics {
             match store.deliveries_with_status(status, None, 1) {
                 Ok(first) => {
                     if let Some(d) = first.first() {
-                        oldest_ms = Some(oldest_ms.map_or(d.created_at_ms, |o| o.min(d.created_at_ms)));
+                        oldest_ms =
+                            Some(oldest_ms.map_or(d.created_at_ms, |o| o.min(d.created_at_ms)));
                     }
                 }
                 Err(_) => readable = false,
@@ -220,7 +221,9 @@ pub fn zero_labelled_families(
             .with_label_values(&[state.as_str()]);
     }
     for outcome in WEBHOOK_OUTCOMES {
-        provider.provider_webhooks_total.with_label_values(&[outcome]);
+        provider
+            .provider_webhooks_total
+            .with_label_values(&[outcome]);
     }
     for kind in [
         DiscrepancyKind::MissingInProvider,
@@ -231,5 +234,77 @@ pub fn zero_labelled_families(
         provider
             .reconciliation_discrepancies_total
             .with_label_values(&[kind.as_str()]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The route label of each `respond(metrics, "label", …)` / `observe(metrics, "label", …)`
+    /// call in `src/http`.
+    fn labels_in_handlers() -> std::collections::BTreeSet<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+        let mut found = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(dir).expect("src/http") {
+            let path = entry.expect("entry").path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read");
+            for call in ["respond(", "observe("] {
+                for (at, _) in text.match_indices(call) {
+                    let rest = &text[at + call.len()..];
+                    let Some(comma) = rest.find(',') else {
+                        continue;
+                    };
+                    let after = rest[comma + 1..].trim_start();
+                    if let Some(quoted) = after.strip_prefix('"') {
+                        if let Some(end) = quoted.find('"') {
+                            found.insert(quoted[..end].to_owned());
+                        }
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn route_labels_are_the_handlers_labels() {
+        let handlers = labels_in_handlers();
+        assert!(handlers.len() >= 15, "{handlers:?}");
+        let listed: std::collections::BTreeSet<String> = ROUTE_LABELS
+            .iter()
+            .filter(|l| **l != "unmatched")
+            .map(|l| (*l).to_owned())
+            .collect();
+        assert_eq!(listed, handlers);
+    }
+
+    #[test]
+    fn families_have_their_series_at_zero() {
+        let metrics = Metrics::new();
+        let notify = NotifyMetrics::register(metrics.registry());
+        let provider = ProviderMetrics::register(&metrics);
+        let ops = OpsMetrics::register(&metrics);
+        zero_labelled_families(&metrics, &notify, &provider);
+        let text = metrics.render();
+        for series in [
+            "notification_delivery_failure_total{channel=\"email\",retryable=\"true\"} 0",
+            "notification_deliveries{status=\"dead\"} 0",
+            "provider_calls_total{outcome=\"retryable\"} 0",
+            "reconciliation_discrepancies_total{type=\"status_mismatch\"} 0",
+            "http_request_duration_seconds_count{route=\"create_payment\"} 0",
+            "payments_processing 0",
+            "outbox_oldest_undelivered_seconds 0",
+        ] {
+            assert!(text.contains(series), "{series} missing");
+        }
+        assert!(text.contains(&format!(
+            "paykeep_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )));
+        ops.store_ready.set(1);
     }
 }

@@ -98,7 +98,8 @@ mod tests {
 
     #[test]
     fn zero_and_absurd_values_name_their_key() {
-        let cases: [(&str, fn(&mut AlertsConfig)); 6] = [
+        type Spoil = fn(&mut AlertsConfig);
+        let cases: [(&str, Spoil); 6] = [
             ("alerts.provider_failing_s", |c| c.provider_failing_s = 0),
             ("alerts.provider_failing_s", |c| {
                 c.provider_failing_s = u64::MAX

@@ -111,11 +111,9 @@ impl DeadLetterWindow {
             Some((start, count)) if *start == bucket => *count += risen,
             _ => self.buckets.push_back((bucket, risen)),
         }
-        while self
-            .buckets
-            .front()
-            .is_some_and(|(start, _)| *start + DEAD_LETTER_BUCKET_MS <= now_ms - DEAD_LETTER_SPAN_MS)
-        {
+        while self.buckets.front().is_some_and(|(start, _)| {
+            *start + DEAD_LETTER_BUCKET_MS <= now_ms - DEAD_LETTER_SPAN_MS
+        }) {
             self.buckets.pop_front();
         }
         self.buckets.iter().map(|(_, count)| count).sum()
@@ -161,8 +159,8 @@ impl Watcher {
         }
         if let Some((since_ms, reason)) = &seen.provider_failing {
             let failing_ms = seen.now_ms - since_ms;
-            let limit_ms =
-                i64::try_from(self.config.provider_failing_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let limit_ms = i64::try_from(self.config.provider_failing_s.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
             if failing_ms > limit_ms {
                 due.push(Alert {
                     kind: kind::SYSTEM_PROVIDER_UNAVAILABLE,
@@ -364,7 +362,10 @@ mod tests {
             provider_failing: Some((50_000, "connection refused".into())),
             ..Observed::default()
         };
-        assert!(watcher.check(&seen).is_empty(), "50 s is not longer than 60 s");
+        assert!(
+            watcher.check(&seen).is_empty(),
+            "50 s is not longer than 60 s"
+        );
         seen.now_ms = 110_001;
         let due = watcher.check(&seen);
         assert_eq!(kinds(&due), [kind::SYSTEM_PROVIDER_UNAVAILABLE]);
@@ -400,18 +401,36 @@ mod tests {
             store_refusing_writes: true,
             ..Observed::default()
         };
-        assert_eq!(kinds(&watcher.check(&seen)), [kind::SYSTEM_STORE_REFUSING_WRITES]);
-        assert_eq!(kinds(&watcher.check(&seen)), [kind::SYSTEM_STORE_REFUSING_WRITES]);
+        assert_eq!(
+            kinds(&watcher.check(&seen)),
+            [kind::SYSTEM_STORE_REFUSING_WRITES]
+        );
+        assert_eq!(
+            kinds(&watcher.check(&seen)),
+            [kind::SYSTEM_STORE_REFUSING_WRITES]
+        );
     }
 
     #[test]
     fn dead_letters_count_new_ones_in_the_last_hour() {
         let mut window = DeadLetterWindow::default();
-        assert_eq!(window.observe(40, 0), 0, "dead letters from before start are the baseline");
+        assert_eq!(
+            window.observe(40, 0),
+            0,
+            "dead letters from before start are the baseline"
+        );
         assert_eq!(window.observe(42, 1_000), 2);
-        assert_eq!(window.observe(41, 2_000), 2, "a redrive is not a new dead letter");
+        assert_eq!(
+            window.observe(41, 2_000),
+            2,
+            "a redrive is not a new dead letter"
+        );
         assert_eq!(window.observe(42, 120_000), 3);
-        assert_eq!(window.observe(42, DEAD_LETTER_SPAN_MS + 60_000), 1, "the first minute aged out");
+        assert_eq!(
+            window.observe(42, DEAD_LETTER_SPAN_MS + 60_000),
+            1,
+            "the first minute aged out"
+        );
         assert_eq!(window.observe(42, 3 * DEAD_LETTER_SPAN_MS), 0);
     }
 
