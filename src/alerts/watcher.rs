@@ -242,13 +242,10 @@ pub async fn run(deps: WatchDeps) {
         }
         for alert in watcher.check(&seen) {
             let event = alert.event(seen.now_ms, window_ms);
-            let sent = if seen.store_refusing_writes {
-                // Only the store's own alert can go out now; the others wait (see the
-                // module doc).
-                alert.kind == kind::SYSTEM_STORE_REFUSING_WRITES
-                    && send_direct(&deps.notify, &event).await
-            } else {
-                commit(&deps.notify, &event).await
+            let sent = match route(&alert, seen.store_refusing_writes) {
+                Route::Outbox => commit(&deps.notify, &event).await,
+                Route::Direct => send_direct(&deps.notify, &event).await,
+                Route::Wait => false,
             };
             if sent {
                 tracing::warn!(
@@ -261,6 +258,29 @@ pub async fn run(deps: WatchDeps) {
                 watcher.raised(&alert, seen.now_ms);
             }
         }
+    }
+}
+
+/// How an alert due now goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Written as an outbox event (fanned out, delivered, retried like any event).
+    Outbox,
+    /// Sent straight to the channels: the store refuses writes (see the module doc).
+    Direct,
+    /// Not now: the store refuses writes, and only its own alert goes out without it.
+    Wait,
+}
+
+/// The [`Route`] of `alert` while the store does (not) refuse writes.
+pub fn route(alert: &Alert, store_refusing_writes: bool) -> Route {
+    match (
+        store_refusing_writes,
+        alert.kind == kind::SYSTEM_STORE_REFUSING_WRITES,
+    ) {
+        (false, _) => Route::Outbox,
+        (true, true) => Route::Direct,
+        (true, false) => Route::Wait,
     }
 }
 
@@ -409,6 +429,28 @@ mod tests {
             kinds(&watcher.check(&seen)),
             [kind::SYSTEM_STORE_REFUSING_WRITES]
         );
+    }
+
+    #[test]
+    fn only_the_store_alert_bypasses_a_store_that_refuses_writes() {
+        let mut watcher = Watcher::new(config());
+        let seen = Observed {
+            now_ms: 100_000,
+            store_refusing_writes: true,
+            paused_channels: vec![Channel::Discord],
+            ..Observed::default()
+        };
+        let due = watcher.check(&seen);
+        assert_eq!(
+            kinds(&due),
+            [
+                kind::SYSTEM_STORE_REFUSING_WRITES,
+                kind::SYSTEM_CHANNEL_PAUSED
+            ]
+        );
+        assert_eq!(route(&due[0], true), Route::Direct);
+        assert_eq!(route(&due[1], true), Route::Wait);
+        assert_eq!(route(&due[1], false), Route::Outbox);
     }
 
     #[test]
