@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::alerts::provider_health::{self, ProviderHealth};
+use crate::alerts::watcher;
 use crate::config::{parse_hh_mm, Config};
 use crate::domain::event::store_recovered_with_loss_event;
 use crate::domain::ids::UlidSource;
@@ -18,6 +20,7 @@ use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
 use crate::notify::Notifications;
+use crate::ops_metrics::{self, OpsMetrics};
 use crate::provider;
 use crate::recon::schedule;
 use crate::shard::claims::Claims;
@@ -93,7 +96,11 @@ pub async fn start_with(
     crate::memory::disable_transparent_huge_pages();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let connector = provider::connector_for(&config).map_err(StartError::Provider)?;
+    let provider_health = Arc::new(ProviderHealth::default());
+    let connector: Arc<dyn provider::Connector> = Arc::new(provider_health::Watched {
+        inner: provider::connector_for(&config).map_err(StartError::Provider)?,
+        health: Arc::clone(&provider_health),
+    });
     let store_options = OpenOptions {
         cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
         ..store_options
@@ -126,6 +133,8 @@ pub async fn start_with(
         )
         .await?,
     );
+    let ops_metrics = Arc::new(OpsMetrics::register(&metrics));
+    ops_metrics::zero_labelled_families(&metrics, &notify.core.metrics, &provider_metrics);
     let deps = Arc::new(ShardDeps {
         store: Arc::clone(&store),
         committer: committer.clone(),
@@ -164,6 +173,11 @@ pub async fn start_with(
             Arc::clone(&provider_side.connector),
         ))
     });
+    let alert_watcher = tokio::spawn(watcher::run(watcher::WatchDeps {
+        config: config.alerts.clone(),
+        notify: Arc::clone(&notify.core),
+        provider: provider_health,
+    }));
     drop(committer);
     let state = Arc::new(AppState {
         rules: PaymentRules {
@@ -175,6 +189,7 @@ pub async fn start_with(
         shards: Arc::clone(&shards),
         claims: Arc::new(Claims::default()),
         metrics,
+        ops_metrics,
         provider: provider_side,
         notify: Arc::clone(&notify),
     });
@@ -197,10 +212,19 @@ pub async fn start_with(
         addr: bind,
         detail: e.to_string(),
     })?;
+    tracing::info!(
+        operation = "start",
+        version = env!("CARGO_PKG_VERSION"),
+        %addr,
+        provider = state.provider.connector.name(),
+        data_dir = %config.store.data_dir.display(),
+        shards = shards.count(),
+        "paykeep started"
+    );
     let limits = server_limits(&config.server);
     let server = http::server::serve(
         listener,
-        warp::service(http::routes(&state)),
+        http::access_log::AccessLog::new(warp::service(http::routes(&state))),
         limits,
         signal,
     );
@@ -219,6 +243,8 @@ pub async fn start_with(
         let _ = sweeper.await;
         retention_sweeper.abort();
         let _ = retention_sweeper.await;
+        alert_watcher.abort();
+        let _ = alert_watcher.await;
         if let Some(daily) = daily_recon {
             daily.abort();
             let _ = daily.await;

@@ -72,6 +72,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub merchants: Vec<MerchantConfig>,
     pub notifications: NotificationsConfig,
+    /// `[alerts]`: thresholds and windows of the service's own system alerts.
+    pub alerts: crate::alerts::config::AlertsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -408,6 +410,7 @@ impl Config {
         self.validate_provider()?;
         self.validate_merchants()?;
         self.notifications.validate()?;
+        self.alerts.validate()?;
         self.refuse_demo_secrets_off_loopback()
     }
 

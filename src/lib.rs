@@ -4,7 +4,8 @@
 //! The map, in the order a request travels (DESIGN §1):
 //!
 //! - [`http`] — warp routes: merchant Bearer auth, body limits, problem+json errors, one
-//!   handler file per resource, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//!   handler file per resource, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
+//!   around them the access log, which gives every request its `X-Request-Id` and span.
 //! - [`shard`] — the router hashes a payment key (merchant + order) to one of a fixed set
 //!   of virtual partitions, mapped onto actix shard actors on their own Arbiter threads.
 //!   A shard runs one job per key at a time; a slow key never blocks the other keys.
@@ -32,11 +33,17 @@
 //!   or base64, out of attempt errors, logged provider text and admin answers.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
+//! - [`ops_metrics`] — the gauges sampled at each scrape (payments processing, refunds
+//!   pending, the oldest undelivered event, store readiness), `paykeep_build_info`, and
+//!   every labelled family at 0 from start-up; deploy/ alerts and dashboards on them.
+//! - [`alerts`] — the service's own system alerts (provider failing, channel paused, dead
+//!   letters, store refusing writes), raised by a watcher through the outbox.
 //! - [`log_throttle`] — one error line per distinct store-failure cause per 10 s, with the
 //!   count of repeats held back.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
 //! - [`app`] — wiring it all together and serving until shutdown.
 
+pub mod alerts;
 pub mod app;
 pub mod config;
 pub mod domain;
@@ -45,6 +52,7 @@ pub mod log_throttle;
 pub mod memory;
 pub mod metrics;
 pub mod notify;
+pub mod ops_metrics;
 pub mod problem;
 pub mod provider;
 pub mod recon;

@@ -114,15 +114,20 @@ enum LogFormat {
     Json,
 }
 
+/// Logs to stderr through the redactor: colours only when stderr is a terminal (a file or
+/// a pipe gets plain text); JSON lines carry the event's fields at the top level beside
+/// `timestamp`, `level`, `target`, and the request's span (`span.request_id`).
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(paykeep::redact::RedactingStderr);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
     }
 }
 
@@ -273,7 +278,6 @@ fn serve(config: Config, store_options: OpenOptions) -> ExitCode {
             Ok(running) => {
                 // Tests and scripts read the bound address from this line.
                 println!("paykeep listening on http://{}", running.addr);
-                tracing::info!(addr = %running.addr, "listening");
                 running.wait().await;
                 ExitCode::SUCCESS
             }

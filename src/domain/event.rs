@@ -36,6 +36,11 @@ pub mod kind {
     pub const NOTIFICATION_TEST: &str = "notification.test";
     /// DESIGN §6: `paykeep serve --accept-data-loss` started on a store it could not vouch for.
     pub const SYSTEM_STORE_RECOVERED_WITH_LOSS: &str = "system.store_recovered_with_loss";
+    /// Issue 17's system alerts, raised by `alerts::watcher`.
+    pub const SYSTEM_PROVIDER_UNAVAILABLE: &str = "system.provider_unavailable";
+    pub const SYSTEM_CHANNEL_PAUSED: &str = "system.channel_paused";
+    pub const SYSTEM_DEAD_LETTERS: &str = "system.dead_letters";
+    pub const SYSTEM_STORE_REFUSING_WRITES: &str = "system.store_refusing_writes";
 }
 
 /// One outbox event. `payload` is a JSON object kept as text (the store codec is bincode,

@@ -21,7 +21,9 @@ pub fn merchant<'a>(
             found = Some(m.id.as_str());
         }
     }
-    found.ok_or_else(unauthorized)
+    let found = found.ok_or_else(unauthorized)?;
+    crate::http::request_id::note_merchant(found);
+    Ok(found)
 }
 
 /// Whether `authorization` carries `expected` as its bearer token (constant time).

@@ -1,6 +1,7 @@
 //! The HTTP surface (warp): one handler file per resource, each exposing its routes, merged
 //! here with request metrics and problem+json for everything that does not match.
 
+pub mod access_log;
 pub mod admin;
 pub mod admin_deliveries;
 pub mod admin_events;
@@ -16,6 +17,7 @@ pub mod problem;
 pub mod provider_webhooks;
 pub mod reconciliations;
 pub mod refunds;
+pub mod request_id;
 pub mod server;
 
 use std::convert::Infallible;
@@ -68,6 +70,8 @@ pub struct AppState {
     pub shards: Arc<Shards>,
     pub claims: Arc<Claims>,
     pub metrics: Arc<Metrics>,
+    /// The gauges `/metrics` samples from the store at each scrape.
+    pub ops_metrics: Arc<crate::ops_metrics::OpsMetrics>,
     pub rules: PaymentRules,
     /// Webhooks and reconciliation: the connector and a committer handle.
     pub provider: Arc<crate::provider::ProviderSide>,
@@ -208,6 +212,7 @@ pub async fn observe(
     route: &'static str,
     handler: impl Future<Output = Response>,
 ) -> Response {
+    request_id::note_route(route);
     let started = Instant::now();
     let response = handler.await;
     metrics
@@ -225,6 +230,7 @@ pub async fn observe(
 /// route has; 405 with `Allow` for a path some route has under another method; 400 when
 /// the route exists but the request could not be read (a header that is not text).
 fn unmatched(metrics: &Metrics, method: &Method, path: &str) -> Response {
+    request_id::note_route("unmatched");
     let allowed = allowed_methods(path);
     let method = if method == Method::HEAD {
         "GET"

@@ -39,6 +39,7 @@ pub fn routes(
         .and(with_state(state))
         .then(|state: State| async move {
             observe(&state.metrics, "metrics", async {
+                state.ops_metrics.refresh(&state.store);
                 let mut response = Response::new(state.metrics.render().into());
                 response.headers_mut().insert(
                     warp::http::header::CONTENT_TYPE,

@@ -135,6 +135,7 @@ async fn create(
         reply: reply_tx,
         claim,
         wait_deadline: Instant::now() + state.config.in_flight_wait(),
+        span: tracing::Span::current(),
     }));
     if let Err(job) = state.shards.submit(payment_key, job) {
         drop(job);

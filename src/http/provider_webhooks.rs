@@ -198,6 +198,7 @@ async fn sync(state: &State, event: &Value) -> Result<bool, Problem> {
     let job = Job::Sync(Box::new(SyncJob {
         resolved: resolved(&payment, &seen),
         done,
+        span: tracing::Span::current(),
     }));
     let key = PaymentKey {
         merchant_id: payment.merchant_id,

@@ -103,6 +103,7 @@ async fn create(
         reply: reply_tx,
         claim,
         wait_deadline: Instant::now() + state.config.in_flight_wait(),
+        span: tracing::Span::current(),
     }));
     let payment_key = PaymentKey {
         merchant_id,

@@ -97,6 +97,28 @@ fn load(core: &Core, id: &str) -> Result<Option<(Delivery, Event)>, crate::store
     Ok(Some((delivery, event)))
 }
 
+/// One request for `delivery` of `event`, outside the delivery machinery (no pacing, no
+/// record, no retry): `alerts::watcher` sends `system.store_refusing_writes` this way when
+/// the store cannot record a delivery.
+///
+/// # Errors
+/// The verdict's error text (already scrubbed of secrets) when the channel did not take it.
+pub(crate) async fn send_once(
+    core: &Core,
+    channel: Channel,
+    config: &NotificationsConfig,
+    delivery: &Delivery,
+    event: &Event,
+) -> Result<(), String> {
+    match send(core, channel, config, delivery, event).await.verdict {
+        Verdict::Delivered => Ok(()),
+        Verdict::Retryable { error, .. }
+        | Verdict::Rejected { error }
+        | Verdict::Credentials { error }
+        | Verdict::Migrate { error, .. } => Err(error),
+    }
+}
+
 /// Builds, sends and classifies one request; every error text is scrubbed of secrets.
 async fn send(
     core: &Core,

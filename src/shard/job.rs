@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::UlidSource;
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
+use crate::domain::payment::PaymentStatus;
 use crate::domain::refund::RefundState;
 use crate::domain::time::now_ms;
 use crate::log_throttle::STORE_FAILURES;
@@ -41,8 +43,13 @@ pub struct JobOutcome {
     pub retry_later: bool,
 }
 
-/// Runs `job` for `key` to completion.
+/// Runs `job` for `key` to completion, inside its request's span.
 pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome {
+    let span = job.span();
+    run_job(deps, key, job).instrument(span).await
+}
+
+async fn run_job(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome {
     match job {
         Job::Create(create) => {
             if create.reply.is_closed() {
@@ -174,6 +181,7 @@ async fn execute(
     mut reply: Option<oneshot::Sender<Reply>>,
 ) -> JobOutcome {
     let refunding = matches!(command, Command::RefundCreate(_));
+    let was_processing = is_processing(&state);
     let (mut state, effects) = step(deps, state, command);
     let mut effects: VecDeque<Effect> = effects.into();
     let mut outcome = JobOutcome::default();
@@ -222,7 +230,31 @@ async fn execute(
             Effect::RetryLater => outcome.retry_later = true,
         }
     }
+    if was_processing && !is_processing(&state) {
+        log_resolved(&state);
+    }
     outcome
+}
+
+fn is_processing(state: &KeyState) -> bool {
+    state
+        .payment
+        .as_ref()
+        .is_some_and(|p| p.status == PaymentStatus::Processing)
+}
+
+/// The line that closes the warning an unresolved charge logged: the payment that was
+/// `processing` when this job started has its final answer now.
+fn log_resolved(state: &KeyState) {
+    if let Some(payment) = &state.payment {
+        tracing::info!(
+            operation = "charge",
+            payment_id = %payment.id,
+            attempt = payment.attempt_count,
+            status = payment.status.as_str(),
+            "processing payment resolved"
+        );
+    }
 }
 
 async fn charge(deps: &ShardDeps, request: &ChargeRequest) -> ChargeOutcome {

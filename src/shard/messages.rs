@@ -28,6 +28,8 @@ pub struct CreateJob {
     pub claim: Option<ClaimGuard>,
     /// Past this instant a still-waiting job answers 409 `idempotency_key_in_use`.
     pub wait_deadline: Instant,
+    /// The request's span (its `X-Request-Id`): the job's log lines carry it.
+    pub span: tracing::Span,
 }
 
 /// A refund waiting for its payment key's turn.
@@ -39,6 +41,8 @@ pub struct RefundJob {
     pub claim: Option<ClaimGuard>,
     /// Past this instant a still-waiting job answers 409 `idempotency_key_in_use`.
     pub wait_deadline: Instant,
+    /// The request's span (its `X-Request-Id`): the job's log lines carry it.
+    pub span: tracing::Span,
 }
 
 /// A provider webhook's sync from the source of truth: apply the provider's final view of
@@ -50,6 +54,8 @@ pub struct SyncJob {
     pub resolved: Option<(u32, ChargeOutcome)>,
     /// Signalled when the sync is done (dropped unsent if it could not run).
     pub done: oneshot::Sender<()>,
+    /// The webhook request's span: the job's log lines carry its request id.
+    pub span: tracing::Span,
 }
 
 /// Work for one payment key.
@@ -77,6 +83,16 @@ impl Job {
                 let _ = refund.reply.send(Reply::Problem(problem));
             }
             Job::Resume { .. } | Job::Sync(_) => {}
+        }
+    }
+
+    /// The span the job runs in: its request's, none for background work.
+    pub fn span(&self) -> tracing::Span {
+        match self {
+            Job::Create(create) => create.span.clone(),
+            Job::Refund(refund) => refund.span.clone(),
+            Job::Sync(sync) => sync.span.clone(),
+            Job::Resume { .. } => tracing::Span::none(),
         }
     }
 

@@ -11,12 +11,14 @@
 //! each object by id ([`routes`]). Test cards in [`cards`]; `pm_sim_timeout`'s first call
 //! per key answers after `--stall-ms`; `pm_sim_slow` (sandbox only) charges but answers
 //! every call after `--stall-ms`; `--latency-ms` delays every answer. Optionally sends
-//! signed events to `--webhook-url` (see [`events`]).
+//! signed events to `--webhook-url` (see [`events`]). `GET /metrics` (no auth) counts what
+//! it was asked ([`metrics`]).
 
 pub mod cards;
 pub mod events;
 pub mod intents;
 pub mod ledger;
+pub mod metrics;
 pub mod params;
 pub mod refunds;
 pub mod routes;
@@ -49,6 +51,8 @@ pub struct Sandbox {
     pub ledger: Ledger,
     pub config: SandboxConfig,
     pub events: EventSink,
+    /// What `GET /metrics` answers.
+    pub metrics: metrics::SandboxMetrics,
 }
 
 /// Opens the ledger and serves until `shutdown` resolves; returns the bound address and
@@ -67,6 +71,7 @@ pub fn start(
         ledger,
         config,
         events,
+        metrics: metrics::SandboxMetrics::new(),
     });
     // The same listener as `serve`, with DESIGN §4's default limits (issue 13: every
     // listener has a connection cap and header and idle timeouts).

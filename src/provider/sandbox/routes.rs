@@ -145,6 +145,45 @@ fn body() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
 }
 
 async fn handle(sandbox: &Sandbox, request: Request) -> Response {
+    let started = std::time::Instant::now();
+    let operation = operation_of(&request);
+    if operation == "metrics" {
+        let mut response = Response::new(sandbox.metrics.render().into());
+        response.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        return response;
+    }
+    let response = answer(sandbox, request).await;
+    let metrics = &sandbox.metrics;
+    metrics
+        .request_duration_seconds
+        .with_label_values(&[operation])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests_total
+        .with_label_values(&[operation, response.status().as_str()])
+        .inc();
+    response
+}
+
+/// The `operation` label of a request (`sandbox::metrics::OPERATIONS`).
+fn operation_of(request: &Request) -> &'static str {
+    let segments: Vec<&str> = request.path.trim_matches('/').split('/').collect();
+    match (&request.method, segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => "metrics",
+        (&Method::POST, ["v1", "payment_intents"]) => "create_payment_intent",
+        (&Method::POST, ["v1", "payment_intents", _, "capture"]) => "capture",
+        (&Method::POST, ["v1", "payment_intents", _, "cancel"]) => "cancel",
+        (&Method::POST, ["v1", "refunds"]) => "create_refund",
+        (&Method::GET, ["v1", _]) => "list",
+        (&Method::GET, ["v1", _, _]) => "retrieve",
+        _ => "unrecognized",
+    }
+}
+
+async fn answer(sandbox: &Sandbox, request: Request) -> Response {
     tokio::time::sleep(sandbox.config.latency).await;
     if !authorized(sandbox, request.authorization.as_deref()) {
         return respond(&unauthorized());

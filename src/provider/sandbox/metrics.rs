@@ -1,0 +1,101 @@
+//! The sandbox's own `/metrics` (issue 17): what it was asked and how it answered, so a
+//! load test or a dashboard can set the provider's side beside paykeep's. Prometheus text
+//! format, no auth, like paykeep's `/metrics`.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets in seconds: 1 ms .. 30 s (the sandbox stalls on purpose up to
+/// `--stall-ms`).
+const LATENCY_BUCKETS_S: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every `operation` label, present at 0 from start.
+pub const OPERATIONS: &[&str] = &[
+    "create_payment_intent",
+    "capture",
+    "cancel",
+    "create_refund",
+    "list",
+    "retrieve",
+    "metrics",
+    "unrecognized",
+];
+
+/// The sandbox's registry.
+pub struct SandboxMetrics {
+    registry: Registry,
+    /// `sandbox_requests_total{operation,status}`.
+    pub requests_total: IntCounterVec,
+    /// `sandbox_request_duration_seconds{operation}`, `--latency-ms` included.
+    pub request_duration_seconds: HistogramVec,
+}
+
+impl SandboxMetrics {
+    /// A fresh registry with every family registered.
+    ///
+    /// # Panics
+    /// Only if a definition is malformed (start-up only).
+    pub fn new() -> SandboxMetrics {
+        let registry = Registry::new();
+        let requests_total = IntCounterVec::new(
+            Opts::new(
+                "sandbox_requests_total",
+                "Sandbox requests by operation and status",
+            ),
+            &["operation", "status"],
+        )
+        .expect("metric");
+        let request_duration_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "sandbox_request_duration_seconds",
+                "Sandbox answer time by operation",
+            )
+            .buckets(LATENCY_BUCKETS_S.to_vec()),
+            &["operation"],
+        )
+        .expect("metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "paykeep_build_info",
+                "Always 1; the running build in its labels",
+            ),
+            &["version"],
+        )
+        .expect("metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        for operation in OPERATIONS {
+            request_duration_seconds.with_label_values(&[operation]);
+            requests_total.with_label_values(&[operation, "500"]);
+        }
+        for collector in [
+            Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration_seconds.clone()),
+            Box::new(build_info),
+        ] {
+            registry.register(collector).expect("register metric");
+        }
+        SandboxMetrics {
+            registry,
+            requests_total,
+            request_duration_seconds,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for SandboxMetrics {
+    fn default() -> Self {
+        SandboxMetrics::new()
+    }
+}
