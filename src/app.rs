@@ -165,6 +165,14 @@ pub async fn start_with(
         ))
     });
     drop(committer);
+    let create_history = Arc::new(http::admin_overview::CreateHistory::new(
+        now_ms(),
+        http::admin_overview::create_totals(&metrics),
+    ));
+    let create_sampler = tokio::spawn(http::admin_overview::sample_creates(
+        Arc::clone(&metrics),
+        Arc::clone(&create_history),
+    ));
     let state = Arc::new(AppState {
         rules: PaymentRules {
             currencies: config.payments.currencies.clone(),
@@ -177,6 +185,7 @@ pub async fn start_with(
         metrics,
         provider: provider_side,
         notify: Arc::clone(&notify),
+        create_history,
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -219,6 +228,8 @@ pub async fn start_with(
         let _ = sweeper.await;
         retention_sweeper.abort();
         let _ = retention_sweeper.await;
+        create_sampler.abort();
+        let _ = create_sampler.await;
         if let Some(daily) = daily_recon {
             daily.abort();
             let _ = daily.await;
