@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use wiremock::matchers::{body_string_contains, method};
+use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ADMIN_TOKEN: &str = "admin_demo_token";
@@ -64,6 +64,8 @@ fn start_driver(program: &Path) -> Driver {
     let port = free_port();
     let child = Command::new(program)
         .arg(format!("--port={port}"))
+        // A zone other than UTC, so local times on the page differ from the UTC ones.
+        .env("TZ", "Asia/Tokyo")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -218,14 +220,16 @@ impl Env {
         answer.json().await.expect("payment JSON")
     }
 
-    /// The deliveries to the sink whose body mentions `needle`.
+    /// The webhook deliveries to the sink whose body mentions `needle`.
     async fn sink_requests_with(&self, needle: &str) -> usize {
         self.sink
             .received_requests()
             .await
             .unwrap_or_default()
             .iter()
-            .filter(|r| String::from_utf8_lossy(&r.body).contains(needle))
+            .filter(|r| {
+                r.url.path() == "/hook" && String::from_utf8_lossy(&r.body).contains(needle)
+            })
             .count()
     }
 }
@@ -246,6 +250,7 @@ async fn console_in_a_real_browser() {
     let sink = MockServer::start().await;
     for order in DEAD_ORDERS {
         Mock::given(method("POST"))
+            .and(path("/hook"))
             .and(body_string_contains(order))
             .respond_with(ResponseTemplate::new(404))
             .up_to_n_times(1)
@@ -253,6 +258,13 @@ async fn console_in_a_real_browser() {
             .mount(&sink)
             .await;
     }
+    // Slack's answer to a revoked webhook: the channel pauses (DESIGN §3).
+    Mock::given(method("POST"))
+        .and(path("/slack"))
+        .respond_with(ResponseTemplate::new(403).set_body_string("invalid_token"))
+        .with_priority(1)
+        .mount(&sink)
+        .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(200))
         .with_priority(2)
@@ -260,6 +272,7 @@ async fn console_in_a_real_browser() {
         .await;
     let (_dir, data_dir) = common::temp_data_dir();
     let hook = format!("{}/hook", sink.uri());
+    let slack = format!("{}/slack", sink.uri());
     let binary = common::spawn_binary(
         &data_dir,
         &[
@@ -267,6 +280,8 @@ async fn console_in_a_real_browser() {
             ("PAYKEEP_NOTIFICATIONS__WEBHOOK__ENABLED", "true"),
             ("PAYKEEP_NOTIFICATIONS__WEBHOOK__URL", &hook),
             ("PAYKEEP_NOTIFICATIONS__WEBHOOK__SECRET", WEBHOOK_SECRET),
+            ("PAYKEEP_NOTIFICATIONS__SLACK__ENABLED", "true"),
+            ("PAYKEEP_NOTIFICATIONS__SLACK__WEBHOOK_URL", &slack),
         ],
     );
     let env = Env {
@@ -283,6 +298,7 @@ async fn console_in_a_real_browser() {
     dead_letters_are_redriven(&browser, &env).await;
     reconciliation_is_run_and_resolved(&browser, &env).await;
     payment_lookup_shows_refund_and_markup_as_text(&browser, &env).await;
+    events_show_payloads_as_text(&browser, &env).await;
     settings_toggle_survives_a_reload(&browser, &env).await;
     overview_at_desktop_and_phone_width(&browser, &env).await;
     eprintln!("browser steps took {:?}", started.elapsed());
@@ -616,6 +632,7 @@ async fn payment_lookup_shows_refund_and_markup_as_text(browser: &Client, env: &
         .expect("text");
     assert_eq!(description, MARKUP_DESCRIPTION);
     text_containing(browser, "#payment-amount", &["19.99 USD"]).await;
+    text_containing(browser, "#payment", &[" UTC", "local (UTC+09:00)"]).await;
     let refunds = text_containing(
         browser,
         "#refunds",
@@ -709,25 +726,74 @@ async fn settings_toggle_survives_a_reload(browser: &Client, env: &Env) {
     assert!(!page.contains(WEBHOOK_SECRET));
     shot(browser, "settings").await;
 
-    // Slack on without a webhook URL is refused: the problem shows on the page.
-    element(browser, "#set-slack-enabled")
+    // Slack answered 403: paused, and the page says why.
+    text_containing(browser, "#paused-slack", &["Paused", "403"]).await;
+    text_containing(browser, "#save-slack", &["Save and resume slack"]).await;
+
+    // Discord on without a webhook URL is refused: the problem shows on the page.
+    element(browser, "#set-discord-enabled")
         .await
         .click()
         .await
         .expect("click");
-    element(browser, "#save-slack")
+    element(browser, "#save-discord")
         .await
         .click()
         .await
         .expect("click");
-    text_containing(browser, "#banner .problem", &["Invalid settings", "slack"]).await;
+    text_containing(
+        browser,
+        "#banner .problem",
+        &["Invalid settings", "discord.webhook_url"],
+    )
+    .await;
     shot(browser, "settings-refused").await;
+}
+
+/// The outbox page: events with their payloads, merchant markup shown as text.
+async fn events_show_payloads_as_text(browser: &Client, env: &Env) {
+    go(browser, &env.base, "#/events").await;
+    text_containing(
+        browser,
+        "#events-table",
+        &[
+            "payment.succeeded",
+            "refund.succeeded",
+            "reconciliation.discrepancies_found",
+        ],
+    )
+    .await;
+    for summary in browser
+        .find_all(Locator::Css("#events-table details summary"))
+        .await
+        .expect("payload toggles")
+    {
+        summary.click().await.expect("open a payload");
+    }
+    text_containing(
+        browser,
+        "#events-table",
+        &[MARKUP_ORDER, "\"amount\": 1999"],
+    )
+    .await;
+    let injected = browser
+        .find_all(Locator::Css("#events-table b, #events-table img"))
+        .await
+        .expect("query");
+    assert!(injected.is_empty(), "an element was made from event text");
+    shot(browser, "events").await;
 }
 
 /// The overview at 1280×800 and at 390 px wide, without sideways scrolling on the phone.
 async fn overview_at_desktop_and_phone_width(browser: &Client, env: &Env) {
+    env.create(json!({
+        "order_no": "o-declined", "amount": 500, "currency": "EUR",
+        "payment_method": "pm_card_chargeDeclined",
+    }))
+    .await;
     browser.set_window_size(1280, 800).await.expect("resize");
     go(browser, &env.base, "#/overview").await;
+    text_containing(browser, "#paused-channels", &["slack", "403"]).await;
     text_containing(browser, "#created-this-minute", &[]).await;
     let created: u64 = element(browser, "#created-this-minute")
         .await
@@ -736,17 +802,21 @@ async fn overview_at_desktop_and_phone_width(browser: &Client, env: &Env) {
         .expect("text")
         .parse()
         .expect("a count");
-    // Three payments were made, all within the last minutes, by this fresh process.
+    // Four payment attempts were made (one declined), all within the last minutes, by this
+    // fresh process.
     let chart_label = element(browser, "#chart")
         .await
         .attr("aria-label")
         .await
         .expect("label")
         .unwrap_or_default();
-    assert_eq!(chart_label, "Last hour: 3 payment attempts, 0 failed");
-    assert!(created <= 3);
+    assert_eq!(chart_label, "Last hour: 4 payment attempts, 1 failed");
+    assert!(created <= 4);
     text_containing(browser, "#deliveries-by-status", &["delivered"]).await;
     shot(browser, "overview").await;
+    // The whole overview in one picture (README's docs/console-overview.png is one).
+    browser.set_window_size(1280, 1100).await.expect("resize");
+    shot(browser, "overview-full").await;
     browser.set_window_size(390, 844).await.expect("resize");
     go(browser, &env.base, "#/overview").await;
     element(browser, "#chart").await;

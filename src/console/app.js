@@ -329,6 +329,7 @@ async function render() {
   }
   const main = document.getElementById('main');
   const seq = ++ui.renderSeq;
+  clearBanner();
   main.replaceChildren(el('p', { class: 'loading' }, 'Loading…'));
   const view = VIEWS[r.view];
   let node;
@@ -417,9 +418,9 @@ async function overviewView() {
 
 // A bar chart of the last hour drawn as inline SVG: created per minute, failed on top in red.
 function chart(perMinute) {
-  const width = 600;
-  const height = 160;
-  const left = 30;
+  const width = 1200;
+  const height = 180;
+  const left = 40;
   const bottom = 20;
   const plotHeight = height - bottom - 10;
   const max = Math.max(1, ...perMinute.map((m) => m.created));
@@ -431,7 +432,7 @@ function chart(perMinute) {
   node.appendChild(svg('text', { x: 0, y: 14 }, String(max)));
   node.appendChild(svg('text', { x: 0, y: height - bottom }, '0'));
   node.appendChild(svg('text', { x: left, y: height - 4 }, '−60 min'));
-  node.appendChild(svg('text', { x: width - 30, y: height - 4 }, 'now'));
+  node.appendChild(svg('text', { x: width - 30, y: height - 4, 'text-anchor': 'end' }, 'now'));
   perMinute.forEach((m, i) => {
     const x = left + i * barWidth + 1;
     const h = (m.created / max) * plotHeight;

@@ -223,7 +223,7 @@ async fn overview(state: &State) -> Result<Response, Problem> {
     Ok(admin::answer(state, StatusCode::OK, body.to_string()))
 }
 
-/// Each paused channel with the reason its newest paused delivery gives.
+/// Each paused channel with the reason its oldest paused delivery gives.
 fn paused_channels(state: &State) -> Result<Vec<Value>, Problem> {
     let settings = &state.notify.core.settings;
     let paused: Vec<Channel> = Channel::ALL
@@ -240,11 +240,13 @@ fn paused_channels(state: &State) -> Result<Vec<Value>, Problem> {
     Ok(paused
         .into_iter()
         .map(|channel| {
-            let newest = deliveries.iter().rev().find(|d| d.channel == channel);
+            // The oldest paused delivery is the one whose answer paused the channel (the
+            // later ones only say the channel is paused).
+            let first = deliveries.iter().find(|d| d.channel == channel);
             json!({
                 "channel": channel,
-                "reason": newest.and_then(|d| d.reason.clone()),
-                "since": newest.map(|d| format_rfc3339_ms(d.updated_at_ms)),
+                "reason": first.and_then(|d| d.reason.clone()),
+                "since": first.map(|d| format_rfc3339_ms(d.updated_at_ms)),
             })
         })
         .collect())
