@@ -585,9 +585,30 @@ async fn reconciliation_is_run_and_resolved(browser: &Client, env: &Env) {
         .expect("the discrepancy");
     assert_eq!(resolved["resolved"], true);
     assert_eq!(resolved["resolved_by"], "alice");
-    // The list of reports links to it.
+    // The list of reports links to it; a run against the provider adds another.
     go(browser, &env.base, "#/reconciliations").await;
     text_containing(browser, "#reports", &[&today, "csv"]).await;
+    element(browser, "#run-date").await;
+    browser
+        .execute(
+            "document.getElementById('run-date').value = arguments[0]",
+            vec![json!(today)],
+        )
+        .await
+        .expect("set the date");
+    element(browser, "#run-button")
+        .await
+        .click()
+        .await
+        .expect("click");
+    text_containing(
+        browser,
+        "#reconciliation",
+        &[&today, "balance_transactions"],
+    )
+    .await;
+    go(browser, &env.base, "#/reconciliations").await;
+    text_containing(browser, "#reports", &["csv", "balance_transactions"]).await;
 }
 
 /// A payment found by id and by order shows its refund, events and deliveries; its
