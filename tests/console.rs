@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use wiremock::matchers::{body_string_contains, method, path};
+use wiremock::matchers::{body_string_contains, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const ADMIN_TOKEN: &str = "admin_demo_token";
@@ -301,6 +301,7 @@ async fn console_in_a_real_browser() {
     events_show_payloads_as_text(&browser, &env).await;
     settings_toggle_survives_a_reload(&browser, &env).await;
     overview_at_desktop_and_phone_width(&browser, &env).await;
+    a_service_not_ready_and_a_failing_api_say_so(&browser, &env).await;
     eprintln!("browser steps took {:?}", started.elapsed());
     browser.close().await.expect("close the browser");
     drop(driver);
@@ -851,4 +852,85 @@ async fn overview_at_desktop_and_phone_width(browser: &Client, env: &Env) {
     assert_eq!(fits, json!(true), "the overview scrolls sideways at 390 px");
     shot(browser, "overview-phone").await;
     browser.set_window_size(1280, 800).await.expect("resize");
+}
+
+/// A store that fails is hard to make on demand in a browser test, so the page is served
+/// from a stand-in origin that answers with the real binary's files and its real overview
+/// turned not ready, and with a 500 problem for the dead letters: the page says so, with
+/// the problem's title and detail, instead of going blank.
+async fn a_service_not_ready_and_a_failing_api_say_so(browser: &Client, env: &Env) {
+    let stand_in = MockServer::start().await;
+    for (file, media) in [
+        ("/console", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/app.css", "text/css; charset=utf-8"),
+        ("/console/icon.svg", "image/svg+xml"),
+    ] {
+        let body = env
+            .http
+            .get(format!("{}{file}", env.base))
+            .send()
+            .await
+            .expect("GET")
+            .text()
+            .await
+            .expect("text");
+        Mock::given(method("GET"))
+            .and(path(file))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, media))
+            .mount(&stand_in)
+            .await;
+    }
+    let mut overview = env.admin_get("/admin/overview").await;
+    overview["ready"] = json!(false);
+    overview["readiness"]["status"] = json!("not_ready");
+    overview["readiness"]["checks"]["store"]["status"] = json!("failing");
+    Mock::given(method("GET"))
+        .and(path("/admin/overview"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(overview))
+        .mount(&stand_in)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/admin/deliveries"))
+        .and(query_param("status", "dead"))
+        .respond_with(
+            ResponseTemplate::new(500).set_body_raw(
+                json!({
+                    "type": "https://paykeep.dev/problems/internal_error",
+                    "title": "Internal error",
+                    "status": 500,
+                    "code": "internal_error",
+                    "detail": "the request could not be completed",
+                })
+                .to_string(),
+                "application/problem+json",
+            ),
+        )
+        .mount(&stand_in)
+        .await;
+    browser
+        .goto(&format!("{}/console", stand_in.uri()))
+        .await
+        .expect("navigate");
+    fill(browser, "#token", ADMIN_TOKEN).await;
+    element(browser, "#sign-in-button")
+        .await
+        .click()
+        .await
+        .expect("click");
+    text_containing(browser, "#not-ready", &["Service not ready", "store"]).await;
+    text_containing(browser, "#readiness", &["failing"]).await;
+    shot(browser, "not-ready").await;
+    element(browser, "#nav-dead")
+        .await
+        .click()
+        .await
+        .expect("click");
+    text_containing(
+        browser,
+        "#main .problem",
+        &["Internal error", "the request could not be completed"],
+    )
+    .await;
+    shot(browser, "api-error").await;
 }
