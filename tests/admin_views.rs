@@ -242,6 +242,8 @@ async fn the_overview_counts_creates_failures_and_deliveries() {
     }
     assert_eq!(o["paused_channels"], json!([]));
     assert_eq!(o["oldest_undelivered"], Value::Null);
+    // Two payments succeeded and one failed: three events.
+    assert_eq!(o["events"]["last_sequence"], "3");
     assert_eq!(o["minor_units"]["USD"], 2);
     assert_eq!(o["minor_units"]["JPY"], 0);
     svc.shutdown().await;

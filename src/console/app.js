@@ -588,17 +588,24 @@ function eventRows(events) {
     el('td', {}, el('details', {}, el('summary', {}, 'payload'), el('pre', {}, JSON.stringify(e.payload, null, 2))))));
 }
 
+// Opens at the newest page (the outbox is paged oldest first by sequence number).
 async function eventsView(r) {
-  const after = r.params.get('after') || '';
-  const page = await api('GET', `/admin/events${query({ limit: PAGE_SIZE, after })}`);
+  let after = r.params.get('after');
+  if (after === null) {
+    const overview = await loadOverview();
+    after = String(Math.max(0, Number(overview.events.last_sequence) - PAGE_SIZE));
+  }
+  const page = await api('GET', `/admin/events${query({ limit: PAGE_SIZE, after: after === '0' ? '' : after })}`);
+  const older = Number(after) > 0 ? String(Math.max(0, Number(after) - PAGE_SIZE)) : null;
   return el('div', { id: 'events' },
     el('h1', {}, 'Events'),
-    el('p', { class: 'muted' }, 'The outbox, oldest first.'),
-    table(['seq', 'created', 'type', 'level', 'title', 'about', ''], eventRows(page.data), { id: 'events-table' }),
+    el('p', { class: 'muted' }, 'The outbox, oldest first within a page.'),
     el('div', { class: 'pager' },
-      after ? link('#/events', 'First page') : null,
-      page.has_more ? link(`#/events${query({ after: page.next_after })}`, 'Next page') : null,
-      el('button', { type: 'button', class: 'secondary', onclick: rerender }, 'Refresh')));
+      older !== null ? link(`#/events${query({ after: older })}`, 'Older') : null,
+      page.has_more ? link(`#/events${query({ after: page.next_after })}`, 'Newer') : null,
+      link('#/events', 'Newest'),
+      el('button', { type: 'button', class: 'secondary', onclick: rerender }, 'Refresh')),
+    table(['seq', 'created', 'type', 'level', 'title', 'about', ''], eventRows(page.data), { id: 'events-table' }));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 //! `GET /admin/overview`: what the console's first page shows in one read — readiness
 //! (each check with its latency), payment creates and failures per minute over the last
-//! hour, deliveries by status, paused channels and why, and the oldest event still waiting
-//! for a delivery. Read-only, admin token only (DESIGN §7).
+//! hour, deliveries by status, paused channels and why, the oldest event still waiting
+//! for a delivery, and the outbox's newest sequence number. Read-only, admin token only (DESIGN §7).
 //!
 //! Creates per minute come from `payments_created_total{status}` (attempts made, by the
 //! status they answered with), sampled into [`CreateHistory`] every
@@ -216,6 +216,10 @@ async fn overview(state: &State) -> Result<Response, Problem> {
             "per_minute": per_minute,
         },
         "deliveries": {"by_status": by_status},
+        // The console opens the outbox at its newest page from here.
+        "events": {
+            "last_sequence": state.store.last_event_seq().map_err(admin::internal)?.to_string(),
+        },
         "paused_channels": paused_channels(state)?,
         "oldest_undelivered": oldest_undelivered(state, now)?,
         "minor_units": minor_units,
