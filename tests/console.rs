@@ -873,15 +873,41 @@ async fn overview_at_desktop_and_phone_width(browser: &Client, env: &Env) {
     browser.set_window_size(390, 844).await.expect("resize");
     go(browser, &env.base, "#/overview").await;
     element(browser, "#chart").await;
-    let fits: Value = browser
-        .execute(
-            "return document.documentElement.scrollWidth <= window.innerWidth + 1",
-            vec![],
-        )
-        .await
-        .expect("script");
-    assert_eq!(fits, json!(true), "the overview scrolls sideways at 390 px");
     shot(browser, "overview-phone").await;
+    // No view makes the page scroll sideways on a phone (wide tables scroll in their box).
+    let markup = env
+        .admin_get(&format!(
+            "/admin/payments?merchant_id=m_demo&order_no={}",
+            MARKUP_ORDER
+                .replace('<', "%3C")
+                .replace('>', "%3E")
+                .replace('/', "%2F")
+        ))
+        .await;
+    let payment = format!(
+        "#/payments?id={}",
+        markup["payment"]["id"].as_str().expect("id")
+    );
+    for (hash, ready) in [
+        ("#/overview", "#chart"),
+        ("#/deliveries?status=delivered", "#deliveries-table"),
+        ("#/events", "#events-table"),
+        ("#/settings", "#settings-webhook"),
+        ("#/reconciliations", "#reports"),
+        (payment.as_str(), "#payment-deliveries"),
+    ] {
+        go(browser, &env.base, hash).await;
+        element(browser, ready).await;
+        let fits: Value = browser
+            .execute(
+                "return document.documentElement.scrollWidth <= window.innerWidth + 1",
+                vec![],
+            )
+            .await
+            .expect("script");
+        assert_eq!(fits, json!(true), "{hash} scrolls sideways at 390 px");
+    }
+    shot(browser, "payment-phone").await;
     browser.set_window_size(1280, 800).await.expect("resize");
 }
 
