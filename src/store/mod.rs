@@ -319,28 +319,6 @@ impl Store {
             .collect()
     }
 
-    /// Up to `limit` outbox events with sequence > `after_seq`, oldest first, with their
-    /// sequence numbers.
-    ///
-    /// # Errors
-    /// [`StoreError`] on an I/O or codec failure.
-    pub fn events_after(
-        &self,
-        after_seq: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, Event)>, StoreError> {
-        let start = (after_seq.saturating_add(1)).to_be_bytes();
-        self.trees
-            .events
-            .range(start..)
-            .take(limit)
-            .map(|kv| {
-                let (k, v) = kv?;
-                Ok((seq_of(&k), codec::decode(&v)?))
-            })
-            .collect()
-    }
-
     /// Up to `limit` reconciliation reports with id > `after`, oldest first (report ids are
     /// `rec_` + a ULID, so id order is creation order): the operator console's list.
     ///
@@ -364,6 +342,28 @@ impl Store {
             .range(start..)
             .take(limit)
             .map(|kv| codec::decode(&kv?.1))
+            .collect()
+    }
+
+    /// Up to `limit` outbox events with sequence > `after_seq`, oldest first, with their
+    /// sequence numbers.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn events_after(
+        &self,
+        after_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Event)>, StoreError> {
+        let start = (after_seq.saturating_add(1)).to_be_bytes();
+        self.trees
+            .events
+            .range(start..)
+            .take(limit)
+            .map(|kv| {
+                let (k, v) = kv?;
+                Ok((seq_of(&k), codec::decode(&v)?))
+            })
             .collect()
     }
 
