@@ -179,6 +179,14 @@ pub async fn start_with(
         provider: provider_health,
     }));
     drop(committer);
+    let create_history = Arc::new(http::admin_overview::CreateHistory::new(
+        now_ms(),
+        http::admin_overview::create_totals(&metrics),
+    ));
+    let create_sampler = tokio::spawn(http::admin_overview::sample_creates(
+        Arc::clone(&metrics),
+        Arc::clone(&create_history),
+    ));
     let state = Arc::new(AppState {
         rules: PaymentRules {
             currencies: config.payments.currencies.clone(),
@@ -192,6 +200,7 @@ pub async fn start_with(
         ops_metrics,
         provider: provider_side,
         notify: Arc::clone(&notify),
+        create_history,
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -245,6 +254,8 @@ pub async fn start_with(
         let _ = retention_sweeper.await;
         alert_watcher.abort();
         let _ = alert_watcher.await;
+        create_sampler.abort();
+        let _ = create_sampler.await;
         if let Some(daily) = daily_recon {
             daily.abort();
             let _ = daily.await;

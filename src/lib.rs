@@ -4,8 +4,10 @@
 //! The map, in the order a request travels (DESIGN §1):
 //!
 //! - [`http`] — warp routes: merchant Bearer auth, body limits, problem+json errors, one
-//!   handler file per resource, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`;
-//!   around them the access log, which gives every request its `X-Request-Id` and span.
+//!   handler file per resource, plus `/healthz`, `/readyz`, `/metrics`, `/openapi.json`,
+//!   and `/console`, the operator console: a page of plain HTML, CSS and JavaScript from
+//!   `src/console/`, embedded in the binary, that works through the admin API; around them
+//!   the access log, which gives every request its `X-Request-Id` and span.
 //! - [`shard`] — the router hashes a payment key (merchant + order) to one of a fixed set
 //!   of virtual partitions, mapped onto actix shard actors on their own Arbiter threads.
 //!   A shard runs one job per key at a time; a slow key never blocks the other keys.

@@ -6,9 +6,13 @@ pub mod admin;
 pub mod admin_deliveries;
 pub mod admin_events;
 pub mod admin_notifications;
+pub mod admin_overview;
+pub mod admin_payments;
+pub mod admin_reconciliations;
 pub mod admin_settings;
 pub mod auth;
 pub mod body;
+pub mod console;
 pub mod discrepancies;
 pub mod openapi;
 pub mod ops;
@@ -61,6 +65,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/deliveries/redrive"),
     ("GET", "/admin/settings/notifications"),
     ("PUT", "/admin/settings/notifications"),
+    ("GET", "/admin/payments"),
+    ("GET", "/admin/payments/{payment_id}"),
+    ("GET", "/admin/reconciliations"),
+    ("GET", "/admin/overview"),
+    ("GET", "/console"),
+    ("GET", "/console/{asset}"),
 ];
 
 /// What handlers share.
@@ -77,6 +87,8 @@ pub struct AppState {
     pub provider: Arc<crate::provider::ProviderSide>,
     /// The notification side (admin API).
     pub notify: Arc<crate::notify::Notifications>,
+    /// Payment creates and failures per minute for the console's overview.
+    pub create_history: Arc<admin_overview::CreateHistory>,
 }
 
 pub type State = Arc<AppState>;
@@ -185,6 +197,14 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
         .or(admin_deliveries::routes(state).boxed())
         .unify()
         .or(admin_settings::routes(state).boxed())
+        .unify()
+        .or(admin_payments::routes(state).boxed())
+        .unify()
+        .or(admin_reconciliations::routes(state).boxed())
+        .unify()
+        .or(admin_overview::routes(state).boxed())
+        .unify()
+        .or(console::routes(state).boxed())
         .unify()
         .or(warp::method().and(warp::path::full()).map(
             move |method, path: warp::path::FullPath| unmatched(&metrics, &method, path.as_str()),

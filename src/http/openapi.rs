@@ -17,6 +17,7 @@ const FRAGMENTS: &[&str] = &[
     include_str!("openapi/reconciliations.json"),
     include_str!("openapi/ops.json"),
     include_str!("openapi/admin_notifications.json"),
+    include_str!("openapi/console.json"),
 ];
 
 /// The whole document as JSON text, built once.

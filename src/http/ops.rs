@@ -68,6 +68,18 @@ pub fn routes(
 }
 
 async fn readyz(state: State) -> Response {
+    let (ready, body) = readiness(&state).await;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    json_response(status, body.to_string())
+}
+
+/// Whether the service is ready, and the `/readyz` body: `{status, checks: {store,
+/// shards}}`, each check with its status and latency (the console's overview shows it too).
+pub async fn readiness(state: &State) -> (bool, serde_json::Value) {
     let started = Instant::now();
     let store_ok = !state.store.is_failed() && state.store.payment("pay_readyz").is_ok();
     let store_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -91,10 +103,5 @@ async fn readyz(state: State) -> Response {
             },
         },
     });
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    json_response(status, body.to_string())
+    (ready, body)
 }

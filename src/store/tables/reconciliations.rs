@@ -22,6 +22,32 @@ pub(crate) fn put_discrepancy(b: &mut Batches, d: &Discrepancy) -> Result<(), St
 }
 
 impl Store {
+    /// Up to `limit` reconciliation reports with id > `after`, oldest first (report ids are
+    /// `rec_` + a ULID, so id order is creation order): the operator console's list.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn reconciliations_after(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ReconciliationReport>, StoreError> {
+        let start = match after {
+            Some(after) => {
+                let mut k = after.as_bytes().to_vec();
+                k.push(0);
+                k
+            }
+            None => Vec::new(),
+        };
+        self.trees
+            .reconciliations
+            .range(start..)
+            .take(limit)
+            .map(|kv| codec::decode(&kv?.1))
+            .collect()
+    }
+
     /// The reconciliation report `id`.
     ///
     /// # Errors
