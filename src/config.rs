@@ -193,34 +193,39 @@ pub struct MerchantConfig {
     pub api_key: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationsConfig {
-    pub enabled: bool,
-    pub order_enabled: bool,
-    pub alert_enabled: bool,
-    pub retry_schedule_s: Vec<u64>,
-    pub jitter_ratio: f64,
-    pub max_attempts: u32,
-    pub max_age_s: u64,
-    /// Keep each channel under its documented rate limits (`false` only for benchmarks
-    /// against a loopback sink).
-    #[serde(default = "default_true")]
-    pub pacing: bool,
-    /// Deadline of one notification HTTP request.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// Whether channel targets may be loopback, private or otherwise special addresses
-    /// (DESIGN §3 egress rules); off, they are refused at configuration and connect time.
-    #[serde(default)]
-    pub allow_private_targets: bool,
-    pub telegram: TelegramConfig,
-    pub slack: WebhookUrlConfig,
-    pub discord: WebhookUrlConfig,
-    pub feishu: FeishuConfig,
-    pub email: EmailConfig,
-    pub webhook: SignedWebhookConfig,
+/// The `[notifications]` section; one sub-section per channel, from the channel list
+/// ([`crate::domain::delivery::for_each_channel`]).
+macro_rules! notifications_config {
+    ($($variant:ident = $tag:literal, $section:ident, $config:ident;)*) => {
+        #[derive(Debug, Clone, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct NotificationsConfig {
+            pub enabled: bool,
+            pub order_enabled: bool,
+            pub alert_enabled: bool,
+            pub retry_schedule_s: Vec<u64>,
+            pub jitter_ratio: f64,
+            pub max_attempts: u32,
+            pub max_age_s: u64,
+            /// Keep each channel under its documented rate limits (`false` only for benchmarks
+            /// against a loopback sink).
+            #[serde(default = "default_true")]
+            pub pacing: bool,
+            /// Deadline of one notification HTTP request.
+            #[serde(default = "default_request_timeout_ms")]
+            pub request_timeout_ms: u64,
+            /// Whether channel targets may be loopback, private or otherwise special addresses
+            /// (DESIGN §3 egress rules); off, they are refused at configuration and connect time.
+            #[serde(default)]
+            pub allow_private_targets: bool,
+            $(
+                #[doc = concat!("`[notifications.", stringify!($section), "]`.")]
+                pub $section: $config,
+            )*
+        }
+    };
 }
+crate::domain::delivery::for_each_channel!(notifications_config);
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

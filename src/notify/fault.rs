@@ -6,14 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::domain::delivery::Channel;
 
-static PANICS: [AtomicU32; 6] = [
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-];
+static PANICS: [AtomicU32; Channel::COUNT] = [const { AtomicU32::new(0) }; Channel::COUNT];
 
 /// Makes the next `count` sends on `channel` panic (process-wide: use from one test binary
 /// that runs one such test).

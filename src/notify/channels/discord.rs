@@ -20,8 +20,36 @@ use serde_json::{json, Value};
 
 use crate::config::WebhookUrlConfig;
 use crate::domain::event::EventLevel;
-use crate::notify::channels::{classify_http, seconds, Outgoing, Reply, Request, Verdict};
+use crate::notify::channels::{
+    classify_http, seconds, Channel, Outgoing, Reply, Request, Secret, Verdict,
+};
 use crate::notify::pacing::{Limit, Limits};
+/// The Discord channel, as the notifier drives it.
+pub struct Discord;
+
+impl Channel for Discord {
+    type Config = WebhookUrlConfig;
+    const SECRETS: &'static [Secret] = &[Secret {
+        key: "webhook_url",
+        is_url: true,
+    }];
+
+    fn enabled(config: &WebhookUrlConfig) -> bool {
+        config.enabled
+    }
+
+    fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        Ok(build(config, request))
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        classify(reply)
+    }
+
+    fn limits(_config: &WebhookUrlConfig) -> Limits {
+        limits()
+    }
+}
 
 pub fn limits() -> Limits {
     Limits {

@@ -15,9 +15,35 @@
 use serde_json::{json, Value};
 
 use crate::config::EmailConfig;
-use crate::notify::channels::{classify_http, Outgoing, Reply, Request, Verdict};
+use crate::notify::channels::{classify_http, Channel, Outgoing, Reply, Request, Secret, Verdict};
 use crate::notify::pacing::{Limit, Limits};
 use crate::notify::template::escape_html;
+/// The Email channel, as the notifier drives it.
+pub struct Email;
+
+impl Channel for Email {
+    type Config = EmailConfig;
+    const SECRETS: &'static [Secret] = &[Secret {
+        key: "api_key",
+        is_url: false,
+    }];
+
+    fn enabled(config: &EmailConfig) -> bool {
+        config.enabled
+    }
+
+    fn build(config: &EmailConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        Ok(build(config, request))
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        classify(reply)
+    }
+
+    fn limits(_config: &EmailConfig) -> Limits {
+        limits()
+    }
+}
 
 pub fn limits() -> Limits {
     Limits {

@@ -24,13 +24,47 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::config::FeishuConfig;
-use crate::notify::channels::{classify_http, http_error, Outgoing, Reply, Request, Verdict};
+use crate::notify::channels::{
+    classify_http, http_error, Channel, Outgoing, Reply, Request, Secret, Verdict,
+};
 use crate::notify::pacing::{Limit, Limits};
 
 /// Response codes that mean "too many requests".
 const RATE_LIMIT_CODES: [i64; 2] = [9499, 11232];
 /// Response code of a refused signature.
 const SIGNATURE_REFUSED_CODE: i64 = 19021;
+/// The Feishu channel, as the notifier drives it.
+pub struct Feishu;
+
+impl Channel for Feishu {
+    type Config = FeishuConfig;
+    const SECRETS: &'static [Secret] = &[
+        Secret {
+            key: "webhook_url",
+            is_url: true,
+        },
+        Secret {
+            key: "secret",
+            is_url: false,
+        },
+    ];
+
+    fn enabled(config: &FeishuConfig) -> bool {
+        config.enabled
+    }
+
+    fn build(config: &FeishuConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        build(config, request)
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        classify(reply)
+    }
+
+    fn limits(_config: &FeishuConfig) -> Limits {
+        limits()
+    }
+}
 
 pub fn limits() -> Limits {
     Limits {

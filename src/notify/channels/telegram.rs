@@ -19,9 +19,41 @@ use serde_json::{json, Value};
 
 use crate::config::TelegramConfig;
 use crate::notify::channels::Verdict;
-use crate::notify::channels::{classify_http, http_error, seconds, Outgoing, Reply, Request};
+use crate::notify::channels::{
+    classify_http, http_error, seconds, Channel, Outgoing, Reply, Request, Secret,
+};
 use crate::notify::pacing::{Limit, Limits};
 use crate::notify::template::escape_html;
+/// The Telegram channel, as the notifier drives it.
+pub struct Telegram;
+
+impl Channel for Telegram {
+    type Config = TelegramConfig;
+    const SECRETS: &'static [Secret] = &[Secret {
+        key: "bot_token",
+        is_url: false,
+    }];
+
+    fn enabled(config: &TelegramConfig) -> bool {
+        config.enabled
+    }
+
+    fn targets(config: &TelegramConfig) -> Vec<String> {
+        config.chat_ids.clone()
+    }
+
+    fn build(config: &TelegramConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        Ok(build(config, request))
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        classify(reply)
+    }
+
+    fn limits(_config: &TelegramConfig) -> Limits {
+        limits()
+    }
+}
 
 pub fn limits() -> Limits {
     Limits {
