@@ -6,6 +6,7 @@
 //! the waiting request, schedule a background retry.
 
 use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::domain::error::DomainError;
 use crate::domain::event::Event;
 use crate::domain::idempotency::{Fingerprint, IdempotencyEntry, IdempotencyKey, StoredResponse};
 use crate::domain::ids::{prefix, IdSource};
@@ -13,7 +14,6 @@ use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus
 use crate::domain::refund::Refund;
 use crate::domain::refund_machine::{self, RefundCommand};
 use crate::domain::write_set::{WriteOp, WriteSet};
-use crate::problem::Problem;
 
 /// HTTP status of a create whose attempt resolved (succeeded or declined).
 pub const STATUS_RESOLVED: u16 = 201;
@@ -75,7 +75,8 @@ pub enum Reply {
         response: StoredResponse,
         replayed: bool,
     },
-    Problem(Problem),
+    /// A refusal, as data: `http/` answers it as a problem.
+    Error(DomainError),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +121,8 @@ pub fn apply(state: KeyState, command: Command, ctx: &mut Ctx<'_>) -> (KeyState,
     (state, effects)
 }
 
-fn respond_problem(state: KeyState, problem: Problem) -> (KeyState, Vec<Effect>) {
-    (state, vec![Effect::Respond(Reply::Problem(problem))])
+fn respond_problem(state: KeyState, error: DomainError) -> (KeyState, Vec<Effect>) {
+    (state, vec![Effect::Respond(Reply::Error(error))])
 }
 
 fn apply_create(
@@ -144,7 +145,7 @@ fn apply_create(
             PaymentStatus::Processing | PaymentStatus::Succeeded => {
                 let id = existing.id.clone();
                 state.payment = Some(existing);
-                return respond_problem(state, order_already_paid(&id));
+                return respond_problem(state, DomainError::OrderAlreadyPaid { payment_id: id });
             }
             PaymentStatus::Failed => {
                 if let Err(problem) = check_same_order(&existing, &create.request) {
@@ -180,17 +181,7 @@ pub(crate) fn replay_or_conflict(
 ) -> (KeyState, Vec<Effect>) {
     if entry.fingerprint.digest != fingerprint.digest {
         let fields = entry.fingerprint.differing_fields(fingerprint);
-        let problem = Problem::new(
-            422,
-            "idempotency_key_reused",
-            "Idempotency key reused",
-            format!(
-                "this idempotency key was used with a different request; differing fields: {}",
-                fields.join(", ")
-            ),
-        )
-        .with_fields(fields);
-        return respond_problem(state, problem);
+        return respond_problem(state, DomainError::IdempotencyKeyReused { fields });
     }
     if let Some(response) = entry.response {
         let reply = Reply::Response {
@@ -205,7 +196,7 @@ pub(crate) fn replay_or_conflict(
     let response = match (refund, state.payment.as_ref()) {
         (Some(refund), _) => refund_machine::response_for_refund(refund),
         (None, Some(payment)) => response_for(payment),
-        (None, None) => return respond_problem(state, Problem::internal()),
+        (None, None) => return respond_problem(state, DomainError::Internal),
     };
     let mut completed = entry;
     completed.response = Some(response.clone());
@@ -225,20 +216,8 @@ pub(crate) fn replay_or_conflict(
     )
 }
 
-fn order_already_paid(payment_id: &str) -> Problem {
-    Problem::new(
-        409,
-        "order_already_paid",
-        "Order already paid",
-        format!(
-            "the order's payment {payment_id} is processing or succeeded; a new attempt is refused"
-        ),
-    )
-    .with_payment_id(payment_id)
-}
-
 /// A new attempt may change how the customer pays, not what the order costs.
-fn check_same_order(existing: &Payment, request: &CreatePayment) -> Result<(), Problem> {
+fn check_same_order(existing: &Payment, request: &CreatePayment) -> Result<(), DomainError> {
     let mut fields = Vec::new();
     if existing.amount != request.amount {
         fields.push("amount".to_owned());
@@ -249,17 +228,10 @@ fn check_same_order(existing: &Payment, request: &CreatePayment) -> Result<(), P
     if fields.is_empty() {
         return Ok(());
     }
-    Err(Problem::new(
-        422,
-        "order_mismatch",
-        "Order mismatch",
-        format!(
-            "a new attempt must keep the order's amount and currency; differing fields: {}",
-            fields.join(", ")
-        ),
-    )
-    .with_payment_id(&existing.id)
-    .with_fields(fields))
+    Err(DomainError::OrderMismatch {
+        payment_id: existing.id.clone(),
+        fields,
+    })
 }
 
 fn new_payment(create: &CreateCommand, ctx: &mut Ctx<'_>) -> Payment {

@@ -3,6 +3,7 @@
 
 pub mod charge;
 pub mod delivery;
+pub mod error;
 pub mod event;
 pub mod idempotency;
 pub mod ids;

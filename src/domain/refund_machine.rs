@@ -8,6 +8,7 @@
 //! `amount_refunded` is the sum of its succeeded refunds and never decreases.
 
 use crate::domain::charge::{RefundOutcome, RefundRequest};
+use crate::domain::error::DomainError;
 use crate::domain::event::{kind, Event, EventLevel, EventSource};
 use crate::domain::idempotency::{Fingerprint, IdempotencyEntry, IdempotencyKey, StoredResponse};
 use crate::domain::ids::{prefix, IdSource};
@@ -19,7 +20,6 @@ use crate::domain::refund::{
     RefundState,
 };
 use crate::domain::write_set::{WriteOp, WriteSet};
-use crate::problem::Problem;
 
 /// A validated refund request with its key, fingerprint and the rules in force.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ pub fn apply_create(
         .as_ref()
         .filter(|p| p.id == command.payment_id && p.merchant_id == command.merchant_id)
     else {
-        return problem(state, Problem::not_found("payment"));
+        return problem(state, DomainError::NotFound { what: "payment" });
     };
     let request = &command.request;
     if let Err(p) = check_refundable(
@@ -110,8 +110,8 @@ pub fn apply_create(
     )
 }
 
-fn problem(state: KeyState, problem: Problem) -> (KeyState, Vec<Effect>) {
-    (state, vec![Effect::Respond(Reply::Problem(problem))])
+fn problem(state: KeyState, error: DomainError) -> (KeyState, Vec<Effect>) {
+    (state, vec![Effect::Respond(Reply::Error(error))])
 }
 
 /// What the provider is asked: return `amount - fee` under the refund's own key.

@@ -20,7 +20,7 @@ use crate::domain::refund_machine::RefundCommand;
 use crate::domain::test_fixtures::paid_payment;
 use crate::domain::time::DAY_MS;
 use crate::domain::write_set::WriteOp;
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 const NOW_MS: i64 = 1_700_000_000_000;
 const MERCHANT: &str = "m_1";
@@ -113,9 +113,10 @@ fn reload(state: &KeyState, key: Option<&IdempotencyKey>) -> KeyState {
     }
 }
 
-fn only_problem(effects: &[Effect]) -> &Problem {
+/// The effects are exactly one refusal; returns it as `http/` answers it.
+fn only_problem(effects: &[Effect]) -> Problem {
     match effects {
-        [Effect::Respond(Reply::Problem(p))] => p,
+        [Effect::Respond(Reply::Error(error))] => Problem::from(error.clone()),
         other => panic!("expected a lone problem, got {other:?}"),
     }
 }

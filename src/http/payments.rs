@@ -113,7 +113,7 @@ async fn create(
             Ok(guard) => Some(guard),
             Err(ClaimError::OtherOrder) => {
                 state.metrics.idempotency_conflicts_total.inc();
-                return Err(other_order_problem());
+                return Err(other_order_problem().into());
             }
             Err(ClaimError::Store) => return Err(Problem::internal()),
         }
@@ -201,7 +201,7 @@ fn past_retention(state: &State, key: &IdempotencyKey, hit: &CachedReplay) -> bo
 /// The HTTP answer of a shard's reply (shared with refunds).
 pub(crate) fn reply_response(reply: Reply) -> Response {
     match reply {
-        Reply::Problem(p) => problem::response(&p),
+        Reply::Error(error) => problem::response(&Problem::from(error)),
         Reply::Response { response, replayed } => {
             stored_response(response.status, response.body, replayed)
         }

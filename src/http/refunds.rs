@@ -127,7 +127,7 @@ fn claim(
         Ok(guard) => Ok(Some(guard)),
         Err(ClaimError::OtherOrder) => {
             state.metrics.idempotency_conflicts_total.inc();
-            Err(other_order_problem())
+            Err(other_order_problem().into())
         }
         Err(ClaimError::Store) => Err(Problem::internal()),
     }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use crate::domain::error::DomainError;
 use crate::domain::idempotency::IdempotencyKey;
-use crate::problem::Problem;
 use crate::store::Store;
 
 /// Live claims: key → (order_no, number of requests holding it).
@@ -91,13 +91,9 @@ impl Drop for ClaimGuard {
     }
 }
 
-/// The 422 for a key that belongs to another order.
-pub fn other_order_problem() -> Problem {
-    Problem::new(
-        422,
-        "idempotency_key_reused",
-        "Idempotency key reused",
-        "this idempotency key was used with a different request; differing fields: order_no",
-    )
-    .with_fields(vec!["order_no".to_owned()])
+/// The refusal of a key that belongs to another order: reused, differing in `order_no`.
+pub fn other_order_problem() -> DomainError {
+    DomainError::IdempotencyKeyReused {
+        fields: vec!["order_no".to_owned()],
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::domain::error::DomainError;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::UlidSource;
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
@@ -16,7 +17,6 @@ use crate::domain::refund::RefundState;
 use crate::domain::time::now_ms;
 use crate::log_throttle::STORE_FAILURES;
 use crate::metrics::Metrics;
-use crate::problem::Problem;
 use crate::provider::Connector;
 use crate::shard::messages::{Job, PaymentKey, SyncJob};
 use crate::store::committer::CommitterHandle;
@@ -54,7 +54,7 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
                 Ok(state) => state,
                 Err(error) => {
                     log_load_failure(&error);
-                    let _ = create.reply.send(Reply::Problem(Problem::internal()));
+                    let _ = create.reply.send(Reply::Error(DomainError::Internal));
                     return JobOutcome::default();
                 }
             };
@@ -77,7 +77,7 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
                 Ok(state) => state,
                 Err(error) => {
                     log_load_failure(&error);
-                    let _ = refund.reply.send(Reply::Problem(Problem::internal()));
+                    let _ = refund.reply.send(Reply::Error(DomainError::Internal));
                     return JobOutcome::default();
                 }
             };
@@ -186,7 +186,7 @@ async fn execute(
                         tracing::error!(operation = "commit", %error, suppressed, "write set not committed");
                     }
                     if let Some(tx) = reply.take() {
-                        let _ = tx.send(Reply::Problem(Problem::internal()));
+                        let _ = tx.send(Reply::Error(DomainError::Internal));
                     }
                     // What is durable is unknown to this job: let a retry re-read it.
                     outcome.retry_later = true;
@@ -307,10 +307,10 @@ fn count_reply(deps: &ShardDeps, reply: &Reply, state: &KeyState, refunding: boo
                 .with_label_values(&[status])
                 .inc();
         }
-        Reply::Problem(p) if p.code == "idempotency_key_reused" => {
+        Reply::Error(DomainError::IdempotencyKeyReused { .. }) => {
             metrics.idempotency_conflicts_total.inc();
         }
-        Reply::Problem(_) => {}
+        Reply::Error(_) => {}
     }
 }
 
