@@ -12,14 +12,9 @@ pub mod money;
 pub mod payment;
 pub mod provider_key;
 pub mod refund;
-pub mod refund_machine;
 pub mod time;
 pub mod webhook;
 pub mod write_set;
 
-#[cfg(test)]
-mod machine_tests;
-#[cfg(test)]
-mod refund_machine_tests;
 #[cfg(test)]
 pub(crate) mod test_fixtures;

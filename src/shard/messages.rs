@@ -8,8 +8,8 @@ use tokio::sync::oneshot;
 
 use crate::domain::charge::ChargeOutcome;
 use crate::domain::error::DomainError;
+use crate::domain::machine::RefundCommand;
 use crate::domain::machine::{CreateCommand, Reply};
-use crate::domain::refund_machine::RefundCommand;
 use crate::shard::claims::ClaimGuard;
 
 /// A payment key: `(merchant_id, order_no)`, the unit of serialization.

@@ -8,7 +8,8 @@
 //!   a `ProviderResult` from a model provider that is idempotent per provider key. Jobs may
 //!   crash after their first write or after the charge, as a killed process would.
 //!
-//! Owned with `machine.rs`: a change to a rule there changes a test here.
+//! Owned with `payment.rs`, `replay.rs` and `mod.rs` beside it: a change to a rule there
+//! changes a test here.
 
 use std::collections::{HashMap, VecDeque};
 
