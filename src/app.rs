@@ -110,6 +110,12 @@ pub async fn start_with(
     let (committer, committer_thread) =
         committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
     let provider_metrics = Arc::new(provider::metrics::ProviderMetrics::register(&metrics));
+    let connector: Arc<dyn provider::Connector> = Arc::new(provider::observed::Observed::new(
+        connector,
+        config.provider_timeout(),
+        metrics.provider_calls_total.clone(),
+        &provider_metrics,
+    ));
     let provider_side = Arc::new(provider::ProviderSide {
         connector: Arc::clone(&connector),
         committer: committer.clone(),
@@ -132,7 +138,6 @@ pub async fn start_with(
         connector,
         metrics: Arc::clone(&metrics),
         provider_metrics,
-        provider_timeout: config.provider_timeout(),
     });
     let shards = Arc::new(Shards::start(
         config.shard_count(),
