@@ -32,6 +32,8 @@
 //!   or base64, out of attempt errors, logged provider text and admin answers.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
+//! - [`listener`] — the TCP listener and HTTP/1 connection driver every surface runs on
+//!   (`serve` and the sandbox): connection cap, header and idle timeouts, descriptor budget.
 //! - [`log_throttle`] — one error line per distinct store-failure cause per 10 s, with the
 //!   count of repeats held back.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
@@ -41,6 +43,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod listener;
 pub mod log_throttle;
 pub mod memory;
 pub mod metrics;

@@ -11,6 +11,7 @@ pub mod machine;
 pub mod money;
 pub mod payment;
 pub mod provider_key;
+pub mod reconciliation;
 pub mod refund;
 pub mod time;
 pub mod webhook;

@@ -7,7 +7,7 @@ use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
 use crate::domain::payment::Payment;
 use crate::domain::refund::Refund;
 use crate::domain::webhook::ProcessedWebhook;
-use crate::recon::report::{Discrepancy, ReconciliationReport};
+use crate::domain::reconciliation::{Discrepancy, ReconciliationReport};
 
 /// One write of a write set.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::provider::types::{SettlementKind, SettlementRow};
-use crate::recon::report::{CurrencyTotals, DiscrepancyKind};
+use crate::domain::reconciliation::{CurrencyTotals, DiscrepancyKind};
 
 /// One of our records, as compared.
 #[derive(Debug, Clone, PartialEq, Eq)]

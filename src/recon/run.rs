@@ -17,7 +17,7 @@ use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::provider::types::{ProviderError, SettlementKind, SettlementRow};
 use crate::provider::Connector;
 use crate::recon::compare::{compare, Finding, OurRow, TotalOverflow};
-use crate::recon::report::{Discrepancy, ReconciliationReport, ReportSource};
+use crate::domain::reconciliation::{Discrepancy, ReconciliationReport, ReportSource};
 use crate::store::committer::CommitterHandle;
 use crate::store::provider_records::OurRecord;
 use crate::store::{Store, StoreError};

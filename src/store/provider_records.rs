@@ -13,7 +13,7 @@ use crate::domain::payment::{Payment, PaymentStatus};
 use crate::domain::refund::{Refund, RefundState};
 use crate::domain::time::DAY_MS;
 use crate::domain::webhook::ProcessedWebhook;
-use crate::recon::report::{Discrepancy, ReconciliationReport};
+use crate::domain::reconciliation::{Discrepancy, ReconciliationReport};
 use crate::store::settled::{self, SettledBatches};
 use crate::store::{codec, Batches, Store, StoreError};
 
