@@ -1,6 +1,7 @@
 //! Fault injection for tests: makes a channel's notifier panic on its next sends, to show
-//! that a panic restarts the actor and loses nothing. Hidden from the docs; production code
-//! never calls [`inject_panics`], and an idle counter costs one atomic load per send.
+//! that a panic restarts the actor and loses nothing. Compiled only for tests (unit tests,
+//! and integration tests through the `fault-injection` feature their dev-dependency turns
+//! on): a release build has neither this module nor the check in the notifier.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -57,8 +57,9 @@ impl Claims {
                 held.get_mut().1 += 1;
             }
             Entry::Vacant(vacant) => {
-                // A committed entry is removed from the map only after it is in sled, so
-                // reading sled while holding this vacant entry cannot miss a claim.
+                // A claim is released only after its job's write set was committed, i.e.
+                // durable and visible to store reads (memtables before sled has it), so
+                // reading the store while holding this vacant entry cannot miss a claim.
                 let stored = store.idempotency(key).map_err(|_| ClaimError::Store)?;
                 if stored.is_some_and(|e| e.order_no != order_no) {
                     return Err(ClaimError::OtherOrder);
@@ -70,15 +71,6 @@ impl Claims {
             claims: Arc::clone(self),
             key: key.clone(),
         })
-    }
-
-    /// Number of keys claimed right now.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
     }
 }
 

@@ -10,10 +10,10 @@
 //! (id → discrepancy).
 
 use crate::domain::payment::{Payment, PaymentStatus};
+use crate::domain::reconciliation::{Discrepancy, ReconciliationReport};
 use crate::domain::refund::{Refund, RefundState};
 use crate::domain::time::DAY_MS;
 use crate::domain::webhook::ProcessedWebhook;
-use crate::domain::reconciliation::{Discrepancy, ReconciliationReport};
 use crate::store::settled::{self, SettledBatches};
 use crate::store::{codec, Batches, Store, StoreError};
 
