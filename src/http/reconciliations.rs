@@ -167,11 +167,7 @@ pub fn recon_problem(error: ReconError) -> Problem {
     }
 }
 
-fn get_one(
-    state: &State,
-    authorization: Option<&str>,
-    id: &str,
-) -> Result<Response, Problem> {
+fn get_one(state: &State, authorization: Option<&str>, id: &str) -> Result<Response, Problem> {
     auth::admin(&state.config.admin.token, authorization)?;
     if !is_valid_id(id, prefix::RECONCILIATION) {
         return Err(Problem::not_found("reconciliation"));

@@ -33,6 +33,7 @@ use crate::notify::pacing::{Limit, Limits};
 const RATE_LIMIT_CODES: [i64; 2] = [9499, 11232];
 /// Response code of a refused signature.
 const SIGNATURE_REFUSED_CODE: i64 = 19021;
+
 /// The Feishu channel, as the notifier drives it.
 pub struct Feishu;
 
@@ -58,24 +59,44 @@ impl Channel for Feishu {
     }
 
     fn classify(reply: &Reply) -> Verdict {
-        classify(reply)
+        if !(200..300).contains(&reply.status) {
+            return classify_http(reply);
+        }
+        let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        let code = body["code"]
+            .as_i64()
+            .or_else(|| body["StatusCode"].as_i64());
+        let error = match body["msg"].as_str() {
+            Some(msg) => format!("code {}: {msg}", code.unwrap_or(-1)),
+            None => http_error(reply),
+        };
+        match code {
+            Some(0) => Verdict::Delivered,
+            Some(c) if RATE_LIMIT_CODES.contains(&c) => Verdict::Retryable {
+                error,
+                retry_after: None,
+            },
+            Some(SIGNATURE_REFUSED_CODE) => Verdict::Credentials { error },
+            Some(_) => Verdict::Rejected { error },
+            // A 2xx without a code is not Feishu's answer (a proxy's page): try again later.
+            None => Verdict::Retryable {
+                error,
+                retry_after: None,
+            },
+        }
     }
 
     fn limits(_config: &FeishuConfig) -> Limits {
-        limits()
-    }
-}
-
-pub fn limits() -> Limits {
-    Limits {
-        channel: vec![
-            Limit::per_second(5),
-            Limit {
-                max: 100,
-                per: Duration::from_secs(60),
-            },
-        ],
-        ..Limits::default()
+        Limits {
+            channel: vec![
+                Limit::per_second(5),
+                Limit {
+                    max: 100,
+                    per: Duration::from_secs(60),
+                },
+            ],
+            ..Limits::default()
+        }
     }
 }
 
@@ -119,34 +140,6 @@ pub fn build(config: &FeishuConfig, request: &Request<'_>) -> Result<Outgoing, V
     })
 }
 
-pub fn classify(reply: &Reply) -> Verdict {
-    if !(200..300).contains(&reply.status) {
-        return classify_http(reply);
-    }
-    let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-    let code = body["code"]
-        .as_i64()
-        .or_else(|| body["StatusCode"].as_i64());
-    let error = match body["msg"].as_str() {
-        Some(msg) => format!("code {}: {msg}", code.unwrap_or(-1)),
-        None => http_error(reply),
-    };
-    match code {
-        Some(0) => Verdict::Delivered,
-        Some(c) if RATE_LIMIT_CODES.contains(&c) => Verdict::Retryable {
-            error,
-            retry_after: None,
-        },
-        Some(SIGNATURE_REFUSED_CODE) => Verdict::Credentials { error },
-        Some(_) => Verdict::Rejected { error },
-        // A 2xx without a code is not Feishu's answer (a proxy's page): try again later.
-        None => Verdict::Retryable {
-            error,
-            retry_after: None,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,30 +157,30 @@ mod tests {
     #[test]
     fn errors_arrive_as_200_with_a_code() {
         assert_eq!(
-            classify(&reply(200, r#"{"code":0,"msg":"success","data":{}}"#)),
+            Feishu::classify(&reply(200, r#"{"code":0,"msg":"success","data":{}}"#)),
             Verdict::Delivered
         );
         assert_eq!(
-            classify(&reply(200, r#"{"StatusCode":0,"StatusMessage":"success"}"#)),
+            Feishu::classify(&reply(200, r#"{"StatusCode":0,"StatusMessage":"success"}"#)),
             Verdict::Delivered
         );
         assert!(matches!(
-            classify(&reply(
+            Feishu::classify(&reply(
                 200,
                 r#"{"code":19021,"msg":"sign match fail or timestamp is not within one hour from current time"}"#
             )),
             Verdict::Credentials { .. }
         ));
         assert!(matches!(
-            classify(&reply(200, r#"{"code":11232,"msg":"frequency limited"}"#)),
+            Feishu::classify(&reply(200, r#"{"code":11232,"msg":"frequency limited"}"#)),
             Verdict::Retryable { .. }
         ));
         assert!(matches!(
-            classify(&reply(200, r#"{"code":19001,"msg":"param invalid: incoming webhook access token invalid"}"#)),
+            Feishu::classify(&reply(200, r#"{"code":19001,"msg":"param invalid: incoming webhook access token invalid"}"#)),
             Verdict::Rejected { error } if error.contains("19001")
         ));
         assert!(matches!(
-            classify(&reply(503, "")),
+            Feishu::classify(&reply(503, "")),
             Verdict::Retryable { .. }
         ));
     }

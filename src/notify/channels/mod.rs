@@ -90,6 +90,13 @@ pub struct Secret {
     pub is_url: bool,
 }
 
+/// The secrets of a section that is one incoming-webhook URL with a token in its path
+/// (Slack, Discord).
+pub const WEBHOOK_URL_SECRETS: &[Secret] = &[Secret {
+    key: "webhook_url",
+    is_url: true,
+}];
+
 /// One notification channel: what the notifier needs to know of it. Implemented by a unit
 /// struct in the channel's own file and named in
 /// [`crate::domain::delivery::for_each_channel`].

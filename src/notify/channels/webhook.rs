@@ -24,6 +24,7 @@ use crate::notify::pacing::{Limit, Limits};
 
 /// The secret prefix of the specification.
 pub const SECRET_PREFIX: &str = "whsec_";
+
 /// The Webhook channel, as the notifier drives it.
 pub struct Webhook;
 
@@ -49,18 +50,15 @@ impl Channel for Webhook {
     }
 
     fn classify(reply: &Reply) -> Verdict {
-        classify(reply)
+        classify_http(reply)
     }
 
     fn limits(config: &SignedWebhookConfig) -> Limits {
-        limits(config.rate_per_s)
-    }
-}
-
-pub fn limits(rate_per_s: u32) -> Limits {
-    Limits {
-        channel: vec![Limit::per_second(rate_per_s.max(1))],
-        ..Limits::default()
+        let rate_per_s = config.rate_per_s;
+        Limits {
+            channel: vec![Limit::per_second(rate_per_s.max(1))],
+            ..Limits::default()
+        }
     }
 }
 
@@ -136,10 +134,6 @@ pub fn build(config: &SignedWebhookConfig, request: &Request<'_>) -> Result<Outg
         ],
         body,
     })
-}
-
-pub fn classify(reply: &Reply) -> Verdict {
-    classify_http(reply)
 }
 
 #[cfg(test)]
