@@ -138,6 +138,7 @@ pub async fn start_with(
         connector,
         metrics: Arc::clone(&metrics),
         provider_metrics,
+        clock: Arc::new(crate::domain::time::SystemClock),
     });
     let shards = Arc::new(Shards::start(
         config.shard_count(),

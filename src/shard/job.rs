@@ -14,7 +14,7 @@ use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::UlidSource;
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
 use crate::domain::refund::RefundState;
-use crate::domain::time::now_ms;
+use crate::domain::time::Clock;
 use crate::log_throttle::STORE_FAILURES;
 use crate::metrics::Metrics;
 use crate::provider::Connector;
@@ -33,6 +33,8 @@ pub struct ShardDeps {
     pub metrics: Arc<Metrics>,
     /// Refund counters (the provider side's metrics).
     pub provider_metrics: Arc<crate::provider::metrics::ProviderMetrics>,
+    /// The time the state machine is given for each command.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// How a job ended, for the actor.
@@ -155,7 +157,7 @@ fn load(
 fn step(deps: &ShardDeps, state: KeyState, command: Command) -> (KeyState, Vec<Effect>) {
     let mut ids = UlidSource;
     let mut ctx = Ctx {
-        now_ms: now_ms(),
+        now_ms: deps.clock.now_ms(),
         ids: &mut ids,
         provider: deps.connector.name(),
     };
