@@ -117,6 +117,12 @@ pub async fn start_with(
     let (committer, committer_thread) =
         committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
     let provider_metrics = Arc::new(provider::metrics::ProviderMetrics::register(&metrics));
+    let connector: Arc<dyn provider::Connector> = Arc::new(provider::observed::Observed::new(
+        connector,
+        config.provider_timeout(),
+        metrics.provider_calls_total.clone(),
+        &provider_metrics,
+    ));
     let provider_side = Arc::new(provider::ProviderSide {
         connector: Arc::clone(&connector),
         committer: committer.clone(),
@@ -141,7 +147,7 @@ pub async fn start_with(
         connector,
         metrics: Arc::clone(&metrics),
         provider_metrics,
-        provider_timeout: config.provider_timeout(),
+        clock: Arc::new(crate::domain::time::SystemClock),
     });
     let shards = Arc::new(Shards::start(
         config.shard_count(),
@@ -150,7 +156,7 @@ pub async fn start_with(
         config.in_flight_wait(),
     ));
     report_loss(&store, &committer).await?;
-    let resumed = resume_processing(&store, &shards)?;
+    let resumed = resume_processing(&store, &shards).await?;
     if resumed > 0 {
         tracing::info!(
             operation = "recovery",
@@ -227,7 +233,7 @@ pub async fn start_with(
         %addr,
         provider = state.provider.connector.name(),
         data_dir = %config.store.data_dir.display(),
-        shards = shards.count(),
+        shards = config.shards.count,
         "paykeep started"
     );
     let limits = server_limits(&config.server);
@@ -326,7 +332,7 @@ fn server_limits(server: &crate::config::ServerConfig) -> http::server::Limits {
 
 /// Hands every payment left `processing`, and every payment with a refund left `pending`,
 /// to its shard (same provider idempotency keys).
-fn resume_processing(store: &Store, shards: &Shards) -> Result<usize, StoreError> {
+async fn resume_processing(store: &Store, shards: &Shards) -> Result<usize, StoreError> {
     let mut ids = store.processing_payment_ids()?;
     ids.extend(store.pending_refunds()?.into_iter().map(|r| r.payment_id));
     ids.sort();
@@ -341,20 +347,40 @@ fn resume_processing(store: &Store, shards: &Shards) -> Result<usize, StoreError
             order_no: payment.order_no,
         };
         // A full mailbox at start-up only delays the resume: the shard's own retry timers
-        // are not armed yet, so try again shortly.
+        // are not armed yet, so try again shortly, without blocking the runtime.
         let mut job = Job::Resume { retry: 0 };
-        for _ in 0..1000 {
+        let mut attempts = 0;
+        loop {
             match shards.submit(key.clone(), job) {
                 Ok(()) => {
                     resumed += 1;
                     break;
                 }
+                Err(_) if attempts + 1 >= RESUME_SUBMIT_ATTEMPTS_MAX => {
+                    tracing::error!(
+                        operation = "recovery",
+                        payment_id = %id,
+                        attempts = RESUME_SUBMIT_ATTEMPTS_MAX,
+                        "resume not queued: the shard stayed full; the payment stays processing until a webhook, a retry of its request or the next start-up"
+                    );
+                    break;
+                }
                 Err(back) => {
+                    if attempts == 0 {
+                        tracing::warn!(operation = "recovery", payment_id = %id, "shard full; retrying the resume");
+                    }
                     job = back;
-                    std::thread::sleep(Duration::from_millis(5));
+                    attempts += 1;
+                    tokio::time::sleep(RESUME_SUBMIT_PAUSE).await;
                 }
             }
         }
     }
     Ok(resumed)
 }
+
+/// Tries to queue one start-up resume before giving up on it (logged): with
+/// [`RESUME_SUBMIT_PAUSE`], about 5 s of a full shard.
+const RESUME_SUBMIT_ATTEMPTS_MAX: u32 = 1000;
+/// Pause between tries to queue a start-up resume on a full shard.
+const RESUME_SUBMIT_PAUSE: Duration = Duration::from_millis(5);

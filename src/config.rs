@@ -38,6 +38,38 @@ pub const RETENTION_DAYS_MAX: u64 = 3650;
 pub const PARTITIONS_MAX: u32 = 65_536;
 /// Upper bound on `server.body_limit_bytes` (16 MiB).
 pub const BODY_LIMIT_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Upper bound on `server.max_connections`: far beyond any descriptor limit (the cap is
+/// lowered to what the file limit leaves anyway).
+pub const MAX_CONNECTIONS_MAX: usize = 1_000_000;
+/// Upper bound on the `[server]` timeouts (one hour): longer holds a connection forever.
+pub const SERVER_TIMEOUT_MS_MAX: u64 = 3_600_000;
+/// Upper bound on `store.commit_window_us` (1 s): every write waits up to the window.
+pub const COMMIT_WINDOW_US_MAX: u64 = 1_000_000;
+/// Upper bound on `shards.count`.
+pub const SHARDS_COUNT_MAX: usize = 1024;
+/// Upper bound on `payments.refund_window_days` (ten years).
+pub const REFUND_WINDOW_DAYS_MAX: u32 = 3650;
+/// Upper bound on `provider.timeout_ms` and `provider.latency_ms` (ten minutes).
+pub const PROVIDER_MS_MAX: u64 = 600_000;
+/// Upper bound on `provider.webhook_tolerance_s` (one day).
+pub const WEBHOOK_TOLERANCE_S_MAX: u64 = 86_400;
+/// Most steps of `notifications.retry_schedule_s`.
+pub const RETRY_STEPS_MAX: usize = 32;
+/// Longest step of `notifications.retry_schedule_s` (seven days).
+pub const RETRY_STEP_S_MAX: u64 = 7 * 86_400;
+/// Upper bound on `notifications.max_attempts`.
+pub const NOTIFY_ATTEMPTS_MAX: u32 = 100;
+/// Upper bound on `notifications.request_timeout_ms` (two minutes).
+pub const NOTIFY_REQUEST_TIMEOUT_MS_MAX: u64 = 120_000;
+/// Upper bound on `notifications.webhook.rate_per_s`.
+pub const WEBHOOK_RATE_PER_S_MAX: u32 = 10_000;
+
+// Every shard owns at least one partition.
+const _: () = assert!(SHARDS_COUNT_MAX as u64 <= PARTITIONS_MAX as u64);
+// A commit window is shorter than any request's timeout could be.
+const _: () = assert!(COMMIT_WINDOW_US_MAX / 1000 <= SERVER_TIMEOUT_MS_MAX);
+// A notification request ends before the server's longest timeout.
+const _: () = assert!(NOTIFY_REQUEST_TIMEOUT_MS_MAX <= SERVER_TIMEOUT_MS_MAX);
 
 /// A configuration that failed to load or validate; `key` is the dotted key path.
 #[derive(Debug, thiserror::Error)]
@@ -195,34 +227,39 @@ pub struct MerchantConfig {
     pub api_key: String,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct NotificationsConfig {
-    pub enabled: bool,
-    pub order_enabled: bool,
-    pub alert_enabled: bool,
-    pub retry_schedule_s: Vec<u64>,
-    pub jitter_ratio: f64,
-    pub max_attempts: u32,
-    pub max_age_s: u64,
-    /// Keep each channel under its documented rate limits (`false` only for benchmarks
-    /// against a loopback sink).
-    #[serde(default = "default_true")]
-    pub pacing: bool,
-    /// Deadline of one notification HTTP request.
-    #[serde(default = "default_request_timeout_ms")]
-    pub request_timeout_ms: u64,
-    /// Whether channel targets may be loopback, private or otherwise special addresses
-    /// (DESIGN §3 egress rules); off, they are refused at configuration and connect time.
-    #[serde(default)]
-    pub allow_private_targets: bool,
-    pub telegram: TelegramConfig,
-    pub slack: WebhookUrlConfig,
-    pub discord: WebhookUrlConfig,
-    pub feishu: FeishuConfig,
-    pub email: EmailConfig,
-    pub webhook: SignedWebhookConfig,
+/// The `[notifications]` section; one sub-section per channel, from the channel list
+/// ([`crate::domain::delivery::for_each_channel`]).
+macro_rules! notifications_config {
+    ($($variant:ident = $tag:literal, $section:ident, $config:ident;)*) => {
+        #[derive(Debug, Clone, Deserialize, Serialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct NotificationsConfig {
+            pub enabled: bool,
+            pub order_enabled: bool,
+            pub alert_enabled: bool,
+            pub retry_schedule_s: Vec<u64>,
+            pub jitter_ratio: f64,
+            pub max_attempts: u32,
+            pub max_age_s: u64,
+            /// Keep each channel under its documented rate limits (`false` only for benchmarks
+            /// against a loopback sink).
+            #[serde(default = "default_true")]
+            pub pacing: bool,
+            /// Deadline of one notification HTTP request.
+            #[serde(default = "default_request_timeout_ms")]
+            pub request_timeout_ms: u64,
+            /// Whether channel targets may be loopback, private or otherwise special addresses
+            /// (DESIGN §3 egress rules); off, they are refused at configuration and connect time.
+            #[serde(default)]
+            pub allow_private_targets: bool,
+            $(
+                #[doc = concat!("`[notifications.", stringify!($section), "]`.")]
+                pub $section: $config,
+            )*
+        }
+    };
 }
+crate::domain::delivery::for_each_channel!(notifications_config);
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -423,25 +460,31 @@ impl Config {
             ));
         }
         let s = &self.server;
-        if s.max_connections == 0 || s.max_connections > 1_000_000 {
-            return Err(invalid("server.max_connections", "must be 1..=1000000"));
+        if s.max_connections == 0 || s.max_connections > MAX_CONNECTIONS_MAX {
+            return Err(invalid(
+                "server.max_connections",
+                format!("must be 1..={MAX_CONNECTIONS_MAX}"),
+            ));
         }
         for (key, ms) in [
             ("server.header_read_timeout_ms", s.header_read_timeout_ms),
             ("server.idle_timeout_ms", s.idle_timeout_ms),
             ("server.body_read_timeout_ms", s.body_read_timeout_ms),
         ] {
-            if ms == 0 || ms > 3_600_000 {
-                return Err(invalid(key, "must be 1..=3600000 (one hour)"));
+            if ms == 0 || ms > SERVER_TIMEOUT_MS_MAX {
+                return Err(invalid(
+                    key,
+                    format!("must be 1..={SERVER_TIMEOUT_MS_MAX} (one hour)"),
+                ));
             }
         }
         if self.store.data_dir.as_os_str().is_empty() {
             return Err(invalid("store.data_dir", "must not be empty"));
         }
-        if self.store.commit_window_us > 1_000_000 {
+        if self.store.commit_window_us > COMMIT_WINDOW_US_MAX {
             return Err(invalid(
                 "store.commit_window_us",
-                "must be at most 1000000 (1 s)",
+                format!("must be at most {COMMIT_WINDOW_US_MAX} (1 s)"),
             ));
         }
         let batch = self.store.commit_batch_max;
@@ -458,8 +501,11 @@ impl Config {
                 format!("must be 1..={CACHE_CAPACITY_MB_MAX}"),
             ));
         }
-        if self.shards.count > 1024 {
-            return Err(invalid("shards.count", "must be 0..=1024"));
+        if self.shards.count > SHARDS_COUNT_MAX {
+            return Err(invalid(
+                "shards.count",
+                format!("must be 0..={SHARDS_COUNT_MAX}"),
+            ));
         }
         let partitions = self.shards.partitions;
         if partitions == 0 || partitions > PARTITIONS_MAX {
@@ -530,8 +576,11 @@ impl Config {
                 "must be 1..=9223372036854775807",
             ));
         }
-        if p.refund_window_days == 0 || p.refund_window_days > 3650 {
-            return Err(invalid("payments.refund_window_days", "must be 1..=3650"));
+        if p.refund_window_days == 0 || p.refund_window_days > REFUND_WINDOW_DAYS_MAX {
+            return Err(invalid(
+                "payments.refund_window_days",
+                format!("must be 1..={REFUND_WINDOW_DAYS_MAX}"),
+            ));
         }
         if p.refund_fee_minor >= p.amount_minor_max {
             return Err(invalid(
@@ -544,11 +593,17 @@ impl Config {
 
     fn validate_provider(&self) -> Result<(), ConfigError> {
         let p = &self.provider;
-        if p.timeout_ms == 0 || p.timeout_ms > 600_000 {
-            return Err(invalid("provider.timeout_ms", "must be 1..=600000"));
+        if p.timeout_ms == 0 || p.timeout_ms > PROVIDER_MS_MAX {
+            return Err(invalid(
+                "provider.timeout_ms",
+                format!("must be 1..={PROVIDER_MS_MAX}"),
+            ));
         }
-        if p.latency_ms > 600_000 {
-            return Err(invalid("provider.latency_ms", "must be 0..=600000"));
+        if p.latency_ms > PROVIDER_MS_MAX {
+            return Err(invalid(
+                "provider.latency_ms",
+                format!("must be 0..={PROVIDER_MS_MAX}"),
+            ));
         }
         if p.kind == ProviderKind::Stripe {
             if !is_http_url(&p.base_url) {
@@ -567,8 +622,11 @@ impl Config {
         if p.webhook_secret.is_empty() {
             return Err(invalid("provider.webhook_secret", "must not be empty"));
         }
-        if p.webhook_tolerance_s == 0 || p.webhook_tolerance_s > 86_400 {
-            return Err(invalid("provider.webhook_tolerance_s", "must be 1..=86400"));
+        if p.webhook_tolerance_s == 0 || p.webhook_tolerance_s > WEBHOOK_TOLERANCE_S_MAX {
+            return Err(invalid(
+                "provider.webhook_tolerance_s",
+                format!("must be 1..={WEBHOOK_TOLERANCE_S_MAX}"),
+            ));
         }
         Ok(())
     }
@@ -677,41 +735,44 @@ impl NotificationsConfig {
     /// # Errors
     /// [`ConfigError::Invalid`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.retry_schedule_s.is_empty() || self.retry_schedule_s.len() > 32 {
+        if self.retry_schedule_s.is_empty() || self.retry_schedule_s.len() > RETRY_STEPS_MAX {
             return Err(invalid(
                 "notifications.retry_schedule_s",
-                "must hold 1..=32 steps",
+                format!("must hold 1..={RETRY_STEPS_MAX} steps"),
             ));
         }
         if self
             .retry_schedule_s
             .iter()
-            .any(|&s| s == 0 || s > 7 * 86_400)
+            .any(|&s| s == 0 || s > RETRY_STEP_S_MAX)
         {
             return Err(invalid(
                 "notifications.retry_schedule_s",
-                "each step must be 1..=604800 seconds",
+                format!("each step must be 1..={RETRY_STEP_S_MAX} seconds"),
             ));
         }
         if !(0.0..=1.0).contains(&self.jitter_ratio) {
             return Err(invalid("notifications.jitter_ratio", "must be 0.0..=1.0"));
         }
-        if self.max_attempts == 0 || self.max_attempts > 100 {
-            return Err(invalid("notifications.max_attempts", "must be 1..=100"));
+        if self.max_attempts == 0 || self.max_attempts > NOTIFY_ATTEMPTS_MAX {
+            return Err(invalid(
+                "notifications.max_attempts",
+                format!("must be 1..={NOTIFY_ATTEMPTS_MAX}"),
+            ));
         }
         if self.max_age_s == 0 {
             return Err(invalid("notifications.max_age_s", "must be positive"));
         }
-        if self.request_timeout_ms == 0 || self.request_timeout_ms > 120_000 {
+        if self.request_timeout_ms == 0 || self.request_timeout_ms > NOTIFY_REQUEST_TIMEOUT_MS_MAX {
             return Err(invalid(
                 "notifications.request_timeout_ms",
-                "must be 1..=120000",
+                format!("must be 1..={NOTIFY_REQUEST_TIMEOUT_MS_MAX}"),
             ));
         }
-        if self.webhook.rate_per_s == 0 || self.webhook.rate_per_s > 10_000 {
+        if self.webhook.rate_per_s == 0 || self.webhook.rate_per_s > WEBHOOK_RATE_PER_S_MAX {
             return Err(invalid(
                 "notifications.webhook.rate_per_s",
-                "must be 1..=10000",
+                format!("must be 1..={WEBHOOK_RATE_PER_S_MAX}"),
             ));
         }
         let allow = self.allow_private_targets;

@@ -40,6 +40,8 @@
 //!   every labelled family at 0 from start-up; deploy/ alerts and dashboards on them.
 //! - [`alerts`] — the service's own system alerts (provider failing, channel paused, dead
 //!   letters, store refusing writes), raised by a watcher through the outbox.
+//! - [`listener`] — the TCP listener and HTTP/1 connection driver every surface runs on
+//!   (`serve` and the sandbox): connection cap, header and idle timeouts, descriptor budget.
 //! - [`log_throttle`] — one error line per distinct store-failure cause per 10 s, with the
 //!   count of repeats held back.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
@@ -50,6 +52,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod listener;
 pub mod log_throttle;
 pub mod memory;
 pub mod metrics;

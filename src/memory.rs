@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Why: sled allocates a fresh segment-sized log buffer (512 KiB) each time its log rolls to
 /// a new segment, and mimalloc `madvise`s its large regions `MADV_HUGEPAGE`. The first write
 /// into such a buffer faulted in and zeroed a 2 MiB huge page, on this VM in milliseconds of
-/// CPU, inside the committer's sled insert. About 100 single inserts per load run took 4–10
+/// CPU, inside a sled insert (then the committer's; today the applier thread's). About 100 single inserts per load run took 4–10
 /// ms; with THP off, 7 did (BENCHMARKS.md, "Huge pages").
 pub fn disable_transparent_huge_pages() {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory of ours.

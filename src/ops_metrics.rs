@@ -16,7 +16,7 @@ use crate::domain::time::now_ms;
 use crate::metrics::Metrics;
 use crate::notify::metrics::NotifyMetrics;
 use crate::provider::metrics::ProviderMetrics;
-use crate::recon::report::DiscrepancyKind;
+use crate::domain::reconciliation::DiscrepancyKind;
 use crate::store::Store;
 
 /// The `route` label of every handler (the names passed to `http::respond`/`observe`),

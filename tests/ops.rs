@@ -76,3 +76,23 @@ async fn openapi_documents_exactly_the_routes() {
     }
     svc.shutdown().await;
 }
+
+/// `provider_request_duration_seconds{operation,outcome}` (DESIGN §3): every pair present
+/// at 0 from start-up; a charge observed under its outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_calls_are_timed_from_start_up() {
+    let svc = start(|_| {}).await;
+    let before = svc.get("/metrics").await.text;
+    for (operation, outcome) in paykeep::provider::metrics::PROVIDER_REQUEST_LABELS {
+        let series = format!(
+            "provider_request_duration_seconds_count{{operation=\"{operation}\",outcome=\"{outcome}\"}} 0"
+        );
+        assert!(before.contains(&series), "missing {series} in\n{before}");
+    }
+    assert_eq!(svc.create(Some("m-2"), order("timed-1")).await.status, 201);
+    let after = svc.get("/metrics").await.text;
+    let charged =
+        "provider_request_duration_seconds_count{operation=\"charge\",outcome=\"succeeded\"} 1";
+    assert!(after.contains(charged), "missing {charged} in\n{after}");
+    svc.shutdown().await;
+}

@@ -66,47 +66,134 @@ impl FanOutPlan {
     }
 }
 
-/// A notification channel (DESIGN §3 "Channels").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Telegram,
-    Slack,
-    Discord,
-    Feishu,
-    Email,
-    Webhook,
+/// The one declaration of the notification channels (DESIGN §3 "Channels"): one line a
+/// channel, `Variant = tag, section, SectionConfig;`. Everything per channel follows from this list: the
+/// [`Channel`] enum with [`Channel::ALL`], [`Channel::COUNT`] and names; the `[notifications.<section>]`
+/// config section ([`crate::config::NotificationsConfig`], field `section` of type
+/// `crate::config::SectionConfig`); the channel's implementation,
+/// `crate::notify::channels::<section>::<Variant>` (the `Channel` trait); its secrets in the
+/// settings API; the admin filters. Adding a channel: docs/notifications.md.
+///
+/// `tag` is the channel's byte on disk (delivery records, the due index): never reuse or
+/// renumber one; a new channel takes the next free tag. The list is passed to `$callback`,
+/// a `macro_rules!` of the caller's that expands it into what that module needs.
+macro_rules! for_each_channel {
+    ($callback:ident) => {
+        $callback! {
+            Telegram = 0, telegram, TelegramConfig;
+            Slack = 1, slack, WebhookUrlConfig;
+            Discord = 2, discord, WebhookUrlConfig;
+            Feishu = 3, feishu, FeishuConfig;
+            Email = 4, email, EmailConfig;
+            Webhook = 5, webhook, SignedWebhookConfig;
+        }
+    };
 }
+pub(crate) use for_each_channel;
+
+macro_rules! declare_channel_enum {
+    ($($variant:ident = $tag:literal, $section:ident, $config:ident;)*) => {
+        /// A notification channel (DESIGN §3 "Channels"), declared in [`for_each_channel`].
+        /// On disk it is its [`Channel::tag`], in JSON its [`Channel::as_str`] name.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Channel {
+            $($variant,)*
+        }
+
+        impl Channel {
+            /// Every channel, in declaration order ([`Channel::index`]).
+            pub const ALL: [Channel; Channel::COUNT] = [$(Channel::$variant,)*];
+            /// How many channels there are: the size of per-channel arrays.
+            pub const COUNT: usize = [$($tag,)*].len();
+
+            /// The channel's name: its config section, its JSON value, its metrics label.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Channel::$variant => stringify!($section),)*
+                }
+            }
+
+            /// The channel's byte in stored records and keys; explicit, so reordering the
+            /// declaration never changes what is on disk.
+            pub const fn tag(self) -> u8 {
+                match self {
+                    $(Channel::$variant => $tag,)*
+                }
+            }
+
+            /// The channel of a stored tag, if one has it.
+            pub const fn from_tag(tag: u8) -> Option<Channel> {
+                match tag {
+                    $($tag => Some(Channel::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+for_each_channel!(declare_channel_enum);
+
+// Tags are distinct: two channels with one tag would read each other's records.
+const _: () = {
+    let mut i = 0;
+    while i < Channel::COUNT {
+        let mut j = i + 1;
+        while j < Channel::COUNT {
+            assert!(Channel::ALL[i].tag() != Channel::ALL[j].tag());
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 impl Channel {
-    /// Every channel, in a fixed order ([`Channel::index`]).
-    pub const ALL: [Channel; 6] = [
-        Channel::Telegram,
-        Channel::Slack,
-        Channel::Discord,
-        Channel::Feishu,
-        Channel::Email,
-        Channel::Webhook,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Telegram => "telegram",
-            Channel::Slack => "slack",
-            Channel::Discord => "discord",
-            Channel::Feishu => "feishu",
-            Channel::Email => "email",
-            Channel::Webhook => "webhook",
-        }
-    }
-
+    /// The channel named `text` ([`Channel::as_str`]), if any.
     pub fn parse(text: &str) -> Option<Channel> {
         Channel::ALL.into_iter().find(|c| c.as_str() == text)
     }
 
-    /// Position in [`Channel::ALL`], for per-channel arrays.
+    /// Position in [`Channel::ALL`], for per-channel arrays (`[_; Channel::COUNT]`). Only
+    /// for memory: what is stored is [`Channel::tag`].
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// Every channel's name, joined by `", "` (for error messages).
+    pub fn names() -> String {
+        Channel::ALL.map(Channel::as_str).join(", ")
+    }
+}
+
+impl Serialize for Channel {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(self.as_str())
+        } else {
+            // A u32, as serde's derive wrote the variant index before tags were explicit:
+            // the same bytes for every tag that equals its old position.
+            serializer.serialize_u32(u32::from(self.tag()))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Channel {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Channel, D::Error> {
+        use serde::de::Error;
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            Channel::parse(&text).ok_or_else(|| {
+                D::Error::custom(format!(
+                    "unknown channel `{text}`, expected one of {}",
+                    Channel::names()
+                ))
+            })
+        } else {
+            let tag = u32::deserialize(deserializer)?;
+            u8::try_from(tag)
+                .ok()
+                .and_then(Channel::from_tag)
+                .ok_or_else(|| D::Error::custom(format!("unknown channel tag {tag}")))
+        }
     }
 }
 
@@ -445,5 +532,51 @@ mod tests {
         let error = d.attempts[0].error.as_ref().unwrap();
         assert!(error.len() <= ERROR_TEXT_BYTES_MAX);
         assert_eq!(d.attempts[0].at_ms, 5);
+    }
+
+    /// The on-disk tags are a file format: this table is the record of which byte means
+    /// which channel. A change here is a data migration, not a refactoring.
+    #[test]
+    fn channel_tags_are_pinned() {
+        let pinned = [
+            ("telegram", 0u8),
+            ("slack", 1),
+            ("discord", 2),
+            ("feishu", 3),
+            ("email", 4),
+            ("webhook", 5),
+        ];
+        assert_eq!(Channel::COUNT, pinned.len());
+        for (name, tag) in pinned {
+            let channel = Channel::parse(name).unwrap();
+            assert_eq!(channel.tag(), tag, "{name}");
+            assert_eq!(Channel::from_tag(tag), Some(channel));
+        }
+        assert_eq!(Channel::from_tag(Channel::COUNT as u8), None);
+        for (index, channel) in Channel::ALL.into_iter().enumerate() {
+            assert_eq!(channel.index(), index);
+        }
+    }
+
+    #[test]
+    fn a_channel_is_its_tag_in_records_and_its_name_in_json() {
+        for channel in Channel::ALL {
+            let bytes =
+                bincode::serde::encode_to_vec(channel, bincode::config::standard()).unwrap();
+            assert_eq!(bytes, vec![channel.tag()]);
+            let (back, _): (Channel, usize) =
+                bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
+            assert_eq!(back, channel);
+            let json = serde_json::to_string(&channel).unwrap();
+            assert_eq!(json, format!("\"{}\"", channel.as_str()));
+            assert_eq!(serde_json::from_str::<Channel>(&json).unwrap(), channel);
+        }
+        let unknown = bincode::serde::encode_to_vec(9u32, bincode::config::standard()).unwrap();
+        assert!(bincode::serde::decode_from_slice::<Channel, _>(
+            &unknown,
+            bincode::config::standard()
+        )
+        .is_err());
+        assert!(serde_json::from_str::<Channel>("\"pager\"").is_err());
     }
 }

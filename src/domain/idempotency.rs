@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::problem::Problem;
+use crate::domain::error::DomainError;
 
 /// `Idempotency-Key` length bound (DESIGN §2: 1–255 visible ASCII characters).
 pub const HEADER_KEY_CHARS_MAX: usize = 255;
@@ -44,10 +44,10 @@ impl IdempotencyKey {
 ///
 /// # Errors
 /// 400 `invalid_request` naming `Idempotency-Key`.
-pub fn validate_header_key(value: &str) -> Result<(), Problem> {
+pub fn validate_header_key(value: &str) -> Result<(), DomainError> {
     let visible = value.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
     if value.is_empty() || value.len() > HEADER_KEY_CHARS_MAX || !visible {
-        return Err(Problem::invalid(
+        return Err(DomainError::invalid(
             "Idempotency-Key",
             "Idempotency-Key must be 1-255 visible ASCII characters",
         ));

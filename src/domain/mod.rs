@@ -3,6 +3,7 @@
 
 pub mod charge;
 pub mod delivery;
+pub mod error;
 pub mod event;
 pub mod idempotency;
 pub mod ids;
@@ -10,15 +11,11 @@ pub mod machine;
 pub mod money;
 pub mod payment;
 pub mod provider_key;
+pub mod reconciliation;
 pub mod refund;
-pub mod refund_machine;
 pub mod time;
 pub mod webhook;
 pub mod write_set;
 
-#[cfg(test)]
-mod machine_tests;
-#[cfg(test)]
-mod refund_machine_tests;
 #[cfg(test)]
 pub(crate) mod test_fixtures;

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::error::DomainError;
 use crate::domain::provider_key;
 use crate::domain::time::format_rfc3339_ms;
-use crate::problem::Problem;
 
 /// `order_no` length bound in characters (DESIGN §2).
 pub const ORDER_NO_CHARS_MAX: usize = 64;
@@ -203,10 +203,10 @@ impl CreatePaymentBody {
     ///
     /// # Errors
     /// 400 `invalid_request` naming the field.
-    pub fn validate(self, rules: &PaymentRules) -> Result<CreatePayment, Problem> {
+    pub fn validate(self, rules: &PaymentRules) -> Result<CreatePayment, DomainError> {
         check_text("order_no", &self.order_no, ORDER_NO_CHARS_MAX)?;
         if self.amount == 0 || self.amount > rules.amount_minor_max {
-            return Err(Problem::invalid(
+            return Err(DomainError::invalid(
                 "amount",
                 format!(
                     "amount must be an integer in minor units, 1..={}",
@@ -215,7 +215,7 @@ impl CreatePaymentBody {
             ));
         }
         if !rules.currencies.iter().any(|c| c == &self.currency) {
-            return Err(Problem::invalid(
+            return Err(DomainError::invalid(
                 "currency",
                 format!(
                     "currency must be one of {} (upper-case ISO 4217)",
@@ -244,9 +244,9 @@ impl CreatePaymentBody {
     }
 }
 
-fn check_length(field: &str, value: &str, chars_max: usize) -> Result<(), Problem> {
+fn check_length(field: &str, value: &str, chars_max: usize) -> Result<(), DomainError> {
     if value.chars().count() > chars_max {
-        return Err(Problem::invalid(
+        return Err(DomainError::invalid(
             field,
             format!("{field} must be at most {chars_max} characters"),
         ));
@@ -255,16 +255,16 @@ fn check_length(field: &str, value: &str, chars_max: usize) -> Result<(), Proble
 }
 
 /// 1..=max characters, no control characters.
-fn check_text(field: &str, value: &str, chars_max: usize) -> Result<(), Problem> {
+fn check_text(field: &str, value: &str, chars_max: usize) -> Result<(), DomainError> {
     if value.is_empty() {
-        return Err(Problem::invalid(
+        return Err(DomainError::invalid(
             field,
             format!("{field} must not be empty"),
         ));
     }
     check_length(field, value, chars_max)?;
     if value.chars().any(char::is_control) {
-        return Err(Problem::invalid(
+        return Err(DomainError::invalid(
             field,
             format!("{field} must not contain control characters"),
         ));
@@ -273,10 +273,10 @@ fn check_text(field: &str, value: &str, chars_max: usize) -> Result<(), Problem>
 }
 
 /// A provider token: 1..=255 visible ASCII characters.
-fn check_token(field: &str, value: &str) -> Result<(), Problem> {
+fn check_token(field: &str, value: &str) -> Result<(), DomainError> {
     let visible = value.bytes().all(|b| b.is_ascii_graphic());
     if value.is_empty() || value.len() > PAYMENT_METHOD_CHARS_MAX || !visible {
-        return Err(Problem::invalid(
+        return Err(DomainError::invalid(
             field,
             format!("{field} must be 1..={PAYMENT_METHOD_CHARS_MAX} visible ASCII characters"),
         ));
@@ -284,13 +284,13 @@ fn check_token(field: &str, value: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-fn check_email(email: &str) -> Result<(), Problem> {
+fn check_email(email: &str) -> Result<(), DomainError> {
     let shaped = email.split_once('@').is_some_and(|(local, domain)| {
         !local.is_empty() && domain.contains('.') && !domain.contains('@')
     });
     let clean = !email.chars().any(|c| c.is_whitespace() || c.is_control());
     if !shaped || !clean || email.len() > EMAIL_CHARS_MAX {
-        return Err(Problem::invalid(
+        return Err(DomainError::invalid(
             "customer_email",
             "customer_email must be an e-mail address of at most 254 characters",
         ));
@@ -298,9 +298,9 @@ fn check_email(email: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Problem> {
+fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), DomainError> {
     if metadata.len() > METADATA_PAIRS_MAX {
-        return Err(Problem::invalid(
+        return Err(DomainError::invalid(
             "metadata",
             format!("metadata holds at most {METADATA_PAIRS_MAX} pairs"),
         ));
@@ -308,7 +308,7 @@ fn check_metadata(metadata: &BTreeMap<String, String>) -> Result<(), Problem> {
     for (key, value) in metadata {
         let field = format!("metadata.{key}");
         check_text(&field, key, METADATA_KEY_CHARS_MAX).map_err(|_| {
-            Problem::invalid(
+            DomainError::invalid(
                 &field,
                 format!("metadata keys must be 1..={METADATA_KEY_CHARS_MAX} characters without control characters"),
             )
@@ -342,7 +342,7 @@ mod tests {
     }
 
     fn field_of(b: CreatePaymentBody) -> String {
-        b.validate(&rules()).unwrap_err().fields[0].clone()
+        b.validate(&rules()).unwrap_err().fields()[0].clone()
     }
 
     #[test]

@@ -12,11 +12,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::error::DomainError;
 use crate::domain::idempotency::{IdempotencyKey, KeyScope};
 use crate::domain::payment::{Payment, RefundStatus};
 use crate::domain::provider_key::{self, RefundKeySource};
 use crate::domain::time::{format_rfc3339_ms, DAY_MS};
-use crate::problem::Problem;
 
 /// `operator_id` length bound in characters.
 pub const OPERATOR_ID_CHARS_MAX: usize = 64;
@@ -146,9 +146,9 @@ impl CreateRefundBody {
     ///
     /// # Errors
     /// 400 `invalid_request` naming the field.
-    pub fn validate(self, amount_minor_max: u64) -> Result<CreateRefund, Problem> {
+    pub fn validate(self, amount_minor_max: u64) -> Result<CreateRefund, DomainError> {
         if self.amount == 0 || self.amount > amount_minor_max {
-            return Err(Problem::invalid(
+            return Err(DomainError::invalid(
                 "amount",
                 format!("amount must be an integer in minor units, 1..={amount_minor_max}"),
             ));
@@ -157,7 +157,7 @@ impl CreateRefundBody {
             && self.operator_id.chars().count() <= OPERATOR_ID_CHARS_MAX
             && !self.operator_id.chars().any(|c| c.is_control() || c == ':');
         if !operator_ok {
-            return Err(Problem::invalid(
+            return Err(DomainError::invalid(
                 "operator_id",
                 format!(
                     "operator_id must be 1..={OPERATOR_ID_CHARS_MAX} characters without control characters or ':'"
@@ -166,7 +166,7 @@ impl CreateRefundBody {
         }
         if let Some(reason) = &self.reason {
             if reason.chars().count() > REASON_CHARS_MAX || reason.chars().any(char::is_control) {
-                return Err(Problem::invalid(
+                return Err(DomainError::invalid(
                     "reason",
                     format!("reason must be at most {REASON_CHARS_MAX} characters without control characters"),
                 ));
@@ -239,29 +239,19 @@ fn check_count_and_fee(
     refunds: &[Refund],
     amount: u64,
     rules: RefundRules,
-) -> Result<(), Problem> {
+) -> Result<(), DomainError> {
     let id = payment.id.as_str();
     if refunds.len() >= REFUNDS_PER_PAYMENT_MAX {
-        return Err(Problem::new(
-            422,
-            "payment_not_refundable",
-            "Payment not refundable",
-            format!("a payment has at most {REFUNDS_PER_PAYMENT_MAX} refunds"),
-        )
-        .with_payment_id(id));
+        return Err(DomainError::TooManyRefunds {
+            payment_id: id.to_owned(),
+            refunds_max: REFUNDS_PER_PAYMENT_MAX,
+        });
     }
     if amount <= rules.fee_minor {
-        return Err(Problem::new(
-            422,
-            "refund_below_fee",
-            "Refund below fee",
-            format!(
-                "the refund amount must exceed the refund fee of {} (the fee is kept by the merchant)",
-                rules.fee_minor
-            ),
-        )
-        .with_payment_id(id)
-        .with_fields(vec!["amount".to_owned()]));
+        return Err(DomainError::RefundBelowFee {
+            payment_id: id.to_owned(),
+            fee_minor: rules.fee_minor,
+        });
     }
     Ok(())
 }
@@ -277,50 +267,31 @@ pub fn check_refundable(
     amount: u64,
     rules: RefundRules,
     now_ms: i64,
-) -> Result<(), Problem> {
+) -> Result<(), DomainError> {
     let id = payment.id.as_str();
     let Some(succeeded_at_ms) = payment
         .succeeded_at_ms
         .filter(|_| payment.status == crate::domain::payment::PaymentStatus::Succeeded)
     else {
-        return Err(Problem::new(
-            422,
-            "payment_not_refundable",
-            "Payment not refundable",
-            format!(
-                "only a succeeded payment can be refunded; this one is {}",
-                payment.status.as_str()
-            ),
-        )
-        .with_payment_id(id));
+        return Err(DomainError::PaymentNotSucceeded {
+            payment_id: id.to_owned(),
+            status: payment.status.as_str(),
+        });
     };
     if now_ms > succeeded_at_ms.saturating_add(rules.window_ms) {
-        return Err(Problem::new(
-            422,
-            "refund_window_expired",
-            "Refund window expired",
-            format!(
-                "refunds are accepted within {} days of payment",
-                rules.window_ms / DAY_MS
-            ),
-        )
-        .with_payment_id(id));
+        return Err(DomainError::RefundWindowExpired {
+            payment_id: id.to_owned(),
+            window_days: rules.window_ms / DAY_MS,
+        });
     }
     check_count_and_fee(payment, refunds, amount, rules)?;
     let held = held_amount(refunds);
     if held.saturating_add(amount) > payment.amount {
-        return Err(Problem::new(
-            422,
-            "refund_exceeds_payment",
-            "Refund exceeds payment",
-            format!(
-                "refunds not failed hold {held} of {}; at most {} more can be refunded",
-                payment.amount,
-                payment.amount.saturating_sub(held)
-            ),
-        )
-        .with_payment_id(id)
-        .with_fields(vec!["amount".to_owned()]));
+        return Err(DomainError::RefundExceedsPayment {
+            payment_id: id.to_owned(),
+            held_minor: held,
+            amount_minor: payment.amount,
+        });
     }
     Ok(())
 }
@@ -340,7 +311,7 @@ mod tests {
     #[test]
     fn each_bad_field_is_named() {
         assert!(body().validate(100).is_ok());
-        let field = |b: CreateRefundBody| b.validate(100).unwrap_err().fields[0].clone();
+        let field = |b: CreateRefundBody| b.validate(100).unwrap_err().fields()[0].clone();
         assert_eq!(
             field(CreateRefundBody {
                 amount: 0,

@@ -5,9 +5,9 @@ use crate::domain::delivery::Delivery;
 use crate::domain::event::Event;
 use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey};
 use crate::domain::payment::Payment;
+use crate::domain::reconciliation::{Discrepancy, ReconciliationReport};
 use crate::domain::refund::Refund;
 use crate::domain::webhook::ProcessedWebhook;
-use crate::recon::report::{Discrepancy, ReconciliationReport};
 
 /// One write of a write set.
 #[derive(Debug, Clone, PartialEq, Eq)]

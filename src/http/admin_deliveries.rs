@@ -79,7 +79,7 @@ fn parse_channel(text: &str) -> Result<Channel, Problem> {
     Channel::parse(text).ok_or_else(|| {
         Problem::invalid(
             "channel",
-            "channel must be one of telegram, slack, discord, feishu, email, webhook",
+            format!("channel must be one of {}", Channel::names()),
         )
     })
 }

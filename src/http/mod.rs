@@ -22,7 +22,9 @@ pub mod provider_webhooks;
 pub mod reconciliations;
 pub mod refunds;
 pub mod request_id;
-pub mod server;
+/// The connection server every HTTP surface runs on (it lives below the layers: the
+/// sandbox uses it too); `http::server` is its old path.
+pub use crate::listener as server;
 
 use std::convert::Infallible;
 use std::future::Future;

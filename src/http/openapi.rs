@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value};
 
+use crate::domain::delivery::Channel;
+
 const BASE: &str = include_str!("openapi/base.json");
 
 /// Every fragment, by resource.
@@ -34,6 +36,10 @@ fn assemble(base: &str, fragments: &[&str]) -> Value {
         };
         merge_into(&mut doc["paths"], &fragment["paths"]);
         merge_into(&mut doc["components"]["schemas"], &fragment["schemas"]);
+    }
+    // The channel names come from the one list of channels, not from the fragment.
+    if let Some(channel) = doc["components"]["schemas"]["Channel"].as_object_mut() {
+        channel.insert("enum".to_owned(), Channel::ALL.map(Channel::as_str).into());
     }
     doc
 }
@@ -69,5 +75,12 @@ mod tests {
         assert_eq!(doc["openapi"], "3.1.0");
         assert!(doc["components"]["schemas"]["Payment"].is_object());
         assert!(doc["paths"]["/healthz"]["get"].is_object());
+        let channels: Vec<&str> = doc["components"]["schemas"]["Channel"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(channels, Channel::ALL.map(Channel::as_str));
     }
 }

@@ -55,7 +55,7 @@ pub fn routes(
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
                 respond(&state.metrics, "get_payment", async {
-                    get_by_id(&state, authorization.as_deref(), &id).await
+                    get_by_id(&state, authorization.as_deref(), &id)
                 })
                 .await
             },
@@ -67,7 +67,7 @@ pub fn routes(
         .then(
             |state: State, authorization: Option<String>, query: String| async move {
                 respond(&state.metrics, "get_payment_by_order", async {
-                    get_by_order(&state, authorization.as_deref(), &query).await
+                    get_by_order(&state, authorization.as_deref(), &query)
                 })
                 .await
             },
@@ -103,7 +103,7 @@ async fn create(
     // made from this very body, which was valid then, so its stored response is the answer
     // (DESIGN §2: same key, same fingerprint → the first response), and a replay skips
     // the work. Anything else is validated before it goes further.
-    if let Some(replay) = finished_replay(state, &key, &fingerprint).await? {
+    if let Some(replay) = finished_replay(state, &key, &fingerprint)? {
         return Ok(replay);
     }
     let request = body::typed::<CreatePaymentBody>(value)?.validate(&state.rules)?;
@@ -113,7 +113,7 @@ async fn create(
             Ok(guard) => Some(guard),
             Err(ClaimError::OtherOrder) => {
                 state.metrics.idempotency_conflicts_total.inc();
-                return Err(other_order_problem());
+                return Err(other_order_problem().into());
             }
             Err(ClaimError::Store) => return Err(Problem::internal()),
         }
@@ -160,7 +160,7 @@ async fn create(
 ///
 /// # Errors
 /// 500 `internal_error` when the store cannot be read.
-async fn finished_replay(
+fn finished_replay(
     state: &State,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
@@ -202,7 +202,7 @@ fn past_retention(state: &State, key: &IdempotencyKey, hit: &CachedReplay) -> bo
 /// The HTTP answer of a shard's reply (shared with refunds).
 pub(crate) fn reply_response(reply: Reply) -> Response {
     match reply {
-        Reply::Problem(p) => problem::response(&p),
+        Reply::Error(error) => problem::response(&Problem::from(error)),
         Reply::Response { response, replayed } => {
             stored_response(response.status, response.body, replayed)
         }
@@ -220,20 +220,16 @@ fn stored_response(status: u16, body: impl Into<warp::hyper::Body>, replayed: bo
     out
 }
 
-async fn get_by_id(
-    state: &State,
-    authorization: Option<&str>,
-    id: &str,
-) -> Result<Response, Problem> {
+fn get_by_id(state: &State, authorization: Option<&str>, id: &str) -> Result<Response, Problem> {
     let merchant_id = auth::merchant(&state.config.merchants, authorization)?;
     if !is_valid_id(id, prefix::PAYMENT) {
         return Err(Problem::not_found("payment"));
     }
     let payment = state.store.payment(id).map_err(internal)?;
-    answer_payment(state, payment, merchant_id).await
+    answer_payment(state, payment, merchant_id)
 }
 
-async fn get_by_order(
+fn get_by_order(
     state: &State,
     authorization: Option<&str>,
     query: &str,
@@ -255,11 +251,12 @@ async fn get_by_order(
         .store
         .payment_by_order(merchant_id, order_no)
         .map_err(internal)?;
-    answer_payment(state, payment, merchant_id).await
+    answer_payment(state, payment, merchant_id)
 }
 
-/// 200 with the payment once its state is durable; 404 when absent or another merchant's.
-async fn answer_payment(
+/// 200 with the payment (store reads see only durable state); 404 when absent or another
+/// merchant's.
+fn answer_payment(
     state: &State,
     payment: Option<Payment>,
     merchant_id: &str,

@@ -58,22 +58,37 @@ pub fn routes(
                     let signature = signature.as_ref().and_then(|v| v.to_str().ok());
                     let result = match body::read_limited(stream, &head, limit, state.config.body_read_timeout()).await {
                         Ok(bytes) => receive(&state, signature, &head, &bytes).await,
-                        Err(p) => Err(p),
+                        Err(p) => Err(p.into()),
                     };
                     count(&state, &result);
-                    result.map_or_else(|p| problem::response(&p), |(response, _)| response)
+                    result.map_or_else(|r| problem::response(&r.problem), |(response, _)| response)
                 })
                 .await
             },
         )
 }
 
+/// A refused delivery: the answer, and its `provider_webhooks_total{outcome}` label.
+struct Refused {
+    problem: Problem,
+    /// `invalid_signature`, `provider_unavailable`, or `refused` for anything else.
+    outcome: &'static str,
+}
+
+impl From<Problem> for Refused {
+    fn from(problem: Problem) -> Refused {
+        Refused {
+            problem,
+            outcome: "refused",
+        }
+    }
+}
+
 /// Counts a delivery in `provider_webhooks_total{outcome}`.
-fn count(state: &State, result: &Result<(Response, &'static str), Problem>) {
+fn count(state: &State, result: &Result<(Response, &'static str), Refused>) {
     let outcome = match result {
         Ok((_, outcome)) => outcome,
-        Err(p) if p.code == "invalid_signature" || p.code == "provider_unavailable" => p.code,
-        Err(_) => "refused",
+        Err(refused) => refused.outcome,
     };
     state
         .provider
@@ -90,7 +105,7 @@ async fn receive(
     signature_header: Option<&str>,
     head: &body::BodyHead,
     bytes: &[u8],
-) -> Result<(Response, &'static str), Problem> {
+) -> Result<(Response, &'static str), Refused> {
     let provider = &state.config.provider;
     let now_ms = now_ms();
     if let Err(error) = signature::verify(
@@ -101,18 +116,21 @@ async fn receive(
         now_ms / 1000,
     ) {
         alert(state, error, bytes, now_ms).await;
-        return Err(Problem::new(
-            400,
-            "invalid_signature",
-            "Invalid signature",
-            format!("the Stripe-Signature header does not verify: {error}"),
-        ));
+        return Err(Refused {
+            problem: Problem::new(
+                400,
+                "invalid_signature",
+                "Invalid signature",
+                format!("the Stripe-Signature header does not verify: {error}"),
+            ),
+            outcome: "invalid_signature",
+        });
     }
     let event = body::json(head, bytes)?;
     let id = event["id"].as_str().unwrap_or_default();
     let kind = event["type"].as_str().unwrap_or_default();
     if id.is_empty() || id.len() > EVENT_ID_CHARS_MAX || kind.is_empty() {
-        return Err(Problem::invalid("id", "an event needs an id and a type"));
+        return Err(Problem::invalid("id", "an event needs an id and a type").into());
     }
     if state.store.webhook_event(id).map_err(internal)?.is_some() {
         let body = json!({"received": true, "duplicate": true}).to_string();
@@ -174,7 +192,7 @@ fn intent_of(event: &Value) -> Option<&str> {
 
 /// Reads the payment from the provider and hands it to the payment's shard; `false` when
 /// the event is about nothing of ours.
-async fn sync(state: &State, event: &Value) -> Result<bool, Problem> {
+async fn sync(state: &State, event: &Value) -> Result<bool, Refused> {
     let Some(intent) = intent_of(event) else {
         return Ok(false);
     };
@@ -205,7 +223,7 @@ async fn sync(state: &State, event: &Value) -> Result<bool, Problem> {
         order_no: payment.order_no,
     };
     if state.shards.submit(key, job).is_err() {
-        return Err(Problem::overloaded());
+        return Err(Problem::overloaded().into());
     }
     let bound = timeout * 2 + Duration::from_secs(5);
     match tokio::time::timeout(bound, finished).await {
@@ -214,14 +232,17 @@ async fn sync(state: &State, event: &Value) -> Result<bool, Problem> {
     }
 }
 
-fn unavailable() -> Problem {
-    Problem::new(
-        503,
-        "provider_unavailable",
-        "Provider unavailable",
-        "the provider could not be read to verify the event; deliver it again later",
-    )
-    .with_retry_after(5)
+fn unavailable() -> Refused {
+    Refused {
+        problem: Problem::new(
+            503,
+            "provider_unavailable",
+            "Provider unavailable",
+            "the provider could not be read to verify the event; deliver it again later",
+        )
+        .with_retry_after(5),
+        outcome: "provider_unavailable",
+    }
 }
 
 /// Our payment behind a provider payment: the one of the payment key in

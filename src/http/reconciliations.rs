@@ -67,7 +67,7 @@ pub fn routes(
         .then(
             |id: String, state: State, authorization: Option<String>| async move {
                 respond(&state.metrics, "get_reconciliation", async {
-                    get_one(&state, authorization.as_deref(), &id).await
+                    get_one(&state, authorization.as_deref(), &id)
                 })
                 .await
             },
@@ -167,11 +167,7 @@ pub fn recon_problem(error: ReconError) -> Problem {
     }
 }
 
-async fn get_one(
-    state: &State,
-    authorization: Option<&str>,
-    id: &str,
-) -> Result<Response, Problem> {
+fn get_one(state: &State, authorization: Option<&str>, id: &str) -> Result<Response, Problem> {
     auth::admin(&state.config.admin.token, authorization)?;
     if !is_valid_id(id, prefix::RECONCILIATION) {
         return Err(Problem::not_found("reconciliation"));

@@ -13,9 +13,9 @@ use warp::Filter;
 
 use crate::domain::idempotency::{validate_header_key, Fingerprint, IdempotencyKey, KeyScope};
 use crate::domain::ids::{is_valid_id, prefix};
+use crate::domain::machine::RefundCommand;
 use crate::domain::machine::Reply;
 use crate::domain::refund::{default_key_value, CreateRefundBody, RefundRules};
-use crate::domain::refund_machine::RefundCommand;
 use crate::http::payments::{internal, reply_response};
 use crate::http::{auth, body, idempotency_key, respond, with_authorization, HeaderKey, State};
 use crate::problem::Problem;
@@ -128,7 +128,7 @@ fn claim(
         Ok(guard) => Ok(Some(guard)),
         Err(ClaimError::OtherOrder) => {
             state.metrics.idempotency_conflicts_total.inc();
-            Err(other_order_problem())
+            Err(other_order_problem().into())
         }
         Err(ClaimError::Store) => Err(Problem::internal()),
     }

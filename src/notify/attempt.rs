@@ -16,7 +16,7 @@ use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_BODY_BYTES_MAX};
 use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
 use crate::notify::template::Message;
-use crate::notify::{egress, fault, Core};
+use crate::notify::{egress, Core};
 use crate::redact::Redactor;
 
 /// A delivery handed to a notifier, with its in-flight slot.
@@ -43,7 +43,8 @@ pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before: Instan
             return;
         }
     };
-    fault::maybe_panic(channel);
+    #[cfg(any(test, feature = "fault-injection"))]
+    crate::notify::fault::maybe_panic(channel);
     let config = core.settings.current();
     let mut migrated = None;
     let delivery = if !channels::enabled(channel, &config) {

@@ -11,7 +11,8 @@
 //! 3. plans, on demand: when a channel that could send has no due record left, the next
 //!    batch of fan-out plans is expanded into `pending` records (then claimed). Records are
 //!    written as fast as the channels drain them, not as fast as payments create events,
-//!    so under a payment burst the committer writes one plan key per event and little else.
+//!    so under a payment burst the committer writes one plan record per group commit (the
+//!    plans of its events) and little else.
 //!
 //! Passes are serialized (the admin API can run one too). The dispatcher never waits on
 //! a send; a full channel simply leaves its deliveries due for the next pass.

@@ -1,19 +1,13 @@
 //! Fault injection for tests: makes a channel's notifier panic on its next sends, to show
-//! that a panic restarts the actor and loses nothing. Hidden from the docs; production code
-//! never calls [`inject_panics`], and an idle counter costs one atomic load per send.
+//! that a panic restarts the actor and loses nothing. Compiled only for tests (unit tests,
+//! and integration tests through the `fault-injection` feature their dev-dependency turns
+//! on): a release build has neither this module nor the check in the notifier.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::domain::delivery::Channel;
 
-static PANICS: [AtomicU32; 6] = [
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-];
+static PANICS: [AtomicU32; Channel::COUNT] = [const { AtomicU32::new(0) }; Channel::COUNT];
 
 /// Makes the next `count` sends on `channel` panic (process-wide: use from one test binary
 /// that runs one such test).

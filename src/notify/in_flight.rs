@@ -16,7 +16,7 @@ pub const IN_FLIGHT_MAX_PER_CHANNEL: usize = 64;
 /// The set of delivery ids in flight.
 pub struct InFlight {
     ids: Mutex<HashSet<String>>,
-    counts: [AtomicUsize; 6],
+    counts: [AtomicUsize; Channel::COUNT],
     wake: Arc<tokio::sync::Notify>,
 }
 

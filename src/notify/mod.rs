@@ -1,8 +1,9 @@
 //! Notifications (DESIGN §3): the outbox dispatcher and one supervised notifier actor per
 //! channel, all working from delivery records in the store.
 //!
-//! - Fan-out happens at commit time: the committer asks [`fanout`] which deliveries a new
-//!   event creates and writes them in the same batch as the event and the state change.
+//! - Fan-out is decided at commit time: the committer asks [`fanout`] which targets a new
+//!   event goes to and writes that plan in the same batch as the event and the state
+//!   change; the [`dispatcher`] expands plans into `pending` delivery records later.
 //! - [`dispatcher`] claims due deliveries and hands them to the [`actor`] of their channel,
 //!   which paces ([`pacing`]), sends ([`attempt`], one file per vendor in [`channels`]) and
 //!   commits the outcome; [`retry`] decides the next attempt.
@@ -18,6 +19,7 @@ pub mod channels;
 pub mod dispatcher;
 pub mod egress;
 pub mod fanout;
+#[cfg(any(test, feature = "fault-injection"))]
 pub mod fault;
 pub mod in_flight;
 pub mod metrics;

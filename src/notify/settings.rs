@@ -21,19 +21,6 @@ pub const SETTINGS_KEY: &str = "notifications";
 /// What a secret looks like in the settings API.
 pub const REDACTED: &str = "********";
 
-/// Secrets of the section, by path: plain secrets are replaced whole, URLs keep their
-/// origin (scheme, host, port) so an operator can tell which endpoint is set.
-const SECRET_PATHS: [(&str, &str, bool); 8] = [
-    ("telegram", "bot_token", false),
-    ("slack", "webhook_url", true),
-    ("discord", "webhook_url", true),
-    ("feishu", "webhook_url", true),
-    ("feishu", "secret", false),
-    ("email", "api_key", false),
-    ("webhook", "secret", false),
-    ("webhook", "url", true),
-];
-
 /// Why a settings change was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
@@ -61,7 +48,7 @@ pub struct Settings {
     base: NotificationsConfig,
     current: RwLock<Arc<NotificationsConfig>>,
     patch: Mutex<Value>,
-    paused: [AtomicBool; 6],
+    paused: [AtomicBool; Channel::COUNT],
 }
 
 impl Settings {
@@ -171,10 +158,14 @@ impl Settings {
     /// The settings as the API shows them: secrets redacted, paused channels listed.
     pub fn redacted_json(&self) -> Value {
         let mut value = serde_json::to_value(&*self.current()).unwrap_or(Value::Null);
-        for (section, key, is_url) in SECRET_PATHS {
-            if let Some(Value::String(secret)) = value.get_mut(section).and_then(|s| s.get_mut(key))
+        // Secrets of the section, by path (each channel's `SECRETS`): plain secrets are
+        // replaced whole, URLs keep their origin (scheme, host, port) so an operator can
+        // tell which endpoint is set.
+        for (section, secret) in crate::notify::channels::secret_paths() {
+            if let Some(Value::String(text)) =
+                value.get_mut(section).and_then(|s| s.get_mut(secret.key))
             {
-                *secret = redact(secret, is_url);
+                *text = redact(text, secret.is_url);
             }
         }
         let paused: Vec<&str> = Channel::ALL

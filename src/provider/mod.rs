@@ -1,9 +1,12 @@
 //! Payment provider connectors behind one trait: the in-process simulator (default) and the
-//! Stripe-compatible HTTP connector. The shard actor calls a connector with the attempt's
-//! provider idempotency key and its own deadline (`provider.timeout_ms`).
+//! Stripe-compatible HTTP connector. The service calls the configured one through
+//! [`observed::Observed`], which bounds charges and refunds by `provider.timeout_ms` and
+//! times, counts and logs every call; the shard actor passes the attempt's provider
+//! idempotency key.
 
 pub mod declines;
 pub mod metrics;
+pub mod observed;
 pub mod sandbox;
 pub mod signature;
 pub mod simulator;

@@ -14,8 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::domain::reconciliation::{CurrencyTotals, DiscrepancyKind};
 use crate::provider::types::{SettlementKind, SettlementRow};
-use crate::recon::report::{CurrencyTotals, DiscrepancyKind};
 
 /// One of our records, as compared.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,8 @@
 //! transactions, or an uploaded settlement report; four kinds of discrepancy; persisted
 //! reports; resolution by an operator; an optional daily run.
 //!
-//! - [`report`] — the report and discrepancy records and their JSON.
+//! - The report and discrepancy records and their JSON are domain types
+//!   ([`crate::domain::reconciliation`]): the write set and the store hold them too.
 //! - [`compare`] — the pure comparison.
 //! - [`csv_report`] — parsing an uploaded report.
 //! - [`run`] — gathering both sides, storing the result with its event; resolving.
@@ -10,6 +11,5 @@
 
 pub mod compare;
 pub mod csv_report;
-pub mod report;
 pub mod run;
 pub mod schedule;

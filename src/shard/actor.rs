@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Handler, WrapFuture};
 
-use crate::problem::Problem;
+use crate::domain::error::DomainError;
 use crate::shard::job::{self, JobOutcome, ShardDeps};
 use crate::shard::messages::{Job, PaymentKey, Ping, Submit};
 use crate::shard::queue::{Enqueued, KeyQueues};
@@ -46,7 +46,7 @@ impl ShardActor {
             }
             Enqueued::Full(job) => {
                 tracing::warn!(shard = self.index, "shard queue full; answering 503");
-                job.reject(Problem::overloaded());
+                job.reject(DomainError::Overloaded { retry_after_s: 1 });
             }
         }
     }
@@ -85,16 +85,7 @@ impl ShardActor {
     fn expire_waiting(&mut self, key: &PaymentKey) {
         for job in self.queues.take_expired(key, Instant::now()) {
             self.deps.metrics.idempotency_conflicts_total.inc();
-            let seconds = 1;
-            job.reject(
-                Problem::new(
-                    409,
-                    "idempotency_key_in_use",
-                    "Idempotency key in use",
-                    "an earlier request for this payment is still running; retry later",
-                )
-                .with_retry_after(seconds),
-            );
+            job.reject(DomainError::IdempotencyKeyInUse { retry_after_s: 1 });
         }
     }
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use crate::domain::error::DomainError;
 use crate::domain::idempotency::IdempotencyKey;
-use crate::problem::Problem;
 use crate::store::Store;
 
 /// Live claims: key → (order_no, number of requests holding it).
@@ -57,8 +57,9 @@ impl Claims {
                 held.get_mut().1 += 1;
             }
             Entry::Vacant(vacant) => {
-                // A committed entry is removed from the map only after it is in sled, so
-                // reading sled while holding this vacant entry cannot miss a claim.
+                // A claim is released only after its job's write set was committed, i.e.
+                // durable and visible to store reads (memtables before sled has it), so
+                // reading the store while holding this vacant entry cannot miss a claim.
                 let stored = store.idempotency(key).map_err(|_| ClaimError::Store)?;
                 if stored.is_some_and(|e| e.order_no != order_no) {
                     return Err(ClaimError::OtherOrder);
@@ -71,15 +72,6 @@ impl Claims {
             key: key.clone(),
         })
     }
-
-    /// Number of keys claimed right now.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
 }
 
 impl Drop for ClaimGuard {
@@ -91,13 +83,9 @@ impl Drop for ClaimGuard {
     }
 }
 
-/// The 422 for a key that belongs to another order.
-pub fn other_order_problem() -> Problem {
-    Problem::new(
-        422,
-        "idempotency_key_reused",
-        "Idempotency key reused",
-        "this idempotency key was used with a different request; differing fields: order_no",
-    )
-    .with_fields(vec!["order_no".to_owned()])
+/// The refusal of a key that belongs to another order: reused, differing in `order_no`.
+pub fn other_order_problem() -> DomainError {
+    DomainError::IdempotencyKeyReused {
+        fields: vec!["order_no".to_owned()],
+    }
 }

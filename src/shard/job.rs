@@ -1,25 +1,26 @@
 //! Running one job: load the key's state, apply the command, carry out the effects in
 //! order (persist and wait for durability, call the provider, answer), feeding the
-//! provider's answer back into the state machine.
+//! provider's answer back into the state machine. This is the effect executor and nothing
+//! else: provider calls are bounded, timed, counted and logged by the connector's decorator
+//! ([`crate::provider::observed`]); answers are counted from the state, not re-parsed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::domain::error::DomainError;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::UlidSource;
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::refund::RefundState;
-use crate::domain::time::now_ms;
+use crate::domain::time::Clock;
 use crate::log_throttle::STORE_FAILURES;
 use crate::metrics::Metrics;
-use crate::problem::Problem;
 use crate::provider::Connector;
+use crate::shard::claims::ClaimGuard;
 use crate::shard::messages::{Job, PaymentKey, SyncJob};
 use crate::store::committer::CommitterHandle;
 use crate::store::{Store, StoreError};
@@ -28,12 +29,14 @@ use crate::store::{Store, StoreError};
 pub struct ShardDeps {
     pub store: Arc<Store>,
     pub committer: CommitterHandle,
+    /// The configured connector inside its decorator
+    /// ([`crate::provider::observed::Observed`]: deadline, metrics, logs).
     pub connector: Arc<dyn Connector>,
     pub metrics: Arc<Metrics>,
     /// Refund counters (the provider side's metrics).
     pub provider_metrics: Arc<crate::provider::metrics::ProviderMetrics>,
-    /// Deadline of one provider call (`provider.timeout_ms`).
-    pub provider_timeout: Duration,
+    /// The time the state machine is given for each command.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// How a job ended, for the actor.
@@ -52,46 +55,14 @@ pub async fn run(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
 async fn run_job(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome {
     match job {
         Job::Create(create) => {
-            if create.reply.is_closed() {
-                // The client went away while waiting: nothing was done, nothing to do.
-                return JobOutcome::default();
-            }
             let entry_key = create.command.key.clone();
-            let state = match load(&deps.store, &key, Some(&entry_key)) {
-                Ok(state) => state,
-                Err(error) => {
-                    log_load_failure(&error);
-                    let _ = create.reply.send(Reply::Problem(Problem::internal()));
-                    return JobOutcome::default();
-                }
-            };
-            let outcome = execute(
-                &deps,
-                state,
-                Command::Create(Box::new(create.command)),
-                Some(create.reply),
-            )
-            .await;
-            drop(create.claim);
-            outcome
+            let command = Command::Create(Box::new(create.command));
+            run_request(&deps, &key, entry_key, command, create.reply, create.claim).await
         }
         Job::Refund(refund) => {
-            if refund.reply.is_closed() {
-                return JobOutcome::default();
-            }
             let entry_key = refund.command.key.clone();
-            let state = match load(&deps.store, &key, Some(&entry_key)) {
-                Ok(state) => state,
-                Err(error) => {
-                    log_load_failure(&error);
-                    let _ = refund.reply.send(Reply::Problem(Problem::internal()));
-                    return JobOutcome::default();
-                }
-            };
             let command = Command::RefundCreate(Box::new(refund.command));
-            let outcome = execute(&deps, state, command, Some(refund.reply)).await;
-            drop(refund.claim);
-            outcome
+            run_request(&deps, &key, entry_key, command, refund.reply, refund.claim).await
         }
         Job::Sync(sync) => run_sync(&deps, &key, *sync).await,
         Job::Resume { .. } => match load(&deps.store, &key, None) {
@@ -102,6 +73,32 @@ async fn run_job(deps: Arc<ShardDeps>, key: PaymentKey, job: Job) -> JobOutcome 
             }
         },
     }
+}
+
+/// Runs a client's request (a create or a refund): loads the state with the entry of its
+/// idempotency key, applies `command`, answers on `reply`, then frees the key's claim.
+async fn run_request(
+    deps: &ShardDeps,
+    key: &PaymentKey,
+    entry_key: IdempotencyKey,
+    command: Command,
+    reply: oneshot::Sender<Reply>,
+    claim: Option<ClaimGuard>,
+) -> JobOutcome {
+    if reply.is_closed() {
+        // The client went away while waiting: nothing was done, nothing to do.
+        return JobOutcome::default();
+    }
+    let outcome = match load(&deps.store, key, Some(&entry_key)) {
+        Ok(state) => execute(deps, state, command, Some(reply)).await,
+        Err(error) => {
+            log_load_failure(&error);
+            let _ = reply.send(Reply::Error(DomainError::Internal));
+            JobOutcome::default()
+        }
+    };
+    drop(claim);
+    outcome
 }
 
 /// Applies a webhook's sync: the provider's final outcome of an attempt (the machine
@@ -167,7 +164,7 @@ fn load(
 fn step(deps: &ShardDeps, state: KeyState, command: Command) -> (KeyState, Vec<Effect>) {
     let mut ids = UlidSource;
     let mut ctx = Ctx {
-        now_ms: now_ms(),
+        now_ms: deps.clock.now_ms(),
         ids: &mut ids,
         provider: deps.connector.name(),
     };
@@ -194,7 +191,7 @@ async fn execute(
                         tracing::error!(operation = "commit", %error, suppressed, "write set not committed");
                     }
                     if let Some(tx) = reply.take() {
-                        let _ = tx.send(Reply::Problem(Problem::internal()));
+                        let _ = tx.send(Reply::Error(DomainError::Internal));
                     }
                     // What is durable is unknown to this job: let a retry re-read it.
                     outcome.retry_later = true;
@@ -202,7 +199,7 @@ async fn execute(
                 }
             }
             Effect::CallProvider(request) => {
-                let result = charge(deps, &request).await;
+                let result = deps.connector.charge(&request).await;
                 let command = Command::ProviderResult {
                     attempt: request.attempt,
                     outcome: result,
@@ -212,7 +209,7 @@ async fn execute(
                 effects.extend(more);
             }
             Effect::CallProviderRefund(request) => {
-                let result = refund(deps, &request).await;
+                let result = deps.connector.refund(&request).await;
                 let command = Command::RefundProviderResult {
                     refund_id: request.refund_id.clone(),
                     outcome: result,
@@ -257,71 +254,21 @@ fn log_resolved(state: &KeyState) {
     }
 }
 
-async fn charge(deps: &ShardDeps, request: &ChargeRequest) -> ChargeOutcome {
-    let result = tokio::time::timeout(deps.provider_timeout, deps.connector.charge(request))
-        .await
-        .unwrap_or_else(|_| ChargeOutcome::Retryable {
-            reason: "provider call timed out".to_owned(),
-        });
-    let label = match &result {
-        ChargeOutcome::Succeeded { .. } => "succeeded",
-        ChargeOutcome::Declined { .. } => "declined",
-        ChargeOutcome::Retryable { .. } => "retryable",
-    };
-    deps.metrics
-        .provider_calls_total
-        .with_label_values(&[label])
-        .inc();
-    if let ChargeOutcome::Retryable { reason } = &result {
-        tracing::warn!(
-            operation = "charge",
-            merchant_id = %request.merchant_id,
-            order_no = %request.order_no,
-            attempt = request.attempt,
-            %reason,
-            "provider call unresolved; will retry with the same idempotency key"
-        );
-    }
-    result
-}
-
-async fn refund(deps: &ShardDeps, request: &RefundRequest) -> RefundOutcome {
-    let result = tokio::time::timeout(deps.provider_timeout, deps.connector.refund(request))
-        .await
-        .unwrap_or_else(|_| RefundOutcome::Retryable {
-            reason: "provider call timed out".to_owned(),
-        });
-    let label = match &result {
-        RefundOutcome::Succeeded { .. } => "refund_succeeded",
-        RefundOutcome::Failed { .. } => "refund_failed",
-        RefundOutcome::Retryable { .. } => "refund_retryable",
-    };
-    deps.metrics
-        .provider_calls_total
-        .with_label_values(&[label])
-        .inc();
-    if let RefundOutcome::Retryable { reason } = &result {
-        tracing::warn!(
-            operation = "refund",
-            refund_id = %request.refund_id,
-            %reason,
-            "provider refund unresolved; will retry with the same idempotency key"
-        );
-    }
-    result
-}
-
 /// Counts an answer; `refunding` answers are refunds, not payment creates.
 fn count_reply(deps: &ShardDeps, reply: &Reply, state: &KeyState, refunding: bool) {
     let metrics = &deps.metrics;
     match reply {
         Reply::Response { replayed: true, .. } => metrics.idempotent_replays_total.inc(),
         Reply::Response {
-            replayed: false,
-            response,
+            replayed: false, ..
         } if refunding => {
-            let body: serde_json::Value = serde_json::from_str(&response.body).unwrap_or_default();
-            let status = body["status"].as_str().unwrap_or("unknown");
+            // The refund this request made: the one of the request's idempotency key.
+            let key = state.entry.as_ref().map(|(key, _)| key);
+            let status = state
+                .refunds
+                .iter()
+                .find(|r| Some(&r.idempotency_key) == key)
+                .map_or("unknown", |r| r.status.as_str());
             deps.provider_metrics
                 .refunds_created_total
                 .with_label_values(&[status])
@@ -339,10 +286,10 @@ fn count_reply(deps: &ShardDeps, reply: &Reply, state: &KeyState, refunding: boo
                 .with_label_values(&[status])
                 .inc();
         }
-        Reply::Problem(p) if p.code == "idempotency_key_reused" => {
+        Reply::Error(DomainError::IdempotencyKeyReused { .. }) => {
             metrics.idempotency_conflicts_total.inc();
         }
-        Reply::Problem(_) => {}
+        Reply::Error(_) => {}
     }
 }
 

@@ -7,9 +7,9 @@ use actix::Message;
 use tokio::sync::oneshot;
 
 use crate::domain::charge::ChargeOutcome;
+use crate::domain::error::DomainError;
+use crate::domain::machine::RefundCommand;
 use crate::domain::machine::{CreateCommand, Reply};
-use crate::domain::refund_machine::RefundCommand;
-use crate::problem::Problem;
 use crate::shard::claims::ClaimGuard;
 
 /// A payment key: `(merchant_id, order_no)`, the unit of serialization.
@@ -73,14 +73,14 @@ pub enum Job {
 }
 
 impl Job {
-    /// Answers the waiting request (if any) with `problem`, dropping the job.
-    pub fn reject(self, problem: Problem) {
+    /// Answers the waiting request (if any) with `error`, dropping the job.
+    pub fn reject(self, error: DomainError) {
         match self {
             Job::Create(create) => {
-                let _ = create.reply.send(Reply::Problem(problem));
+                let _ = create.reply.send(Reply::Error(error));
             }
             Job::Refund(refund) => {
-                let _ = refund.reply.send(Reply::Problem(problem));
+                let _ = refund.reply.send(Reply::Error(error));
             }
             Job::Resume { .. } | Job::Sync(_) => {}
         }

@@ -117,10 +117,6 @@ impl Shards {
         out
     }
 
-    pub fn count(&self) -> usize {
-        self.addrs.len()
-    }
-
     /// Stops every shard actor and waits for their threads.
     pub fn stop(&mut self) {
         self.system.stop();

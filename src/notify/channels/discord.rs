@@ -20,22 +20,51 @@ use serde_json::{json, Value};
 
 use crate::config::WebhookUrlConfig;
 use crate::domain::event::EventLevel;
-use crate::notify::channels::{classify_http, seconds, Outgoing, Reply, Request, Verdict};
+use crate::notify::channels::{
+    classify_http, seconds, Channel, Outgoing, Reply, Request, Secret, Verdict, WEBHOOK_URL_SECRETS,
+};
 use crate::notify::pacing::{Limit, Limits};
 
-pub fn limits() -> Limits {
-    Limits {
-        channel: vec![
-            Limit {
-                max: 5,
-                per: Duration::from_secs(2),
-            },
-            Limit {
-                max: 30,
-                per: Duration::from_secs(60),
-            },
-        ],
-        ..Limits::default()
+/// The Discord channel, as the notifier drives it.
+pub struct Discord;
+
+impl Channel for Discord {
+    type Config = WebhookUrlConfig;
+    const SECRETS: &'static [Secret] = WEBHOOK_URL_SECRETS;
+
+    fn limits(_config: &WebhookUrlConfig) -> Limits {
+        Limits {
+            channel: vec![
+                Limit {
+                    max: 5,
+                    per: Duration::from_secs(2),
+                },
+                Limit {
+                    max: 30,
+                    per: Duration::from_secs(60),
+                },
+            ],
+            ..Limits::default()
+        }
+    }
+
+    fn enabled(config: &WebhookUrlConfig) -> bool {
+        config.enabled
+    }
+
+    fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        Ok(build(config, request))
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        if reply.status == 429 {
+            let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+            return Verdict::Retryable {
+                error: crate::notify::channels::http_error(reply),
+                retry_after: seconds(&body["retry_after"]).or(reply.retry_after_header),
+            };
+        }
+        classify_http(reply)
     }
 }
 
@@ -79,17 +108,6 @@ pub fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Outgoing {
     }
 }
 
-pub fn classify(reply: &Reply) -> Verdict {
-    if reply.status == 429 {
-        let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-        return Verdict::Retryable {
-            error: crate::notify::channels::http_error(reply),
-            retry_after: seconds(&body["retry_after"]).or(reply.retry_after_header),
-        };
-    }
-    classify_http(reply)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,8 +115,8 @@ mod tests {
 
     #[test]
     fn classifies_the_documented_errors() {
-        assert_eq!(classify(&reply(200, "{}")), Verdict::Delivered);
-        let limited = classify(&reply(
+        assert_eq!(Discord::classify(&reply(200, "{}")), Verdict::Delivered);
+        let limited = Discord::classify(&reply(
             429,
             r#"{"message":"You are being rate limited.","retry_after":0.75,"global":false}"#,
         ));
@@ -106,14 +124,14 @@ mod tests {
             matches!(limited, Verdict::Retryable { retry_after: Some(d), .. } if d.as_millis() == 750)
         );
         assert!(matches!(
-            classify(&reply(
+            Discord::classify(&reply(
                 401,
                 r#"{"message":"Invalid Webhook Token","code":50027}"#
             )),
             Verdict::Credentials { .. }
         ));
         assert!(matches!(
-            classify(&reply(404, r#"{"message":"Unknown Webhook","code":10015}"#)),
+            Discord::classify(&reply(404, r#"{"message":"Unknown Webhook","code":10015}"#)),
             Verdict::Rejected { .. }
         ));
         assert_eq!(

@@ -15,14 +15,51 @@
 use serde_json::{json, Value};
 
 use crate::config::EmailConfig;
-use crate::notify::channels::{classify_http, Outgoing, Reply, Request, Verdict};
+use crate::notify::channels::{classify_http, Channel, Outgoing, Reply, Request, Secret, Verdict};
 use crate::notify::pacing::{Limit, Limits};
 use crate::notify::template::escape_html;
 
-pub fn limits() -> Limits {
-    Limits {
-        channel: vec![Limit::per_second(2)],
-        ..Limits::default()
+/// The Email channel, as the notifier drives it.
+pub struct Email;
+
+impl Channel for Email {
+    type Config = EmailConfig;
+    const SECRETS: &'static [Secret] = &[Secret {
+        key: "api_key",
+        is_url: false,
+    }];
+
+    fn enabled(config: &EmailConfig) -> bool {
+        config.enabled
+    }
+
+    fn build(config: &EmailConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        Ok(build(config, request))
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        let error = match (body["name"].as_str(), body["message"].as_str()) {
+            (Some(name), Some(message)) => format!("HTTP {} {name}: {message}", reply.status),
+            _ => crate::notify::channels::http_error(reply),
+        };
+        match classify_http(reply) {
+            Verdict::Delivered => Verdict::Delivered,
+            _ if reply.status == 409 => Verdict::Retryable {
+                error,
+                retry_after: None,
+            },
+            Verdict::Retryable { retry_after, .. } => Verdict::Retryable { error, retry_after },
+            Verdict::Credentials { .. } => Verdict::Credentials { error },
+            _ => Verdict::Rejected { error },
+        }
+    }
+
+    fn limits(_config: &EmailConfig) -> Limits {
+        Limits {
+            channel: vec![Limit::per_second(2)],
+            ..Limits::default()
+        }
     }
 }
 
@@ -58,24 +95,6 @@ pub fn build(config: &EmailConfig, request: &Request<'_>) -> Outgoing {
     }
 }
 
-pub fn classify(reply: &Reply) -> Verdict {
-    let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-    let error = match (body["name"].as_str(), body["message"].as_str()) {
-        (Some(name), Some(message)) => format!("HTTP {} {name}: {message}", reply.status),
-        _ => crate::notify::channels::http_error(reply),
-    };
-    match classify_http(reply) {
-        Verdict::Delivered => Verdict::Delivered,
-        _ if reply.status == 409 => Verdict::Retryable {
-            error,
-            retry_after: None,
-        },
-        Verdict::Retryable { retry_after, .. } => Verdict::Retryable { error, retry_after },
-        Verdict::Credentials { .. } => Verdict::Credentials { error },
-        _ => Verdict::Rejected { error },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,27 +102,30 @@ mod tests {
 
     #[test]
     fn classifies_the_documented_errors() {
-        assert_eq!(classify(&reply(200, r#"{"id":"x"}"#)), Verdict::Delivered);
+        assert_eq!(
+            Email::classify(&reply(200, r#"{"id":"x"}"#)),
+            Verdict::Delivered
+        );
         assert!(matches!(
-            classify(&reply(403, r#"{"statusCode":403,"name":"invalid_api_key","message":"API key is invalid"}"#)),
+            Email::classify(&reply(403, r#"{"statusCode":403,"name":"invalid_api_key","message":"API key is invalid"}"#)),
             Verdict::Credentials { error } if error.contains("invalid_api_key")
         ));
         assert!(matches!(
-            classify(&reply(
+            Email::classify(&reply(
                 422,
                 r#"{"statusCode":422,"name":"validation_error","message":"bad from"}"#
             )),
             Verdict::Rejected { .. }
         ));
         assert!(matches!(
-            classify(&reply(
+            Email::classify(&reply(
                 409,
                 r#"{"statusCode":409,"name":"concurrent_idempotent_requests","message":"x"}"#
             )),
             Verdict::Retryable { .. }
         ));
         assert!(matches!(
-            classify(&reply(429, "")),
+            Email::classify(&reply(429, "")),
             Verdict::Retryable { .. }
         ));
     }

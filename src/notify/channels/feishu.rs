@@ -24,7 +24,9 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::config::FeishuConfig;
-use crate::notify::channels::{classify_http, http_error, Outgoing, Reply, Request, Verdict};
+use crate::notify::channels::{
+    classify_http, http_error, Channel, Outgoing, Reply, Request, Secret, Verdict,
+};
 use crate::notify::pacing::{Limit, Limits};
 
 /// Response codes that mean "too many requests".
@@ -32,16 +34,69 @@ const RATE_LIMIT_CODES: [i64; 2] = [9499, 11232];
 /// Response code of a refused signature.
 const SIGNATURE_REFUSED_CODE: i64 = 19021;
 
-pub fn limits() -> Limits {
-    Limits {
-        channel: vec![
-            Limit::per_second(5),
-            Limit {
-                max: 100,
-                per: Duration::from_secs(60),
+/// The Feishu channel, as the notifier drives it.
+pub struct Feishu;
+
+impl Channel for Feishu {
+    type Config = FeishuConfig;
+    const SECRETS: &'static [Secret] = &[
+        Secret {
+            key: "webhook_url",
+            is_url: true,
+        },
+        Secret {
+            key: "secret",
+            is_url: false,
+        },
+    ];
+
+    fn enabled(config: &FeishuConfig) -> bool {
+        config.enabled
+    }
+
+    fn build(config: &FeishuConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        build(config, request)
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        if !(200..300).contains(&reply.status) {
+            return classify_http(reply);
+        }
+        let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        let code = body["code"]
+            .as_i64()
+            .or_else(|| body["StatusCode"].as_i64());
+        let error = match body["msg"].as_str() {
+            Some(msg) => format!("code {}: {msg}", code.unwrap_or(-1)),
+            None => http_error(reply),
+        };
+        match code {
+            Some(0) => Verdict::Delivered,
+            Some(c) if RATE_LIMIT_CODES.contains(&c) => Verdict::Retryable {
+                error,
+                retry_after: None,
             },
-        ],
-        ..Limits::default()
+            Some(SIGNATURE_REFUSED_CODE) => Verdict::Credentials { error },
+            Some(_) => Verdict::Rejected { error },
+            // A 2xx without a code is not Feishu's answer (a proxy's page): try again later.
+            None => Verdict::Retryable {
+                error,
+                retry_after: None,
+            },
+        }
+    }
+
+    fn limits(_config: &FeishuConfig) -> Limits {
+        Limits {
+            channel: vec![
+                Limit::per_second(5),
+                Limit {
+                    max: 100,
+                    per: Duration::from_secs(60),
+                },
+            ],
+            ..Limits::default()
+        }
     }
 }
 
@@ -85,34 +140,6 @@ pub fn build(config: &FeishuConfig, request: &Request<'_>) -> Result<Outgoing, V
     })
 }
 
-pub fn classify(reply: &Reply) -> Verdict {
-    if !(200..300).contains(&reply.status) {
-        return classify_http(reply);
-    }
-    let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-    let code = body["code"]
-        .as_i64()
-        .or_else(|| body["StatusCode"].as_i64());
-    let error = match body["msg"].as_str() {
-        Some(msg) => format!("code {}: {msg}", code.unwrap_or(-1)),
-        None => http_error(reply),
-    };
-    match code {
-        Some(0) => Verdict::Delivered,
-        Some(c) if RATE_LIMIT_CODES.contains(&c) => Verdict::Retryable {
-            error,
-            retry_after: None,
-        },
-        Some(SIGNATURE_REFUSED_CODE) => Verdict::Credentials { error },
-        Some(_) => Verdict::Rejected { error },
-        // A 2xx without a code is not Feishu's answer (a proxy's page): try again later.
-        None => Verdict::Retryable {
-            error,
-            retry_after: None,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,30 +157,30 @@ mod tests {
     #[test]
     fn errors_arrive_as_200_with_a_code() {
         assert_eq!(
-            classify(&reply(200, r#"{"code":0,"msg":"success","data":{}}"#)),
+            Feishu::classify(&reply(200, r#"{"code":0,"msg":"success","data":{}}"#)),
             Verdict::Delivered
         );
         assert_eq!(
-            classify(&reply(200, r#"{"StatusCode":0,"StatusMessage":"success"}"#)),
+            Feishu::classify(&reply(200, r#"{"StatusCode":0,"StatusMessage":"success"}"#)),
             Verdict::Delivered
         );
         assert!(matches!(
-            classify(&reply(
+            Feishu::classify(&reply(
                 200,
                 r#"{"code":19021,"msg":"sign match fail or timestamp is not within one hour from current time"}"#
             )),
             Verdict::Credentials { .. }
         ));
         assert!(matches!(
-            classify(&reply(200, r#"{"code":11232,"msg":"frequency limited"}"#)),
+            Feishu::classify(&reply(200, r#"{"code":11232,"msg":"frequency limited"}"#)),
             Verdict::Retryable { .. }
         ));
         assert!(matches!(
-            classify(&reply(200, r#"{"code":19001,"msg":"param invalid: incoming webhook access token invalid"}"#)),
+            Feishu::classify(&reply(200, r#"{"code":19001,"msg":"param invalid: incoming webhook access token invalid"}"#)),
             Verdict::Rejected { error } if error.contains("19001")
         ));
         assert!(matches!(
-            classify(&reply(503, "")),
+            Feishu::classify(&reply(503, "")),
             Verdict::Retryable { .. }
         ));
     }

@@ -1,8 +1,10 @@
-//! The six channels, one file each. A channel is two pure functions and its limits:
-//! `build` turns a message into the exact HTTP request the vendor's API takes, `classify`
-//! turns the vendor's answer into a [`Verdict`] by the vendor's documented error format.
+//! The channels, one file each, each a [`Channel`]: `build` turns a message into the
+//! exact HTTP request the vendor's API takes, `classify` turns the vendor's answer into a
+//! [`Verdict`] by the vendor's documented error format, plus its secrets and pacing limits.
 //! Sending is the notifier's job ([`crate::notify::attempt`]), so every channel is tested
-//! without a network.
+//! without a network. The functions below dispatch a [`delivery::Channel`] to its
+//! implementation; they are generated from the one list of channels,
+//! [`crate::domain::delivery::for_each_channel`] (adding a channel: docs/notifications.md).
 //!
 //! Classification, shared by all (each file refines it; docs/notifications.md has the
 //! table with sources): 2xx delivered; 429 retried after its `retry_after`/`Retry-After`;
@@ -19,7 +21,7 @@ pub mod webhook;
 use std::time::Duration;
 
 use crate::config::NotificationsConfig;
-use crate::domain::delivery::{truncate_utf8, Channel, Delivery};
+use crate::domain::delivery::{self, for_each_channel, truncate_utf8, Delivery};
 use crate::domain::event::Event;
 use crate::notify::pacing::Limits;
 use crate::notify::template::Message;
@@ -80,88 +82,139 @@ pub struct Request<'a> {
     pub now_s: i64,
 }
 
-/// Whether `channel` is switched on in `config`.
-pub fn enabled(channel: Channel, config: &NotificationsConfig) -> bool {
-    match channel {
-        Channel::Telegram => config.telegram.enabled,
-        Channel::Slack => config.slack.enabled,
-        Channel::Discord => config.discord.enabled,
-        Channel::Feishu => config.feishu.enabled,
-        Channel::Email => config.email.enabled,
-        Channel::Webhook => config.webhook.enabled,
+/// A secret of a channel's settings section: the key, and whether it is a URL (redacted,
+/// a URL keeps its origin so an operator can tell which endpoint is set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Secret {
+    pub key: &'static str,
+    pub is_url: bool,
+}
+
+/// The secrets of a section that is one incoming-webhook URL with a token in its path
+/// (Slack, Discord).
+pub const WEBHOOK_URL_SECRETS: &[Secret] = &[Secret {
+    key: "webhook_url",
+    is_url: true,
+}];
+
+/// One notification channel: what the notifier needs to know of it. Implemented by a unit
+/// struct in the channel's own file and named in
+/// [`crate::domain::delivery::for_each_channel`].
+pub trait Channel {
+    /// The channel's `[notifications.<section>]` settings.
+    type Config: serde::Serialize;
+    /// The keys of [`Channel::Config`] that hold secrets (tokens, keys, URLs that embed
+    /// tokens): scrubbed from errors and logs, redacted in the settings API.
+    const SECRETS: &'static [Secret];
+
+    /// Whether the channel is switched on.
+    fn enabled(config: &Self::Config) -> bool;
+
+    /// The targets an event fans out to: one delivery each. One unnamed target unless
+    /// the channel has several (Telegram's chat ids).
+    fn targets(_config: &Self::Config) -> Vec<String> {
+        vec![String::new()]
+    }
+
+    /// The request for `request`.
+    ///
+    /// # Errors
+    /// A [`Verdict`] when the settings cannot make a request (e.g. a secret that is not
+    /// `whsec_<base64>`: credentials).
+    fn build(config: &Self::Config, request: &Request<'_>) -> Result<Outgoing, Verdict>;
+
+    /// What the vendor's `reply` means for the delivery.
+    fn classify(reply: &Reply) -> Verdict;
+
+    /// The pacing limits under the vendor's documented rate limits.
+    fn limits(config: &Self::Config) -> Limits;
+}
+
+/// The secret values of one section, by [`Channel::SECRETS`].
+fn section_secrets<C: Channel>(section: &C::Config, out: &mut Vec<String>) {
+    let value = serde_json::to_value(section).unwrap_or_default();
+    for secret in C::SECRETS {
+        if let Some(text) = value.get(secret.key).and_then(|v| v.as_str()) {
+            out.push(text.to_owned());
+        }
     }
 }
 
-/// The targets an event fans out to on `channel`: each Telegram chat id, else one.
-pub fn targets(channel: Channel, config: &NotificationsConfig) -> Vec<String> {
-    match channel {
-        Channel::Telegram => config.telegram.chat_ids.clone(),
-        _ => vec![String::new()],
-    }
-}
+macro_rules! dispatch {
+    ($($variant:ident = $tag:literal, $section:ident, $config:ident;)*) => {
+        /// Whether `channel` is switched on in `config`.
+        pub fn enabled(channel: delivery::Channel, config: &NotificationsConfig) -> bool {
+            match channel {
+                $(delivery::Channel::$variant => {
+                    <$section::$variant as Channel>::enabled(&config.$section)
+                })*
+            }
+        }
 
-/// The request for `request` on `channel`.
-///
-/// # Errors
-/// A [`Verdict`] when the settings cannot make a request (e.g. a secret that is not
-/// `whsec_<base64>`: credentials).
-pub fn build(
-    channel: Channel,
-    config: &NotificationsConfig,
-    request: &Request<'_>,
-) -> Result<Outgoing, Verdict> {
-    match channel {
-        Channel::Telegram => Ok(telegram::build(&config.telegram, request)),
-        Channel::Slack => Ok(slack::build(&config.slack, request)),
-        Channel::Discord => Ok(discord::build(&config.discord, request)),
-        Channel::Feishu => feishu::build(&config.feishu, request),
-        Channel::Email => Ok(email::build(&config.email, request)),
-        Channel::Webhook => webhook::build(&config.webhook, request),
-    }
-}
+        /// The targets an event fans out to on `channel` ([`Channel::targets`]).
+        pub fn targets(channel: delivery::Channel, config: &NotificationsConfig) -> Vec<String> {
+            match channel {
+                $(delivery::Channel::$variant => {
+                    <$section::$variant as Channel>::targets(&config.$section)
+                })*
+            }
+        }
 
-/// What `reply` means on `channel`.
-pub fn classify(channel: Channel, reply: &Reply) -> Verdict {
-    match channel {
-        Channel::Telegram => telegram::classify(reply),
-        Channel::Slack => slack::classify(reply),
-        Channel::Discord => discord::classify(reply),
-        Channel::Feishu => feishu::classify(reply),
-        Channel::Email => email::classify(reply),
-        Channel::Webhook => webhook::classify(reply),
-    }
-}
+        /// The request for `request` on `channel`.
+        ///
+        /// # Errors
+        /// A [`Verdict`] when the settings cannot make a request (e.g. a secret that is not
+        /// `whsec_<base64>`: credentials).
+        pub fn build(
+            channel: delivery::Channel,
+            config: &NotificationsConfig,
+            request: &Request<'_>,
+        ) -> Result<Outgoing, Verdict> {
+            match channel {
+                $(delivery::Channel::$variant => {
+                    <$section::$variant as Channel>::build(&config.$section, request)
+                })*
+            }
+        }
 
-/// The pacing limits of `channel`.
-pub fn limits(channel: Channel, config: &NotificationsConfig) -> Limits {
-    match channel {
-        Channel::Telegram => telegram::limits(),
-        Channel::Slack => slack::limits(),
-        Channel::Discord => discord::limits(),
-        Channel::Feishu => feishu::limits(),
-        Channel::Email => email::limits(),
-        Channel::Webhook => webhook::limits(config.webhook.rate_per_s),
-    }
-}
+        /// What `reply` means on `channel`.
+        pub fn classify(channel: delivery::Channel, reply: &Reply) -> Verdict {
+            match channel {
+                $(delivery::Channel::$variant => <$section::$variant as Channel>::classify(reply),)*
+            }
+        }
 
-/// Every secret of the settings (tokens, keys, and URLs that embed tokens), to scrub from
-/// any text that could reach a log, an error or the API.
-pub fn secrets(config: &NotificationsConfig) -> Vec<String> {
-    [
-        &config.telegram.bot_token,
-        &config.slack.webhook_url,
-        &config.discord.webhook_url,
-        &config.feishu.webhook_url,
-        &config.feishu.secret,
-        &config.email.api_key,
-        &config.webhook.secret,
-        &config.webhook.url,
-    ]
-    .into_iter()
-    .filter(|s| s.len() >= 4)
-    .cloned()
-    .collect()
+        /// The pacing limits of `channel`.
+        pub fn limits(channel: delivery::Channel, config: &NotificationsConfig) -> Limits {
+            match channel {
+                $(delivery::Channel::$variant => {
+                    <$section::$variant as Channel>::limits(&config.$section)
+                })*
+            }
+        }
+
+        /// Every channel's secret keys, as `(section, secret)`.
+        pub fn secret_paths() -> Vec<(&'static str, Secret)> {
+            let mut out = Vec::new();
+            $(
+                for secret in <$section::$variant as Channel>::SECRETS {
+                    out.push((stringify!($section), *secret));
+                }
+            )*
+            out
+        }
+
+        /// Every secret of the settings (tokens, keys, and URLs that embed tokens), to
+        /// scrub from any text that could reach a log, an error or the API.
+        pub fn secrets(config: &NotificationsConfig) -> Vec<String> {
+            let mut out = Vec::new();
+            $(section_secrets::<$section::$variant>(&config.$section, &mut out);)*
+            out.retain(|s| s.len() >= 4);
+            out
+        }
+    };
 }
+for_each_channel!(dispatch);
 
 /// The [`Redactor`] of [`secrets`]: what scrubs an attempt's error before it is stored
 /// or logged.

@@ -16,13 +16,47 @@
 use serde_json::json;
 
 use crate::config::WebhookUrlConfig;
-use crate::notify::channels::{classify_http, http_error, Outgoing, Reply, Request, Verdict};
+use crate::notify::channels::{
+    classify_http, http_error, Channel, Outgoing, Reply, Request, Secret, Verdict,
+    WEBHOOK_URL_SECRETS,
+};
 use crate::notify::pacing::{Limit, Limits};
 
-pub fn limits() -> Limits {
-    Limits {
-        channel: vec![Limit::per_second(1)],
-        ..Limits::default()
+/// The Slack channel, as the notifier drives it.
+pub struct Slack;
+
+impl Channel for Slack {
+    type Config = WebhookUrlConfig;
+    const SECRETS: &'static [Secret] = WEBHOOK_URL_SECRETS;
+
+    fn limits(_config: &WebhookUrlConfig) -> Limits {
+        Limits {
+            channel: vec![Limit::per_second(1)],
+            ..Limits::default()
+        }
+    }
+
+    fn enabled(config: &WebhookUrlConfig) -> bool {
+        config.enabled
+    }
+
+    fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        Ok(build(config, request))
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        let code = reply.body.trim();
+        if code == "invalid_token" {
+            return Verdict::Credentials {
+                error: http_error(reply),
+            };
+        }
+        if code == "action_prohibited" {
+            return Verdict::Rejected {
+                error: http_error(reply),
+            };
+        }
+        classify_http(reply)
     }
 }
 
@@ -50,21 +84,6 @@ pub fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Outgoing {
     }
 }
 
-pub fn classify(reply: &Reply) -> Verdict {
-    let code = reply.body.trim();
-    if code == "invalid_token" {
-        return Verdict::Credentials {
-            error: http_error(reply),
-        };
-    }
-    if code == "action_prohibited" {
-        return Verdict::Rejected {
-            error: http_error(reply),
-        };
-    }
-    classify_http(reply)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,13 +91,13 @@ mod tests {
 
     #[test]
     fn classifies_the_documented_errors() {
-        assert_eq!(classify(&reply(200, "ok")), Verdict::Delivered);
+        assert_eq!(Slack::classify(&reply(200, "ok")), Verdict::Delivered);
         assert!(matches!(
-            classify(&reply(403, "invalid_token")),
+            Slack::classify(&reply(403, "invalid_token")),
             Verdict::Credentials { .. }
         ));
         assert!(matches!(
-            classify(&reply(403, "action_prohibited")),
+            Slack::classify(&reply(403, "action_prohibited")),
             Verdict::Rejected { .. }
         ));
         for (status, body) in [
@@ -88,12 +107,12 @@ mod tests {
             (410, "channel_is_archived"),
         ] {
             assert!(matches!(
-                classify(&reply(status, body)),
+                Slack::classify(&reply(status, body)),
                 Verdict::Rejected { .. }
             ));
         }
         assert!(matches!(
-            classify(&reply(500, "rollup_error")),
+            Slack::classify(&reply(500, "rollup_error")),
             Verdict::Retryable { .. }
         ));
         assert_eq!(escape("<a&b>"), "&lt;a&amp;b&gt;");

@@ -19,18 +19,79 @@ use serde_json::{json, Value};
 
 use crate::config::TelegramConfig;
 use crate::notify::channels::Verdict;
-use crate::notify::channels::{classify_http, http_error, seconds, Outgoing, Reply, Request};
+use crate::notify::channels::{
+    classify_http, http_error, seconds, Channel, Outgoing, Reply, Request, Secret,
+};
 use crate::notify::pacing::{Limit, Limits};
 use crate::notify::template::escape_html;
 
-pub fn limits() -> Limits {
-    Limits {
-        channel: vec![Limit::per_second(30)],
-        target: vec![Limit::per_second(1)],
-        group_target: vec![Limit {
-            max: 20,
-            per: Duration::from_secs(60),
-        }],
+/// The Telegram channel, as the notifier drives it.
+pub struct Telegram;
+
+impl Channel for Telegram {
+    type Config = TelegramConfig;
+    const SECRETS: &'static [Secret] = &[Secret {
+        key: "bot_token",
+        is_url: false,
+    }];
+
+    fn enabled(config: &TelegramConfig) -> bool {
+        config.enabled
+    }
+
+    fn targets(config: &TelegramConfig) -> Vec<String> {
+        config.chat_ids.clone()
+    }
+
+    fn build(config: &TelegramConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        Ok(build(config, request))
+    }
+
+    /// Reads the Bot API answer (see the module doc).
+    fn classify(reply: &Reply) -> Verdict {
+        let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        let ok = body["ok"].as_bool();
+        if (200..300).contains(&reply.status) && ok != Some(false) {
+            return Verdict::Delivered;
+        }
+        let description = body["description"]
+            .as_str()
+            .map(|d| format!("HTTP {}: {d}", reply.status))
+            .unwrap_or_else(|| http_error(reply));
+        let parameters = &body["parameters"];
+        if let Some(chat) = parameters.get("migrate_to_chat_id").and_then(Value::as_i64) {
+            return Verdict::Migrate {
+                chat_id: chat.to_string(),
+                error: description,
+            };
+        }
+        let code = body["error_code"]
+            .as_u64()
+            .and_then(|c| u16::try_from(c).ok())
+            .unwrap_or(reply.status);
+        match code {
+            429 => Verdict::Retryable {
+                error: description,
+                retry_after: seconds(&parameters["retry_after"]).or(reply.retry_after_header),
+            },
+            401 | 404 => Verdict::Credentials { error: description },
+            400 | 403 => Verdict::Rejected { error: description },
+            _ => match classify_http(reply) {
+                Verdict::Delivered => Verdict::Rejected { error: description },
+                other => other,
+            },
+        }
+    }
+
+    fn limits(_config: &TelegramConfig) -> Limits {
+        Limits {
+            channel: vec![Limit::per_second(30)],
+            target: vec![Limit::per_second(1)],
+            group_target: vec![Limit {
+                max: 20,
+                per: Duration::from_secs(60),
+            }],
+        }
     }
 }
 
@@ -67,47 +128,12 @@ pub fn build(config: &TelegramConfig, request: &Request<'_>) -> Outgoing {
     }
 }
 
-/// Reads the Bot API answer (see the module doc).
-pub fn classify(reply: &Reply) -> Verdict {
-    let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
-    let ok = body["ok"].as_bool();
-    if (200..300).contains(&reply.status) && ok != Some(false) {
-        return Verdict::Delivered;
-    }
-    let description = body["description"]
-        .as_str()
-        .map(|d| format!("HTTP {}: {d}", reply.status))
-        .unwrap_or_else(|| http_error(reply));
-    let parameters = &body["parameters"];
-    if let Some(chat) = parameters.get("migrate_to_chat_id").and_then(Value::as_i64) {
-        return Verdict::Migrate {
-            chat_id: chat.to_string(),
-            error: description,
-        };
-    }
-    let code = body["error_code"]
-        .as_u64()
-        .and_then(|c| u16::try_from(c).ok())
-        .unwrap_or(reply.status);
-    match code {
-        429 => Verdict::Retryable {
-            error: description,
-            retry_after: seconds(&parameters["retry_after"]).or(reply.retry_after_header),
-        },
-        401 | 404 => Verdict::Credentials { error: description },
-        400 | 403 => Verdict::Rejected { error: description },
-        _ => match classify_http(reply) {
-            Verdict::Delivered => Verdict::Rejected { error: description },
-            other => other,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::delivery::{Channel, Delivery};
     use crate::notify::channels::tests::reply;
+    use crate::notify::channels::Channel as _;
     use crate::notify::template::{tests::paid_event, Message};
 
     #[test]
@@ -150,41 +176,41 @@ mod tests {
     #[test]
     fn classifies_the_documented_errors() {
         assert_eq!(
-            classify(&reply(200, r#"{"ok":true,"result":{}}"#)),
+            Telegram::classify(&reply(200, r#"{"ok":true,"result":{}}"#)),
             Verdict::Delivered
         );
-        let limited = classify(&reply(
+        let limited = Telegram::classify(&reply(
             429,
             r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 3","parameters":{"retry_after":3}}"#,
         ));
         assert!(
             matches!(limited, Verdict::Retryable { retry_after: Some(d), .. } if d.as_secs() == 3)
         );
-        let migrated = classify(&reply(
+        let migrated = Telegram::classify(&reply(
             400,
             r#"{"ok":false,"error_code":400,"description":"Bad Request: group chat was upgraded to a supergroup chat","parameters":{"migrate_to_chat_id":-1009}}"#,
         ));
         assert!(matches!(migrated, Verdict::Migrate { chat_id, .. } if chat_id == "-1009"));
         assert!(matches!(
-            classify(&reply(
+            Telegram::classify(&reply(
                 401,
                 r#"{"ok":false,"error_code":401,"description":"Unauthorized"}"#
             )),
             Verdict::Credentials { .. }
         ));
         assert!(matches!(
-            classify(&reply(400, r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#)),
+            Telegram::classify(&reply(400, r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#)),
             Verdict::Rejected { error } if error.contains("chat not found")
         ));
         assert!(matches!(
-            classify(&reply(
+            Telegram::classify(&reply(
                 403,
                 r#"{"ok":false,"error_code":403,"description":"Forbidden: bot was blocked by the user"}"#
             )),
             Verdict::Rejected { .. }
         ));
         assert!(matches!(
-            classify(&reply(502, "<html>bad gateway</html>")),
+            Telegram::classify(&reply(502, "<html>bad gateway</html>")),
             Verdict::Retryable { .. }
         ));
     }

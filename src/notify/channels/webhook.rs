@@ -19,16 +19,46 @@ use sha2::Sha256;
 
 use crate::config::SignedWebhookConfig;
 use crate::domain::time::format_rfc3339_ms;
-use crate::notify::channels::{classify_http, Outgoing, Reply, Request, Verdict};
+use crate::notify::channels::{classify_http, Channel, Outgoing, Reply, Request, Secret, Verdict};
 use crate::notify::pacing::{Limit, Limits};
 
 /// The secret prefix of the specification.
 pub const SECRET_PREFIX: &str = "whsec_";
 
-pub fn limits(rate_per_s: u32) -> Limits {
-    Limits {
-        channel: vec![Limit::per_second(rate_per_s.max(1))],
-        ..Limits::default()
+/// The Webhook channel, as the notifier drives it.
+pub struct Webhook;
+
+impl Channel for Webhook {
+    type Config = SignedWebhookConfig;
+    const SECRETS: &'static [Secret] = &[
+        Secret {
+            key: "secret",
+            is_url: false,
+        },
+        Secret {
+            key: "url",
+            is_url: true,
+        },
+    ];
+
+    fn enabled(config: &SignedWebhookConfig) -> bool {
+        config.enabled
+    }
+
+    fn build(config: &SignedWebhookConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
+        build(config, request)
+    }
+
+    fn classify(reply: &Reply) -> Verdict {
+        classify_http(reply)
+    }
+
+    fn limits(config: &SignedWebhookConfig) -> Limits {
+        let rate_per_s = config.rate_per_s;
+        Limits {
+            channel: vec![Limit::per_second(rate_per_s.max(1))],
+            ..Limits::default()
+        }
     }
 }
 
@@ -104,10 +134,6 @@ pub fn build(config: &SignedWebhookConfig, request: &Request<'_>) -> Result<Outg
         ],
         body,
     })
-}
-
-pub fn classify(reply: &Reply) -> Verdict {
-    classify_http(reply)
 }
 
 #[cfg(test)]

@@ -76,17 +76,17 @@ pub fn start(
     // The same listener as `serve`, with DESIGN §4's default limits (issue 13: every
     // listener has a connection cap and header and idle timeouts).
     let listener =
-        crate::http::server::bind(bind).map_err(|e| format!("could not bind {bind}: {e}"))?;
+        crate::listener::bind(bind).map_err(|e| format!("could not bind {bind}: {e}"))?;
     let addr = listener
         .local_addr()
         .map_err(|e| format!("could not bind {bind}: {e}"))?;
-    let nofile = crate::http::server::raise_nofile_limit();
-    let defaults = crate::http::server::Limits::default();
-    let limits = crate::http::server::Limits {
-        max_connections: crate::http::server::connection_cap(defaults.max_connections, nofile),
+    let nofile = crate::listener::raise_nofile_limit();
+    let defaults = crate::listener::Limits::default();
+    let limits = crate::listener::Limits {
+        max_connections: crate::listener::connection_cap(defaults.max_connections, nofile),
         ..defaults
     };
-    let server = crate::http::server::serve(
+    let server = crate::listener::serve(
         listener,
         warp::service(routes::routes(&sandbox)),
         limits,

@@ -1,6 +1,9 @@
 //! The group committer: the store's one writer.
 //!
-//! Shards hand it write sets through a bounded channel. It takes the first, keeps gathering
+//! Shards hand it write sets through a bounded channel: [`CommitterHandle::commit`] awaits
+//! room in the queue (a semaphore of [`COMMIT_QUEUE_MAX`] permits, one held by each queued
+//! or committing write set), so back-pressure never polls or blocks a runtime thread. The
+//! committer, on its own thread, takes the first, keeps gathering
 //! for up to `commit_window_us` or until `commit_batch_max` write sets, logs them as one
 //! write-ahead log record, syncs once, makes them visible to readers, then answers every
 //! waiter; the applier puts them in sled later. While it syncs, the next batch queues up,
@@ -10,27 +13,32 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use tokio::sync::oneshot;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::domain::write_set::WriteSet;
 use crate::log_throttle::STORE_FAILURES;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 
-/// Write sets that may queue for the committer. Beyond it, [`CommitterHandle::commit`]
-/// waits for room (back-pressure on the shards) instead of growing memory.
+/// Write sets that may be queued for or in the committer's batch. Beyond it,
+/// [`CommitterHandle::commit`] awaits room (back-pressure on the shards) instead of growing
+/// memory.
 pub const COMMIT_QUEUE_MAX: usize = 65_536;
 
 struct Pending {
     write_set: WriteSet,
     done: oneshot::Sender<Result<(), StoreError>>,
+    /// Its place in the queue, given back when it is answered.
+    _room: OwnedSemaphorePermit,
 }
 
 /// Where shards send write sets. Cheap to clone.
 #[derive(Clone)]
 pub struct CommitterHandle {
+    /// Unbounded itself: `room` bounds it.
     tx: Sender<Pending>,
+    room: Arc<Semaphore>,
 }
 
 /// Group-commit parameters (`[store]`).
@@ -46,19 +54,18 @@ impl CommitterHandle {
     /// # Errors
     /// The batch's [`StoreError`], or [`StoreError::Closed`] after shutdown.
     pub async fn commit(&self, write_set: WriteSet) -> Result<(), StoreError> {
+        // Bounded: wait for room instead of growing memory.
+        let room = Arc::clone(&self.room)
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let (done, wait) = oneshot::channel();
-        let mut pending = Pending { write_set, done };
-        loop {
-            match self.tx.try_send(pending) {
-                Ok(()) => break,
-                Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed),
-                Err(TrySendError::Full(back)) => {
-                    // Bounded: wait for room instead of growing memory.
-                    pending = back;
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
-            }
-        }
+        let pending = Pending {
+            write_set,
+            done,
+            _room: room,
+        };
+        self.tx.send(pending).map_err(|_| StoreError::Closed)?;
         wait.await.unwrap_or(Err(StoreError::Closed))
     }
 }
@@ -70,12 +77,13 @@ pub fn start(
     policy: CommitPolicy,
     metrics: Arc<Metrics>,
 ) -> (CommitterHandle, JoinHandle<()>) {
-    let (tx, rx) = crossbeam_channel::bounded(COMMIT_QUEUE_MAX);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let room = Arc::new(Semaphore::new(COMMIT_QUEUE_MAX));
     let thread = std::thread::Builder::new()
         .name("paykeep-committer".to_owned())
         .spawn(move || run(&store, &rx, policy, &metrics))
         .expect("spawn committer thread");
-    (CommitterHandle { tx }, thread)
+    (CommitterHandle { tx, room }, thread)
 }
 
 fn run(store: &Store, rx: &Receiver<Pending>, policy: CommitPolicy, metrics: &Metrics) {
@@ -129,5 +137,56 @@ fn gather(rx: &Receiver<Pending>, policy: CommitPolicy, batch: &mut Vec<Pending>
             Ok(p) => batch.push(p),
             Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_queue_awaits_room_and_a_write_set_holds_its_place_until_answered() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let room = Arc::new(Semaphore::new(0));
+        let handle = CommitterHandle {
+            tx,
+            room: Arc::clone(&room),
+        };
+        let commit = tokio::spawn(async move { handle.commit(WriteSet::default()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing is queued while the queue is full"
+        );
+        assert!(!commit.is_finished());
+        room.add_permits(1);
+        let pending = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(5)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            room.available_permits(),
+            0,
+            "the queued write set holds its place"
+        );
+        let Pending { done, _room, .. } = pending;
+        done.send(Ok(())).unwrap();
+        drop(_room);
+        assert!(commit.await.unwrap().is_ok());
+        assert_eq!(room.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_committer_is_closed() {
+        let (tx, rx) = crossbeam_channel::unbounded::<Pending>();
+        drop(rx);
+        let handle = CommitterHandle {
+            tx,
+            room: Arc::new(Semaphore::new(1)),
+        };
+        assert!(matches!(
+            handle.commit(WriteSet::default()).await,
+            Err(StoreError::Closed)
+        ));
     }
 }

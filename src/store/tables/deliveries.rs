@@ -67,7 +67,7 @@ type PlanGroup = Vec<(u64, FanOutPlan)>;
 /// earliest first), then the id.
 fn due_key(channel: Channel, due_at_ms: i64, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(9 + id.len());
-    key.push(channel.index() as u8);
+    key.push(channel.tag());
     key.extend_from_slice(&due_at_ms.max(0).to_be_bytes());
     key.extend_from_slice(id.as_bytes());
     key
@@ -278,7 +278,7 @@ impl Store {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        let start = vec![channel.index() as u8];
+        let start = vec![channel.tag()];
         let end = due_key(channel, now_ms.saturating_add(1), "");
         let mut out = Vec::new();
         for key in self

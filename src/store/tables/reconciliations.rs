@@ -1,7 +1,7 @@
 //! The reconciliation tables: `reconciliations` (report id → report) and `discrepancies`
 //! (discrepancy id → discrepancy; a resolve replaces it).
 
-use crate::recon::report::{Discrepancy, ReconciliationReport};
+use crate::domain::reconciliation::{Discrepancy, ReconciliationReport};
 use crate::store::engine::codec;
 use crate::store::tables::Batches;
 use crate::store::{Store, StoreError};
@@ -78,7 +78,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use crate::domain::write_set::WriteOp;
-    use crate::recon::report::{Discrepancy, DiscrepancyKind, ReconciliationReport, ReportSource};
+    use crate::domain::reconciliation::{Discrepancy, DiscrepancyKind, ReconciliationReport, ReportSource};
     use crate::store::tables::test_support::{commit, open};
 
     /// A report is one key; a discrepancy is one key that its resolve replaces.

@@ -8,7 +8,8 @@
 //!   a `ProviderResult` from a model provider that is idempotent per provider key. Jobs may
 //!   crash after their first write or after the charge, as a killed process would.
 //!
-//! Owned with `machine.rs`: a change to a rule there changes a test here.
+//! Owned with `payment.rs`, `replay.rs` and `mod.rs` beside it: a change to a rule there
+//! changes a test here.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -27,7 +28,7 @@ use crate::domain::machine::{
 use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus};
 use crate::domain::provider_key::charge_key;
 use crate::domain::write_set::{WriteOp, WriteSet};
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 // ---------------------------------------------------------------------------------------
 // Fixtures
@@ -234,10 +235,10 @@ fn payment_of(state: &KeyState) -> Payment {
     state.payment.clone().expect("a payment")
 }
 
-/// The effects are exactly one problem answer; returns it.
-fn only_problem(effects: &[Effect]) -> &Problem {
+/// The effects are exactly one refusal; returns it as `http/` answers it.
+fn only_problem(effects: &[Effect]) -> Problem {
     match effects {
-        [Effect::Respond(Reply::Problem(problem))] => problem,
+        [Effect::Respond(Reply::Error(error))] => Problem::from(error.clone()),
         other => panic!("expected a lone problem answer, got {other:?}"),
     }
 }

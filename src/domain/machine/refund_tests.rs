@@ -3,7 +3,7 @@
 //! provider answers (money conserved: refunds not failed never exceed the payment, and
 //! `amount_refunded` is exactly the sum of succeeded refunds).
 //!
-//! Owned with `refund_machine.rs`: a change to a rule there changes a test here.
+//! Owned with `refund.rs` beside it: a change to a rule there changes a test here.
 
 use proptest::prelude::*;
 use serde_json::json;
@@ -12,15 +12,14 @@ use crate::domain::charge::{RefundOutcome, RefundRequest};
 use crate::domain::event::{kind, EventLevel};
 use crate::domain::idempotency::{Fingerprint, IdempotencyKey, KeyScope};
 use crate::domain::ids::{IdSource, SequentialIds};
-use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
+use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, RefundCommand, Reply};
 use crate::domain::payment::{Payment, PaymentStatus, RefundStatus};
 use crate::domain::provider_key::{refund_key, RefundKeySource};
 use crate::domain::refund::{default_key_value, CreateRefund, RefundRules, RefundState};
-use crate::domain::refund_machine::RefundCommand;
 use crate::domain::test_fixtures::paid_payment;
 use crate::domain::time::DAY_MS;
 use crate::domain::write_set::WriteOp;
-use crate::problem::Problem;
+use crate::http::problem::Problem;
 
 const NOW_MS: i64 = 1_700_000_000_000;
 const MERCHANT: &str = "m_1";
@@ -113,9 +112,10 @@ fn reload(state: &KeyState, key: Option<&IdempotencyKey>) -> KeyState {
     }
 }
 
-fn only_problem(effects: &[Effect]) -> &Problem {
+/// The effects are exactly one refusal; returns it as `http/` answers it.
+fn only_problem(effects: &[Effect]) -> Problem {
     match effects {
-        [Effect::Respond(Reply::Problem(p))] => p,
+        [Effect::Respond(Reply::Error(error))] => Problem::from(error.clone()),
         other => panic!("expected a lone problem, got {other:?}"),
     }
 }

@@ -1,6 +1,6 @@
 //! Reconciliation records: the report of one run and its discrepancies (DESIGN §2
 //! "Reconciliation"), stored in the trees `reconciliations` and `discrepancies`, and their
-//! JSON views.
+//! JSON views. Pure data; [`crate::recon`] makes them.
 
 use std::collections::BTreeMap;
 

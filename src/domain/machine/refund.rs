@@ -1,65 +1,44 @@
-//! The refund commands of the state machine ([`crate::domain::machine::apply`] dispatches
-//! here): create a refund, apply the provider's answer, resume pending refunds. Same style
-//! as payments: pure, effects as data, the refund and its idempotency entry persisted
-//! before the provider is called, the answer stored for replay.
+//! The refund commands: create a refund, apply the provider's answer, resume pending
+//! refunds. Same style as payments: pure, effects as data, the refund and its idempotency
+//! entry persisted before the provider is called, the answer stored for replay.
 //!
 //! Invariants (asserted by [`check_invariants`] after every command): a refund only leaves
 //! `pending`; refunds not failed never hold more than the payment's amount; the payment's
 //! `amount_refunded` is the sum of its succeeded refunds and never decreases.
 
 use crate::domain::charge::{RefundOutcome, RefundRequest};
+use crate::domain::error::DomainError;
 use crate::domain::event::{kind, Event, EventLevel, EventSource};
-use crate::domain::idempotency::{Fingerprint, IdempotencyEntry, IdempotencyKey, StoredResponse};
+use crate::domain::idempotency::IdempotencyEntry;
 use crate::domain::ids::{prefix, IdSource};
-use crate::domain::machine::{Ctx, Effect, KeyState, Reply, STATUS_PROCESSING, STATUS_RESOLVED};
+use crate::domain::machine::replay::replay_or_conflict;
+use crate::domain::machine::types::{
+    after_provider_answer, refuse, response_for_refund, store_response, Ctx, Effect, KeyState,
+    RefundCommand, Reply,
+};
 use crate::domain::money::format_major;
 use crate::domain::payment::Payment;
 use crate::domain::refund::{
-    check_refundable, refund_status_for, refunded_amount, CreateRefund, Refund, RefundRules,
-    RefundState,
+    check_refundable, refund_status_for, refunded_amount, Refund, RefundState,
 };
 use crate::domain::write_set::{WriteOp, WriteSet};
-use crate::problem::Problem;
-
-/// A validated refund request with its key, fingerprint and the rules in force.
-#[derive(Debug, Clone)]
-pub struct RefundCommand {
-    pub merchant_id: String,
-    pub payment_id: String,
-    pub request: CreateRefund,
-    pub key: IdempotencyKey,
-    pub fingerprint: Fingerprint,
-    pub rules: RefundRules,
-}
-
-/// 201 with the refund when resolved, 202 while `pending`.
-pub fn response_for_refund(refund: &Refund) -> StoredResponse {
-    let status = match refund.status {
-        RefundState::Pending => STATUS_PROCESSING,
-        RefundState::Succeeded | RefundState::Failed => STATUS_RESOLVED,
-    };
-    StoredResponse {
-        status,
-        body: refund.to_json(),
-    }
-}
 
 /// `POST /v1/payments/{id}/refunds`: replay, refuse, or record a pending refund and call the
 /// provider. Refusals (422) store nothing, as 409s of creates do: the key stays free.
-pub fn apply_create(
+pub(super) fn apply_create(
     mut state: KeyState,
     command: RefundCommand,
     ctx: &mut Ctx<'_>,
 ) -> (KeyState, Vec<Effect>) {
     if let Some((key, entry)) = state.entry.clone() {
-        return crate::domain::machine::replay_or_conflict(state, key, entry, &command.fingerprint);
+        return replay_or_conflict(state, key, entry, &command.fingerprint);
     }
     let Some(payment) = state
         .payment
         .as_ref()
         .filter(|p| p.id == command.payment_id && p.merchant_id == command.merchant_id)
     else {
-        return problem(state, Problem::not_found("payment"));
+        return refuse(state, DomainError::NotFound { what: "payment" });
     };
     let request = &command.request;
     if let Err(p) = check_refundable(
@@ -69,7 +48,7 @@ pub fn apply_create(
         command.rules,
         ctx.now_ms,
     ) {
-        return problem(state, p);
+        return refuse(state, p);
     }
     let refund = Refund {
         id: ctx.ids.next_id(prefix::REFUND),
@@ -110,10 +89,6 @@ pub fn apply_create(
     )
 }
 
-fn problem(state: KeyState, problem: Problem) -> (KeyState, Vec<Effect>) {
-    (state, vec![Effect::Respond(Reply::Problem(problem))])
-}
-
 /// What the provider is asked: return `amount - fee` under the refund's own key.
 pub fn refund_request(payment: &Payment, refund: &Refund) -> RefundRequest {
     RefundRequest {
@@ -128,7 +103,7 @@ pub fn refund_request(payment: &Payment, refund: &Refund) -> RefundRequest {
 
 /// The provider answered the refund `refund_id`. Only a `pending` refund changes; a stale or
 /// repeated answer changes nothing.
-pub fn apply_provider_result(
+pub(super) fn apply_provider_result(
     mut state: KeyState,
     refund_id: &str,
     outcome: RefundOutcome,
@@ -145,17 +120,8 @@ pub fn apply_provider_result(
             resolved => resolve(&mut state, index, resolved, ctx, &mut write_set),
         }
     }
-    let mut effects = Vec::new();
     let reply = complete_entry(&mut state, index, &mut write_set);
-    if !write_set.is_empty() {
-        effects.push(Effect::Persist(write_set));
-    }
-    if let Some(reply) = reply {
-        effects.push(Effect::Respond(reply));
-    }
-    if retry {
-        effects.push(Effect::RetryLater);
-    }
+    let effects = after_provider_answer(write_set, reply, retry);
     (state, effects)
 }
 
@@ -211,19 +177,11 @@ fn complete_entry(state: &mut KeyState, index: usize, write_set: &mut WriteSet) 
         return None;
     }
     let response = response_for_refund(refund);
-    entry.response = Some(response.clone());
-    write_set.push(WriteOp::Idempotency {
-        key: key.clone(),
-        entry: entry.clone(),
-    });
-    Some(Reply::Response {
-        response,
-        replayed: false,
-    })
+    Some(store_response(key, entry, response, false, write_set))
 }
 
 /// Background: re-send every `pending` refund of the payment (same provider keys).
-pub fn resume_effects(state: &KeyState) -> Vec<Effect> {
+pub(super) fn resume_effects(state: &KeyState) -> Vec<Effect> {
     let Some(payment) = state.payment.as_ref() else {
         return Vec::new();
     };
