@@ -72,6 +72,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub merchants: Vec<MerchantConfig>,
     pub notifications: NotificationsConfig,
+    /// `[relay]`: the outbox relay to NATS JetStream ([`crate::relay`]).
+    pub relay: crate::relay::RelayConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -408,6 +410,7 @@ impl Config {
         self.validate_provider()?;
         self.validate_merchants()?;
         self.notifications.validate()?;
+        self.relay.validate()?;
         self.refuse_demo_secrets_off_loopback()
     }
 
