@@ -164,6 +164,15 @@ pub async fn start_with(
             Arc::clone(&provider_side.connector),
         ))
     });
+    let relay = Arc::new(
+        crate::relay::Relay::start(
+            &config.relay,
+            Arc::clone(&store),
+            committer.clone(),
+            &metrics,
+        )
+        .map_err(StartError::Store)?,
+    );
     drop(committer);
     let state = Arc::new(AppState {
         rules: PaymentRules {
@@ -177,6 +186,7 @@ pub async fn start_with(
         metrics,
         provider: provider_side,
         notify: Arc::clone(&notify),
+        relay: Arc::clone(&relay),
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -223,6 +233,8 @@ pub async fn start_with(
             daily.abort();
             let _ = daily.await;
         }
+        // The relay holds a committer handle too.
+        relay.stop().await;
         drop(state);
         // The shards hold the last committer handles: stopping them lets the committer
         // finish its queue and exit.

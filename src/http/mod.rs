@@ -73,6 +73,8 @@ pub struct AppState {
     pub provider: Arc<crate::provider::ProviderSide>,
     /// The notification side (admin API).
     pub notify: Arc<crate::notify::Notifications>,
+    /// The outbox relay to NATS JetStream (its state in `/readyz`).
+    pub relay: Arc<crate::relay::Relay>,
 }
 
 pub type State = Arc<AppState>;

@@ -77,6 +77,9 @@ async fn readyz(state: State) -> Response {
     let shards_ok = answering == answers.len();
     let ready = store_ok && shards_ok;
     let status_of = |ok: bool| if ok { "ok" } else { "failing" };
+    // The relay is never a reason for not ready: a broker that is away only grows the
+    // backlog (issue 18), so it shows as "degraded" with its reason.
+    let relay = state.relay.snapshot();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {
@@ -88,6 +91,7 @@ async fn readyz(state: State) -> Response {
                 "total": answers.len(),
                 "jobs": answers.iter().map(|a| a.unwrap_or(0)).sum::<usize>(),
             },
+            "relay": relay,
         },
     });
     let status = if ready {
