@@ -519,3 +519,50 @@ async fn with_the_relay_off_readyz_says_off_and_the_metrics_are_at_zero() {
     }
     svc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restored_from_an_older_copy_gets_the_lost_tail_again_once() {
+    let nats = NatsServer::start();
+    let (_dir, data) = temp_data_dir();
+    let env = relay_env(&nats.url());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let bin = spawn_binary(&data, &env);
+    creates(&bin.base, "restored", 40, 4).await;
+    wait_drained(&bin.base, Duration::from_secs(30)).await;
+    // Past the cursor's write interval: the stored cursor says all 40 are in the stream.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(bin.terminate().success());
+    // The broker comes back from an older copy: the stream holds only the first 25 events
+    // (and paykeep's stored cursor is past them).
+    let js = nats.jetstream().await;
+    let before = read_stream(&js, STREAM).await;
+    assert_eq!(before.len(), 40);
+    js.delete_stream(STREAM).await.unwrap();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: STREAM.to_owned(),
+        subjects: vec![format!("{PREFIX}.>")],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for message in &before[..25] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            async_nats::header::NATS_MESSAGE_ID,
+            message.message_id.as_str(),
+        );
+        js.publish_with_headers(
+            message.subject.clone(),
+            headers,
+            message.body.to_string().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    }
+    let bin = spawn_binary(&data, &env);
+    wait_drained(&bin.base, Duration::from_secs(30)).await;
+    assert_exactly_once_in_order(&read_stream(&js, STREAM).await, &outbox(&bin.base).await);
+}

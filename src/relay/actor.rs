@@ -39,7 +39,7 @@ pub const CURSOR_WRITE_INTERVAL: Duration = Duration::from_secs(1);
 /// when the load is light; a look is one range read of the outbox.
 pub const IDLE_POLL: Duration = Duration::from_millis(10);
 
-/// Events scanned when looking for the stream's last event after the cursor; past it the
+/// Events scanned when looking for the stream's last event in the outbox; past it the
 /// relay resumes from the cursor and lets the duplicate window drop what it republishes.
 pub const POSITION_SCAN_MAX_EVENTS: u64 = 1_000_000;
 
@@ -137,7 +137,7 @@ impl RelayActor {
             Ok(p) => p,
             Err(e) => return e.into(),
         };
-        if let Err(e) = self.resume_at(&position) {
+        if let Err(e) = self.resume_at(&position).await {
             return e.into();
         }
         let mut stream_last = position.last_sequence;
@@ -170,17 +170,30 @@ impl RelayActor {
         }
     }
 
-    /// Moves the cursor to the event that is the stream's last message, found after the
-    /// cursor; a stream the relay just created starts from the outbox's beginning.
-    fn resume_at(&mut self, position: &StreamPosition) -> Result<(), StoreError> {
+    /// Moves the cursor to the event that is the stream's last message; a stream the relay
+    /// just created starts from the outbox's beginning. The event is looked for after the
+    /// cursor first (the stored cursor lags the stream), then before it (a broker that
+    /// lost what it had acknowledged, e.g. a power loss within its sync interval: the
+    /// lost events are published again). The scans run off the async threads.
+    async fn resume_at(&mut self, position: &StreamPosition) -> Result<(), StoreError> {
         if position.created {
             self.cursor = 0;
             return Ok(());
         }
-        let Some(id) = &position.last_event_id else {
+        let Some(id) = position.last_event_id.clone() else {
             return Ok(());
         };
-        if let Some(seq) = find_event(&self.store, self.cursor, id)? {
+        let store = Arc::clone(&self.store);
+        let cursor = self.cursor;
+        let found = tokio::task::spawn_blocking(move || match find_event(&store, cursor, &id)? {
+            Some(seq) => Ok(Some(seq)),
+            None => find_event(&store, 0, &id).map(|s| s.filter(|seq| *seq < cursor)),
+        })
+        .await
+        .map_err(|e| StoreError::Sled {
+            detail: format!("relay position scan: {e}"),
+        })??;
+        if let Some(seq) = found {
             self.cursor = seq;
         }
         Ok(())
@@ -292,5 +305,34 @@ mod tests {
         assert_eq!(retry_delay(2), Duration::from_millis(250));
         assert_eq!(retry_delay(5), Duration::from_secs(2));
         assert_eq!(retry_delay(500), Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_cause_is_one_log_key_whatever_its_changing_details() {
+        let publish = |detail: &str| {
+            cause_of(&RoundError::Broker(BrokerError::Publish {
+                detail: detail.to_owned(),
+            }))
+        };
+        assert_eq!(
+            publish("wrong last sequence: 17"),
+            publish("wrong last sequence: 18")
+        );
+        let connect = cause_of(&RoundError::Broker(BrokerError::Connect {
+            url: "nats://127.0.0.1:1".to_owned(),
+            detail: "connection refused".to_owned(),
+        }));
+        assert_ne!(connect, publish("timed out"));
+        let throttle = Throttle::new(Duration::from_secs(60));
+        let start = std::time::Instant::now();
+        assert_eq!(throttle.admit_at(&connect, start), Some(0));
+        assert_eq!(
+            throttle.admit_at(&connect, start + Duration::from_secs(59)),
+            None
+        );
+        assert_eq!(
+            throttle.admit_at(&connect, start + Duration::from_secs(61)),
+            Some(1)
+        );
     }
 }
