@@ -566,3 +566,31 @@ async fn a_broker_restored_from_an_older_copy_gets_the_lost_tail_again_once() {
     wait_drained(&bin.base, Duration::from_secs(30)).await;
     assert_exactly_once_in_order(&read_stream(&js, STREAM).await, &outbox(&bin.base).await);
 }
+
+#[test]
+fn the_log_says_a_cause_once_a_minute_not_once_a_retry() {
+    let (_dir, data) = temp_data_dir();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_paykeep"));
+    command
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .env("PAYKEEP_RELAY__KIND", "nats")
+        .env("PAYKEEP_RELAY__URL", &url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(log.reopen().unwrap());
+    let (mut child, _addr) = common::spawn_listening(command);
+    // The retry schedule tries about ten times in these 5 s.
+    std::thread::sleep(Duration::from_secs(5));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("relay degraded"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("cannot connect"), "{}", lines[0]);
+}

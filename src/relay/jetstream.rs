@@ -100,8 +100,8 @@ impl Broker {
     /// answers does not speak NATS.
     pub async fn connect(config: &RelayConfig) -> Result<Broker, BrokerError> {
         let connect_error = |detail: String| BrokerError::Connect {
-            url: config.url.clone(),
-            detail,
+            url: redact_credentials(&config.url, &config.url),
+            detail: redact_credentials(&config.url, &detail),
         };
         let client = async_nats::ConnectOptions::new()
             .name("paykeep-relay")
@@ -278,6 +278,21 @@ impl Broker {
     }
 }
 
+/// `text` with the user name and password of `url` (`nats://user:pass@host`) replaced by
+/// `***`: the reason is shown in `/readyz` and the log, where no secret may appear.
+pub fn redact_credentials(url: &str, text: &str) -> String {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return text.to_owned();
+    };
+    let mut out = text.to_owned();
+    for secret in [parsed.password().unwrap_or(""), parsed.username()] {
+        if !secret.is_empty() {
+            out = out.replace(secret, "***");
+        }
+    }
+    out
+}
+
 /// The subject of an event of type `kind`: `{prefix}.{kind}`.
 pub fn subject(prefix: &str, kind: &str) -> String {
     format!("{prefix}.{kind}")
@@ -300,7 +315,18 @@ pub fn covers(filter: &str, wanted: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::covers;
+    use super::{covers, redact_credentials};
+
+    #[test]
+    fn credentials_in_the_url_never_reach_the_reason() {
+        let url = "nats://relay:s3cret@127.0.0.1:4222";
+        let reason = redact_credentials(url, &format!("cannot connect to {url}: refused"));
+        assert_eq!(
+            reason,
+            "cannot connect to nats://***:***@127.0.0.1:4222: refused"
+        );
+        assert_eq!(redact_credentials("not a url", "as is"), "as is");
+    }
 
     #[test]
     fn covers_follows_the_nats_wildcards() {
