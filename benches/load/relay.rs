@@ -14,7 +14,10 @@
 //!   included), and the stream's rate during the load window alone;
 //! - the lag of each event, from its `created_at` (set when its write set is built, just
 //!   before the commit) to the time the stream stored it: p50, p99, max;
-//! - the relay's backlog (`relay_lag_events`) when the load stopped.
+//! - the relay's backlog (`relay_lag_events`) when the load stopped;
+//! - its ceiling: the same load against a store whose broker is not there yet, then the
+//!   broker starts and the relay drains that backlog alone; events stored / time from the
+//!   stream's first store to its last.
 //!
 //! It checks what the tests check: each event once, in commit order.
 
@@ -53,26 +56,24 @@ pub fn run() {
         .build()
         .expect("build the tokio runtime");
     println!("paykeep relay: {connections} connections, {seconds} s of unique creates, then drain");
-    let failures = runtime.block_on(measure(connections, Duration::from_secs(seconds)));
+    let load = Duration::from_secs(seconds);
+    let failures = runtime.block_on(measure(connections, load))
+        + runtime.block_on(measure_drain(connections, load));
     if failures > 0 {
         eprintln!("FAILED: {failures} creates were not answered 201");
         std::process::exit(1);
     }
 }
 
-async fn measure(connections: u64, load: Duration) -> u64 {
-    let nats = NatsServer::start();
-    let dir = tempfile::Builder::new()
-        .prefix("paykeep-relay-")
-        .tempdir_in(bench_dir())
-        .expect("create the store's tempdir");
+/// paykeep in-process on a fresh store in `dir`, relaying to `url`; once `/readyz` is 200.
+async fn start_paykeep(dir: &std::path::Path, url: String) -> app::Running {
     let mut config = Config::embedded().expect("the embedded config is valid");
     config.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.store.data_dir = dir.path().join("db");
+    config.store.data_dir = dir.join("db");
     config.shards.count = 0;
     config.provider.latency_ms = 0;
     config.relay.kind = "nats".to_owned();
-    config.relay.url = nats.url();
+    config.relay.url = url;
     let paykeep = app::start_with(
         config,
         paykeep::store::OpenOptions::new(Durability::FlushAndSync),
@@ -81,25 +82,72 @@ async fn measure(connections: u64, load: Duration) -> u64 {
     .await
     .expect("paykeep starts");
     super::wait_ready(paykeep.addr).await;
-    let client = reqwest::Client::new();
-    let base = format!("http://{}", paykeep.addr);
-    wait_relay(&client, &base, |r| r["status"] == "ok", DRAIN_TIMEOUT).await;
+    paykeep
+}
 
+/// Unique creates from `connections` connections for `load`; (creates, failures).
+async fn saturate(addr: SocketAddr, connections: u64, load: Duration) -> (u64, u64) {
     let next = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let stop = started + load;
+    let stop = Instant::now() + load;
     let tasks: Vec<_> = (0..connections)
         .map(|_| {
             let (next, failures) = (Arc::clone(&next), Arc::clone(&failures));
-            tokio::spawn(create_loop(paykeep.addr, next, failures, stop))
+            tokio::spawn(create_loop(addr, next, failures, stop))
         })
         .collect();
     for task in tasks {
         task.await.expect("a create loop");
     }
+    (
+        next.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    )
+}
+
+/// The relay's own ceiling: a backlog made while the broker is not there yet (creates at
+/// saturation for `load`), then the broker starts and the relay drains it alone. Rate =
+/// events stored / time from the stream's first store to its last. Returns failures.
+async fn measure_drain(connections: u64, load: Duration) -> u64 {
+    let port = super::relay_support::free_port();
+    let dir = tempfile::Builder::new()
+        .prefix("paykeep-relay-drain-")
+        .tempdir_in(bench_dir())
+        .expect("create the store's tempdir");
+    let paykeep = start_paykeep(dir.path(), format!("nats://127.0.0.1:{port}")).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", paykeep.addr);
+    let (creates, failures) = saturate(paykeep.addr, connections, load).await;
+    let backlog = relay_check(&client, &base).await["lag_events"].clone();
+    let nats = NatsServer::start_on(port, true);
+    wait_relay(&client, &base, |r| r["lag_events"] == 0, DRAIN_TIMEOUT).await;
+    let streamed = read_stream(&nats.jetstream().await, STREAM).await;
+    assert_eq!(streamed.len() as u64, creates, "every event once");
+    let first = streamed.iter().map(|m| m.stored_at_ms).min().unwrap_or(0);
+    let last = streamed.iter().map(|m| m.stored_at_ms).max().unwrap_or(0);
+    let drain_s = ((last - first) as f64 / 1000.0).max(0.001);
+    println!(
+        "backlog drain: {backlog} events waiting with the broker away; stored in {drain_s:.2} s = {:.0} events/s",
+        streamed.len() as f64 / drain_s
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(10), paykeep.shutdown()).await;
+    failures
+}
+
+async fn measure(connections: u64, load: Duration) -> u64 {
+    let nats = NatsServer::start();
+    let dir = tempfile::Builder::new()
+        .prefix("paykeep-relay-")
+        .tempdir_in(bench_dir())
+        .expect("create the store's tempdir");
+    let paykeep = start_paykeep(dir.path(), nats.url()).await;
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", paykeep.addr);
+    wait_relay(&client, &base, |r| r["status"] == "ok", DRAIN_TIMEOUT).await;
+
+    let started = Instant::now();
+    let (creates, failures) = saturate(paykeep.addr, connections, load).await;
     let load_s = started.elapsed().as_secs_f64();
-    let creates = next.load(Ordering::Relaxed);
     let backlog = relay_check(&client, &base).await["lag_events"].clone();
     wait_relay(&client, &base, |r| r["lag_events"] == 0, DRAIN_TIMEOUT).await;
     let drained_s = started.elapsed().as_secs_f64();
@@ -153,7 +201,7 @@ async fn measure(connections: u64, load: Duration) -> u64 {
         pct(1.0)
     );
     let _ = tokio::time::timeout(Duration::from_secs(10), paykeep.shutdown()).await;
-    failures.load(Ordering::Relaxed)
+    failures
 }
 
 async fn create_loop(
