@@ -35,9 +35,15 @@
 //! cost nothing), `PAYKEEP_BENCH_SCENARIOS` (a comma-separated subset of the closed-loop
 //! scenarios, for profiling one of them; `echo` always runs, and `create_half_load` runs
 //! when `create_unique` does; or `soak` alone, which runs only [`soak`]: a million creates
-//! against the release binary, reporting how rate, p99, RSS and disk age).
+//! against the release binary, reporting how rate, p99, RSS and disk age; or `relay` alone,
+//! which runs only [`relay`]: a saturated create load relayed to a real NATS JetStream,
+//! reporting events/s into the stream and the commit-to-stream lag).
 
 mod common;
+#[path = "load/relay.rs"]
+mod relay;
+#[path = "../tests/relay_support/mod.rs"]
+mod relay_support;
 #[path = "load/soak.rs"]
 mod soak;
 
@@ -885,6 +891,10 @@ fn report_unexpected(runs: &[Vec<Measurement>]) -> bool {
 fn main() {
     if std::env::var("PAYKEEP_BENCH_SCENARIOS").is_ok_and(|s| s.trim() == "soak") {
         soak::run();
+        return;
+    }
+    if std::env::var("PAYKEEP_BENCH_SCENARIOS").is_ok_and(|s| s.trim() == "relay") {
+        relay::run();
         return;
     }
     let settings = Settings::from_env();

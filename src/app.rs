@@ -184,6 +184,15 @@ pub async fn start_with(
         notify: Arc::clone(&notify.core),
         provider: provider_health,
     }));
+    let relay = Arc::new(
+        crate::relay::Relay::start(
+            &config.relay,
+            Arc::clone(&store),
+            committer.clone(),
+            &metrics,
+        )
+        .map_err(StartError::Store)?,
+    );
     drop(committer);
     let create_history = Arc::new(http::admin_overview::CreateHistory::new(
         now_ms(),
@@ -207,6 +216,7 @@ pub async fn start_with(
         provider: provider_side,
         notify: Arc::clone(&notify),
         create_history,
+        relay: Arc::clone(&relay),
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -266,6 +276,8 @@ pub async fn start_with(
             daily.abort();
             let _ = daily.await;
         }
+        // The relay holds a committer handle too.
+        relay.stop().await;
         drop(state);
         // The shards hold the last committer handles: stopping them lets the committer
         // finish its queue and exit.

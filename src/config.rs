@@ -106,6 +106,8 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// `[alerts]`: thresholds and windows of the service's own system alerts.
     pub alerts: crate::alerts::config::AlertsConfig,
+    /// `[relay]`: the outbox relay to NATS JetStream ([`crate::relay`]).
+    pub relay: crate::relay::RelayConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -448,6 +450,7 @@ impl Config {
         self.validate_merchants()?;
         self.notifications.validate()?;
         self.alerts.validate()?;
+        self.relay.validate()?;
         self.refuse_demo_secrets_off_loopback()
     }
 

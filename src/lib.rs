@@ -31,6 +31,8 @@
 //!   on every retry. Refunds run through the same state machine and shards as payments.
 //! - [`recon`] — reconciliation of a UTC day against the provider's balance transactions or
 //!   an uploaded settlement report; reports, discrepancies, resolution, the daily run.
+//! - [`relay`] — the outbox relay to NATS JetStream (`[relay] kind = "nats"`): every event,
+//!   in commit order, once in the stream, off the payment path; its state in `/readyz`.
 //! - [`redact`] — the one redaction function: every configured secret, raw, percent-encoded
 //!   or base64, out of attempt errors, logged provider text and admin answers.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
@@ -62,5 +64,6 @@ pub mod problem;
 pub mod provider;
 pub mod recon;
 pub mod redact;
+pub mod relay;
 pub mod shard;
 pub mod store;

@@ -91,6 +91,8 @@ pub struct AppState {
     pub notify: Arc<crate::notify::Notifications>,
     /// Payment creates and failures per minute for the console's overview.
     pub create_history: Arc<admin_overview::CreateHistory>,
+    /// The outbox relay to NATS JetStream (its state in `/readyz`).
+    pub relay: Arc<crate::relay::Relay>,
 }
 
 pub type State = Arc<AppState>;

@@ -90,6 +90,9 @@ pub async fn readiness(state: &State) -> (bool, serde_json::Value) {
     let shards_ok = answering == answers.len();
     let ready = store_ok && shards_ok;
     let status_of = |ok: bool| if ok { "ok" } else { "failing" };
+    // The relay is never a reason for not ready: a broker that is away only grows the
+    // backlog (issue 18), so it shows as "degraded" with its reason.
+    let relay = state.relay.snapshot();
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {
@@ -101,6 +104,7 @@ pub async fn readiness(state: &State) -> (bool, serde_json::Value) {
                 "total": answers.len(),
                 "jobs": answers.iter().map(|a| a.unwrap_or(0)).sum::<usize>(),
             },
+            "relay": relay,
         },
     });
     (ready, body)
