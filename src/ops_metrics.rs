@@ -11,12 +11,12 @@ use prometheus::{IntGauge, IntGaugeVec, Opts};
 
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::payment::PaymentStatus;
+use crate::domain::reconciliation::DiscrepancyKind;
 use crate::domain::refund::RefundState;
 use crate::domain::time::now_ms;
 use crate::metrics::Metrics;
 use crate::notify::metrics::NotifyMetrics;
 use crate::provider::metrics::ProviderMetrics;
-use crate::domain::reconciliation::DiscrepancyKind;
 use crate::store::Store;
 
 /// The `route` label of every handler (the names passed to `http::respond`/`observe`),

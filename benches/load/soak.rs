@@ -155,7 +155,47 @@ async fn drive(
     for task in tasks {
         let _ = task.await;
     }
+    // The applier puts a group in sled within its 20 ms delay; then count its writes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    print_sled_writes(addr, total);
     (rows, shared.failures.load(Ordering::Relaxed))
+}
+
+/// Prints `store_sled_writes_total` per create, in all and for the busiest trees, from the
+/// server's `/metrics` (issue 12's target: at most 3 per create).
+fn print_sled_writes(addr: SocketAddr, creates: u64) {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    let fetched = std::net::TcpStream::connect(addr).and_then(|mut stream| {
+        stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n")?;
+        stream.read_to_string(&mut text)
+    });
+    if let Err(e) = fetched {
+        println!("sled writes per create: /metrics unreadable ({e})");
+        return;
+    }
+    let mut by_tree: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("store_sled_writes_total{tree=\""))
+        .filter_map(|rest| {
+            let (tree, value) = rest.split_once("\"} ")?;
+            Some((
+                tree.to_owned(),
+                value.trim().parse::<f64>().ok()? / creates as f64,
+            ))
+        })
+        .collect();
+    let total: f64 = by_tree.iter().map(|(_, w)| w).sum();
+    by_tree.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let busiest: Vec<String> = by_tree
+        .iter()
+        .take(5)
+        .map(|(tree, w)| format!("{tree} {w:.2}"))
+        .collect();
+    println!(
+        "sled writes per create: {total:.2} ({})",
+        busiest.join(", ")
+    );
 }
 
 /// One connection creating until the total is reached.

@@ -9,12 +9,13 @@
 //! (`applied_lsn`, which recovery checks the log reaches), the pass's keys leave the
 //! memtables, and a sealed log segment it completed goes to the checkpoint thread.
 //!
-//! The queue is bounded ([`APPLY_QUEUE_MAX`] groups): when sled falls that far behind, the
-//! committer waits, so the memtables cannot grow without bound.
+//! The queue is bounded ([`APPLY_QUEUE_MAX`] groups, and [`APPLY_QUEUE_BYTES_MAX`] bytes of
+//! logged records: [`Backlog`]): when sled falls that far behind, the committer waits, so
+//! the memtables, which hold exactly the queued groups' writes, stay under that bound.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,42 @@ use crate::store::{meta, GroupRecord, StoreError, Trees};
 /// Group commits that may wait for the applier before the committer waits in turn, and
 /// the most one pass applies.
 pub const APPLY_QUEUE_MAX: usize = 1024;
+
+/// Bytes of logged records queued for the applier (and so staged in the memtables) before
+/// the committer waits for it.
+pub const APPLY_QUEUE_BYTES_MAX: usize = 64 << 20;
+
+/// The bytes of logged groups the applier has not yet put in sled.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    bytes: Mutex<usize>,
+    drained: Condvar,
+}
+
+impl Backlog {
+    /// Waits until `bytes` more fit under [`APPLY_QUEUE_BYTES_MAX`] (a group always fits into
+    /// an empty backlog, however large), then counts them. Called by the committer thread.
+    pub fn admit(&self, bytes: usize) {
+        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *queued > 0 && *queued + bytes > APPLY_QUEUE_BYTES_MAX {
+            queued = self.drained.wait(queued).unwrap_or_else(|e| e.into_inner());
+        }
+        *queued += bytes;
+    }
+
+    /// Counts `bytes` as applied and wakes a waiting committer.
+    pub fn release(&self, bytes: usize) {
+        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        *queued = queued.saturating_sub(bytes);
+        self.drained.notify_all();
+    }
+
+    /// Bytes queued now.
+    #[cfg(test)]
+    pub fn queued(&self) -> usize {
+        *self.bytes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
 
 /// How long a group waits in the memtables before a pass applies it. Long enough that a
 /// payment's two write sets (intent before the provider call, outcome after it), a few
@@ -46,6 +83,8 @@ pub(crate) struct Logged {
     pub record: Arc<GroupRecord>,
     /// A log segment the group's append sealed: it may be retired once this group is in sled.
     pub sealed: Option<Sealed>,
+    /// Its log record's length, counted in the [`Backlog`] until it is in sled.
+    pub bytes: usize,
 }
 
 /// Starts the applier thread. It stops, after applying what was queued, when the sender
@@ -57,6 +96,7 @@ pub(crate) fn spawn(
     checkpoints: Sender<Retire>,
     failed: Arc<AtomicBool>,
     sled_writes: prometheus::IntCounterVec,
+    backlog: Arc<Backlog>,
 ) -> (Sender<Logged>, JoinHandle<()>) {
     let (tx, rx) = crossbeam_channel::bounded(APPLY_QUEUE_MAX);
     let thread = std::thread::Builder::new()
@@ -68,7 +108,7 @@ pub(crate) fn spawn(
                 meta: &meta,
                 sled_writes: &sled_writes,
             };
-            run(&sink, &rx, &checkpoints, &failed)
+            run(&sink, &rx, &checkpoints, &failed, &backlog)
         })
         .expect("spawn applier thread");
     (tx, thread)
@@ -95,7 +135,13 @@ struct Sink<'a> {
     sled_writes: &'a prometheus::IntCounterVec,
 }
 
-fn run(sink: &Sink<'_>, rx: &Receiver<Logged>, checkpoints: &Sender<Retire>, failed: &AtomicBool) {
+fn run(
+    sink: &Sink<'_>,
+    rx: &Receiver<Logged>,
+    checkpoints: &Sender<Retire>,
+    failed: &AtomicBool,
+    backlog: &Backlog,
+) {
     let mut broken = false;
     while let Ok(first) = rx.recv() {
         let deadline = first.logged_at + APPLY_DELAY;
@@ -106,10 +152,16 @@ fn run(sink: &Sink<'_>, rx: &Receiver<Logged>, checkpoints: &Sender<Retire>, fai
                 Err(_) => break,
             }
         }
+        let bytes: usize = pass.iter().map(|l| l.bytes).sum();
         if broken {
+            // A failed store refuses writes; nothing more reaches sled, and the committer
+            // must not wait for it.
+            backlog.release(bytes);
             continue;
         }
-        if let Err(error) = apply_pass(sink, &pass) {
+        let applied = apply_pass(sink, &pass);
+        backlog.release(bytes);
+        if let Err(error) = applied {
             tracing::error!(operation = "apply", %error, "applying to sled failed; store refuses writes");
             failed.store(true, Ordering::Release);
             broken = true;
@@ -164,4 +216,33 @@ fn apply_pass(sink: &Sink<'_>, pass: &[Logged]) -> Result<(), StoreError> {
             .unstage(through_epoch, writes.keys().copied());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committer waits while the backlog is full, and goes on once the applier has
+    /// released enough; a group larger than the bound still enters an empty backlog.
+    #[test]
+    fn the_backlog_holds_the_committer_back_by_bytes() {
+        let backlog = Arc::new(Backlog::default());
+        backlog.admit(APPLY_QUEUE_BYTES_MAX - 10);
+        let waiting = {
+            let backlog = Arc::clone(&backlog);
+            std::thread::spawn(move || backlog.admit(100))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiting.is_finished(), "100 more bytes do not fit");
+        backlog.release(APPLY_QUEUE_BYTES_MAX - 10);
+        waiting.join().unwrap();
+        assert_eq!(backlog.queued(), 100);
+        backlog.release(100);
+        backlog.admit(APPLY_QUEUE_BYTES_MAX * 2);
+        assert_eq!(
+            backlog.queued(),
+            APPLY_QUEUE_BYTES_MAX * 2,
+            "an empty backlog admits any group"
+        );
+    }
 }

@@ -233,12 +233,14 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
     wal::remove_leftovers(dir)?;
     let (checkpoints, checkpoint_thread) = checkpointer.spawn();
     let sled_writes = sled_writes_metric()?;
+    let backlog = Arc::new(applier::Backlog::default());
     let (applier, applier_thread) = applier::spawn(
         Arc::clone(&trees),
         meta_tree,
         checkpoints.clone(),
         Arc::clone(&failed),
         sled_writes.clone(),
+        Arc::clone(&backlog),
     );
     let (next_seq, committed_at_ms) = journal::next_seq(&trees)?;
     let journal_clock = JournalClock {
@@ -265,6 +267,7 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
         replay_cache: replay_cache::ReplayCache::default(),
         loss,
         sled_writes,
+        backlog,
     })
 }
 
@@ -362,15 +365,12 @@ fn new_store_id() -> StoreId {
 /// sled's segment size. sled 0.34 writes any page larger than a quarter of a segment
 /// (less a header) to a file of its own under `blobs/` (`pagecache/logger.rs`), and a leaf
 /// holds up to 17 values before it splits: at the default 512 KiB, a leaf of payments with
-/// every field at its maximum (about 15 KiB each, 50 KiB in four-byte characters) became a
-/// file per rewrite. 4 MiB keeps every leaf of maximum-size records (17 × 50 KiB) inline.
-/// A sled parameter fixed when the store is created.
-pub const SLED_SEGMENT_BYTES: usize = 4 << 20;
-
-/// zstd level of sled's pages (its `compression` feature): the fastest level. Records
-/// repeat their field names, and a finished entry repeats its payment as JSON, so even
-/// the fastest level about halves what reaches the disk (BENCHMARKS.md).
-pub const SLED_ZSTD_LEVEL: i32 = 1;
+/// every field at its maximum (about 15 KiB each) became a file per rewrite. Such values
+/// are stored compressed ([`super::codec`], about 8 KiB), and 1 MiB keeps a leaf of 17 of
+/// them inline with room to spare; larger segments cost the create tail (sled flushes a
+/// segment's buffer at a time: BENCHMARKS.md). A sled parameter fixed when the store is
+/// created.
+pub const SLED_SEGMENT_BYTES: usize = 1 << 20;
 
 const SLED_LOCK_ATTEMPTS: u32 = 20;
 const SLED_LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
@@ -385,8 +385,6 @@ fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreErr
         .path(dir)
         .cache_capacity(cache_capacity_bytes)
         .segment_size(SLED_SEGMENT_BYTES)
-        .use_compression(true)
-        .compression_factor(SLED_ZSTD_LEVEL)
         // sled's own flusher writes its log back every 50 ms (sync_file_range), so a
         // checkpoint's fdatasync finds little dirty data and does not hold up the disk
         // the write-ahead log syncs to. Durability never depends on it.

@@ -50,6 +50,8 @@ pub struct Store {
     pub(crate) loss: Option<LossReport>,
     /// `store_sled_writes_total{tree}`: sled inserts and removes the applier made.
     pub(crate) sled_writes: prometheus::IntCounterVec,
+    /// Bytes of logged groups not yet in sled ([`applier::Backlog`]).
+    pub(crate) backlog: Arc<applier::Backlog>,
 }
 
 impl Store {
@@ -106,10 +108,11 @@ impl Store {
         let epoch = self.last_epoch.load(Ordering::Acquire) + 1;
         self.last_epoch.store(epoch, Ordering::Release);
         let record = batches.into_record();
-        let appended = wal.append(
-            &codec::encode(&record)?,
-            self.durability == Durability::FlushAndSync,
-        )?;
+        let encoded = codec::encode(&record)?;
+        // Waits while the applier holds APPLY_QUEUE_BYTES_MAX of groups (back-pressure): the
+        // memtables hold exactly those groups' writes.
+        self.backlog.admit(encoded.len());
+        let appended = wal.append(&encoded, self.durability == Durability::FlushAndSync)?;
         drop(wal);
         // Durable from here on: readers may see it (from the memtables until the applier has
         // put it in sled), and recovery would apply the record if sled lost any of it.
@@ -124,6 +127,7 @@ impl Store {
             logged_at: std::time::Instant::now(),
             record: Arc::new(record),
             sealed: appended.sealed,
+            bytes: encoded.len(),
         };
         // Waits while the applier is APPLY_QUEUE_MAX groups behind (back-pressure).
         if let Some(applier) = &self.applier {

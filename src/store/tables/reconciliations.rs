@@ -77,8 +77,10 @@ impl Store {
 mod tests {
     use std::collections::BTreeMap;
 
+    use crate::domain::reconciliation::{
+        Discrepancy, DiscrepancyKind, ReconciliationReport, ReportSource,
+    };
     use crate::domain::write_set::WriteOp;
-    use crate::domain::reconciliation::{Discrepancy, DiscrepancyKind, ReconciliationReport, ReportSource};
     use crate::store::tables::test_support::{commit, open};
 
     /// A report is one key; a discrepancy is one key that its resolve replaces.
