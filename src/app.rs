@@ -243,7 +243,7 @@ pub async fn start_with(
         %addr,
         provider = state.provider.connector.name(),
         data_dir = %config.store.data_dir.display(),
-        shards = config.shards.count,
+        shards = config.shard_count(),
         "paykeep started"
     );
     let limits = server_limits(&config.server);
