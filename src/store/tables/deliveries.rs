@@ -468,8 +468,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::event::{EventLevel, EventSource};
-    use crate::domain::write_set::{WriteOp, WriteSet};
+    use crate::domain::write_set::WriteOp;
+    use crate::store::tables::test_support::{self, commit};
     use crate::store::Durability;
 
     struct TwoTargets;
@@ -484,23 +484,12 @@ mod tests {
         fn created(&self, _count: usize) {}
     }
 
+    /// An event about `pay_1` created at 1 s, so its deliveries' times are fixed.
     fn event(id: &str, dedupe_key: &str) -> Event {
         Event {
-            id: id.into(),
-            kind: "payment.succeeded".into(),
-            level: EventLevel::Info,
-            source: EventSource::Payment,
-            title: "Order paid".into(),
-            entity_type: "payment".into(),
-            entity_id: "pay_1".into(),
-            dedupe_key: dedupe_key.into(),
-            payload: "{}".into(),
             created_at_ms: 1_000,
+            ..test_support::event(id, "pay_1", dedupe_key)
         }
-    }
-
-    fn commit(store: &Store, ops: Vec<WriteOp>) {
-        store.commit_group(&[&WriteSet { ops }]).expect("commit");
     }
 
     fn pending(store: &Store) -> i64 {
