@@ -92,6 +92,9 @@ pub fn run() {
     );
     terminate(&mut restarted);
     report_targets(&rows, after_checkpoint, restart);
+    if std::env::var_os("PAYKEEP_BENCH_SOAK_KEEP").is_some() {
+        println!("data directory kept: {}", dir.keep().display());
+    }
     if failures > 0 {
         eprintln!("FAILED: {failures} creates were not answered 201");
         std::process::exit(1);

@@ -23,7 +23,7 @@ pub use engine::open::{check, CheckReport, LossReport, OpenOptions};
 pub use engine::store::{Durability, Store};
 pub use engine::{applier, checkpoint, codec, committer, meta, recovery, tree, tree_batch, wal};
 pub use error::StoreError;
-pub use tables::{deliveries, journal, replay_cache, SCHEMA_VERSION, TREE_NAMES};
+pub use tables::{deliveries, journal, replay_cache, PreparedWriteSet, SCHEMA_VERSION, TREE_NAMES};
 
 pub(crate) use engine::store::sync_error;
 pub(crate) use tables::{Batches, GroupRecord, Trees};

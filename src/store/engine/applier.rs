@@ -68,7 +68,7 @@ impl Backlog {
 /// How long a group waits in the memtables before a pass applies it. Long enough that a
 /// payment's two write sets (intent before the provider call, outcome after it), a few
 /// milliseconds apart under load, usually fall into one pass and reach sled as one write.
-pub const APPLY_DELAY: Duration = Duration::from_millis(20);
+pub const APPLY_DELAY: Duration = Duration::from_millis(100);
 
 /// The applier thread's nice value (Linux: per thread, 0 is the default, 19 the lowest).
 const APPLIER_NICE: libc::c_int = 10;

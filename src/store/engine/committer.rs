@@ -19,6 +19,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::domain::write_set::WriteSet;
 use crate::log_throttle::STORE_FAILURES;
 use crate::metrics::Metrics;
+use crate::store::tables::PreparedWriteSet;
 use crate::store::{Store, StoreError};
 
 /// Write sets that may be queued for or in the committer's batch. Beyond it,
@@ -27,7 +28,7 @@ use crate::store::{Store, StoreError};
 pub const COMMIT_QUEUE_MAX: usize = 65_536;
 
 struct Pending {
-    write_set: WriteSet,
+    write_set: PreparedWriteSet,
     done: oneshot::Sender<Result<(), StoreError>>,
     /// Its place in the queue, given back when it is answered.
     _room: OwnedSemaphorePermit,
@@ -49,11 +50,14 @@ pub struct CommitPolicy {
 }
 
 impl CommitterHandle {
-    /// Commits `write_set` and resolves once it is durable.
+    /// Commits `write_set` and resolves once it is durable. Its records are encoded here,
+    /// on the caller's thread ([`PreparedWriteSet`]), so the committer thread only lays
+    /// out keys, logs and syncs.
     ///
     /// # Errors
     /// The batch's [`StoreError`], or [`StoreError::Closed`] after shutdown.
     pub async fn commit(&self, write_set: WriteSet) -> Result<(), StoreError> {
+        let write_set = PreparedWriteSet::new(write_set)?;
         // Bounded: wait for room instead of growing memory.
         let room = Arc::clone(&self.room)
             .acquire_owned()
@@ -92,7 +96,7 @@ fn run(store: &Store, rx: &Receiver<Pending>, policy: CommitPolicy, metrics: &Me
         batch.push(first);
         gather(rx, policy, &mut batch);
         let started = Instant::now();
-        let write_sets: Vec<&WriteSet> = batch.iter().map(|p| &p.write_set).collect();
+        let write_sets: Vec<&PreparedWriteSet> = batch.iter().map(|p| &p.write_set).collect();
         let result = store.commit_group(&write_sets).map(|_events| ());
         metrics
             .store_commit_duration_seconds

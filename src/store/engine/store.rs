@@ -6,11 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::domain::write_set::WriteSet;
 use crate::store::engine::open::{LossReport, OpenOptions};
 use crate::store::engine::{applier, checkpoint, codec, wal};
 use crate::store::tables::journal::JournalClock;
-use crate::store::tables::{deliveries, replay_cache, Trees};
+use crate::store::tables::{deliveries, replay_cache, PreparedWriteSet, Trees};
 use crate::store::StoreError;
 
 /// How a batch is made durable.
@@ -90,7 +89,10 @@ impl Store {
     /// # Errors
     /// [`StoreError`]; after any failure the store refuses further writes
     /// ([`StoreError::Failed`]), since what reached the disk is then unknown.
-    pub(crate) fn commit_group(&self, write_sets: &[&WriteSet]) -> Result<usize, StoreError> {
+    pub(crate) fn commit_group(
+        &self,
+        write_sets: &[&PreparedWriteSet],
+    ) -> Result<usize, StoreError> {
         if self.is_failed() {
             return Err(StoreError::Failed);
         }
@@ -101,14 +103,14 @@ impl Store {
         result
     }
 
-    fn commit_group_inner(&self, write_sets: &[&WriteSet]) -> Result<usize, StoreError> {
+    fn commit_group_inner(&self, write_sets: &[&PreparedWriteSet]) -> Result<usize, StoreError> {
         // Only the committer thread locks the log, so its next LSN is this group's.
         let mut wal = self.wal.lock().map_err(|_| StoreError::Failed)?;
         let (batches, events, deliveries) = self.batches_for(write_sets, wal.position().1 + 1)?;
         let epoch = self.last_epoch.load(Ordering::Acquire) + 1;
         self.last_epoch.store(epoch, Ordering::Release);
         let record = batches.into_record();
-        let encoded = codec::encode(&record)?;
+        let encoded = codec::encode_plain(&record)?;
         // Waits while the applier holds APPLY_QUEUE_BYTES_MAX of groups (back-pressure): the
         // memtables hold exactly those groups' writes.
         self.backlog.admit(encoded.len());
@@ -120,7 +122,7 @@ impl Store {
             self.trees.by_name(name)?.stage(epoch, &batch.ops);
         }
         self.deliveries_index.committed(deliveries);
-        self.cache_replays(write_sets);
+        self.cache_replays(write_sets.iter().map(|p| p.write_set()));
         let logged = applier::Logged {
             epoch,
             lsn: appended.lsn,

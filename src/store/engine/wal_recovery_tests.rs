@@ -10,6 +10,7 @@ use crate::domain::event::{Event, EventLevel, EventSource};
 use crate::domain::payment::Payment;
 use crate::domain::test_fixtures::paid_payment;
 use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::store::tables::PreparedWriteSet;
 use crate::store::{codec, wal, Durability, OpenOptions, Store};
 
 /// The payment of order `order-{tag}`, under the id that order's payment has.
@@ -50,13 +51,14 @@ fn a_group_logged_but_applied_in_part_is_completed_at_open() {
     let store = Store::open(dir.path(), Durability::FlushAndSync).unwrap();
     let ws = write_set("pay_1");
     let lsn = store.wal.lock().unwrap().position().1 + 1;
-    let (batches, _, _) = store.batches_for(&[&ws], lsn).unwrap();
+    let prepared = PreparedWriteSet::new(ws).unwrap();
+    let (batches, _, _) = store.batches_for(&[&prepared], lsn).unwrap();
     let record = batches.into_record();
     store
         .wal
         .lock()
         .unwrap()
-        .append(&codec::encode(&record).unwrap(), true)
+        .append(&codec::encode_plain(&record).unwrap(), true)
         .unwrap();
     // The process dies after the first tree of the group reached sled.
     let (name, first) = &record.trees[0];
@@ -100,7 +102,8 @@ fn checkpoints_retire_sealed_segments_and_lose_nothing() {
     let store = Store::open_with(dir.path(), options).unwrap();
     let ids: Vec<String> = (0..40).map(|i| format!("pay_{i}")).collect();
     for id in &ids {
-        store.commit_group(&[&write_set(id)]).unwrap();
+        let prepared = PreparedWriteSet::new(write_set(id)).unwrap();
+        store.commit_group(&[&prepared]).unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(10);
     while segments(dir.path()) > 1 {

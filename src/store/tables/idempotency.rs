@@ -45,14 +45,15 @@ pub fn parse_idempotency_key(bytes: &[u8]) -> Option<IdempotencyKey> {
     Some(IdempotencyKey { merchant_id, scope })
 }
 
-/// Writes of an entry: the entry, and its listing for the sweep in the group's journal
-/// record once it is finished (header keys only).
+/// Writes of an entry (`value`: its encoded form): the entry, and its listing for the sweep
+/// in the group's journal record once it is finished (header keys only).
 pub(crate) fn put(
     b: &mut Batches,
     journal: &mut JournalRecord,
     key: &IdempotencyKey,
     entry: &IdempotencyEntry,
-) -> Result<(), StoreError> {
+    value: Vec<u8>,
+) {
     let tree_key = idempotency_key(key);
     if key.expires() && entry.response.is_some() {
         journal.expiring.push(Expiring {
@@ -60,8 +61,7 @@ pub(crate) fn put(
             key: tree_key.clone(),
         });
     }
-    b.idempotency.insert(tree_key, codec::encode(entry)?);
-    Ok(())
+    b.idempotency.insert(tree_key, value);
 }
 
 impl Store {
@@ -103,8 +103,8 @@ impl Store {
     }
 
     /// Refreshes the replay cache from a group that is now durable.
-    pub(crate) fn cache_replays(&self, write_sets: &[&WriteSet]) {
-        for op in write_sets.iter().flat_map(|ws| ws.ops.iter()) {
+    pub(crate) fn cache_replays<'a>(&self, write_sets: impl Iterator<Item = &'a WriteSet>) {
+        for op in write_sets.flat_map(|ws| ws.ops.iter()) {
             match op {
                 WriteOp::Idempotency { key, entry } => self.remember_replay(key, entry),
                 WriteOp::RemoveIdempotency { key, .. } => {

@@ -9,21 +9,17 @@ use crate::store::tables::journal::JournalRecord;
 use crate::store::tables::{refunds, Batches};
 use crate::store::{Store, StoreError};
 
-/// Writes of a payment: the record, its `processing` entry while it is processing, and its
-/// settlement (in the group's journal record) once it succeeded.
-pub(crate) fn put(
-    b: &mut Batches,
-    journal: &mut JournalRecord,
-    p: &Payment,
-) -> Result<(), StoreError> {
-    b.payments.insert(p.id.as_bytes(), codec::encode(p)?);
+/// Writes of a payment (`value`: its encoded record): the record, its `processing` entry
+/// while it is processing, and its settlement (in the group's journal record) once it
+/// succeeded.
+pub(crate) fn put(b: &mut Batches, journal: &mut JournalRecord, p: &Payment, value: Vec<u8>) {
+    b.payments.insert(p.id.as_bytes(), value);
     if p.status == PaymentStatus::Processing {
         b.processing.insert(p.id.as_bytes(), []);
     } else {
         b.processing.remove(p.id.as_bytes());
     }
     refunds::index_payment(journal, p);
-    Ok(())
 }
 
 impl Store {

@@ -56,12 +56,8 @@ pub(crate) fn index_payment(journal: &mut JournalRecord, p: &Payment) {
 }
 
 /// Writes of a refund: the record, its payment index, its provider id and its day.
-pub(crate) fn put_refund(
-    b: &mut Batches,
-    journal: &mut JournalRecord,
-    r: &Refund,
-) -> Result<(), StoreError> {
-    b.refunds.insert(r.id.as_bytes(), codec::encode(r)?);
+pub(crate) fn put_refund(b: &mut Batches, journal: &mut JournalRecord, r: &Refund, value: Vec<u8>) {
+    b.refunds.insert(r.id.as_bytes(), value);
     b.refunds_by_payment
         .insert(by_payment_key(&r.payment_id, &r.id), []);
     if r.status == RefundState::Pending {
@@ -80,7 +76,6 @@ pub(crate) fn put_refund(
             id: r.id.clone(),
         });
     }
-    Ok(())
 }
 
 impl Store {

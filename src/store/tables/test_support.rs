@@ -7,6 +7,7 @@ use crate::domain::payment::{Payment, PaymentStatus};
 use crate::domain::test_fixtures::paid_payment;
 use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::store::tables::PreparedWriteSet;
 use crate::store::{Durability, Store};
 
 /// A new store in a temporary directory (dropped with it).
@@ -18,7 +19,9 @@ pub(crate) fn open() -> (tempfile::TempDir, Store) {
 
 /// Commits `ops` as one write set in a group of its own.
 pub(crate) fn commit(store: &Store, ops: Vec<WriteOp>) {
-    store.commit_group(&[&WriteSet { ops }]).expect("commit");
+    store
+        .commit_group(&[&PreparedWriteSet::new(WriteSet { ops }).expect("encode")])
+        .expect("commit");
 }
 
 /// The payment of `m_demo`'s order `order_no` with `status`, under its derived id.
