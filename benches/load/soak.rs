@@ -9,7 +9,8 @@
 //! bytes per payment after that checkpoint, restarts it and prints the time from spawn to
 //! the first `GET /readyz` answering 200. Targets (issue 12): the last full window at
 //! least 85 % of the first, restart to ready at most 5 s, RSS at most 512 MiB, at most
-//! 1.2 KiB per payment after the checkpoint.
+//! 1.2 KiB per payment after the checkpoint. With `PAYKEEP_BENCH_SOAK_KEEP` set, the data
+//! directory is kept (its path printed) to look at afterwards.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
