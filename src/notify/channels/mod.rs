@@ -14,6 +14,7 @@
 pub mod discord;
 pub mod email;
 pub mod feishu;
+pub mod merchant;
 pub mod slack;
 pub mod telegram;
 pub mod webhook;
@@ -78,6 +79,9 @@ pub struct Request<'a> {
     pub message: &'a Message,
     pub event: &'a Event,
     pub delivery: &'a Delivery,
+    /// The merchant webhook endpoint of a `merchant` delivery, as stored now (`None`:
+    /// another channel, or the endpoint was deleted).
+    pub endpoint: Option<&'a crate::domain::webhook_endpoint::WebhookEndpoint>,
     /// The wall clock in Unix seconds (signatures carry it).
     pub now_s: i64,
 }

@@ -160,6 +160,7 @@ mod tests {
                 message: &message,
                 event: &event,
                 delivery: &delivery,
+                endpoint: None,
                 now_s: 0,
             },
         );

@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod events;
 pub mod idempotency;
 pub mod journal;
+pub mod merchant_events;
 pub mod payments;
 pub mod reconciliations;
 pub mod refunds;
@@ -14,6 +15,7 @@ pub mod replay_cache;
 pub mod settings;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod webhook_endpoints;
 pub mod webhook_events;
 
 use serde::{Deserialize, Serialize};
@@ -27,8 +29,10 @@ use crate::store::{Store, StoreError};
 /// Schema version kept in `meta` ([`crate::store::meta`]); a store of another version is
 /// refused at open. 2: the log carries LSNs and the store's identity, which sled's `meta`
 /// carries too. 3: payment ids follow from the payment key (no order index), and one
-/// journal record per group holds its events, finished entries and settlements.
-pub const SCHEMA_VERSION: u8 = 3;
+/// journal record per group holds its events, finished entries and settlements. 4: merchant
+/// webhook endpoints and the merchant event index (`merchant_events`, `merchant_event_ids`),
+/// which a store of version 3 lacks for the events it holds.
+pub const SCHEMA_VERSION: u8 = 4;
 
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
 /// with one [`tree_batch::TreeBatch`] per tree. Adding a tree is adding its name here; the
@@ -101,6 +105,9 @@ trees!(
     deliveries_by_status,
     fanout,
     settings,
+    webhook_endpoints,
+    merchant_events,
+    merchant_event_ids,
 );
 
 /// One group commit as logged in the write-ahead log: per tree, by name, its writes.
@@ -155,7 +162,11 @@ impl Store {
                     WriteOp::Event(e) => {
                         let transition = transitions.contains(&e.entity_id.as_str());
                         if let Some(seq) = events.put(self, &mut b, &mut journal, e, transition)? {
-                            self.fan_out_event(&mut view, e, seq)?;
+                            let merchant_id = e.merchant_id();
+                            if let Some(merchant_id) = &merchant_id {
+                                merchant_events::put(&mut b, e, merchant_id, seq);
+                            }
+                            self.fan_out_event(&mut view, e, merchant_id.as_deref(), seq)?;
                         }
                     }
                     WriteOp::RemoveEvent {
@@ -176,6 +187,10 @@ impl Store {
                         self.forget_plans(&mut b, &mut view, *through_seq)?
                     }
                     WriteOp::Setting { key, value } => settings::put(&mut b, key, value),
+                    WriteOp::WebhookEndpoint(e) => webhook_endpoints::put(&mut b, e)?,
+                    WriteOp::RemoveWebhookEndpoint { merchant_id, id } => {
+                        webhook_endpoints::remove(&mut b, merchant_id, id)
+                    }
                 }
             }
         }
