@@ -164,6 +164,18 @@ async fn an_endpoint_hears_processing_then_succeeded_signed_with_its_secret() {
         assert_eq!(event["data"]["object"]["id"], payment_id.as_str());
         assert_eq!(event["data"]["object"]["object"], "payment");
         assert_eq!(event["data"]["object"]["status"], status);
+        for key in [
+            "metadata",
+            "description",
+            "customer_email",
+            "amount",
+            "currency",
+        ] {
+            assert!(
+                event["data"]["object"].get(key).is_some(),
+                "{key} in {event}"
+            );
+        }
         // The body is the event as the events API answers it.
         let id = event["id"].as_str().expect("event id");
         let fetched = svc.get(&format!("/v1/events/{id}")).await;

@@ -102,7 +102,7 @@ impl Event {
             "failure_code": payment.failure_code,
             "failure_message": payment.failure_message,
             "provider_payment_id": payment.provider_payment_id,
-            "object": payment.view(&[]),
+            "object": payment_object(payment),
         });
         Event {
             id: ids.next_id(prefix::EVENT),
@@ -134,7 +134,7 @@ impl Event {
             "amount_display": format_major(payment.amount, &payment.currency),
             "status": payment.status,
             "attempt_count": payment.attempt_count,
-            "object": payment.view(&[]),
+            "object": payment_object(payment),
         });
         Event {
             id: ids.next_id(prefix::EVENT),
@@ -167,18 +167,53 @@ impl Event {
 
     /// The event as a merchant sees it (`GET /v1/events/{id}`, and the body of a delivery
     /// to its endpoints): `{id, object: "event", type, created_at, data: {object}}`, where
-    /// `data.object` is the payment or refund as the merchant API answered it then.
-    pub fn merchant_view(&self) -> serde_json::Value {
+    /// `data.object` is the payment or refund as the merchant API answered it then. A
+    /// payment's merchant text (`description`, `customer_email`, `metadata`, up to tens of
+    /// KiB) is not copied into every event ([`payment_object`]): it is taken from
+    /// `payment`, the payment as stored now, when that is the event's.
+    pub fn merchant_view(&self, payment: Option<&Payment>) -> serde_json::Value {
         let payload: serde_json::Value =
             serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null);
+        let mut object = payload
+            .get("object")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        if let (Some(fields), Some(payment)) = (object.as_object_mut(), payment) {
+            let is_this_payment = fields.get("object").and_then(|v| v.as_str()) == Some("payment")
+                && fields.get("id").and_then(|v| v.as_str()) == Some(payment.id.as_str());
+            if is_this_payment {
+                let full = serde_json::to_value(payment.view(&[])).unwrap_or_default();
+                for key in PAYMENT_TEXT_FIELDS {
+                    if !fields.contains_key(*key) {
+                        fields.insert((*key).to_owned(), full[*key].clone());
+                    }
+                }
+            }
+        }
         serde_json::json!({
             "id": self.id,
             "object": "event",
             "type": self.kind,
             "created_at": crate::domain::time::format_rfc3339_ms(self.created_at_ms),
-            "data": {"object": payload.get("object").cloned().unwrap_or(serde_json::Value::Null)},
+            "data": {"object": object},
         })
     }
+}
+
+/// The payment fields that hold the merchant's own text, up to tens of KiB together: kept
+/// in the payment record only, not in each of its events' `object`.
+pub const PAYMENT_TEXT_FIELDS: &[&str] = &["description", "customer_email", "metadata"];
+
+/// The payment as the merchant API answers it (no refunds: an event about a payment's
+/// outcome comes before any), without [`PAYMENT_TEXT_FIELDS`]: the snapshot an event keeps.
+pub fn payment_object(payment: &Payment) -> serde_json::Value {
+    let mut object = serde_json::to_value(payment.view(&[])).unwrap_or_default();
+    if let Some(fields) = object.as_object_mut() {
+        for key in PAYMENT_TEXT_FIELDS {
+            fields.remove(*key);
+        }
+    }
+    object
 }
 
 /// The operator alert of an endpoint paykeep disabled (DESIGN §3): warning, one per

@@ -85,10 +85,18 @@ fn get(state: &State, merchant_id: &str, id: &str) -> Result<Response, Problem> 
         .event_at(seq)
         .map_err(internal)?
         .ok_or_else(not_found)?;
-    Ok(json_response(
-        StatusCode::OK,
-        event.merchant_view().to_string(),
-    ))
+    let view = view(state, &event)?;
+    Ok(json_response(StatusCode::OK, view.to_string()))
+}
+
+/// The event as the merchant sees it, its payment's merchant text read from the payment.
+fn view(state: &State, event: &Event) -> Result<Value, Problem> {
+    let payment = if event.entity_type == "payment" {
+        state.store.payment(&event.entity_id).map_err(internal)?
+    } else {
+        None
+    };
+    Ok(event.merchant_view(payment.as_ref()))
 }
 
 /// The list's query, validated.
@@ -240,7 +248,7 @@ fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, Probl
                     has_more = true;
                     break 'scan;
                 }
-                found.push(event.merchant_view());
+                found.push(view(state, &event)?);
             }
             if scanned >= EVENTS_SCANNED_MAX {
                 has_more = true;

@@ -219,11 +219,20 @@ async fn send(
     endpoint: Option<&WebhookEndpoint>,
 ) -> Sent {
     let message = Message::of(event);
+    // A merchant's payment event completes its object with the payment's merchant text;
+    // unreadable now, the body goes without it rather than not at all.
+    let payment = match endpoint {
+        Some(_) if event.entity_type == "payment" => {
+            core.store.payment(&event.entity_id).ok().flatten()
+        }
+        _ => None,
+    };
     let request = Request {
         message: &message,
         event,
         delivery,
         endpoint,
+        payment: payment.as_ref(),
         now_s: now_ms() / 1000,
     };
     let mut secrets = channels::secrets(config);

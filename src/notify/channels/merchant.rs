@@ -78,7 +78,11 @@ pub fn build(request: &Request<'_>) -> Result<Outgoing, Verdict> {
             error: "the webhook endpoint is disabled".to_owned(),
         });
     }
-    let body = request.event.merchant_view().to_string().into_bytes();
+    let body = request
+        .event
+        .merchant_view(request.payment)
+        .to_string()
+        .into_bytes();
     let id = request.event.id.clone();
     let mut signatures = Vec::new();
     for secret in endpoint.signing_secrets(request.now_s.saturating_mul(1000)) {
@@ -139,6 +143,7 @@ mod tests {
             event: &event,
             delivery: &delivery,
             endpoint,
+            payment: None,
             now_s,
         })
     }

@@ -82,6 +82,9 @@ pub struct Request<'a> {
     /// The merchant webhook endpoint of a `merchant` delivery, as stored now (`None`:
     /// another channel, or the endpoint was deleted).
     pub endpoint: Option<&'a crate::domain::webhook_endpoint::WebhookEndpoint>,
+    /// The payment a `merchant` delivery's event is about, as stored now (its merchant
+    /// text completes the event's `data.object`, `Event::merchant_view`).
+    pub payment: Option<&'a crate::domain::payment::Payment>,
     /// The wall clock in Unix seconds (signatures carry it).
     pub now_s: i64,
 }

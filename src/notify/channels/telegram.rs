@@ -161,6 +161,7 @@ mod tests {
                 event: &event,
                 delivery: &delivery,
                 endpoint: None,
+                payment: None,
                 now_s: 0,
             },
         );
