@@ -447,8 +447,20 @@ async fn alert_about(svc: &common::Service, id: &str) -> bool {
 #[tokio::test]
 async fn a_gone_endpoint_is_disabled_and_the_operator_alerted() {
     let svc = common::start(|_| {}).await;
-    let gone = sink(410).await;
-    let (id, _) = endpoint(
+    // 410 once (the merchant took its receiver down), then 200 (it is back).
+    let gone = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(410))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&gone)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&gone)
+        .await;
+    let (id, secret) = endpoint(
         &svc.client,
         &svc.base,
         MERCHANT_KEY,
@@ -493,6 +505,119 @@ async fn a_gone_endpoint_is_disabled_and_the_operator_alerted() {
     assert_eq!(enabled.status, 200, "{}", enabled.text);
     assert_eq!(enabled.json()["status"], "enabled");
     assert_eq!(enabled.json()["disabled_reason"], Value::Null);
+    // The dead letter goes again through the admin API's redrive, with its first event id.
+    let dlv = dead[0]["id"].as_str().expect("delivery id");
+    let redriven = admin(
+        &svc.client,
+        &svc.base,
+        "POST",
+        &format!("/admin/deliveries/{dlv}/redrive"),
+        None,
+    )
+    .await;
+    assert_eq!(redriven.status, 200, "{}", redriven.text);
+    let requests = received(&gone, 2, Duration::from_secs(10)).await;
+    assert_eq!(
+        header(&requests[1], "webhook-id"),
+        header(&requests[0], "webhook-id"),
+        "the same webhook-id on every attempt"
+    );
+    assert!(verifies(&requests[1], &secret));
+    notify_support::wait_deliveries(
+        &svc.client,
+        &svc.base,
+        "channel=merchant&status=delivered",
+        Duration::from_secs(10),
+        |ds| ds.iter().any(|d| d["id"] == dlv),
+    )
+    .await;
+    svc.shutdown().await;
+}
+
+#[tokio::test]
+async fn refunds_reach_the_endpoint_and_private_urls_are_refused_when_used_too() {
+    let svc = common::start(|_| {}).await;
+    let hook = sink(200).await;
+    let (_, secret) = endpoint(
+        &svc.client,
+        &svc.base,
+        MERCHANT_KEY,
+        &hook.uri(),
+        json!(["refund.succeeded"]),
+    )
+    .await;
+    let paid = svc.create(None, common::order("o-refund")).await;
+    assert_eq!(paid.status, 201, "{}", paid.text);
+    let payment_id = paid.json()["id"].as_str().expect("id").to_owned();
+    let refund = call(
+        &svc.client,
+        &svc.base,
+        MERCHANT_KEY,
+        "POST",
+        &format!("/v1/payments/{payment_id}/refunds"),
+        Some(json!({"amount": 500, "reason": "damaged", "operator_id": "alice"})),
+    )
+    .await;
+    assert_eq!(refund.status, 201, "{}", refund.text);
+    let requests = received(&hook, 1, Duration::from_secs(10)).await;
+    assert!(verifies(&requests[0], &secret));
+    let event = body(&requests[0]);
+    assert_eq!(event["type"], "refund.succeeded");
+    assert_eq!(
+        event["data"]["object"],
+        refund.json(),
+        "the refund as the API answered it"
+    );
+
+    // The operator turns private targets off: the loopback endpoint, accepted before, is
+    // refused at send time (a dead letter), and can no longer be set.
+    let off = admin(
+        &svc.client,
+        &svc.base,
+        "PUT",
+        "/admin/settings/notifications",
+        Some(&json!({"allow_private_targets": false})),
+    )
+    .await;
+    assert_eq!(off.status, 200, "{}", off.text);
+    let other = svc.create(None, common::order("o-refund-2")).await;
+    let other_id = other.json()["id"].as_str().expect("id").to_owned();
+    let second = call(
+        &svc.client,
+        &svc.base,
+        MERCHANT_KEY,
+        "POST",
+        &format!("/v1/payments/{other_id}/refunds"),
+        Some(json!({"amount": 500, "operator_id": "alice"})),
+    )
+    .await;
+    assert_eq!(second.status, 201, "{}", second.text);
+    let dead = notify_support::wait_deliveries(
+        &svc.client,
+        &svc.base,
+        "channel=merchant&status=dead",
+        Duration::from_secs(10),
+        |ds| !ds.is_empty(),
+    )
+    .await;
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("refused")),
+        "{}",
+        dead[0]
+    );
+    assert_eq!(hook.received_requests().await.unwrap_or_default().len(), 1);
+    call(
+        &svc.client,
+        &svc.base,
+        MERCHANT_KEY,
+        "POST",
+        "/v1/webhook_endpoints",
+        Some(json!({"url": hook.uri(), "enabled_events": ["*"]})),
+    )
+    .await
+    .problem(422, "invalid_webhook_endpoint");
     svc.shutdown().await;
 }
 

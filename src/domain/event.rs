@@ -161,8 +161,15 @@ impl Event {
         if !crate::domain::webhook_endpoint::is_merchant_event(&self.kind) {
             return None;
         }
-        let payload: serde_json::Value = serde_json::from_str(&self.payload).ok()?;
-        payload["merchant_id"].as_str().map(str::to_owned)
+        // Runs in the committer for every merchant event: read the one member, skip the
+        // rest without building a tree.
+        #[derive(Deserialize)]
+        struct Owner<'a> {
+            #[serde(borrow)]
+            merchant_id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let owner: Owner<'_> = serde_json::from_str(&self.payload).ok()?;
+        owner.merchant_id.map(std::borrow::Cow::into_owned)
     }
 
     /// The event as a merchant sees it (`GET /v1/events/{id}`, and the body of a delivery

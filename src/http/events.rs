@@ -132,20 +132,22 @@ fn parse_query(state: &State, merchant_id: &str, query: &str) -> Result<Query, P
             .filter(|n| (1..=LIMIT_MAX).contains(n))
             .ok_or_else(|| invalid("limit", format!("limit must be 1..={LIMIT_MAX}")))?,
     };
-    let cursor = |name: &str| -> Result<Option<u64>, Problem> {
+    // A cursor must be one of this merchant's events: an unknown id, or another
+    // merchant's, is 400 naming the parameter.
+    let cursor = |name: &str| -> Result<Option<String>, Problem> {
         let Some(id) = params.get(name) else {
             return Ok(None);
         };
-        let seq = if is_valid_id(id, prefix::EVENT) {
-            state
+        let known = is_valid_id(id, prefix::EVENT)
+            && state
                 .store
                 .merchant_event_seq(merchant_id, id)
                 .map_err(internal)?
-        } else {
-            None
-        };
-        seq.map(Some)
-            .ok_or_else(|| invalid(name, format!("{name}: no such event `{id}`")))
+                .is_some();
+        if !known {
+            return Err(invalid(name, format!("{name}: no such event `{id}`")));
+        }
+        Ok(Some(id.clone()))
     };
     let page = match (cursor("starting_after")?, cursor("ending_before")?) {
         (Some(_), Some(_)) => {
@@ -154,8 +156,8 @@ fn parse_query(state: &State, merchant_id: &str, query: &str) -> Result<Query, P
                 "starting_after and ending_before cannot be used together",
             ))
         }
-        (Some(seq), None) => Page::After(seq),
-        (None, Some(seq)) => Page::Before(seq),
+        (Some(id), None) => Page::After(id),
+        (None, Some(id)) => Page::Before(id),
         (None, None) => Page::First,
     };
     let kind = params.get("type").cloned();
@@ -215,22 +217,22 @@ fn delivered_everywhere(state: &State, event: &Event) -> Result<bool, Problem> {
 fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, Problem> {
     let q = parse_query(state, merchant_id, query)?;
     let mut found: Vec<Value> = Vec::new();
-    let mut cursor = q.page;
+    let mut cursor = q.page.clone();
     let mut scanned = 0usize;
     let mut has_more = false;
     'scan: loop {
-        let mut seqs = state
+        let mut batch = state
             .store
-            .merchant_event_seqs(merchant_id, cursor, SCAN_STEP)
+            .merchant_events_page(merchant_id, &cursor, SCAN_STEP)
             .map_err(internal)?;
         if matches!(cursor, Page::Before(_)) {
             // Closest to the cursor first; the page is put newest first at the end.
-            seqs.reverse();
+            batch.reverse();
         }
-        let Some(&last) = seqs.last() else {
+        let Some((last, _)) = batch.last().cloned() else {
             break;
         };
-        for seq in seqs.iter().copied() {
+        for (_, seq) in batch {
             scanned += 1;
             let Some(event) = state.store.event_at(seq).map_err(internal)? else {
                 continue;

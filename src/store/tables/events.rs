@@ -79,8 +79,9 @@ pub(crate) fn remove(
     id: &str,
     dedupe_key: &str,
 ) -> Result<(), StoreError> {
-    journal.remove_event(&store.trees.journal, seq)?;
-    super::merchant_events::remove(store, b, id)?;
+    if let Some(event) = journal.remove_event(&store.trees.journal, seq)? {
+        super::merchant_events::remove(b, &event);
+    }
     let names = store.trees.event_dedupe.get(dedupe_key.as_bytes())?;
     if names.as_deref() == Some(id.as_bytes()) {
         b.event_dedupe.remove(dedupe_key.as_bytes());

@@ -30,8 +30,8 @@ use crate::store::{Store, StoreError};
 /// refused at open. 2: the log carries LSNs and the store's identity, which sled's `meta`
 /// carries too. 3: payment ids follow from the payment key (no order index), and one
 /// journal record per group holds its events, finished entries and settlements. 4: merchant
-/// webhook endpoints and the merchant event index (`merchant_events`, `merchant_event_ids`),
-/// which a store of version 3 lacks for the events it holds.
+/// webhook endpoints and the merchant event index (`merchant_events`), which a store of
+/// version 3 lacks for the events it holds.
 pub const SCHEMA_VERSION: u8 = 4;
 
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
@@ -107,7 +107,6 @@ trees!(
     settings,
     webhook_endpoints,
     merchant_events,
-    merchant_event_ids,
 );
 
 /// One group commit as logged in the write-ahead log: per tree, by name, its writes.
