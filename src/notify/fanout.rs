@@ -124,6 +124,47 @@ mod tests {
     }
 
     #[test]
+    fn merchant_endpoints_get_their_types_whatever_the_operator_gates() {
+        use crate::domain::webhook_endpoint::{EndpointStatus, WebhookEndpoint};
+        let endpoint = |id: &str, events: &[&str], status| WebhookEndpoint {
+            id: id.into(),
+            merchant_id: "m_demo".into(),
+            url: "https://example.com/h".into(),
+            description: String::new(),
+            enabled_events: events.iter().map(|e| (*e).to_owned()).collect(),
+            status,
+            disabled_reason: None,
+            secret: "whsec_a".into(),
+            previous_secret: None,
+            failing_since_ms: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        let endpoints = [
+            endpoint("we_all", &["*"], EndpointStatus::Enabled),
+            endpoint("we_failed", &["payment.failed"], EndpointStatus::Enabled),
+            endpoint("we_off", &["*"], EndpointStatus::Disabled),
+        ];
+        let mut c = config();
+        c.enabled = false;
+        let paid = paid_event();
+        assert_eq!(
+            merchant_targets(&c, &paid, &endpoints),
+            vec![(Channel::Merchant, "we_all".to_owned())]
+        );
+        let mut processing = paid_event();
+        processing.kind = kind::PAYMENT_PROCESSING.into();
+        c.enabled = true;
+        assert!(
+            targets(&c, &processing).is_empty(),
+            "operators are not sent processing"
+        );
+        assert_eq!(merchant_targets(&c, &processing, &endpoints).len(), 1);
+        c.merchant.enabled = false;
+        assert!(merchant_targets(&c, &paid, &endpoints).is_empty());
+    }
+
+    #[test]
     fn gates_follow_the_event_kind() {
         let paid = paid_event();
         let mut failed = paid_event();
