@@ -794,3 +794,43 @@ async fn bad_endpoints_and_list_parameters_are_refused_and_store_nothing() {
     .problem(401, "unauthorized");
     svc.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_endpoint_create_with_an_idempotency_key_is_replayed_not_repeated() {
+    let svc = common::start(|_| {}).await;
+    let send = |key: &'static str, body: Value| {
+        let (client, base) = (svc.client.clone(), svc.base.clone());
+        async move {
+            let response = client
+                .post(format!("{base}/v1/webhook_endpoints"))
+                .bearer_auth(MERCHANT_KEY)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            read(response).await
+        }
+    };
+    let body = json!({"url": "https://example.com/hook", "enabled_events": ["*"]});
+    let first = send("ep-1", body.clone()).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    let again = send("ep-1", body.clone()).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert!(again.replayed());
+    assert_eq!(again.json(), first.json(), "the same endpoint and secret");
+    let listed = svc.get("/v1/webhook_endpoints").await.json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
+    let changed = send(
+        "ep-1",
+        json!({"url": "https://example.org/other", "enabled_events": ["*"]}),
+    )
+    .await
+    .problem(422, "idempotency_key_reused");
+    assert_eq!(changed["fields"], json!(["url"]));
+    // One key namespace per merchant: a payment create cannot take the endpoint's key.
+    svc.create(Some("ep-1"), common::order("o-ep-1"))
+        .await
+        .problem(422, "idempotency_key_reused");
+    svc.shutdown().await;
+}

@@ -6,6 +6,12 @@
 //! (`notify::Core::endpoints_lock`): changes are rare, and the lock makes the
 //! `webhooks.endpoints_max` check and the write one step and keeps a delivery's health
 //! update from overwriting a merchant's change. A refused request stores nothing.
+//!
+//! A create takes an optional `Idempotency-Key` (DESIGN §2, every POST): the key is claimed
+//! like a payment's (`shard::claims`, one namespace per merchant, so a key a payment used is
+//! 422 `idempotency_key_reused` here and the other way round), and its entry, holding the
+//! 201 answer, is written with the endpoint; a retry with the same body gets that answer
+//! replayed (`Idempotent-Replayed: true`), secret included, as Stripe does.
 
 use base64::Engine;
 use rand::RngCore;
@@ -15,6 +21,9 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::domain::error::DomainError;
+use crate::domain::idempotency::{
+    validate_header_key, Fingerprint, IdempotencyEntry, IdempotencyKey, KeyScope, StoredResponse,
+};
 use crate::domain::ids::{is_valid_id, new_id};
 use crate::domain::time::now_ms;
 use crate::domain::webhook_endpoint::{
@@ -22,9 +31,19 @@ use crate::domain::webhook_endpoint::{
 };
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::http::payments::internal;
-use crate::http::{auth, body, json_response, respond, with_authorization, State};
+use crate::http::{
+    auth, body, idempotency_key, json_response, respond, with_authorization, HeaderKey, State,
+};
 use crate::notify::channels::webhook::SECRET_PREFIX;
 use crate::problem::Problem;
+use crate::shard::claims::ClaimError;
+
+/// Path of the create, part of its fingerprint.
+pub const ENDPOINTS_PATH: &str = "/v1/webhook_endpoints";
+
+/// What an endpoint create claims its `Idempotency-Key` for, in place of an order number
+/// (no order number is empty, so no payment create can share the claim).
+const ENDPOINT_CLAIM: &str = "";
 
 /// Routes of this resource.
 pub fn routes(
@@ -33,19 +52,29 @@ pub fn routes(
     let create = warp::path!("v1" / "webhook_endpoints")
         .and(warp::post())
         .and(with_authorization(state))
+        .and(idempotency_key())
         .and(body::head())
         .and(warp::body::stream())
         .then(
-            |state: State, authorization: Option<String>, head, stream| async move {
+            |state: State, authorization: Option<String>, key: HeaderKey, head, stream| async move {
                 respond(&state.metrics, "create_webhook_endpoint", async {
                     let merchant_id = merchant(&state, authorization.as_deref())?;
+                    let key = key?;
+                    if let Some(key) = &key {
+                        validate_header_key(key)?;
+                    }
                     let limit = state.config.server.body_limit_bytes;
                     let bytes =
                         body::read_limited(stream, &head, limit, state.config.body_read_timeout())
                             .await?;
                     let value = body::json(&head, &bytes)?;
+                    let fingerprint = Fingerprint::new("POST", ENDPOINTS_PATH, &value);
                     let request = body::typed::<CreateEndpointBody>(value)?;
-                    create(&state, &merchant_id, request).await
+                    let key = key.map(|k| IdempotencyKey {
+                        merchant_id: merchant_id.clone(),
+                        scope: KeyScope::Header(k),
+                    });
+                    create(&state, &merchant_id, request, key, fingerprint).await
                 })
                 .await
             },
@@ -175,11 +204,15 @@ fn find(state: &State, merchant_id: &str, id: &str) -> Result<WebhookEndpoint, P
 }
 
 async fn commit(state: &State, op: WriteOp) -> Result<(), Problem> {
+    commit_all(state, vec![op]).await
+}
+
+async fn commit_all(state: &State, ops: Vec<WriteOp>) -> Result<(), Problem> {
     state
         .notify
         .core
         .committer
-        .commit(WriteSet { ops: vec![op] })
+        .commit(WriteSet { ops })
         .await
         .map_err(|error| {
             tracing::error!(operation = "webhook_endpoints", %error, "committing an endpoint change failed");
@@ -191,6 +224,8 @@ async fn create(
     state: &State,
     merchant_id: &str,
     request: CreateEndpointBody,
+    key: Option<IdempotencyKey>,
+    fingerprint: Fingerprint,
 ) -> Result<Response, Problem> {
     let check = egress_check(state);
     let endpoint = request.into_endpoint(
@@ -200,7 +235,38 @@ async fn create(
         &check,
         now_ms(),
     )?;
+    let _claim = match &key {
+        Some(key) => Some(
+            state
+                .claims
+                .claim(key, ENDPOINT_CLAIM, &state.store)
+                .map_err(|e| match e {
+                    ClaimError::OtherOrder => Problem::from(DomainError::IdempotencyKeyReused {
+                        fields: vec!["path".to_owned()],
+                    }),
+                    ClaimError::Store => Problem::internal(),
+                })?,
+        ),
+        None => None,
+    };
     let _guard = state.notify.core.endpoints_lock.lock().await;
+    if let Some(key) = &key {
+        if let Some(entry) = state.store.idempotency(key).map_err(internal)? {
+            if entry.fingerprint.digest != fingerprint.digest {
+                let fields = entry.fingerprint.differing_fields(&fingerprint);
+                return Err(DomainError::IdempotencyKeyReused { fields }.into());
+            }
+            if let Some(response) = entry.response {
+                state.metrics.idempotent_replays_total.inc();
+                return Ok(crate::http::payments::reply_response(
+                    crate::domain::machine::Reply::Response {
+                        response,
+                        replayed: true,
+                    },
+                ));
+            }
+        }
+    }
     let count = state
         .store
         .webhook_endpoints(merchant_id)
@@ -210,11 +276,22 @@ async fn create(
     if count >= endpoints_max {
         return Err(DomainError::EndpointsLimit { endpoints_max }.into());
     }
-    commit(state, WriteOp::WebhookEndpoint(Box::new(endpoint.clone()))).await?;
-    Ok(answer(
-        StatusCode::CREATED,
-        &endpoint.to_value_with_secret(),
-    ))
+    let body = endpoint.to_value_with_secret().to_string();
+    let mut ops = vec![WriteOp::WebhookEndpoint(Box::new(endpoint))];
+    if let Some(key) = key {
+        let entry = IdempotencyEntry {
+            order_no: ENDPOINT_CLAIM.to_owned(),
+            fingerprint,
+            response: Some(StoredResponse {
+                status: StatusCode::CREATED.as_u16(),
+                body: body.clone(),
+            }),
+            created_at_ms: now_ms(),
+        };
+        ops.push(WriteOp::Idempotency { key, entry });
+    }
+    commit_all(state, ops).await?;
+    Ok(json_response(StatusCode::CREATED, body))
 }
 
 fn list(state: &State, merchant_id: &str) -> Result<Response, Problem> {
