@@ -834,3 +834,37 @@ async fn an_endpoint_create_with_an_idempotency_key_is_replayed_not_repeated() {
         .problem(422, "idempotency_key_reused");
     svc.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_never_pass_the_endpoint_limit() {
+    let svc = common::start(|c| c.webhooks.endpoints_max = 3).await;
+    let creates = (0..12).map(|i| {
+        let (client, base) = (svc.client.clone(), svc.base.clone());
+        async move {
+            let body = json!({"url": format!("https://example.com/{i}"), "enabled_events": ["*"]});
+            call(
+                &client,
+                &base,
+                MERCHANT_KEY,
+                "POST",
+                "/v1/webhook_endpoints",
+                Some(body),
+            )
+            .await
+            .status
+        }
+    });
+    let statuses = futures::future::join_all(creates).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        3,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 422),
+        "{statuses:?}"
+    );
+    let listed = svc.get("/v1/webhook_endpoints").await.json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(3));
+    svc.shutdown().await;
+}
