@@ -1,45 +1,143 @@
 //! The merchant's view of the outbox (`GET /v1/events`, DESIGN §2): one index tree over
-//! the events of the journal, `merchant_events`: merchant id ++ `\0` ++ event id → the
-//! event's sequence number (u64 BE), written in the event's own batch.
+//! the events of the journal, `merchant_events`, written in the events' own batch.
 //!
-//! One key per merchant event, and it serves both reads: an id (a cursor, or
-//! `GET /v1/events/{id}`) is one lookup under its merchant's prefix, so another merchant's
-//! id is simply absent; and event ids are ULIDs, so the prefix in key order is the
-//! merchant's events in creation order (pages walk it down from the newest).
+//! Key: merchant id ++ `\0` ++ the group's commit time (ms, u64 BE) ++ the group's LSN
+//! (u64 BE); value: that merchant's events of the group as (event id, sequence number),
+//! in sequence order. One key per merchant per group commit, not per event: a create's
+//! path pays a fraction of a write for it (a group commits many creates), which keeps a
+//! create within its budget of sled writes (BENCHMARKS.md). Commit times never decrease
+//! from one group to the next, so a merchant's keys are its events in commit order.
+//!
+//! An id (a cursor, or `GET /v1/events/{id}`) is found through its time: event ids are
+//! ULIDs made when the state machine made the event, just before its group committed, so
+//! its group is among the merchant's first keys at or after that time. The search looks
+//! from [`CLOCK_SKEW_MS`] before to [`COMMIT_LAG_MS_MAX`] after it, through at most
+//! [`GROUPS_SEARCHED_MAX`] groups; an id outside that is not found. Another merchant's id is
+//! simply absent under this merchant's prefix.
 //!
 //! Only events of a merchant event type with a `merchant_id` are indexed; the retention
-//! sweep's removal of an event removes its entry ([`remove`]).
+//! sweep's removal of an event takes it out of its group's entry ([`MerchantEventsBatch::remove`]).
+
+use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::event::Event;
 use crate::store::tables::Batches;
-use crate::store::{Store, StoreError};
+use crate::store::{codec, Store, StoreError};
 
-/// A byte above every byte of an id (ids are ASCII), to probe just past a prefix.
-const ABOVE_IDS: u8 = 0xff;
+/// How far before an event id's time its group may have committed (the clock stepping
+/// back between the shard that made the id and the committer).
+pub const CLOCK_SKEW_MS: u64 = 5_000;
+/// How long after an event id's time its group may have committed: an event is made just
+/// before its write set goes to the committer, so only the committer's backlog lies between.
+pub const COMMIT_LAG_MS_MAX: u64 = 60_000;
+/// Most groups one id search decodes (bounded work for an unknown cursor).
+pub const GROUPS_SEARCHED_MAX: usize = 2_000;
+
+/// One group's events of one merchant, in sequence order.
+type Entry = Vec<(String, u64)>;
 
 fn merchant_prefix(merchant_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(merchant_id.len() + 32);
+    let mut key = Vec::with_capacity(merchant_id.len() + 17);
     key.extend_from_slice(merchant_id.as_bytes());
     key.push(0);
     key
 }
 
-fn key(merchant_id: &str, id: &str) -> Vec<u8> {
+fn group_key(merchant_id: &str, committed_at_ms: i64, lsn: u64) -> Vec<u8> {
     let mut key = merchant_prefix(merchant_id);
-    key.extend_from_slice(id.as_bytes());
+    key.extend_from_slice(&u64::try_from(committed_at_ms).unwrap_or(0).to_be_bytes());
+    key.extend_from_slice(&lsn.to_be_bytes());
     key
 }
 
-/// Indexes the event stored at `seq` under its merchant.
-pub(crate) fn put(b: &mut Batches, event: &Event, merchant_id: &str, seq: u64) {
-    b.merchant_events
-        .insert(key(merchant_id, &event.id), seq.to_be_bytes());
+/// The (time, LSN) of a group key under `prefix`, as one 128-bit number (keys of one
+/// merchant sort as these numbers do).
+fn position(key: &[u8], prefix: &[u8]) -> Option<u128> {
+    let rest: [u8; 16] = key.strip_prefix(prefix)?.try_into().ok()?;
+    Some(u128::from_be_bytes(rest))
 }
 
-/// Drops the entry of `event` (the retention sweep removed it).
-pub(crate) fn remove(b: &mut Batches, event: &Event) {
-    if let Some(merchant_id) = event.merchant_id() {
-        b.merchant_events.remove(key(&merchant_id, &event.id));
+fn key_at(prefix: &[u8], position: u128) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// The time of a ULID event id (`evt_` + 26 characters), in Unix ms.
+fn id_time_ms(id: &str) -> Option<u64> {
+    let text = id.strip_prefix(crate::domain::ids::prefix::EVENT)?;
+    let ulid = ulid::Ulid::from_string(&text.to_ascii_uppercase()).ok()?;
+    Some(ulid.timestamp_ms())
+}
+
+/// What one group commit does to the index: the merchants' new events, and the entries
+/// the retention sweep edited (read once, then edited here, written at the end).
+#[derive(Default)]
+pub(crate) struct MerchantEventsBatch {
+    added: BTreeMap<String, Entry>,
+    edited: HashMap<Vec<u8>, Entry>,
+}
+
+impl MerchantEventsBatch {
+    /// Indexes the event stored at `seq` under its merchant.
+    pub fn put(&mut self, event: &Event, merchant_id: &str, seq: u64) {
+        self.added
+            .entry(merchant_id.to_owned())
+            .or_default()
+            .push((event.id.clone(), seq));
+    }
+
+    /// Takes `event` (the retention sweep removed it) out of its group's entry.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn remove(&mut self, store: &Store, event: &Event) -> Result<(), StoreError> {
+        let Some(merchant_id) = event.merchant_id() else {
+            return Ok(());
+        };
+        let Some((key, _)) = store.locate_merchant_event(&merchant_id, &event.id)? else {
+            return Ok(());
+        };
+        let entry = match self.edited.remove(&key) {
+            Some(entry) => entry,
+            None => match store.trees.merchant_events.get(&key)? {
+                Some(bytes) => codec::decode(&bytes)?,
+                None => return Ok(()),
+            },
+        };
+        let kept: Entry = entry
+            .into_iter()
+            .filter(|(id, _)| *id != event.id)
+            .collect();
+        self.edited.insert(key, kept);
+        Ok(())
+    }
+
+    /// The batch's writes: one key per merchant with new events, and the edited entries
+    /// (removed once empty).
+    ///
+    /// # Errors
+    /// [`StoreError`] on a codec failure.
+    pub fn into_writes(
+        self,
+        b: &mut Batches,
+        committed_at_ms: i64,
+        lsn: u64,
+    ) -> Result<(), StoreError> {
+        for (key, entry) in self.edited {
+            if entry.is_empty() {
+                b.merchant_events.remove(key);
+            } else {
+                b.merchant_events.insert(key, codec::encode(&entry)?);
+            }
+        }
+        for (merchant_id, entry) in self.added {
+            b.merchant_events.insert(
+                group_key(&merchant_id, committed_at_ms, lsn),
+                codec::encode(&entry)?,
+            );
+        }
+        Ok(())
     }
 }
 
@@ -54,33 +152,58 @@ pub enum Page {
     Before(String),
 }
 
-fn seq_of(value: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(value.try_into().ok()?))
-}
-
 impl Store {
+    /// The group key and sequence number of the event `id` if it is `merchant_id`'s.
+    fn locate_merchant_event(
+        &self,
+        merchant_id: &str,
+        id: &str,
+    ) -> Result<Option<(Vec<u8>, u64)>, StoreError> {
+        let Some(time_ms) = id_time_ms(id) else {
+            return Ok(None);
+        };
+        let prefix = merchant_prefix(merchant_id);
+        let from = u128::from(time_ms.saturating_sub(CLOCK_SKEW_MS)) << 64;
+        let until = u128::from(time_ms.saturating_add(COMMIT_LAG_MS_MAX)) << 64;
+        for kv in self
+            .trees
+            .merchant_events
+            .range(key_at(&prefix, from)..)
+            .take(GROUPS_SEARCHED_MAX)
+        {
+            let (key, value) = kv?;
+            match position(&key, &prefix) {
+                Some(at) if at <= until => {}
+                _ => break,
+            }
+            let entry: Entry = codec::decode(&value)?;
+            if let Some((_, seq)) = entry.iter().find(|(found, _)| found == id) {
+                return Ok(Some((key.to_vec(), *seq)));
+            }
+        }
+        Ok(None)
+    }
+
     /// The sequence number of the event `id` if it is `merchant_id`'s (`None` for an
     /// unknown id or another merchant's).
     ///
     /// # Errors
-    /// [`StoreError`] on an I/O failure.
+    /// [`StoreError`] on an I/O or codec failure.
     pub fn merchant_event_seq(
         &self,
         merchant_id: &str,
         id: &str,
     ) -> Result<Option<u64>, StoreError> {
         Ok(self
-            .trees
-            .merchant_events
-            .get(key(merchant_id, id))?
-            .and_then(|v| seq_of(&v)))
+            .locate_merchant_event(merchant_id, id)?
+            .map(|(_, seq)| seq))
     }
 
     /// Up to `limit` of the merchant's events on `page` as (id, sequence number), newest
-    /// first.
+    /// first. A cursor that is not the merchant's gives an empty page.
     ///
     /// # Errors
-    /// [`StoreError`] on an I/O failure.
+    /// [`StoreError`] on an I/O or codec failure.
     pub fn merchant_events_page(
         &self,
         merchant_id: &str,
@@ -89,71 +212,62 @@ impl Store {
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let prefix = merchant_prefix(merchant_id);
         let tree = &self.trees.merchant_events;
-        let entry = |k: &[u8], v: &[u8]| -> Option<(String, u64)> {
-            let id = k.strip_prefix(prefix.as_slice())?;
-            Some((String::from_utf8_lossy(id).into_owned(), seq_of(v)?))
+        let mut out: Entry = Vec::new();
+        let cursor = match page {
+            Page::First => None,
+            Page::After(id) | Page::Before(id) => {
+                match self.locate_merchant_event(merchant_id, id)? {
+                    Some(found) => Some(found),
+                    None => return Ok(out),
+                }
+            }
         };
-        let mut out = Vec::new();
-        if let Page::Before(id) = page {
-            // Newer ids sort after the cursor: the first `limit` of them, then newest first.
-            let mut start = key(merchant_id, id);
-            start.push(0);
-            for kv in tree.range(start..) {
+        if let (Page::Before(_), Some((key, seq))) = (page, &cursor) {
+            // Newer events: the rest of the cursor's group, then later groups, oldest
+            // first; the `limit` nearest, answered newest first.
+            for kv in tree.range(key.clone()..) {
                 let (k, v) = kv?;
-                let Some(found) = entry(&k, &v) else {
-                    break;
-                };
-                if out.len() >= limit {
+                if !k.starts_with(&prefix) || out.len() >= limit {
                     break;
                 }
-                out.push(found);
+                let entry: Entry = codec::decode(&v)?;
+                let newer = entry.into_iter().filter(|(_, s)| *s > *seq);
+                out.extend(newer.take(limit - out.len()));
             }
             out.reverse();
             return Ok(out);
         }
-        // Down from the newest (or from just below the cursor), one floor at a time: the
-        // greatest key below `probe` is the next older event.
-        let mut probe = match page {
-            Page::After(id) => key(merchant_id, id),
-            _ => {
-                let mut p = prefix.clone();
-                p.push(ABOVE_IDS);
-                p
-            }
+        // Older events: down from the newest group (or the cursor's), one floor at a time.
+        let (mut at, below_seq) = match &cursor {
+            Some((key, seq)) => (position(key, &prefix), Some(*seq)),
+            None => (Some(u128::MAX), None),
         };
-        while out.len() < limit {
-            let Some(below) = just_below(&probe) else {
+        while let Some(probe) = at {
+            if out.len() >= limit {
+                break;
+            }
+            let Some((k, v)) = tree.floor(&key_at(&prefix, probe))? else {
                 break;
             };
-            let Some((k, v)) = tree.floor(&below)? else {
+            let Some(found) = position(&k, &prefix) else {
                 break;
             };
-            let Some(found) = entry(&k, &v) else {
-                break;
-            };
-            out.push(found);
-            probe = k.to_vec();
+            let entry: Entry = codec::decode(&v)?;
+            let older = entry
+                .into_iter()
+                .rev()
+                .filter(|(_, s)| below_seq.is_none_or(|cursor| *s < cursor));
+            out.extend(older.take(limit - out.len()));
+            at = found.checked_sub(1);
         }
         Ok(out)
     }
 }
 
-/// A key below `key` and above every key of ASCII ids that is below it: the last byte one
-/// less, then [`ABOVE_IDS`] (`None` when nothing can be below).
-fn just_below(key: &[u8]) -> Option<Vec<u8>> {
-    let (&last, rest) = key.split_last()?;
-    let mut below = rest.to_vec();
-    if last == 0 {
-        return (!below.is_empty()).then_some(below);
-    }
-    below.push(last - 1);
-    below.push(ABOVE_IDS);
-    Some(below)
-}
-
 #[cfg(test)]
 mod tests {
     use super::Page;
+    use crate::domain::ids::new_id;
     use crate::domain::write_set::WriteOp;
     use crate::store::tables::test_support::{commit, open};
 
@@ -167,52 +281,88 @@ mod tests {
         page.into_iter().map(|(id, _)| id).collect()
     }
 
+    /// Five events of `m_a` in three groups, interleaved with `m_b`'s and `m_a2`'s.
     #[test]
-    fn pages_run_newest_first_per_merchant() {
+    fn pages_run_newest_first_per_merchant_across_groups() {
         let (_dir, store) = open();
-        let mut ops = Vec::new();
-        for i in 1..=5 {
-            ops.push(WriteOp::Event(event(&format!("evt_a{i}"), "m_a")));
-            ops.push(WriteOp::Event(event(&format!("evt_b{i}"), "m_b")));
-        }
-        // A merchant whose id extends another's stays apart.
-        ops.push(WriteOp::Event(event("evt_c1", "m_a2")));
-        commit(&store, ops);
-        let a3 = store.merchant_event_seq("m_a", "evt_a3").unwrap().unwrap();
-        assert_eq!(store.event_at(a3).unwrap().unwrap().id, "evt_a3");
-        assert_eq!(store.merchant_event_seq("m_b", "evt_a3").unwrap(), None);
-        let page = |p: Page, n| ids(store.merchant_events_page("m_a", &p, n).unwrap());
-        assert_eq!(page(Page::First, 2), ["evt_a5", "evt_a4"]);
-        assert_eq!(page(Page::After("evt_a3".into()), 10), ["evt_a2", "evt_a1"]);
-        assert_eq!(
-            page(Page::Before("evt_a3".into()), 10),
-            ["evt_a5", "evt_a4"]
-        );
-        assert_eq!(page(Page::Before("evt_a3".into()), 1), ["evt_a4"]);
-        assert_eq!(page(Page::After("evt_a1".into()), 10), Vec::<String>::new());
-        assert_eq!(
-            ids(store.merchant_events_page("m_b", &Page::First, 10).unwrap()),
-            ["evt_b5", "evt_b4", "evt_b3", "evt_b2", "evt_b1"]
+        let a: Vec<String> = (0..5).map(|_| new_id("evt_")).collect();
+        let b: Vec<String> = (0..3).map(|_| new_id("evt_")).collect();
+        commit(
+            &store,
+            vec![
+                WriteOp::Event(event(&a[0], "m_a")),
+                WriteOp::Event(event(&b[0], "m_b")),
+                WriteOp::Event(event(&a[1], "m_a")),
+            ],
         );
         commit(
             &store,
-            vec![WriteOp::RemoveEvent {
-                seq: a3,
-                id: "evt_a3".into(),
-                dedupe_key: "evt_a3".into(),
-            }],
+            vec![
+                WriteOp::Event(event(&a[2], "m_a")),
+                WriteOp::Event(event(&b[1], "m_a2")),
+            ],
         );
-        assert_eq!(store.merchant_event_seq("m_a", "evt_a3").unwrap(), None);
+        commit(
+            &store,
+            vec![
+                WriteOp::Event(event(&a[3], "m_a")),
+                WriteOp::Event(event(&a[4], "m_a")),
+                WriteOp::Event(event(&b[2], "m_b")),
+            ],
+        );
+        let a2 = store.merchant_event_seq("m_a", &a[2]).unwrap().unwrap();
+        assert_eq!(store.event_at(a2).unwrap().unwrap().id, a[2]);
+        assert_eq!(store.merchant_event_seq("m_b", &a[2]).unwrap(), None);
+        assert_eq!(store.merchant_event_seq("m_a", "evt_nope").unwrap(), None);
+        let page = |p: Page, n| ids(store.merchant_events_page("m_a", &p, n).unwrap());
+        let newest_first: Vec<String> = a.iter().rev().cloned().collect();
+        assert_eq!(page(Page::First, 10), newest_first);
+        assert_eq!(page(Page::First, 2), newest_first[..2]);
         assert_eq!(
-            page(Page::First, 10),
-            ["evt_a5", "evt_a4", "evt_a2", "evt_a1"]
+            page(Page::After(a[3].clone()), 2),
+            [a[2].clone(), a[1].clone()]
         );
-    }
+        assert_eq!(page(Page::After(a[1].clone()), 10), [a[0].clone()]);
+        assert_eq!(page(Page::After(a[0].clone()), 10), Vec::<String>::new());
+        assert_eq!(
+            page(Page::Before(a[1].clone()), 10),
+            [a[4].clone(), a[3].clone(), a[2].clone()]
+        );
+        assert_eq!(page(Page::Before(a[1].clone()), 1), [a[2].clone()]);
+        assert_eq!(page(Page::Before(b[0].clone()), 10), Vec::<String>::new());
+        assert_eq!(
+            ids(store.merchant_events_page("m_b", &Page::First, 10).unwrap()),
+            [b[2].clone(), b[0].clone()]
+        );
 
-    #[test]
-    fn just_below_lands_between_keys() {
-        assert_eq!(super::just_below(b"ab").unwrap(), b"aa\xff".to_vec());
-        assert!(super::just_below(b"a\0").unwrap() == b"a".to_vec());
-        assert!(super::just_below(b"").is_none());
+        // The retention sweep removes two events of one group in one write set.
+        let a3 = store.merchant_event_seq("m_a", &a[3]).unwrap().unwrap();
+        let a4 = store.merchant_event_seq("m_a", &a[4]).unwrap().unwrap();
+        commit(
+            &store,
+            vec![
+                WriteOp::RemoveEvent {
+                    seq: a3,
+                    id: a[3].clone(),
+                    dedupe_key: a[3].clone(),
+                },
+                WriteOp::RemoveEvent {
+                    seq: a4,
+                    id: a[4].clone(),
+                    dedupe_key: a[4].clone(),
+                },
+                WriteOp::RemoveEvent {
+                    seq: a2,
+                    id: a[2].clone(),
+                    dedupe_key: a[2].clone(),
+                },
+            ],
+        );
+        assert_eq!(store.merchant_event_seq("m_a", &a[3]).unwrap(), None);
+        assert_eq!(page(Page::First, 10), [a[1].clone(), a[0].clone()]);
+        assert_eq!(
+            ids(store.merchant_events_page("m_b", &Page::First, 10).unwrap()),
+            [b[2].clone(), b[0].clone()]
+        );
     }
 }

@@ -144,6 +144,7 @@ impl Store {
         let committed_at_ms = now_ms().max(clock.committed_at_ms);
         let mut journal = journal::JournalBatch::new(committed_at_ms, clock.next_seq);
         let mut events = events::EventWrites::new(clock.next_seq);
+        let mut by_merchant = merchant_events::MerchantEventsBatch::default();
         for ws in write_sets {
             let transitions = transition_ids(ws);
             for op in &ws.ops {
@@ -163,7 +164,7 @@ impl Store {
                         if let Some(seq) = events.put(self, &mut b, &mut journal, e, transition)? {
                             let merchant_id = e.merchant_id();
                             if let Some(merchant_id) = &merchant_id {
-                                merchant_events::put(&mut b, e, merchant_id, seq);
+                                by_merchant.put(e, merchant_id, seq);
                             }
                             self.fan_out_event(&mut view, e, merchant_id.as_deref(), seq)?;
                         }
@@ -172,7 +173,10 @@ impl Store {
                         seq,
                         id,
                         dedupe_key,
-                    } => events::remove(self, &mut b, &mut journal, *seq, id, dedupe_key)?,
+                    } => {
+                        let journal = (&mut journal, &mut by_merchant);
+                        events::remove(self, &mut b, journal, *seq, id, dedupe_key)?
+                    }
                     WriteOp::Refund(r) => refunds::put_refund(&mut b, &mut journal.record, r)?,
                     WriteOp::WebhookEvent(w) => webhook_events::put_webhook(&mut b, w)?,
                     WriteOp::RemoveWebhookEvent { id } => b.webhook_events.remove(id.as_bytes()),
@@ -193,6 +197,7 @@ impl Store {
                 }
             }
         }
+        by_merchant.into_writes(&mut b, committed_at_ms, lsn)?;
         if let Some(key) = journal.into_writes(lsn, &mut b.journal)? {
             let day = refunds::day_of_ms(committed_at_ms);
             if clock.last_day.is_none_or(|last| day > last) {
