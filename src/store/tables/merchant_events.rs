@@ -11,7 +11,7 @@
 //! An id (a cursor, or `GET /v1/events/{id}`) is found through its time: event ids are
 //! ULIDs made when the state machine made the event, just before its group committed, so
 //! its group is among the merchant's first keys at or after that time. The search looks
-//! from [`CLOCK_SKEW_MS`] before to [`COMMIT_LAG_MS_MAX`] after it, through at most
+//! up to [`COMMIT_LAG_MS_MAX`] after it, then [`CLOCK_SKEW_MS`] before it, through at most
 //! [`GROUPS_SEARCHED_MAX`] groups; an id outside that is not found. Another merchant's id is
 //! simply absent under this merchant's prefix.
 //!
@@ -163,22 +163,25 @@ impl Store {
             return Ok(None);
         };
         let prefix = merchant_prefix(merchant_id);
-        let from = u128::from(time_ms.saturating_sub(CLOCK_SKEW_MS)) << 64;
-        let until = u128::from(time_ms.saturating_add(COMMIT_LAG_MS_MAX)) << 64;
-        for kv in self
-            .trees
-            .merchant_events
-            .range(key_at(&prefix, from)..)
-            .take(GROUPS_SEARCHED_MAX)
-        {
-            let (key, value) = kv?;
-            match position(&key, &prefix) {
-                Some(at) if at <= until => {}
-                _ => break,
-            }
-            let entry: Entry = codec::decode(&value)?;
-            if let Some((_, seq)) = entry.iter().find(|(found, _)| found == id) {
-                return Ok(Some((key.to_vec(), *seq)));
+        let at = |ms: u64| u128::from(ms) << 64;
+        // Where it almost always is first (committed at or just after its id's time), then
+        // the skew before it.
+        let windows = [
+            (at(time_ms), at(time_ms.saturating_add(COMMIT_LAG_MS_MAX))),
+            (at(time_ms.saturating_sub(CLOCK_SKEW_MS)), at(time_ms)),
+        ];
+        let mut budget = GROUPS_SEARCHED_MAX;
+        for (from, until) in windows {
+            for kv in self.trees.merchant_events.range(key_at(&prefix, from)..) {
+                let (key, value) = kv?;
+                match position(&key, &prefix) {
+                    Some(p) if p <= until && budget > 0 => budget -= 1,
+                    _ => break,
+                }
+                let entry: Entry = codec::decode(&value)?;
+                if let Some((_, seq)) = entry.iter().find(|(found, _)| found == id) {
+                    return Ok(Some((key.to_vec(), *seq)));
+                }
             }
         }
         Ok(None)
