@@ -135,6 +135,7 @@ pub async fn start_with(
             Arc::clone(&store),
             committer.clone(),
             &config.notifications,
+            &config.webhooks,
             &metrics,
         )
         .await?,

@@ -104,6 +104,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub merchants: Vec<MerchantConfig>,
     pub notifications: NotificationsConfig,
+    pub webhooks: WebhooksConfig,
     /// `[alerts]`: thresholds and windows of the service's own system alerts.
     pub alerts: crate::alerts::config::AlertsConfig,
     /// `[relay]`: the outbox relay to NATS JetStream ([`crate::relay`]).
@@ -314,6 +315,34 @@ pub struct SignedWebhookConfig {
     pub rate_per_s: u32,
 }
 
+/// `[notifications.merchant]`: the channel of merchants' own webhook endpoints (DESIGN §3
+/// "Merchant webhook endpoints"; the endpoints themselves are data, `/v1/webhook_endpoints`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantChannelConfig {
+    /// The operator's kill switch: off, no merchant event goes to any endpoint.
+    pub enabled: bool,
+    /// Most requests per second to one endpoint (ours to choose: no vendor limit).
+    pub rate_per_s: u32,
+}
+
+/// `[webhooks]`: merchant webhook endpoints (DESIGN §4).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Most endpoints per merchant; one more is 422 `webhook_endpoints_limit`.
+    pub endpoints_max: usize,
+    /// How long a rotated secret keeps signing beside the new one, in seconds.
+    pub rotation_overlap_s: u64,
+    /// An endpoint whose deliveries all failed this long is disabled, in seconds.
+    pub disable_after_s: u64,
+}
+
+/// Largest `webhooks.endpoints_max`: below what one merchant's read takes
+/// (`store::tables::webhook_endpoints::ENDPOINTS_READ_MAX`), and every merchant event
+/// reads them all at commit time.
+pub const WEBHOOK_ENDPOINTS_MAX: usize = 256;
+
 fn default_true() -> bool {
     true
 }
@@ -449,6 +478,7 @@ impl Config {
         self.validate_provider()?;
         self.validate_merchants()?;
         self.notifications.validate()?;
+        self.webhooks.validate()?;
         self.alerts.validate()?;
         self.relay.validate()?;
         self.refuse_demo_secrets_off_loopback()
@@ -732,6 +762,35 @@ impl Config {
     }
 }
 
+impl WebhooksConfig {
+    /// Validates the `[webhooks]` section; keys are named from `webhooks.`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.endpoints_max == 0 || self.endpoints_max > WEBHOOK_ENDPOINTS_MAX {
+            return Err(invalid(
+                "webhooks.endpoints_max",
+                format!("must be 1..={WEBHOOK_ENDPOINTS_MAX}"),
+            ));
+        }
+        if self.disable_after_s == 0 {
+            return Err(invalid("webhooks.disable_after_s", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// `rotation_overlap_s` in milliseconds.
+    pub fn rotation_overlap_ms(&self) -> i64 {
+        i64::try_from(self.rotation_overlap_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// `disable_after_s` in milliseconds.
+    pub fn disable_after_ms(&self) -> i64 {
+        i64::try_from(self.disable_after_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+}
+
 impl NotificationsConfig {
     /// Validates the `[notifications]` section; keys are named from `notifications.`.
     ///
@@ -770,6 +829,12 @@ impl NotificationsConfig {
             return Err(invalid(
                 "notifications.request_timeout_ms",
                 format!("must be 1..={NOTIFY_REQUEST_TIMEOUT_MS_MAX}"),
+            ));
+        }
+        if self.merchant.rate_per_s == 0 || self.merchant.rate_per_s > WEBHOOK_RATE_PER_S_MAX {
+            return Err(invalid(
+                "notifications.merchant.rate_per_s",
+                format!("must be 1..={WEBHOOK_RATE_PER_S_MAX}"),
             ));
         }
         if self.webhook.rate_per_s == 0 || self.webhook.rate_per_s > WEBHOOK_RATE_PER_S_MAX {
@@ -898,6 +963,9 @@ mod tests {
         assert_eq!(c.provider.kind, ProviderKind::Simulator);
         assert_eq!(c.notifications.retry_schedule_s, vec![10, 30, 120, 600]);
         assert_eq!(c.merchants.len(), 2);
+        assert_eq!(c.webhooks.endpoints_max, 16);
+        assert_eq!(c.webhooks.rotation_overlap_s, 86_400);
+        assert_eq!(c.webhooks.disable_after_s, 432_000);
     }
 
     #[test]

@@ -23,8 +23,9 @@
 //!   cannot vouch for, applies what is left in the log, then resumes `processing`
 //!   payments; a sweep expires header idempotency entries.
 //! - [`notify`] — the outbox dispatcher and one supervised notifier actor per channel
-//!   (Telegram, Slack, Discord, Feishu, e-mail, signed webhooks): deliveries fanned out at
-//!   commit time, paced, retried with backoff, dead-lettered; never on the payment path.
+//!   (Telegram, Slack, Discord, Feishu, e-mail, signed webhooks, and merchants' own webhook
+//!   endpoints): deliveries fanned out at commit time, paced, retried with backoff,
+//!   dead-lettered; never on the payment path.
 //! - [`provider`] — the connector trait, the in-process simulator, the Stripe-compatible
 //!   HTTP connector and the `paykeep sandbox` server (a Stripe-compatible provider with a
 //!   durable ledger); every charge and refund carries its provider idempotency key, the same

@@ -9,7 +9,7 @@
 const TOKEN_KEY = 'paykeep.admin_token';
 const OPERATOR_KEY = 'paykeep.operator';
 const SVG_NS = 'http://www.w3.org/2000/svg';
-const CHANNELS = ['telegram', 'slack', 'discord', 'feishu', 'email', 'webhook'];
+const CHANNELS = ['telegram', 'slack', 'discord', 'feishu', 'email', 'webhook', 'merchant'];
 const DELIVERY_STATUSES = ['pending', 'sending', 'delivered', 'retry_scheduled', 'dead', 'paused'];
 // Settings keys whose values are secrets: shown redacted, sent only when typed anew.
 const SECRET_KEYS = {

@@ -86,6 +86,7 @@ macro_rules! for_each_channel {
             Feishu = 3, feishu, FeishuConfig;
             Email = 4, email, EmailConfig;
             Webhook = 5, webhook, SignedWebhookConfig;
+            Merchant = 6, merchant, MerchantChannelConfig;
         }
     };
 }
@@ -285,7 +286,8 @@ pub struct Delivery {
     pub event_seq: u64,
     pub event_kind: String,
     pub channel: Channel,
-    /// The Telegram chat id; empty for single-target channels.
+    /// The Telegram chat id, or the merchant webhook endpoint id; empty for
+    /// single-target channels.
     pub target: String,
     pub status: DeliveryStatus,
     /// Attempts since the delivery was created or last redriven (the retry budget).
@@ -545,6 +547,7 @@ mod tests {
             ("feishu", 3),
             ("email", 4),
             ("webhook", 5),
+            ("merchant", 6),
         ];
         assert_eq!(Channel::COUNT, pinned.len());
         for (name, tag) in pinned {

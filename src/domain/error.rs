@@ -71,6 +71,13 @@ pub enum DomainError {
         held_minor: u64,
         amount_minor: u64,
     },
+    /// A webhook endpoint's `url`, `enabled_events`, `description` or `status` cannot be
+    /// used (not http(s), too long, refused by the egress rules, an unknown event type).
+    #[error("{detail}")]
+    InvalidEndpoint { field: String, detail: String },
+    /// The merchant has `webhooks.endpoints_max` endpoints already.
+    #[error("a merchant has at most {endpoints_max} webhook endpoints")]
+    EndpointsLimit { endpoints_max: usize },
     /// Too much work in flight; retry after `retry_after_s`.
     #[error("too many requests in flight; retry after the given delay")]
     Overloaded { retry_after_s: u32 },
@@ -133,6 +140,12 @@ impl DomainError {
             RefundExceedsPayment { .. } => {
                 row("refund_exceeds_payment", 422, "Refund exceeds payment")
             }
+            InvalidEndpoint { .. } => {
+                row("invalid_webhook_endpoint", 422, "Invalid webhook endpoint")
+            }
+            EndpointsLimit { .. } => {
+                row("webhook_endpoints_limit", 422, "Too many webhook endpoints")
+            }
             Overloaded { .. } => row("overloaded", 503, "Service overloaded"),
             Internal => row("internal_error", 500, "Internal error"),
         }
@@ -162,7 +175,9 @@ impl DomainError {
     pub fn fields(&self) -> Vec<String> {
         use DomainError::*;
         match self {
-            Invalid { field, .. } if !field.is_empty() => vec![field.clone()],
+            Invalid { field, .. } | InvalidEndpoint { field, .. } if !field.is_empty() => {
+                vec![field.clone()]
+            }
             IdempotencyKeyReused { fields } | OrderMismatch { fields, .. } => fields.clone(),
             RefundBelowFee { .. } | RefundExceedsPayment { .. } => vec!["amount".to_owned()],
             _ => Vec::new(),
@@ -222,6 +237,11 @@ mod tests {
             },
             DomainError::Overloaded { retry_after_s: 1 },
             DomainError::Internal,
+            DomainError::InvalidEndpoint {
+                field: "url".into(),
+                detail: "bad".into(),
+            },
+            DomainError::EndpointsLimit { endpoints_max: 16 },
         ];
         let mut by_code = std::collections::HashMap::new();
         for error in &samples {

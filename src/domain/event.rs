@@ -29,6 +29,9 @@ pub enum EventSource {
 pub mod kind {
     pub const PAYMENT_SUCCEEDED: &str = "payment.succeeded";
     pub const PAYMENT_FAILED: &str = "payment.failed";
+    /// A create answered 202: the provider has not answered for good yet (merchant
+    /// endpoints only; operators hear of the outcome).
+    pub const PAYMENT_PROCESSING: &str = "payment.processing";
     pub const REFUND_SUCCEEDED: &str = "refund.succeeded";
     pub const REFUND_FAILED: &str = "refund.failed";
     pub const PAYMENT_WEBHOOK_FAILED: &str = "payment.webhook_failed";
@@ -41,6 +44,9 @@ pub mod kind {
     pub const SYSTEM_CHANNEL_PAUSED: &str = "system.channel_paused";
     pub const SYSTEM_DEAD_LETTERS: &str = "system.dead_letters";
     pub const SYSTEM_STORE_REFUSING_WRITES: &str = "system.store_refusing_writes";
+    /// DESIGN §3: paykeep disabled a merchant's webhook endpoint (410, or failing for
+    /// `webhooks.disable_after_s`); an operator alert.
+    pub const WEBHOOK_ENDPOINT_DISABLED: &str = "webhook_endpoint.disabled";
 }
 
 /// One outbox event. `payload` is a JSON object kept as text (the store codec is bincode,
@@ -96,6 +102,7 @@ impl Event {
             "failure_code": payment.failure_code,
             "failure_message": payment.failure_message,
             "provider_payment_id": payment.provider_payment_id,
+            "object": payment_object(payment),
         });
         Event {
             id: ids.next_id(prefix::EVENT),
@@ -109,6 +116,141 @@ impl Event {
             payload: payload.to_string(),
             created_at_ms: now_ms,
         }
+    }
+}
+
+impl Event {
+    /// `payment.processing` (info) for `payment`'s current attempt: its create answered 202.
+    /// Dedupe key `payment.processing:{id}:{attempt}`. Payload: what a merchant needs
+    /// (`merchant_id`, the payment as `object`); operators are not sent it
+    /// (`notify::fanout`).
+    pub fn for_payment_processing(payment: &Payment, ids: &mut dyn IdSource, now_ms: i64) -> Event {
+        let payload = serde_json::json!({
+            "payment_id": payment.id,
+            "merchant_id": payment.merchant_id,
+            "order_no": payment.order_no,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "amount_display": format_major(payment.amount, &payment.currency),
+            "status": payment.status,
+            "attempt_count": payment.attempt_count,
+            "object": payment_object(payment),
+        });
+        Event {
+            id: ids.next_id(prefix::EVENT),
+            kind: kind::PAYMENT_PROCESSING.to_owned(),
+            level: EventLevel::Info,
+            source: EventSource::Payment,
+            title: "Payment processing".to_owned(),
+            entity_type: "payment".to_owned(),
+            entity_id: payment.id.clone(),
+            dedupe_key: format!(
+                "{}:{}:{}",
+                kind::PAYMENT_PROCESSING,
+                payment.id,
+                payment.attempt_count
+            ),
+            payload: payload.to_string(),
+            created_at_ms: now_ms,
+        }
+    }
+
+    /// The merchant the event belongs to: the `merchant_id` of a merchant event type's
+    /// payload (`None` for the operator's own events).
+    pub fn merchant_id(&self) -> Option<String> {
+        if !crate::domain::webhook_endpoint::is_merchant_event(&self.kind) {
+            return None;
+        }
+        // Runs in the committer for every merchant event: read the one member, skip the
+        // rest without building a tree.
+        #[derive(Deserialize)]
+        struct Owner<'a> {
+            #[serde(borrow)]
+            merchant_id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let owner: Owner<'_> = serde_json::from_str(&self.payload).ok()?;
+        owner.merchant_id.map(std::borrow::Cow::into_owned)
+    }
+
+    /// The event as a merchant sees it (`GET /v1/events/{id}`, and the body of a delivery
+    /// to its endpoints): `{id, object: "event", type, created_at, data: {object}}`, where
+    /// `data.object` is the payment or refund as the merchant API answered it then. A
+    /// payment's merchant text (`description`, `customer_email`, `metadata`, up to tens of
+    /// KiB) is not copied into every event ([`payment_object`]): it is taken from
+    /// `payment`, the payment as stored now, when that is the event's.
+    pub fn merchant_view(&self, payment: Option<&Payment>) -> serde_json::Value {
+        let payload: serde_json::Value =
+            serde_json::from_str(&self.payload).unwrap_or(serde_json::Value::Null);
+        let mut object = payload
+            .get("object")
+            .cloned()
+            .unwrap_or(serde_json::Value::Null);
+        if let (Some(fields), Some(payment)) = (object.as_object_mut(), payment) {
+            let is_this_payment = fields.get("object").and_then(|v| v.as_str()) == Some("payment")
+                && fields.get("id").and_then(|v| v.as_str()) == Some(payment.id.as_str());
+            if is_this_payment {
+                let full = serde_json::to_value(payment.view(&[])).unwrap_or_default();
+                for key in PAYMENT_TEXT_FIELDS {
+                    if !fields.contains_key(*key) {
+                        fields.insert((*key).to_owned(), full[*key].clone());
+                    }
+                }
+            }
+        }
+        serde_json::json!({
+            "id": self.id,
+            "object": "event",
+            "type": self.kind,
+            "created_at": crate::domain::time::format_rfc3339_ms(self.created_at_ms),
+            "data": {"object": object},
+        })
+    }
+}
+
+/// The payment fields that hold the merchant's own text, up to tens of KiB together: kept
+/// in the payment record only, not in each of its events' `object`.
+pub const PAYMENT_TEXT_FIELDS: &[&str] = &["description", "customer_email", "metadata"];
+
+/// The payment as the merchant API answers it (no refunds: an event about a payment's
+/// outcome comes before any), without [`PAYMENT_TEXT_FIELDS`]: the snapshot an event keeps.
+pub fn payment_object(payment: &Payment) -> serde_json::Value {
+    let mut object = serde_json::to_value(payment.view(&[])).unwrap_or_default();
+    if let Some(fields) = object.as_object_mut() {
+        for key in PAYMENT_TEXT_FIELDS {
+            fields.remove(*key);
+        }
+    }
+    object
+}
+
+/// The operator alert of an endpoint paykeep disabled (DESIGN §3): warning, one per
+/// endpoint and disabling (the dedupe key carries the time).
+pub fn endpoint_disabled_event(
+    endpoint: &crate::domain::webhook_endpoint::WebhookEndpoint,
+    ids: &mut dyn IdSource,
+    now_ms: i64,
+) -> Event {
+    let reason = endpoint.disabled_reason.clone().unwrap_or_default();
+    let payload = serde_json::json!({
+        "merchant_id": endpoint.merchant_id,
+        "endpoint_id": endpoint.id,
+        "detail": format!("merchant {} endpoint {}: {reason}", endpoint.merchant_id, endpoint.id),
+    });
+    Event {
+        id: ids.next_id(prefix::EVENT),
+        kind: kind::WEBHOOK_ENDPOINT_DISABLED.to_owned(),
+        level: EventLevel::Warning,
+        source: EventSource::System,
+        title: "Merchant webhook endpoint disabled".to_owned(),
+        entity_type: "webhook_endpoint".to_owned(),
+        entity_id: endpoint.id.clone(),
+        dedupe_key: format!(
+            "{}:{}:{now_ms}",
+            kind::WEBHOOK_ENDPOINT_DISABLED,
+            endpoint.id
+        ),
+        payload: payload.to_string(),
+        created_at_ms: now_ms,
     }
 }
 

@@ -15,6 +15,7 @@ pub mod reconciliation;
 pub mod refund;
 pub mod time;
 pub mod webhook;
+pub mod webhook_endpoint;
 pub mod write_set;
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::domain::payment::Payment;
 use crate::domain::reconciliation::{Discrepancy, ReconciliationReport};
 use crate::domain::refund::Refund;
 use crate::domain::webhook::ProcessedWebhook;
+use crate::domain::webhook_endpoint::WebhookEndpoint;
 
 /// One write of a write set.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,10 @@ pub enum WriteOp {
     RemoveDelivery { id: String },
     /// Forget a provider webhook event id past `retention.webhook_event_ids_days`.
     RemoveWebhookEvent { id: String },
+    /// Insert or replace a merchant's webhook endpoint.
+    WebhookEndpoint(Box<WebhookEndpoint>),
+    /// Remove a merchant's webhook endpoint.
+    RemoveWebhookEndpoint { merchant_id: String, id: String },
 }
 
 /// Writes applied all together or not at all.

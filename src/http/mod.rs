@@ -14,6 +14,7 @@ pub mod auth;
 pub mod body;
 pub mod console;
 pub mod discrepancies;
+pub mod events;
 pub mod openapi;
 pub mod ops;
 pub mod payments;
@@ -22,6 +23,7 @@ pub mod provider_webhooks;
 pub mod reconciliations;
 pub mod refunds;
 pub mod request_id;
+pub mod webhook_endpoints;
 /// The connection server every HTTP surface runs on (it lives below the layers: the
 /// sandbox uses it too); `http::server` is its old path.
 pub use crate::listener as server;
@@ -50,6 +52,17 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/payments"),
     ("GET", "/v1/payments/{payment_id}"),
     ("POST", "/v1/payments/{payment_id}/refunds"),
+    ("POST", "/v1/webhook_endpoints"),
+    ("GET", "/v1/webhook_endpoints"),
+    ("GET", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
+    ("PATCH", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
+    ("DELETE", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
+    (
+        "POST",
+        "/v1/webhook_endpoints/{webhook_endpoint_id}/rotate_secret",
+    ),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/{event_id}"),
     ("POST", "/v1/provider/webhooks"),
     ("POST", "/admin/reconciliations"),
     ("GET", "/admin/reconciliations/{reconciliation_id}"),
@@ -185,6 +198,10 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
     payments::routes(state)
         .boxed()
         .or(refunds::routes(state).boxed())
+        .unify()
+        .or(webhook_endpoints::routes(state).boxed())
+        .unify()
+        .or(events::routes(state).boxed())
         .unify()
         .or(provider_webhooks::routes(state).boxed())
         .unify()

@@ -15,6 +15,8 @@ const BASE: &str = include_str!("openapi/base.json");
 const FRAGMENTS: &[&str] = &[
     include_str!("openapi/payments.json"),
     include_str!("openapi/refunds.json"),
+    include_str!("openapi/webhook_endpoints.json"),
+    include_str!("openapi/events.json"),
     include_str!("openapi/provider_webhooks.json"),
     include_str!("openapi/reconciliations.json"),
     include_str!("openapi/ops.json"),
@@ -36,6 +38,10 @@ fn assemble(base: &str, fragments: &[&str]) -> Value {
         };
         merge_into(&mut doc["paths"], &fragment["paths"]);
         merge_into(&mut doc["components"]["schemas"], &fragment["schemas"]);
+        merge_into(
+            &mut doc["components"]["parameters"],
+            &fragment["parameters"],
+        );
     }
     // The channel names come from the one list of channels, not from the fragment.
     if let Some(channel) = doc["components"]["schemas"]["Channel"].as_object_mut() {

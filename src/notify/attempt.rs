@@ -10,8 +10,10 @@ use crate::config::NotificationsConfig;
 use crate::domain::delivery::{
     truncate_utf8, Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus, ERROR_TEXT_BYTES_MAX,
 };
-use crate::domain::event::Event;
+use crate::domain::event::{endpoint_disabled_event, Event};
+use crate::domain::ids::UlidSource;
 use crate::domain::time::now_ms;
+use crate::domain::webhook_endpoint::{DeliveryResult, WebhookEndpoint};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_BODY_BYTES_MAX};
 use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
@@ -56,11 +58,38 @@ pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before: Instan
         d.mark_paused("channel paused: credentials refused", now_ms());
         d
     } else {
-        let sent = send(&core, channel, &config, &delivery, &event).await;
+        let endpoint = match endpoint_of(&core, channel, &delivery, &event) {
+            Ok(endpoint) => endpoint,
+            Err(error) => {
+                // Left `sending`: retried as an orphan once the slot is free.
+                tracing::error!(operation = "notify.load", channel = channel.as_str(), %error, "loading a webhook endpoint failed");
+                return;
+            }
+        };
+        let sent = send(
+            &core,
+            channel,
+            &config,
+            &delivery,
+            &event,
+            endpoint.as_ref(),
+        )
+        .await;
         let old_target = delivery.target.clone();
+        let gone = sent.http_status == Some(410);
+        let tried = sent.http_status.is_some() || matches!(sent.verdict, Verdict::Retryable { .. });
         let d = conclude(&core, channel, &config, delivery, sent);
         if d.target != old_target {
             migrated = Some((old_target, d.target.clone()));
+        }
+        if let (Some(endpoint), true) = (endpoint, tried) {
+            let result = match (d.status, gone) {
+                (DeliveryStatus::Delivered, _) => DeliveryResult::Delivered,
+                (_, true) => DeliveryResult::Gone,
+                _ => DeliveryResult::Failed,
+            };
+            endpoint_health(&core, &endpoint, result, d, job).await;
+            return;
         }
         d
     };
@@ -74,6 +103,63 @@ pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before: Instan
         // The delivery stays `sending` in the store: the dispatcher finds it orphaned once
         // the slot is released, records it interrupted and retries it.
         tracing::error!(operation = "notify.commit", channel = channel.as_str(), %error, "recording a delivery outcome failed");
+    }
+    drop(job.guard);
+}
+
+/// The endpoint of a `merchant` delivery, as stored now (`None` for other channels and
+/// for an endpoint deleted since the fan-out).
+fn endpoint_of(
+    core: &Core,
+    channel: Channel,
+    delivery: &Delivery,
+    event: &Event,
+) -> Result<Option<WebhookEndpoint>, crate::store::StoreError> {
+    if channel != Channel::Merchant {
+        return Ok(None);
+    }
+    let Some(merchant_id) = event.merchant_id() else {
+        return Ok(None);
+    };
+    core.store.webhook_endpoint(&merchant_id, &delivery.target)
+}
+
+/// Commits a `merchant` delivery's outcome with what it does to its endpoint (DESIGN §3):
+/// a success ends a failing run, a 410 or `webhooks.disable_after_s` of failures disable
+/// it and raise the operator alert `webhook_endpoint.disabled`, all in one write set. The
+/// endpoint is re-read under the endpoints lock, so a merchant's change made meanwhile is
+/// kept.
+async fn endpoint_health(
+    core: &Core,
+    seen: &WebhookEndpoint,
+    result: DeliveryResult,
+    delivery: Delivery,
+    job: Job,
+) {
+    let now = now_ms();
+    let disable_after_ms = core.webhooks.disable_after_ms();
+    let mut write_set = one(delivery);
+    let _guard;
+    if seen.after_delivery(result, now, disable_after_ms).is_some() {
+        _guard = core.endpoints_lock.lock().await;
+        let current = core
+            .store
+            .webhook_endpoint(&seen.merchant_id, &seen.id)
+            .ok()
+            .flatten();
+        if let Some((next, disabled)) =
+            current.and_then(|e| e.after_delivery(result, now, disable_after_ms))
+        {
+            if disabled {
+                tracing::warn!(operation = "notify.endpoint_disabled", channel = "merchant", endpoint_id = %next.id, merchant_id = %next.merchant_id, reason = next.disabled_reason.as_deref().unwrap_or_default(), "merchant webhook endpoint disabled");
+                let alert = endpoint_disabled_event(&next, &mut UlidSource, now);
+                write_set.push(WriteOp::Event(alert));
+            }
+            write_set.push(WriteOp::WebhookEndpoint(Box::new(next)));
+        }
+    }
+    if let Err(error) = core.committer.commit(write_set).await {
+        tracing::error!(operation = "notify.commit", channel = "merchant", %error, "recording a delivery outcome failed");
     }
     drop(job.guard);
 }
@@ -111,7 +197,10 @@ pub(crate) async fn send_once(
     delivery: &Delivery,
     event: &Event,
 ) -> Result<(), String> {
-    match send(core, channel, config, delivery, event).await.verdict {
+    match send(core, channel, config, delivery, event, None)
+        .await
+        .verdict
+    {
         Verdict::Delivered => Ok(()),
         Verdict::Retryable { error, .. }
         | Verdict::Rejected { error }
@@ -127,15 +216,34 @@ async fn send(
     config: &NotificationsConfig,
     delivery: &Delivery,
     event: &Event,
+    endpoint: Option<&WebhookEndpoint>,
 ) -> Sent {
     let message = Message::of(event);
+    // A merchant's payment event completes its object with the payment's merchant text;
+    // unreadable now, the body goes without it rather than not at all.
+    let payment = match endpoint {
+        Some(_) if event.entity_type == "payment" => {
+            core.store.payment(&event.entity_id).ok().flatten()
+        }
+        _ => None,
+    };
     let request = Request {
         message: &message,
         event,
         delivery,
+        endpoint,
+        payment: payment.as_ref(),
         now_s: now_ms() / 1000,
     };
-    let redactor = channels::redactor(config);
+    let mut secrets = channels::secrets(config);
+    if let Some(endpoint) = endpoint {
+        secrets.push(endpoint.url.clone());
+        secrets.push(endpoint.secret.clone());
+        if let Some((previous, _)) = &endpoint.previous_secret {
+            secrets.push(previous.clone());
+        }
+    }
+    let redactor = Redactor::new(secrets.iter().map(String::as_str));
     let outgoing = match channels::build(channel, config, &request) {
         Ok(outgoing) => outgoing,
         Err(verdict) => {

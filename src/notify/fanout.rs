@@ -5,13 +5,20 @@
 //! Gates: nothing when `enabled` is off. Payment and refund events are "order" events,
 //! warning and critical events are "alerts"; an event is delivered when one of the gates
 //! that apply to it is on (`payment.failed` is both: either gate lets it through). Events
-//! that are neither (`notification.test`) pass whenever `enabled` is on.
+//! that are neither (`notification.test`) pass whenever `enabled` is on. `payment.processing`
+//! is a merchant's event only: operators hear of the outcome.
+//!
+//! Merchant webhook endpoints (the `merchant` channel, target = endpoint id) are not gated
+//! by the operator's switches: a merchant's event goes to each of that merchant's enabled
+//! endpoints whose `enabled_events` match, as long as `notifications.merchant.enabled` is on
+//! (the operator's kill switch).
 
 use std::sync::Arc;
 
 use crate::config::NotificationsConfig;
 use crate::domain::delivery::Channel;
-use crate::domain::event::{Event, EventLevel, EventSource};
+use crate::domain::event::{kind, Event, EventLevel, EventSource};
+use crate::domain::webhook_endpoint::WebhookEndpoint;
 use crate::notify::channels;
 use crate::notify::settings::Settings;
 use crate::store::deliveries::FanOut;
@@ -24,7 +31,7 @@ pub struct SettingsFanOut {
 
 /// Whether `event` creates deliveries under `config` (see the module doc).
 pub fn wanted(config: &NotificationsConfig, event: &Event) -> bool {
-    if !config.enabled {
+    if !config.enabled || event.kind == kind::PAYMENT_PROCESSING {
         return false;
     }
     let is_order = matches!(event.source, EventSource::Payment | EventSource::Refund);
@@ -43,7 +50,7 @@ pub fn targets(config: &NotificationsConfig, event: &Event) -> Vec<(Channel, Str
     }
     let mut out = Vec::new();
     for channel in Channel::ALL {
-        if !channels::enabled(channel, config) {
+        if channel == Channel::Merchant || !channels::enabled(channel, config) {
             continue;
         }
         let mut seen = std::collections::HashSet::new();
@@ -56,9 +63,29 @@ pub fn targets(config: &NotificationsConfig, event: &Event) -> Vec<(Channel, Str
     out
 }
 
+/// The merchant endpoints `event` goes to: those of `endpoints` (its merchant's) that want
+/// its type, one delivery each, target = endpoint id.
+pub fn merchant_targets(
+    config: &NotificationsConfig,
+    event: &Event,
+    endpoints: &[WebhookEndpoint],
+) -> Vec<(Channel, String)> {
+    if !channels::enabled(Channel::Merchant, config) {
+        return Vec::new();
+    }
+    endpoints
+        .iter()
+        .filter(|e| e.wants(&event.kind))
+        .map(|e| (Channel::Merchant, e.id.clone()))
+        .collect()
+}
+
 impl FanOut for SettingsFanOut {
-    fn targets_for(&self, event: &Event) -> Vec<(Channel, String)> {
-        targets(&self.settings.current(), event)
+    fn targets_for(&self, event: &Event, endpoints: &[WebhookEndpoint]) -> Vec<(Channel, String)> {
+        let config = self.settings.current();
+        let mut out = targets(&config, event);
+        out.extend(merchant_targets(&config, event, endpoints));
+        out
     }
 
     fn created(&self, _count: usize) {
@@ -94,6 +121,47 @@ mod tests {
                 (Channel::Webhook, String::new())
             ]
         );
+    }
+
+    #[test]
+    fn merchant_endpoints_get_their_types_whatever_the_operator_gates() {
+        use crate::domain::webhook_endpoint::{EndpointStatus, WebhookEndpoint};
+        let endpoint = |id: &str, events: &[&str], status| WebhookEndpoint {
+            id: id.into(),
+            merchant_id: "m_demo".into(),
+            url: "https://example.com/h".into(),
+            description: String::new(),
+            enabled_events: events.iter().map(|e| (*e).to_owned()).collect(),
+            status,
+            disabled_reason: None,
+            secret: "whsec_a".into(),
+            previous_secret: None,
+            failing_since_ms: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        let endpoints = [
+            endpoint("we_all", &["*"], EndpointStatus::Enabled),
+            endpoint("we_failed", &["payment.failed"], EndpointStatus::Enabled),
+            endpoint("we_off", &["*"], EndpointStatus::Disabled),
+        ];
+        let mut c = config();
+        c.enabled = false;
+        let paid = paid_event();
+        assert_eq!(
+            merchant_targets(&c, &paid, &endpoints),
+            vec![(Channel::Merchant, "we_all".to_owned())]
+        );
+        let mut processing = paid_event();
+        processing.kind = kind::PAYMENT_PROCESSING.into();
+        c.enabled = true;
+        assert!(
+            targets(&c, &processing).is_empty(),
+            "operators are not sent processing"
+        );
+        assert_eq!(merchant_targets(&c, &processing, &endpoints).len(), 1);
+        c.merchant.enabled = false;
+        assert!(merchant_targets(&c, &paid, &endpoints).is_empty());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use std::thread::JoinHandle;
 
 use actix::{Addr, Arbiter, Supervisor};
 
-use crate::config::NotificationsConfig;
+use crate::config::{NotificationsConfig, WebhooksConfig};
 use crate::domain::delivery::Channel;
 use crate::domain::write_set::WriteSet;
 use crate::metrics::Metrics;
@@ -84,6 +84,12 @@ pub struct Core {
     pub client: reqwest::Client,
     /// Serializes settings changes (read, merge, persist, install).
     pub settings_lock: tokio::sync::Mutex<()>,
+    /// `[webhooks]`: merchant endpoints' limits, rotation overlap and disabling.
+    pub webhooks: WebhooksConfig,
+    /// Serializes changes to merchant webhook endpoints (the API's read, check, write and
+    /// the notifier's health updates), which are rare: the count limit holds and no
+    /// change overwrites another.
+    pub endpoints_lock: tokio::sync::Mutex<()>,
 }
 
 /// The running notification side.
@@ -113,6 +119,7 @@ impl Notifications {
         store: Arc<Store>,
         committer: CommitterHandle,
         base: &NotificationsConfig,
+        webhooks: &WebhooksConfig,
         metrics: &Metrics,
     ) -> Result<Notifications, StoreError> {
         let stored = store.setting(SETTINGS_KEY)?;
@@ -137,6 +144,8 @@ impl Notifications {
             wake,
             client,
             settings_lock: tokio::sync::Mutex::new(()),
+            webhooks: webhooks.clone(),
+            endpoints_lock: tokio::sync::Mutex::new(()),
         });
         // A restart may come with fixed credentials: paused deliveries get another try
         // (and pause again at once if the credentials are still refused).

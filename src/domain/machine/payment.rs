@@ -179,6 +179,12 @@ pub(super) fn apply_provider_result(
     if let Some((key, entry)) = state.entry.as_mut() {
         if entry.response.is_none() {
             let response = response_for(&payment);
+            if current && retry {
+                // The create answers 202: the merchant hears `processing` now and the
+                // outcome when the background retry resolves it (DESIGN §3).
+                let event = Event::for_payment_processing(&payment, ctx.ids, ctx.now_ms);
+                write_set.push(WriteOp::Event(event));
+            }
             reply = Some(store_response(key, entry, response, false, &mut write_set));
         }
     }

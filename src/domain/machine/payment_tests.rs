@@ -633,10 +633,23 @@ fn retryable_outcome_keeps_processing_stores_a_202_and_retries_later() {
 
     let response = stored(STATUS_PROCESSING, &processing);
     let entry = completed_entry(&request(), &response);
-    let writes = write_set(vec![WriteOp::Idempotency {
-        key: key.clone(),
-        entry: entry.clone(),
-    }]);
+    // The 202 tells the merchant's endpoints `payment.processing` (DESIGN §3).
+    let Effect::Persist(persisted) = &effects[0] else {
+        panic!("persist first: {effects:?}");
+    };
+    let event = event_in(persisted).clone();
+    assert_eq!(event.kind, "payment.processing");
+    assert_eq!(
+        event.dedupe_key,
+        format!("payment.processing:{}:1", processing.id)
+    );
+    let writes = write_set(vec![
+        WriteOp::Event(event),
+        WriteOp::Idempotency {
+            key: key.clone(),
+            entry: entry.clone(),
+        },
+    ]);
     assert_eq!(
         effects,
         vec![

@@ -222,6 +222,7 @@ pub fn refund_event(
         "failure_code": refund.failure_code,
         "amount_refunded": payment.amount_refunded,
         "refund_status": payment.refund_status,
+        "object": refund.to_value(),
     });
     Event {
         id: ids.next_id(prefix::EVENT),

@@ -14,6 +14,7 @@
 pub mod discord;
 pub mod email;
 pub mod feishu;
+pub mod merchant;
 pub mod slack;
 pub mod telegram;
 pub mod webhook;
@@ -78,6 +79,12 @@ pub struct Request<'a> {
     pub message: &'a Message,
     pub event: &'a Event,
     pub delivery: &'a Delivery,
+    /// The merchant webhook endpoint of a `merchant` delivery, as stored now (`None`:
+    /// another channel, or the endpoint was deleted).
+    pub endpoint: Option<&'a crate::domain::webhook_endpoint::WebhookEndpoint>,
+    /// The payment a `merchant` delivery's event is about, as stored now (its merchant
+    /// text completes the event's `data.object`, `Event::merchant_view`).
+    pub payment: Option<&'a crate::domain::payment::Payment>,
     /// The wall clock in Unix seconds (signatures carry it).
     pub now_s: i64,
 }

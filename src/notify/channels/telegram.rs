@@ -160,6 +160,8 @@ mod tests {
                 message: &message,
                 event: &event,
                 delivery: &delivery,
+                endpoint: None,
+                payment: None,
                 now_s: 0,
             },
         );

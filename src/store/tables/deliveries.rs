@@ -26,6 +26,7 @@ use crate::domain::delivery::{
     delivery_id, Channel, Delivery, DeliveryStatus, FanOutPlan, TARGETS_PER_EVENT_MAX,
 };
 use crate::domain::event::Event;
+use crate::domain::webhook_endpoint::WebhookEndpoint;
 use crate::store::{codec, Batches, Store, StoreError};
 
 /// Plans read per admin lookup that must include planned deliveries (lists, one id): the
@@ -35,8 +36,9 @@ pub const PLAN_SCAN_MAX: usize = 4096;
 /// Decides which deliveries a new event creates. Called by the committer thread inside a
 /// group commit, so it must be pure computation: no I/O, no waiting.
 pub trait FanOut: Send + Sync {
-    /// The (channel, target) of each delivery of `event`, given the settings now.
-    fn targets_for(&self, event: &Event) -> Vec<(Channel, String)>;
+    /// The (channel, target) of each delivery of `event`, given the settings now and, for
+    /// a merchant's event, that merchant's webhook endpoints as committed.
+    fn targets_for(&self, event: &Event, endpoints: &[WebhookEndpoint]) -> Vec<(Channel, String)>;
     /// A commit that created `count` deliveries is durable (wake the dispatcher).
     fn created(&self, count: usize);
 }
@@ -123,17 +125,24 @@ impl Store {
     }
 
     /// Fans a newly accepted event out into its deliveries: its plan joins the batch's
-    /// plan record ([`Store::write_plans`]).
+    /// plan record ([`Store::write_plans`]). `merchant_id`: the merchant whose event it
+    /// is, whose endpoints the fan-out is given (read from the committed endpoints, so the
+    /// deliveries to them are in the event's own batch, DESIGN §1).
     pub(crate) fn fan_out_event(
         &self,
         view: &mut BatchView,
         event: &Event,
+        merchant_id: Option<&str>,
         seq: u64,
     ) -> Result<(), StoreError> {
         let Some(fan_out) = self.deliveries_index.fan_out.get() else {
             return Ok(());
         };
-        let mut targets = fan_out.targets_for(event);
+        let endpoints = match merchant_id {
+            Some(merchant_id) => self.webhook_endpoints(merchant_id)?,
+            None => Vec::new(),
+        };
+        let mut targets = fan_out.targets_for(event, &endpoints);
         if targets.is_empty() {
             return Ok(());
         }
@@ -475,7 +484,7 @@ mod tests {
     struct TwoTargets;
 
     impl FanOut for TwoTargets {
-        fn targets_for(&self, _event: &Event) -> Vec<(Channel, String)> {
+        fn targets_for(&self, _event: &Event, _: &[WebhookEndpoint]) -> Vec<(Channel, String)> {
             vec![
                 (Channel::Telegram, "7".into()),
                 (Channel::Webhook, String::new()),

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use crate::domain::event::Event;
 use crate::store::tables::journal::{self, JournalBatch};
+use crate::store::tables::merchant_events::MerchantEventsBatch;
 use crate::store::tables::Batches;
 use crate::store::{Store, StoreError};
 
@@ -67,19 +68,21 @@ impl<'a> EventWrites<'a> {
 }
 
 /// The retention sweep's removal of the event numbered `seq`, with its `dedupe_key` entry
-/// if that still names it.
+/// if that still names it, and its place in its merchant's index.
 ///
 /// # Errors
 /// [`StoreError`] on an I/O or codec failure.
 pub(crate) fn remove(
     store: &Store,
     b: &mut Batches,
-    journal: &mut JournalBatch,
+    (journal, by_merchant): (&mut JournalBatch, &mut MerchantEventsBatch),
     seq: u64,
     id: &str,
     dedupe_key: &str,
 ) -> Result<(), StoreError> {
-    journal.remove_event(&store.trees.journal, seq)?;
+    if let Some(event) = journal.remove_event(&store.trees.journal, seq)? {
+        by_merchant.remove(store, &event)?;
+    }
     let names = store.trees.event_dedupe.get(dedupe_key.as_bytes())?;
     if names.as_deref() == Some(id.as_bytes()) {
         b.event_dedupe.remove(dedupe_key.as_bytes());

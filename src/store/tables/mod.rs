@@ -9,6 +9,7 @@ pub mod deliveries;
 pub mod events;
 pub mod idempotency;
 pub mod journal;
+pub mod merchant_events;
 pub mod payments;
 pub mod reconciliations;
 pub mod refunds;
@@ -16,6 +17,7 @@ pub mod replay_cache;
 pub mod settings;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod webhook_endpoints;
 pub mod webhook_events;
 
 use serde::{Deserialize, Serialize};
@@ -31,7 +33,9 @@ use crate::store::{Store, StoreError};
 /// refused at open. 2: the log carries LSNs and the store's identity, which sled's `meta`
 /// carries too. 3: payment ids follow from the payment key (no order index), and one
 /// journal record per group holds its events, finished entries and settlements. 4: values
-/// are compressed against the codec's built-in dictionary ([`crate::store::codec`]).
+/// are compressed against the codec's built-in dictionary ([`crate::store::codec`]);
+/// merchant webhook endpoints and the merchant event index (`merchant_events`), which a
+/// store of version 3 lacks for the events it holds.
 pub const SCHEMA_VERSION: u8 = 4;
 
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
@@ -105,6 +109,8 @@ trees!(
     deliveries_by_status,
     fanout,
     settings,
+    webhook_endpoints,
+    merchant_events,
 );
 
 /// One group commit as logged in the write-ahead log: per tree, by name, its writes.
@@ -142,6 +148,7 @@ impl Store {
         let committed_at_ms = now_ms().max(clock.committed_at_ms);
         let mut journal = journal::JournalBatch::new(committed_at_ms, clock.next_seq);
         let mut events = events::EventWrites::new(clock.next_seq);
+        let mut by_merchant = merchant_events::MerchantEventsBatch::default();
         for prepared in write_sets {
             let ws = &prepared.write_set;
             let transitions = transition_ids(ws);
@@ -162,14 +169,21 @@ impl Store {
                     WriteOp::Event(e) => {
                         let transition = transitions.contains(&e.entity_id.as_str());
                         if let Some(seq) = events.put(self, &mut b, &mut journal, e, transition)? {
-                            self.fan_out_event(&mut view, e, seq)?;
+                            let merchant_id = e.merchant_id();
+                            if let Some(merchant_id) = &merchant_id {
+                                by_merchant.put(e, merchant_id, seq);
+                            }
+                            self.fan_out_event(&mut view, e, merchant_id.as_deref(), seq)?;
                         }
                     }
                     WriteOp::RemoveEvent {
                         seq,
                         id,
                         dedupe_key,
-                    } => events::remove(self, &mut b, &mut journal, *seq, id, dedupe_key)?,
+                    } => {
+                        let journal = (&mut journal, &mut by_merchant);
+                        events::remove(self, &mut b, journal, *seq, id, dedupe_key)?
+                    }
                     WriteOp::Refund(r) => {
                         refunds::put_refund(&mut b, &mut journal.record, r, encoded(value)?)
                     }
@@ -185,9 +199,14 @@ impl Store {
                         self.forget_plans(&mut b, &mut view, *through_seq)?
                     }
                     WriteOp::Setting { key, value } => settings::put(&mut b, key, value),
+                    WriteOp::WebhookEndpoint(e) => webhook_endpoints::put(&mut b, e)?,
+                    WriteOp::RemoveWebhookEndpoint { merchant_id, id } => {
+                        webhook_endpoints::remove(&mut b, merchant_id, id)
+                    }
                 }
             }
         }
+        by_merchant.into_writes(&mut b, committed_at_ms, lsn)?;
         if let Some(key) = journal.into_writes(lsn, &mut b.journal)? {
             let day = refunds::day_of_ms(committed_at_ms);
             if clock.last_day.is_none_or(|last| day > last) {
