@@ -35,6 +35,8 @@
 //!   in commit order, once in the stream, off the payment path; its state in `/readyz`.
 //! - [`redact`] — the one redaction function: every configured secret, raw, percent-encoded
 //!   or base64, out of attempt errors, logged provider text and admin answers.
+//! - [`clock`] — where time comes from: the system clock in the service, a manual clock
+//!   that tests move instead of sleeping; every schedule reads and sleeps on one.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
 //! - [`ops_metrics`] — the gauges sampled at each scrape (payments processing, refunds
@@ -51,6 +53,7 @@
 
 pub mod alerts;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -13,7 +13,6 @@ use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::reconciliation::DiscrepancyKind;
 use crate::domain::refund::RefundState;
-use crate::domain::time::now_ms;
 use crate::metrics::Metrics;
 use crate::notify::metrics::NotifyMetrics;
 use crate::provider::metrics::ProviderMetrics;
@@ -144,9 +143,9 @@ impl OpsMetrics {
         }
     }
 
-    /// Samples the gauges from `store` (at every scrape). A read that fails leaves its
-    /// gauge as it was and marks the store not ready.
-    pub fn refresh(&self, store: &Store) {
+    /// Samples the gauges from `store` (at every scrape; ages up to `now_ms`). A read that
+    /// fails leaves its gauge as it was and marks the store not ready.
+    pub fn refresh(&self, store: &Store, now_ms: i64) {
         let mut readable = true;
         match store.processing_payment_ids() {
             Ok(ids) => self.payments_processing.set(count(ids.len())),
@@ -168,7 +167,7 @@ impl OpsMetrics {
                 Err(_) => readable = false,
             }
         }
-        let age_s = oldest_ms.map_or(0, |created| (now_ms() - created).max(0) / 1000);
+        let age_s = oldest_ms.map_or(0, |created| (now_ms - created).max(0) / 1000);
         self.outbox_oldest_undelivered_seconds.set(age_s);
         self.store_ready
             .set(i64::from(readable && !store.is_failed()));

@@ -84,6 +84,7 @@ async fn resolve_one(
         id,
         &request.resolution,
         &request.operator,
+        state.clock.now_ms(),
     )
     .await
     .map_err(recon_problem)?;

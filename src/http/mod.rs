@@ -93,6 +93,8 @@ pub struct AppState {
     pub create_history: Arc<admin_overview::CreateHistory>,
     /// The outbox relay to NATS JetStream (its state in `/readyz`).
     pub relay: Arc<crate::relay::Relay>,
+    /// Where handlers read the time (the same clock as the shards and the sweeps).
+    pub clock: crate::clock::SharedClock,
 }
 
 pub type State = Arc<AppState>;

@@ -14,7 +14,6 @@ use crate::domain::ids::{is_valid_id, prefix};
 use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::payment::{CreatePaymentBody, Payment};
 use crate::domain::refund::Refund;
-use crate::domain::time::now_ms;
 use crate::http::{
     auth, body, idempotency_key, json_response, problem, raw_query, respond, with_authorization,
     HeaderKey, State,
@@ -196,7 +195,7 @@ fn finished_replay(
 fn past_retention(state: &State, key: &IdempotencyKey, hit: &CachedReplay) -> bool {
     let retention_ms = i64::try_from(state.config.idempotency.retention_s.saturating_mul(1000))
         .unwrap_or(i64::MAX);
-    key.expires() && hit.outlived(retention_ms, now_ms())
+    key.expires() && hit.outlived(retention_ms, state.clock.now_ms())
 }
 
 /// The HTTP answer of a shard's reply (shared with refunds).

@@ -26,7 +26,6 @@ use warp::Filter;
 use crate::domain::charge::ChargeOutcome;
 use crate::domain::ids::UlidSource;
 use crate::domain::payment::Payment;
-use crate::domain::time::now_ms;
 use crate::domain::webhook::{webhook_failed_event, ProcessedWebhook};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::http::payments::internal;
@@ -107,7 +106,7 @@ async fn receive(
     bytes: &[u8],
 ) -> Result<(Response, &'static str), Refused> {
     let provider = &state.config.provider;
-    let now_ms = now_ms();
+    let now_ms = state.clock.now_ms();
     if let Err(error) = signature::verify(
         &provider.webhook_secret,
         signature_header,

@@ -111,6 +111,7 @@ async fn run_one(
         store: &state.store,
         committer: &state.provider.committer,
         connector: state.provider.connector.as_ref(),
+        clock: state.clock.as_ref(),
     };
     let (report, discrepancies) = recon.run(date, uploaded).await.map_err(recon_problem)?;
     let counter = &state.provider.metrics.reconciliation_discrepancies_total;

@@ -11,7 +11,6 @@ use crate::domain::delivery::{
     truncate_utf8, Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus, ERROR_TEXT_BYTES_MAX,
 };
 use crate::domain::event::Event;
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_BODY_BYTES_MAX};
 use crate::notify::retry::{jitter_sample, next_after_failure, Next, RetryPolicy};
@@ -32,9 +31,10 @@ struct Sent {
     duration: Duration,
 }
 
-/// Runs one attempt of `job` on `channel`, not before `not_before`.
-pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before: Instant) {
-    tokio::time::sleep_until(not_before.into()).await;
+/// Runs one attempt of `job` on `channel`, not before the core's clock reads
+/// `not_before_ms`.
+pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before_ms: i64) {
+    core.clock.sleep_until_ms(not_before_ms).await;
     let (delivery, event) = match load(&core, &job.id) {
         Ok(Some(loaded)) => loaded,
         Ok(None) => return,
@@ -49,11 +49,11 @@ pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before: Instan
     let mut migrated = None;
     let delivery = if !channels::enabled(channel, &config) {
         let mut d = delivery;
-        d.mark_dead("channel disabled before delivery", now_ms());
+        d.mark_dead("channel disabled before delivery", core.clock.now_ms());
         d
     } else if core.settings.is_paused(channel) {
         let mut d = delivery;
-        d.mark_paused("channel paused: credentials refused", now_ms());
+        d.mark_paused("channel paused: credentials refused", core.clock.now_ms());
         d
     } else {
         let sent = send(&core, channel, &config, &delivery, &event).await;
@@ -133,7 +133,7 @@ async fn send(
         message: &message,
         event,
         delivery,
-        now_s: now_ms() / 1000,
+        now_s: core.clock.now_ms() / 1000,
     };
     let redactor = channels::redactor(config);
     let outgoing = match channels::build(channel, config, &request) {
@@ -285,7 +285,7 @@ fn conclude(
     mut delivery: Delivery,
     sent: Sent,
 ) -> Delivery {
-    let now = now_ms();
+    let now = core.clock.now_ms();
     let attempt = |outcome, error: Option<&str>| Attempt {
         at_ms: now,
         outcome,

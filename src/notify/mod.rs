@@ -34,6 +34,7 @@ use std::thread::JoinHandle;
 
 use actix::{Addr, Arbiter, Supervisor};
 
+use crate::clock::SharedClock;
 use crate::config::NotificationsConfig;
 use crate::domain::delivery::Channel;
 use crate::domain::write_set::WriteSet;
@@ -84,6 +85,8 @@ pub struct Core {
     pub client: reqwest::Client,
     /// Serializes settings changes (read, merge, persist, install).
     pub settings_lock: tokio::sync::Mutex<()>,
+    /// When deliveries are due, attempted and paced; a test moves it instead of sleeping.
+    pub clock: SharedClock,
 }
 
 /// The running notification side.
@@ -114,6 +117,7 @@ impl Notifications {
         committer: CommitterHandle,
         base: &NotificationsConfig,
         metrics: &Metrics,
+        clock: SharedClock,
     ) -> Result<Notifications, StoreError> {
         let stored = store.setting(SETTINGS_KEY)?;
         let settings = Arc::new(Settings::load(base.clone(), stored.as_deref()));
@@ -137,6 +141,7 @@ impl Notifications {
             wake,
             client,
             settings_lock: tokio::sync::Mutex::new(()),
+            clock,
         });
         // A restart may come with fixed credentials: paused deliveries get another try
         // (and pause again at once if the credentials are still refused).

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::event::{kind, Event, EventLevel, EventSource};
 use crate::domain::ids::{new_id, prefix};
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::settings::{SettingsError, SETTINGS_KEY};
 use crate::notify::Core;
@@ -71,7 +70,7 @@ impl Core {
                 status: delivery.status.as_str(),
             });
         }
-        delivery.requeue(now_ms(), true);
+        delivery.requeue(self.clock.now_ms(), true);
         self.commit_deliveries(vec![delivery.clone()]).await?;
         Ok(delivery)
     }
@@ -96,7 +95,7 @@ impl Core {
                 });
             };
             after = Some(last.id.clone());
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let mut batch = Vec::new();
             for mut d in page.into_iter().filter(|d| filter.matches(d)) {
                 if redriven + batch.len() >= REDRIVE_BULK_MAX {
@@ -131,7 +130,7 @@ impl Core {
                 return Ok(requeued);
             };
             after = Some(last.id.clone());
-            let now = now_ms();
+            let now = self.clock.now_ms();
             let batch: Vec<Delivery> = page
                 .into_iter()
                 .filter(|d| d.channel == channel)
@@ -160,7 +159,7 @@ impl Core {
     /// # Errors
     /// A store failure.
     pub async fn send_test(&self) -> Result<(Event, Vec<Delivery>), StoreError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let id = new_id(prefix::EVENT);
         let event = Event {
             id: id.clone(),
