@@ -49,8 +49,11 @@
 //! - [`log_throttle`] — one error line per distinct store-failure cause per 10 s, with the
 //!   count of repeats held back.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
+//! - [`actor_thread`] — one actix system on its own thread, one Arbiter per actor: where the
+//!   shards and the notifiers run.
 //! - [`app`] — wiring it all together and serving until shutdown.
 
+pub mod actor_thread;
 pub mod alerts;
 pub mod app;
 pub mod clock;

@@ -2,8 +2,8 @@
 //! that start several services in one process do not share counters.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: 50 µs .. 10 s.
@@ -127,10 +127,35 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        render(&self.registry)
     }
+}
+
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `paykeep_build_info{version}`, set to 1 for this build (paykeep's and the sandbox's
+/// `/metrics` both carry it); the caller registers it.
+///
+/// # Panics
+/// Never: the definition is fixed.
+pub fn build_info() -> IntGaugeVec {
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "paykeep_build_info",
+            "Always 1; the running build in its labels",
+        ),
+        &["version"],
+    )
+    .expect("metric");
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    build_info
 }
 
 impl Default for Metrics {

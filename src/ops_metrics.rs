@@ -7,7 +7,7 @@
 //! deploy/prometheus/alerts.yml and deploy/grafana/paykeep.json are written against these
 //! names; docs/operations.md lists them.
 
-use prometheus::{IntGauge, IntGaugeVec, Opts};
+use prometheus::IntGauge;
 
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::payment::PaymentStatus;
@@ -108,17 +108,7 @@ impl OpsMetrics {
                 .expect("register metric");
             gauge
         };
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "paykeep_build_info",
-                "Always 1; the running build in its labels",
-            ),
-            &["version"],
-        )
-        .expect("metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let build_info = crate::metrics::build_info();
         metrics
             .registry()
             .register(Box::new(build_info))
@@ -247,7 +237,7 @@ mod tests {
     use super::*;
 
     /// The route label of each `respond(metrics, "label", …)` / `observe(metrics, "label", …)`
-    /// call in `src/http`.
+    /// call in `src/http`, or given to a `route::get_with_…` helper.
     fn labels_in_handlers() -> std::collections::BTreeSet<String> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
         let mut found = std::collections::BTreeSet::new();
@@ -264,6 +254,21 @@ mod tests {
                         continue;
                     };
                     let after = rest[comma + 1..].trim_start();
+                    if let Some(quoted) = after.strip_prefix('"') {
+                        if let Some(end) = quoted.find('"') {
+                            found.insert(quoted[..end].to_owned());
+                        }
+                    }
+                }
+            }
+            // `route::get_with_…(path, state, "label", handler)`: the label follows `state,`.
+            for call in ["route::get_with_query(", "route::get_with_segment("] {
+                for (at, _) in text.match_indices(call) {
+                    let rest = &text[at + call.len()..];
+                    let Some(state) = rest.find("state,") else {
+                        continue;
+                    };
+                    let after = rest[state + "state,".len()..].trim_start();
                     if let Some(quoted) = after.strip_prefix('"') {
                         if let Some(end) = quoted.find('"') {
                             found.insert(quoted[..end].to_owned());

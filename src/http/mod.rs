@@ -22,6 +22,8 @@ pub mod provider_webhooks;
 pub mod reconciliations;
 pub mod refunds;
 pub mod request_id;
+pub mod route;
+pub mod shard_call;
 /// The connection server every HTTP surface runs on (it lives below the layers: the
 /// sandbox uses it too); `http::server` is its old path.
 pub use crate::listener as server;

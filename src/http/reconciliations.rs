@@ -15,7 +15,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::payments::internal;
-use crate::http::{auth, body, raw_query, respond, with_authorization, State};
+use crate::http::{auth, body, raw_query, respond, route, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::csv_report;
 use crate::recon::run::{Recon, ReconError};
@@ -61,17 +61,12 @@ pub fn routes(
                 .await
             },
         );
-    let get = warp::path!("admin" / "reconciliations" / String)
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .then(
-            |id: String, state: State, authorization: Option<String>| async move {
-                respond(&state.metrics, "get_reconciliation", async {
-                    get_one(&state, authorization.as_deref(), &id)
-                })
-                .await
-            },
-        );
+    let get = route::get_with_segment(
+        warp::path!("admin" / "reconciliations" / String),
+        state,
+        "get_reconciliation",
+        get_one,
+    );
     run.or(get).unify()
 }
 

@@ -32,8 +32,9 @@ pub mod template;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use actix::{Addr, Arbiter, Supervisor};
+use actix::{Addr, Supervisor};
 
+use crate::actor_thread;
 use crate::clock::SharedClock;
 use crate::config::NotificationsConfig;
 use crate::domain::delivery::Channel;
@@ -178,31 +179,14 @@ impl Notifications {
 
 /// One Arbiter per channel in a new actix system thread, each notifier supervised.
 fn start_actors(core: &Arc<Core>) -> (Vec<Addr<NotifierActor>>, actix::System, JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel();
     let core = Arc::clone(core);
-    let thread = std::thread::Builder::new()
-        .name("paykeep-notifiers".to_owned())
-        .spawn(move || {
-            let system = actix::System::new();
-            let arbiters: Vec<Arbiter> = Channel::ALL.iter().map(|_| Arbiter::new()).collect();
-            let addrs: Vec<Addr<NotifierActor>> = Channel::ALL
-                .into_iter()
-                .zip(&arbiters)
-                .map(|(channel, arbiter)| {
-                    let core = Arc::clone(&core);
-                    Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                        NotifierActor::new(channel, core)
-                    })
-                })
-                .collect();
-            let _ = tx.send((addrs, actix::System::current()));
-            let _ = system.run();
-            for arbiter in arbiters {
-                arbiter.stop();
-                let _ = arbiter.join();
-            }
-        })
-        .expect("spawn notifier thread");
-    let (addrs, system) = rx.recv().expect("notifier system started");
-    (addrs, system, thread)
+    let started = actor_thread::spawn(
+        "paykeep-notifiers",
+        Channel::COUNT,
+        move |index, arbiter| {
+            let (channel, core) = (Channel::ALL[index], Arc::clone(&core));
+            Supervisor::start_in_arbiter(arbiter, move |_| NotifierActor::new(channel, core))
+        },
+    );
+    (started.addrs, started.system, started.thread)
 }

@@ -101,11 +101,10 @@ pub fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Outgoing {
         }],
         "allowed_mentions": {"parse": []},
     });
-    Outgoing {
-        url: with_wait(&config.webhook_url),
-        headers: vec![("content-type", "application/json".to_owned())],
-        body: body.to_string().into_bytes(),
-    }
+    Outgoing::json(
+        with_wait(&config.webhook_url),
+        body.to_string().into_bytes(),
+    )
 }
 
 #[cfg(test)]

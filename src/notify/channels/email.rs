@@ -24,10 +24,7 @@ pub struct Email;
 
 impl Channel for Email {
     type Config = EmailConfig;
-    const SECRETS: &'static [Secret] = &[Secret {
-        key: "api_key",
-        is_url: false,
-    }];
+    const SECRETS: &'static [Secret] = &[Secret::plain("api_key")];
 
     fn enabled(config: &EmailConfig) -> bool {
         config.enabled
@@ -84,15 +81,10 @@ pub fn build(config: &EmailConfig, request: &Request<'_>) -> Outgoing {
         "html": html,
         "text": message.plain_text(),
     });
-    Outgoing {
-        url: format!("{}/emails", config.api_base_url.trim_end_matches('/')),
-        headers: vec![
-            ("content-type", "application/json".to_owned()),
-            ("authorization", format!("Bearer {}", config.api_key)),
-            ("idempotency-key", request.delivery.id.clone()),
-        ],
-        body: body.to_string().into_bytes(),
-    }
+    let url = format!("{}/emails", config.api_base_url.trim_end_matches('/'));
+    Outgoing::json(url, body.to_string().into_bytes())
+        .header("authorization", format!("Bearer {}", config.api_key))
+        .header("idempotency-key", request.delivery.id.clone())
 }
 
 #[cfg(test)]

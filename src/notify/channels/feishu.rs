@@ -39,16 +39,7 @@ pub struct Feishu;
 
 impl Channel for Feishu {
     type Config = FeishuConfig;
-    const SECRETS: &'static [Secret] = &[
-        Secret {
-            key: "webhook_url",
-            is_url: true,
-        },
-        Secret {
-            key: "secret",
-            is_url: false,
-        },
-    ];
+    const SECRETS: &'static [Secret] = &[Secret::url("webhook_url"), Secret::plain("secret")];
 
     fn enabled(config: &FeishuConfig) -> bool {
         config.enabled
@@ -133,11 +124,10 @@ pub fn build(config: &FeishuConfig, request: &Request<'_>) -> Result<Outgoing, V
         body["timestamp"] = json!(request.now_s.to_string());
         body["sign"] = json!(sign(request.now_s, &config.secret));
     }
-    Ok(Outgoing {
-        url: config.webhook_url.clone(),
-        headers: vec![("content-type", "application/json".to_owned())],
-        body: body.to_string().into_bytes(),
-    })
+    Ok(Outgoing::json(
+        config.webhook_url.clone(),
+        body.to_string().into_bytes(),
+    ))
 }
 
 #[cfg(test)]

@@ -40,6 +40,24 @@ pub struct Outgoing {
     pub body: Vec<u8>,
 }
 
+impl Outgoing {
+    /// A `POST` of the JSON `body` to `url`, with `content-type: application/json`.
+    pub fn json(url: String, body: Vec<u8>) -> Outgoing {
+        Outgoing {
+            url,
+            headers: vec![("content-type", "application/json".to_owned())],
+            body,
+        }
+    }
+
+    /// This request with the header `name: value` added after the others.
+    #[must_use]
+    pub fn header(mut self, name: &'static str, value: String) -> Outgoing {
+        self.headers.push((name, value));
+        self
+    }
+}
+
 /// The vendor's answer, as far as classification needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
@@ -90,12 +108,21 @@ pub struct Secret {
     pub is_url: bool,
 }
 
+impl Secret {
+    /// A secret URL (its origin stays visible when redacted).
+    pub const fn url(key: &'static str) -> Secret {
+        Secret { key, is_url: true }
+    }
+
+    /// A secret that is not a URL (a token, a key).
+    pub const fn plain(key: &'static str) -> Secret {
+        Secret { key, is_url: false }
+    }
+}
+
 /// The secrets of a section that is one incoming-webhook URL with a token in its path
 /// (Slack, Discord).
-pub const WEBHOOK_URL_SECRETS: &[Secret] = &[Secret {
-    key: "webhook_url",
-    is_url: true,
-}];
+pub const WEBHOOK_URL_SECRETS: &[Secret] = &[Secret::url("webhook_url")];
 
 /// One notification channel: what the notifier needs to know of it. Implemented by a unit
 /// struct in the channel's own file and named in

@@ -77,11 +77,7 @@ pub fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Outgoing {
         "text": escape(&message.headline()),
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": markdown}}],
     });
-    Outgoing {
-        url: config.webhook_url.clone(),
-        headers: vec![("content-type", "application/json".to_owned())],
-        body: body.to_string().into_bytes(),
-    }
+    Outgoing::json(config.webhook_url.clone(), body.to_string().into_bytes())
 }
 
 #[cfg(test)]

@@ -30,10 +30,7 @@ pub struct Telegram;
 
 impl Channel for Telegram {
     type Config = TelegramConfig;
-    const SECRETS: &'static [Secret] = &[Secret {
-        key: "bot_token",
-        is_url: false,
-    }];
+    const SECRETS: &'static [Secret] = &[Secret::plain("bot_token")];
 
     fn enabled(config: &TelegramConfig) -> bool {
         config.enabled
@@ -117,15 +114,12 @@ pub fn build(config: &TelegramConfig, request: &Request<'_>) -> Outgoing {
     if config.thread_id > 0 {
         body["message_thread_id"] = json!(config.thread_id);
     }
-    Outgoing {
-        url: format!(
-            "{}/bot{}/sendMessage",
-            config.api_base_url.trim_end_matches('/'),
-            config.bot_token
-        ),
-        headers: vec![("content-type", "application/json".to_owned())],
-        body: body.to_string().into_bytes(),
-    }
+    let url = format!(
+        "{}/bot{}/sendMessage",
+        config.api_base_url.trim_end_matches('/'),
+        config.bot_token
+    );
+    Outgoing::json(url, body.to_string().into_bytes())
 }
 
 #[cfg(test)]

@@ -30,16 +30,7 @@ pub struct Webhook;
 
 impl Channel for Webhook {
     type Config = SignedWebhookConfig;
-    const SECRETS: &'static [Secret] = &[
-        Secret {
-            key: "secret",
-            is_url: false,
-        },
-        Secret {
-            key: "url",
-            is_url: true,
-        },
-    ];
+    const SECRETS: &'static [Secret] = &[Secret::plain("secret"), Secret::url("url")];
 
     fn enabled(config: &SignedWebhookConfig) -> bool {
         config.enabled
@@ -124,16 +115,10 @@ pub fn build(config: &SignedWebhookConfig, request: &Request<'_>) -> Result<Outg
     let body = payload(request).to_string().into_bytes();
     let id = request.event.id.clone();
     let signature = sign(&key, &id, request.now_s, &body);
-    Ok(Outgoing {
-        url: config.url.clone(),
-        headers: vec![
-            ("content-type", "application/json".to_owned()),
-            ("webhook-id", id),
-            ("webhook-timestamp", request.now_s.to_string()),
-            ("webhook-signature", signature),
-        ],
-        body,
-    })
+    Ok(Outgoing::json(config.url.clone(), body)
+        .header("webhook-id", id)
+        .header("webhook-timestamp", request.now_s.to_string())
+        .header("webhook-signature", signature))
 }
 
 #[cfg(test)]

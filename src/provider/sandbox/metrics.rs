@@ -2,9 +2,7 @@
 //! load test or a dashboard can set the provider's side beside paykeep's. Prometheus text
 //! format, no auth, like paykeep's `/metrics`.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 /// Latency buckets in seconds: 1 ms .. 30 s (the sandbox stalls on purpose up to
 /// `--stall-ms`).
@@ -57,17 +55,7 @@ impl SandboxMetrics {
             &["operation"],
         )
         .expect("metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "paykeep_build_info",
-                "Always 1; the running build in its labels",
-            ),
-            &["version"],
-        )
-        .expect("metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        let build_info = crate::metrics::build_info();
         for operation in OPERATIONS {
             request_duration_seconds.with_label_values(&[operation]);
             requests_total.with_label_values(&[operation, "500"]);
@@ -88,9 +76,7 @@ impl SandboxMetrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        crate::metrics::render(&self.registry)
     }
 }
 
