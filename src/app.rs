@@ -118,7 +118,7 @@ pub async fn start_on_clock(
         clock: Arc::clone(&clock),
     });
     let store_options = OpenOptions {
-        cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
+        cache_capacity_bytes: config.store.cache_capacity_mb.get() * 1024 * 1024,
         ..store_options
     };
     let store = Arc::new(Store::open_with(&config.store.data_dir, store_options)?);
@@ -128,7 +128,7 @@ pub async fn start_on_clock(
         .map_err(|e| StartError::Metrics(e.to_string()))?;
     let policy = CommitPolicy {
         window: config.commit_window(),
-        batch_max: config.store.commit_batch_max,
+        batch_max: config.store.commit_batch_max.get(),
     };
     let (committer, committer_thread) =
         committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
@@ -168,7 +168,7 @@ pub async fn start_on_clock(
     });
     let shards = Arc::new(Shards::start(
         config.shard_count(),
-        config.shards.partitions,
+        config.shards.partitions.get(),
         deps,
         config.in_flight_wait(),
     ));
@@ -181,7 +181,7 @@ pub async fn start_on_clock(
             "resuming processing payments"
         );
     }
-    let retention = Duration::from_secs(config.idempotency.retention_s);
+    let retention = config.idempotency.retention;
     let sweeper = tokio::spawn(sweep::run(
         Arc::clone(&store),
         committer.clone(),
@@ -352,20 +352,20 @@ async fn report_loss(
 /// hard limit first) leaves beside the descriptors kept for the store.
 fn server_limits(server: &crate::config::ServerConfig) -> http::server::Limits {
     let nofile = http::server::raise_nofile_limit();
-    let max_connections = http::server::connection_cap(server.max_connections, nofile);
-    if max_connections < server.max_connections {
+    let max_connections = http::server::connection_cap(server.max_connections.get(), nofile);
+    if max_connections < server.max_connections.get() {
         tracing::info!(
             operation = "start",
             max_connections,
-            configured = server.max_connections,
+            configured = server.max_connections.get(),
             nofile,
             "connection cap lowered to keep descriptors for the store"
         );
     }
     http::server::Limits {
         max_connections,
-        header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
-        idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+        header_read_timeout: server.header_read_timeout,
+        idle_timeout: server.idle_timeout,
     }
 }
 

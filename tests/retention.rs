@@ -11,7 +11,10 @@ use paykeep::clock::ManualClock;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_keys_are_swept_after_retention_and_orders_stay_unique() {
     let clock = Arc::new(ManualClock::starting_now());
-    let svc = start_on_clock(Arc::clone(&clock), |c| c.idempotency.retention_s = 1).await;
+    let svc = start_on_clock(Arc::clone(&clock), |c| {
+        c.idempotency.retention = Duration::from_secs(1)
+    })
+    .await;
     let first = svc.create(Some("short-lived"), order("ret-1")).await;
     assert_eq!(first.status, 201);
     svc.create(Some("short-lived"), order("ret-2"))

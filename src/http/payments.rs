@@ -38,7 +38,7 @@ pub fn routes(
         .then(
             |state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_payment", async {
-                    let limit = state.config.server.body_limit_bytes;
+                    let limit = state.config.server.body_limit_bytes.get();
                     let bytes =
                         body::read_limited(stream, &head, limit, state.config.body_read_timeout())
                             .await?;
@@ -153,8 +153,7 @@ fn finished_replay(
 /// Whether a cached header-key entry is older than `idempotency.retention_s`, so the sweep
 /// may have removed it from the store (the store, not the cache, then decides).
 fn past_retention(state: &State, key: &IdempotencyKey, hit: &CachedReplay) -> bool {
-    let retention_ms = i64::try_from(state.config.idempotency.retention_s.saturating_mul(1000))
-        .unwrap_or(i64::MAX);
+    let retention_ms = crate::clock::millis(state.config.idempotency.retention);
     key.expires() && hit.outlived(retention_ms, state.clock.now_ms())
 }
 

@@ -52,7 +52,7 @@ pub fn routes(
             |state: State, signature: Option<HeaderValue>, head: body::BodyHead, stream| async move {
                 let metrics = Arc::clone(&state.metrics);
                 observe(&metrics, "provider_webhook", async move {
-                    let limit = state.config.server.body_limit_bytes;
+                    let limit = state.config.server.body_limit_bytes.get();
                     // A signature that is not text verifies as a missing one.
                     let signature = signature.as_ref().and_then(|v| v.to_str().ok());
                     let result = match body::read_limited(stream, &head, limit, state.config.body_read_timeout()).await {
@@ -111,7 +111,7 @@ async fn receive(
         &provider.webhook_secret,
         signature_header,
         bytes,
-        provider.webhook_tolerance_s,
+        provider.webhook_tolerance.as_secs(),
         now_ms / 1000,
     ) {
         alert(state, error, bytes, now_ms).await;

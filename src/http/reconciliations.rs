@@ -50,7 +50,7 @@ pub fn routes(
                     let limit = if csv {
                         CSV_BODY_BYTES_MAX
                     } else {
-                        state.config.server.body_limit_bytes
+                        state.config.server.body_limit_bytes.get()
                     };
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
                     let bytes =
