@@ -13,7 +13,7 @@ use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::reconciliation::DiscrepancyKind;
 use crate::domain::refund::RefundState;
-use crate::metrics::Metrics;
+use crate::metrics::{Define, Metrics};
 use crate::notify::metrics::NotifyMetrics;
 use crate::provider::metrics::ProviderMetrics;
 use crate::store::Store;
@@ -100,33 +100,22 @@ impl OpsMetrics {
     /// # Panics
     /// Only if a definition is malformed or registered twice (start-up only).
     pub fn register(metrics: &Metrics) -> OpsMetrics {
-        let gauge = |name: &str, help: &str| {
-            let gauge = IntGauge::new(name, help).expect("metric");
-            metrics
-                .registry()
-                .register(Box::new(gauge.clone()))
-                .expect("register metric");
-            gauge
-        };
-        let build_info = crate::metrics::build_info();
-        metrics
-            .registry()
-            .register(Box::new(build_info))
-            .expect("register metric");
+        let define = Define(metrics.registry());
+        define.build_info();
         OpsMetrics {
-            payments_processing: gauge(
+            payments_processing: define.gauge(
                 "payments_processing",
                 "Payments whose charge has no final provider answer yet",
             ),
-            refunds_pending: gauge(
+            refunds_pending: define.gauge(
                 "refunds_pending",
                 "Refunds whose provider call has no final answer yet",
             ),
-            outbox_oldest_undelivered_seconds: gauge(
+            outbox_oldest_undelivered_seconds: define.gauge(
                 "outbox_oldest_undelivered_seconds",
                 "Age of the oldest delivery not yet delivered nor dead, 0 when none",
             ),
-            store_ready: gauge(
+            store_ready: define.gauge(
                 "paykeep_store_ready",
                 "1 while the store reads and accepts writes, 0 otherwise",
             ),
