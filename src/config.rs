@@ -64,8 +64,6 @@ pub const RETRY_STEP_S_MAX: u64 = 7 * 86_400;
 pub const NOTIFY_ATTEMPTS_MAX: u32 = 100;
 /// Upper bound on `notifications.request_timeout_ms` (two minutes).
 pub const NOTIFY_REQUEST_TIMEOUT_MS_MAX: u64 = 120_000;
-/// Upper bound on `notifications.webhook.rate_per_s`.
-pub const WEBHOOK_RATE_PER_S_MAX: u32 = 10_000;
 /// Longest merchant id (it is part of every payment key and provider key).
 pub const MERCHANT_ID_CHARS_MAX: usize = 64;
 /// Shortest admin token or merchant API key: shorter is guessable.
@@ -103,7 +101,8 @@ fn from_figment(error: figment::Error) -> ConfigError {
     invalid(&error.path.join(".").to_lowercase(), error.kind.to_string())
 }
 
-fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+/// The error for `key` (dotted path) with `reason`.
+pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
         reason: reason.into(),
@@ -292,64 +291,18 @@ macro_rules! notifications_config {
             #[serde(default)]
             pub allow_private_targets: bool,
             $(
-                #[doc = concat!("`[notifications.", stringify!($section), "]`.")]
-                pub $section: $config,
+                #[doc = concat!(
+                    "`[notifications.", stringify!($section), "]`: [`crate::notify::channels::",
+                    stringify!($section), "::", stringify!($config), "`]; a missing section is",
+                    " the channel's `Default` (off)."
+                )]
+                #[serde(default)]
+                pub $section: crate::notify::channels::$section::$config,
             )*
         }
     };
 }
 crate::domain::delivery::for_each_channel!(notifications_config);
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelegramConfig {
-    pub enabled: bool,
-    pub api_base_url: String,
-    pub bot_token: String,
-    /// Chat ids; a string of ids split by commas or newlines is accepted too.
-    #[serde(deserialize_with = "string_list")]
-    pub chat_ids: Vec<String>,
-    /// Forum topic (`message_thread_id`); 0 = none.
-    pub thread_id: i64,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookUrlConfig {
-    pub enabled: bool,
-    pub webhook_url: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeishuConfig {
-    pub enabled: bool,
-    pub webhook_url: String,
-    pub secret: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    pub enabled: bool,
-    pub api_base_url: String,
-    pub api_key: String,
-    pub from: String,
-    #[serde(deserialize_with = "string_list")]
-    pub to: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignedWebhookConfig {
-    pub enabled: bool,
-    pub url: String,
-    /// `whsec_<base64>` (Standard Webhooks).
-    pub secret: String,
-    /// Most requests per second to the endpoint (it is ours to choose: no vendor limit).
-    #[serde(default = "default_webhook_rate_per_s")]
-    pub rate_per_s: u32,
-}
 
 fn default_true() -> bool {
     true
@@ -359,12 +312,10 @@ fn default_request_timeout_ms() -> u64 {
     10_000
 }
 
-fn default_webhook_rate_per_s() -> u32 {
-    20
-}
-
 /// Accepts a list of strings or numbers, or one string split on commas and newlines.
-fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn string_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Item {
@@ -806,75 +757,7 @@ impl NotificationsConfig {
                 format!("must be 1..={NOTIFY_REQUEST_TIMEOUT_MS_MAX}"),
             ));
         }
-        if self.webhook.rate_per_s == 0 || self.webhook.rate_per_s > WEBHOOK_RATE_PER_S_MAX {
-            return Err(invalid(
-                "notifications.webhook.rate_per_s",
-                format!("must be 1..={WEBHOOK_RATE_PER_S_MAX}"),
-            ));
-        }
-        let allow = self.allow_private_targets;
-        let t = &self.telegram;
-        check_url(
-            "notifications.telegram.api_base_url",
-            &t.api_base_url,
-            true,
-            allow,
-        )?;
-        if t.enabled && t.bot_token.is_empty() {
-            return Err(invalid(
-                "notifications.telegram.bot_token",
-                "required when enabled",
-            ));
-        }
-        if t.enabled && t.chat_ids.is_empty() {
-            return Err(invalid(
-                "notifications.telegram.chat_ids",
-                "required when enabled",
-            ));
-        }
-        if t.thread_id < 0 {
-            return Err(invalid("notifications.telegram.thread_id", "must be >= 0"));
-        }
-        check_url(
-            "notifications.slack.webhook_url",
-            &self.slack.webhook_url,
-            self.slack.enabled,
-            allow,
-        )?;
-        check_url(
-            "notifications.discord.webhook_url",
-            &self.discord.webhook_url,
-            self.discord.enabled,
-            allow,
-        )?;
-        check_url(
-            "notifications.feishu.webhook_url",
-            &self.feishu.webhook_url,
-            self.feishu.enabled,
-            allow,
-        )?;
-        let e = &self.email;
-        check_url(
-            "notifications.email.api_base_url",
-            &e.api_base_url,
-            true,
-            allow,
-        )?;
-        if e.enabled && (e.api_key.is_empty() || e.from.is_empty() || e.to.is_empty()) {
-            return Err(invalid(
-                "notifications.email",
-                "api_key, from and to are required when enabled",
-            ));
-        }
-        let w = &self.webhook;
-        check_url("notifications.webhook.url", &w.url, w.enabled, allow)?;
-        if w.enabled && !w.secret.starts_with("whsec_") {
-            return Err(invalid(
-                "notifications.webhook.secret",
-                "must be whsec_<base64> when enabled",
-            ));
-        }
-        Ok(())
+        crate::notify::channels::validate(self)
     }
 }
 
@@ -884,7 +767,12 @@ fn is_http_url(url: &str) -> bool {
 
 /// A notification target URL: empty only when not `required`; else per the egress rules
 /// ([`crate::notify::egress::check_url`]).
-fn check_url(key: &str, url: &str, required: bool, allow_private: bool) -> Result<(), ConfigError> {
+pub(crate) fn check_url(
+    key: &str,
+    url: &str,
+    required: bool,
+    allow_private: bool,
+) -> Result<(), ConfigError> {
     if url.is_empty() && !required {
         return Ok(());
     }
