@@ -179,6 +179,21 @@ impl Define<'_> {
     }
 }
 
+/// Records one answered request: its time since `started` in `durations{label}` and one
+/// more in `counts{label,status}` (paykeep's routes and the sandbox's operations).
+pub fn record_request(
+    durations: &HistogramVec,
+    counts: &IntCounterVec,
+    label: &str,
+    started: std::time::Instant,
+    status: &str,
+) {
+    durations
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
+    counts.with_label_values(&[label, status]).inc();
+}
+
 /// The Prometheus text exposition of every metric in `registry`.
 pub fn render(registry: &Registry) -> String {
     let mut out = Vec::new();

@@ -7,7 +7,7 @@
 //! deploy/prometheus/alerts.yml and deploy/grafana/paykeep.json are written against these
 //! names; docs/operations.md lists them.
 
-use prometheus::IntGauge;
+use prometheus::{IntCounterVec, IntGauge};
 
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::payment::PaymentStatus;
@@ -172,18 +172,19 @@ pub fn zero_labelled_families(
             .http_requests_total
             .with_label_values(&[route, "500"]);
     }
-    for status in [
+    let payment_statuses = [
         PaymentStatus::Processing,
         PaymentStatus::Succeeded,
         PaymentStatus::Failed,
-    ] {
-        metrics
-            .payments_created_total
-            .with_label_values(&[status.as_str()]);
-    }
-    for outcome in PROVIDER_CALL_OUTCOMES {
-        metrics.provider_calls_total.with_label_values(&[outcome]);
-    }
+    ];
+    zero(
+        &metrics.payments_created_total,
+        payment_statuses.map(PaymentStatus::as_str),
+    );
+    zero(
+        &metrics.provider_calls_total,
+        PROVIDER_CALL_OUTCOMES.iter().copied(),
+    );
     for channel in Channel::ALL {
         let channel = channel.as_str();
         notify.success_total.with_label_values(&[channel]);
@@ -195,29 +196,35 @@ pub fn zero_labelled_families(
     for status in DeliveryStatus::ALL {
         notify.deliveries.with_label_values(&[status.as_str()]);
     }
-    for state in [
+    let refund_states = [
         RefundState::Pending,
         RefundState::Succeeded,
         RefundState::Failed,
-    ] {
-        provider
-            .refunds_created_total
-            .with_label_values(&[state.as_str()]);
-    }
-    for outcome in WEBHOOK_OUTCOMES {
-        provider
-            .provider_webhooks_total
-            .with_label_values(&[outcome]);
-    }
-    for kind in [
+    ];
+    zero(
+        &provider.refunds_created_total,
+        refund_states.map(RefundState::as_str),
+    );
+    zero(
+        &provider.provider_webhooks_total,
+        WEBHOOK_OUTCOMES.iter().copied(),
+    );
+    let discrepancy_kinds = [
         DiscrepancyKind::MissingInProvider,
         DiscrepancyKind::MissingInOurs,
         DiscrepancyKind::AmountMismatch,
         DiscrepancyKind::StatusMismatch,
-    ] {
-        provider
-            .reconciliation_discrepancies_total
-            .with_label_values(&[kind.as_str()]);
+    ];
+    zero(
+        &provider.reconciliation_discrepancies_total,
+        discrepancy_kinds.map(DiscrepancyKind::as_str),
+    );
+}
+
+/// Creates the series of the one-label `family` for each of `values`, at 0.
+fn zero<'a>(family: &IntCounterVec, values: impl IntoIterator<Item = &'a str>) {
+    for value in values {
+        family.with_label_values(&[value]);
     }
 }
 

@@ -243,14 +243,13 @@ pub async fn observe(
     request_id::note_route(route);
     let started = Instant::now();
     let response = handler.await;
-    metrics
-        .http_request_duration_seconds
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .http_requests_total
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
+    crate::metrics::record_request(
+        &metrics.http_request_duration_seconds,
+        &metrics.http_requests_total,
+        route,
+        started,
+        response.status().as_str(),
+    );
     response
 }
 
