@@ -50,7 +50,11 @@ impl Clock for SystemClock {
     }
 
     fn sleep_until_ms(&self, deadline_ms: i64) -> Sleep {
-        let wait_ms = deadline_ms.saturating_sub(now_ms()).max(0);
+        let wait_ms = deadline_ms.saturating_sub(now_ms());
+        if wait_ms <= 0 {
+            // Due already: no timer, which would hold the caller until its next tick.
+            return Box::pin(std::future::ready(()));
+        }
         Box::pin(tokio::time::sleep(Duration::from_millis(
             wait_ms.unsigned_abs(),
         )))
