@@ -718,9 +718,9 @@ async fn start_paykeep(dir: &Path, commit_window_us: Option<u64>) -> Running {
     config.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     config.store.data_dir = dir.join("db");
     config.shards.count = 0;
-    config.provider.latency_ms = 0;
+    config.provider.latency = Duration::ZERO;
     if let Some(us) = commit_window_us {
-        config.store.commit_window_us = us;
+        config.store.commit_window = Duration::from_micros(us);
     }
     let running = app::start_with(
         config,

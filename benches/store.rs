@@ -262,7 +262,7 @@ async fn run_once(durability: Durability, settings: Settings) -> Figures {
         window: settings
             .commit_window_us
             .map_or_else(|| config.commit_window(), Duration::from_micros),
-        batch_max: config.store.commit_batch_max,
+        batch_max: config.store.commit_batch_max.get(),
     };
     let (committer, thread) = committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
     let start = Instant::now();

@@ -11,11 +11,11 @@ use tokio::task::JoinHandle;
 
 use crate::alerts::provider_health::{self, ProviderHealth};
 use crate::alerts::watcher;
+use crate::clock::{SharedClock, SystemClock};
 use crate::config::{parse_hh_mm, Config};
 use crate::domain::event::store_recovered_with_loss_event;
 use crate::domain::ids::UlidSource;
 use crate::domain::payment::PaymentRules;
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::http::{self, AppState};
 use crate::metrics::Metrics;
@@ -93,6 +93,21 @@ pub async fn start_with(
     store_options: OpenOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, StartError> {
+    start_on_clock(config, store_options, Arc::new(SystemClock), shutdown).await
+}
+
+/// [`start_with`] on `clock`: every schedule (retries, pacing, sweeps, the daily
+/// reconciliation, alerts) and every timestamp the service writes reads it. Tests hand in a
+/// [`crate::clock::ManualClock`] and move it instead of sleeping.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_on_clock(
+    config: Config,
+    store_options: OpenOptions,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, StartError> {
     crate::memory::disable_transparent_huge_pages();
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
@@ -100,9 +115,10 @@ pub async fn start_with(
     let connector: Arc<dyn provider::Connector> = Arc::new(provider_health::Watched {
         inner: provider::connector_for(&config).map_err(StartError::Provider)?,
         health: Arc::clone(&provider_health),
+        clock: Arc::clone(&clock),
     });
     let store_options = OpenOptions {
-        cache_capacity_bytes: config.store.cache_capacity_mb * 1024 * 1024,
+        cache_capacity_bytes: config.store.cache_capacity_mb.get() * 1024 * 1024,
         ..store_options
     };
     let store = Arc::new(Store::open_with(&config.store.data_dir, store_options)?);
@@ -112,7 +128,7 @@ pub async fn start_with(
         .map_err(|e| StartError::Metrics(e.to_string()))?;
     let policy = CommitPolicy {
         window: config.commit_window(),
-        batch_max: config.store.commit_batch_max,
+        batch_max: config.store.commit_batch_max.get(),
     };
     let (committer, committer_thread) =
         committer::start(Arc::clone(&store), policy, Arc::clone(&metrics));
@@ -137,6 +153,7 @@ pub async fn start_with(
             &config.notifications,
             &config.webhooks,
             &metrics,
+            Arc::clone(&clock),
         )
         .await?,
     );
@@ -148,15 +165,15 @@ pub async fn start_with(
         connector,
         metrics: Arc::clone(&metrics),
         provider_metrics,
-        clock: Arc::new(crate::domain::time::SystemClock),
+        clock: Arc::clone(&clock),
     });
     let shards = Arc::new(Shards::start(
         config.shard_count(),
-        config.shards.partitions,
+        config.shards.partitions.get(),
         deps,
         config.in_flight_wait(),
     ));
-    report_loss(&store, &committer).await?;
+    report_loss(&store, &committer, clock.now_ms()).await?;
     let resumed = resume_processing(&store, &shards).await?;
     if resumed > 0 {
         tracing::info!(
@@ -165,12 +182,18 @@ pub async fn start_with(
             "resuming processing payments"
         );
     }
-    let retention = Duration::from_secs(config.idempotency.retention_s);
-    let sweeper = tokio::spawn(sweep::run(Arc::clone(&store), committer.clone(), retention));
+    let retention = config.idempotency.retention;
+    let sweeper = tokio::spawn(sweep::run(
+        Arc::clone(&store),
+        committer.clone(),
+        retention,
+        Arc::clone(&clock),
+    ));
     let retention_sweeper = tokio::spawn(retention::run(
         Arc::clone(&store),
         committer.clone(),
         config.retention(),
+        Arc::clone(&clock),
     ));
     let daily_recon = parse_hh_mm(&config.reconciliation.daily_at).map(|minute| {
         tokio::spawn(schedule::run_daily(
@@ -178,6 +201,7 @@ pub async fn start_with(
             Arc::clone(&store),
             committer.clone(),
             Arc::clone(&provider_side.connector),
+            Arc::clone(&clock),
         ))
     });
     let alert_watcher = tokio::spawn(watcher::run(watcher::WatchDeps {
@@ -196,12 +220,13 @@ pub async fn start_with(
     );
     drop(committer);
     let create_history = Arc::new(http::admin_overview::CreateHistory::new(
-        now_ms(),
+        clock.now_ms(),
         http::admin_overview::create_totals(&metrics),
     ));
     let create_sampler = tokio::spawn(http::admin_overview::sample_creates(
         Arc::clone(&metrics),
         Arc::clone(&create_history),
+        Arc::clone(&clock),
     ));
     let state = Arc::new(AppState {
         rules: PaymentRules {
@@ -218,6 +243,7 @@ pub async fn start_with(
         notify: Arc::clone(&notify),
         create_history,
         relay: Arc::clone(&relay),
+        clock,
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -304,6 +330,7 @@ pub async fn start_with(
 async fn report_loss(
     store: &Store,
     committer: &committer::CommitterHandle,
+    now_ms: i64,
 ) -> Result<(), StoreError> {
     let Some(loss) = store.recovery_loss() else {
         return Ok(());
@@ -313,7 +340,7 @@ async fn report_loss(
         &loss.dropped,
         &loss.moved_to.display().to_string(),
         &mut UlidSource,
-        now_ms(),
+        now_ms,
     );
     committer
         .commit(WriteSet {
@@ -326,20 +353,20 @@ async fn report_loss(
 /// hard limit first) leaves beside the descriptors kept for the store.
 fn server_limits(server: &crate::config::ServerConfig) -> http::server::Limits {
     let nofile = http::server::raise_nofile_limit();
-    let max_connections = http::server::connection_cap(server.max_connections, nofile);
-    if max_connections < server.max_connections {
+    let max_connections = http::server::connection_cap(server.max_connections.get(), nofile);
+    if max_connections < server.max_connections.get() {
         tracing::info!(
             operation = "start",
             max_connections,
-            configured = server.max_connections,
+            configured = server.max_connections.get(),
             nofile,
             "connection cap lowered to keep descriptors for the store"
         );
     }
     http::server::Limits {
         max_connections,
-        header_read_timeout: Duration::from_millis(server.header_read_timeout_ms),
-        idle_timeout: Duration::from_millis(server.idle_timeout_ms),
+        header_read_timeout: server.header_read_timeout,
+        idle_timeout: server.idle_timeout,
     }
 }
 

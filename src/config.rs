@@ -7,12 +7,15 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
+
+mod units;
 
 /// The repository's `config.toml`, the embedded default.
 pub const EMBEDDED_CONFIG_TOML: &str = include_str!("../config.toml");
@@ -42,15 +45,15 @@ pub const BODY_LIMIT_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// lowered to what the file limit leaves anyway).
 pub const MAX_CONNECTIONS_MAX: usize = 1_000_000;
 /// Upper bound on the `[server]` timeouts (one hour): longer holds a connection forever.
-pub const SERVER_TIMEOUT_MS_MAX: u64 = 3_600_000;
+pub const SERVER_TIMEOUT_MAX: Duration = Duration::from_secs(3600);
 /// Upper bound on `store.commit_window_us` (1 s): every write waits up to the window.
-pub const COMMIT_WINDOW_US_MAX: u64 = 1_000_000;
+pub const COMMIT_WINDOW_MAX: Duration = Duration::from_secs(1);
 /// Upper bound on `shards.count`.
 pub const SHARDS_COUNT_MAX: usize = 1024;
 /// Upper bound on `payments.refund_window_days` (ten years).
 pub const REFUND_WINDOW_DAYS_MAX: u32 = 3650;
 /// Upper bound on `provider.timeout_ms` and `provider.latency_ms` (ten minutes).
-pub const PROVIDER_MS_MAX: u64 = 600_000;
+pub const PROVIDER_WAIT_MAX: Duration = Duration::from_secs(600);
 /// Upper bound on `provider.webhook_tolerance_s` (one day).
 pub const WEBHOOK_TOLERANCE_S_MAX: u64 = 86_400;
 /// Most steps of `notifications.retry_schedule_s`.
@@ -61,15 +64,19 @@ pub const RETRY_STEP_S_MAX: u64 = 7 * 86_400;
 pub const NOTIFY_ATTEMPTS_MAX: u32 = 100;
 /// Upper bound on `notifications.request_timeout_ms` (two minutes).
 pub const NOTIFY_REQUEST_TIMEOUT_MS_MAX: u64 = 120_000;
-/// Upper bound on `notifications.webhook.rate_per_s`.
-pub const WEBHOOK_RATE_PER_S_MAX: u32 = 10_000;
+/// Longest merchant id (it is part of every payment key and provider key).
+pub const MERCHANT_ID_CHARS_MAX: usize = 64;
+/// Shortest admin token or merchant API key: shorter is guessable.
+pub const SECRET_CHARS_MIN: usize = 8;
 
 // Every shard owns at least one partition.
 const _: () = assert!(SHARDS_COUNT_MAX as u64 <= PARTITIONS_MAX as u64);
 // A commit window is shorter than any request's timeout could be.
-const _: () = assert!(COMMIT_WINDOW_US_MAX / 1000 <= SERVER_TIMEOUT_MS_MAX);
+const _: () = assert!(COMMIT_WINDOW_MAX.as_nanos() <= SERVER_TIMEOUT_MAX.as_nanos());
 // A notification request ends before the server's longest timeout.
-const _: () = assert!(NOTIFY_REQUEST_TIMEOUT_MS_MAX <= SERVER_TIMEOUT_MS_MAX);
+const _: () = assert!(NOTIFY_REQUEST_TIMEOUT_MS_MAX as u128 <= SERVER_TIMEOUT_MAX.as_millis());
+// A provider call (and the simulator's delay) ends before the server's longest timeout.
+const _: () = assert!(PROVIDER_WAIT_MAX.as_nanos() <= SERVER_TIMEOUT_MAX.as_nanos());
 
 /// A configuration that failed to load or validate; `key` is the dotted key path.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +89,20 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+/// A value the schema refused (a typed key such as a `NonZero*` given 0, a wrong type, an
+/// unknown key) names its key like any invalid value, lower-cased as the file writes it (an
+/// environment variable's path arrives upper-cased); anything else could not be read.
+fn from_figment(error: figment::Error) -> ConfigError {
+    if error.path.is_empty() {
+        return ConfigError::Parse {
+            message: error.to_string(),
+        };
+    }
+    invalid(&error.path.join(".").to_lowercase(), error.kind.to_string())
+}
+
+/// The error for `key` (dotted path) with `reason`.
+pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
         reason: reason.into(),
@@ -117,18 +137,23 @@ pub struct ServerConfig {
     /// Listen address; port 0 picks a free port (tests).
     pub bind: SocketAddr,
     /// Largest accepted request body; larger answers 413.
-    pub body_limit_bytes: u64,
+    pub body_limit_bytes: NonZeroU64,
     /// Connections served at once; beyond, new connections wait in the kernel backlog.
     /// Lowered at start-up to what the file limit allows beside the store's reserve
     /// (`http::server::connection_cap`).
-    pub max_connections: usize,
-    /// A request's head must arrive within this, from the connection's first byte or from
-    /// the first byte of a later request on it (slow-loris clients are closed).
-    pub header_read_timeout_ms: u64,
-    /// A keep-alive connection idle this long between requests is closed.
-    pub idle_timeout_ms: u64,
-    /// A declared body must arrive within this (408 `request_timeout` otherwise).
-    pub body_read_timeout_ms: u64,
+    pub max_connections: NonZeroUsize,
+    /// `header_read_timeout_ms`: a request's head must arrive within this, from the
+    /// connection's first byte or from the first byte of a later request on it (slow-loris
+    /// clients are closed).
+    #[serde(rename = "header_read_timeout_ms", with = "units::millis")]
+    pub header_read_timeout: Duration,
+    /// `idle_timeout_ms`: a keep-alive connection idle this long between requests is closed.
+    #[serde(rename = "idle_timeout_ms", with = "units::millis")]
+    pub idle_timeout: Duration,
+    /// `body_read_timeout_ms`: a declared body must arrive within this (408
+    /// `request_timeout` otherwise).
+    #[serde(rename = "body_read_timeout_ms", with = "units::millis")]
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -136,13 +161,15 @@ pub struct ServerConfig {
 pub struct StoreConfig {
     /// Directory of the sled database.
     pub data_dir: PathBuf,
-    /// How long the committer gathers write sets after the first one before it commits.
-    pub commit_window_us: u64,
+    /// `commit_window_us`: how long the committer gathers write sets after the first one
+    /// before it commits.
+    #[serde(rename = "commit_window_us", with = "units::micros")]
+    pub commit_window: Duration,
     /// Most write sets in one group commit.
-    pub commit_batch_max: usize,
+    pub commit_batch_max: NonZeroUsize,
     /// sled's page cache in MiB (sled's own default is 1 GiB, too much for a small
     /// container); the process RSS stays within about 4× this plus 128 MiB (DESIGN §4).
-    pub cache_capacity_mb: u64,
+    pub cache_capacity_mb: NonZeroU64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -151,7 +178,7 @@ pub struct ShardsConfig {
     /// Shard actors (one Arbiter thread each); 0 = one per available core.
     pub count: usize,
     /// Fixed virtual partitions; a payment key hashes to one, partitions map onto shards.
-    pub partitions: u32,
+    pub partitions: NonZeroU32,
 }
 
 /// `[retention]`: how long aged records are kept before the retention sweep
@@ -168,10 +195,14 @@ pub struct RetentionConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdempotencyConfig {
-    /// How long entries of `Idempotency-Key` header keys are kept before the sweep.
-    pub retention_s: u64,
-    /// How long a request waits behind a running request of the same key before 409.
-    pub in_flight_wait_ms: u64,
+    /// `retention_s`: how long entries of `Idempotency-Key` header keys are kept before
+    /// the sweep.
+    #[serde(rename = "retention_s", with = "units::seconds")]
+    pub retention: Duration,
+    /// `in_flight_wait_ms`: how long a request waits behind a running request of the same
+    /// key before 409.
+    #[serde(rename = "in_flight_wait_ms", with = "units::millis")]
+    pub in_flight_wait: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -202,12 +233,17 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     pub base_url: String,
     pub secret_key: String,
-    /// Deadline of one provider call; past it the call counts as a transient failure.
-    pub timeout_ms: u64,
-    /// Simulator only: delay before each answer.
-    pub latency_ms: u64,
+    /// `timeout_ms`: deadline of one provider call; past it the call counts as a transient
+    /// failure.
+    #[serde(rename = "timeout_ms", with = "units::millis")]
+    pub timeout: Duration,
+    /// `latency_ms`, simulator only: delay before each answer.
+    #[serde(rename = "latency_ms", with = "units::millis")]
+    pub latency: Duration,
     pub webhook_secret: String,
-    pub webhook_tolerance_s: u64,
+    /// `webhook_tolerance_s`: how old a provider webhook's signed timestamp may be.
+    #[serde(rename = "webhook_tolerance_s", with = "units::seconds")]
+    pub webhook_tolerance: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -256,75 +292,18 @@ macro_rules! notifications_config {
             #[serde(default)]
             pub allow_private_targets: bool,
             $(
-                #[doc = concat!("`[notifications.", stringify!($section), "]`.")]
-                pub $section: $config,
+                #[doc = concat!(
+                    "`[notifications.", stringify!($section), "]`: [`crate::notify::channels::",
+                    stringify!($section), "::", stringify!($config), "`]; a missing section is",
+                    " the channel's `Default` (off)."
+                )]
+                #[serde(default)]
+                pub $section: crate::notify::channels::$section::$config,
             )*
         }
     };
 }
 crate::domain::delivery::for_each_channel!(notifications_config);
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelegramConfig {
-    pub enabled: bool,
-    pub api_base_url: String,
-    pub bot_token: String,
-    /// Chat ids; a string of ids split by commas or newlines is accepted too.
-    #[serde(deserialize_with = "string_list")]
-    pub chat_ids: Vec<String>,
-    /// Forum topic (`message_thread_id`); 0 = none.
-    pub thread_id: i64,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookUrlConfig {
-    pub enabled: bool,
-    pub webhook_url: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeishuConfig {
-    pub enabled: bool,
-    pub webhook_url: String,
-    pub secret: String,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    pub enabled: bool,
-    pub api_base_url: String,
-    pub api_key: String,
-    pub from: String,
-    #[serde(deserialize_with = "string_list")]
-    pub to: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignedWebhookConfig {
-    pub enabled: bool,
-    pub url: String,
-    /// `whsec_<base64>` (Standard Webhooks).
-    pub secret: String,
-    /// Most requests per second to the endpoint (it is ours to choose: no vendor limit).
-    #[serde(default = "default_webhook_rate_per_s")]
-    pub rate_per_s: u32,
-}
-
-/// `[notifications.merchant]`: the channel of merchants' own webhook endpoints (DESIGN §3
-/// "Merchant webhook endpoints"; the endpoints themselves are data, `/v1/webhook_endpoints`).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MerchantChannelConfig {
-    /// The operator's kill switch: off, no merchant event goes to any endpoint.
-    pub enabled: bool,
-    /// Most requests per second to one endpoint (ours to choose: no vendor limit).
-    pub rate_per_s: u32,
-}
 
 /// `[webhooks]`: merchant webhook endpoints (DESIGN §4).
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -351,12 +330,10 @@ fn default_request_timeout_ms() -> u64 {
     10_000
 }
 
-fn default_webhook_rate_per_s() -> u32 {
-    20
-}
-
 /// Accepts a list of strings or numbers, or one string split on commas and newlines.
-fn string_list<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+pub(crate) fn string_list<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Item {
@@ -398,7 +375,7 @@ pub struct Overrides {
 impl Config {
     /// `server.body_read_timeout_ms`.
     pub fn body_read_timeout(&self) -> Duration {
-        Duration::from_millis(self.server.body_read_timeout_ms)
+        self.server.body_read_timeout
     }
 
     /// The service's own secrets (provider key and webhook secret, admin token, merchant
@@ -431,9 +408,7 @@ impl Config {
     pub fn embedded() -> Result<Config, ConfigError> {
         let config: Config = Figment::from(Toml::string(EMBEDDED_CONFIG_TOML))
             .extract()
-            .map_err(|e| ConfigError::Parse {
-                message: e.to_string(),
-            })?;
+            .map_err(from_figment)?;
         config.validate()?;
         Ok(config)
     }
@@ -452,12 +427,7 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        let mut config: Config = figment
-            .merge(env)
-            .extract()
-            .map_err(|e| ConfigError::Parse {
-                message: e.to_string(),
-            })?;
+        let mut config: Config = figment.merge(env).extract().map_err(from_figment)?;
         if let Some(bind) = overrides.bind {
             config.server.bind = bind;
         }
@@ -485,50 +455,46 @@ impl Config {
     }
 
     fn validate_core(&self) -> Result<(), ConfigError> {
-        let body = self.server.body_limit_bytes;
-        if body == 0 || body > BODY_LIMIT_BYTES_MAX {
+        if self.server.body_limit_bytes.get() > BODY_LIMIT_BYTES_MAX {
             return Err(invalid(
                 "server.body_limit_bytes",
                 format!("must be 1..={BODY_LIMIT_BYTES_MAX}"),
             ));
         }
         let s = &self.server;
-        if s.max_connections == 0 || s.max_connections > MAX_CONNECTIONS_MAX {
+        if s.max_connections.get() > MAX_CONNECTIONS_MAX {
             return Err(invalid(
                 "server.max_connections",
                 format!("must be 1..={MAX_CONNECTIONS_MAX}"),
             ));
         }
-        for (key, ms) in [
-            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
-            ("server.idle_timeout_ms", s.idle_timeout_ms),
-            ("server.body_read_timeout_ms", s.body_read_timeout_ms),
+        for (key, timeout) in [
+            ("server.header_read_timeout_ms", s.header_read_timeout),
+            ("server.idle_timeout_ms", s.idle_timeout),
+            ("server.body_read_timeout_ms", s.body_read_timeout),
         ] {
-            if ms == 0 || ms > SERVER_TIMEOUT_MS_MAX {
-                return Err(invalid(
-                    key,
-                    format!("must be 1..={SERVER_TIMEOUT_MS_MAX} (one hour)"),
-                ));
+            if timeout.is_zero() || timeout > SERVER_TIMEOUT_MAX {
+                let max_ms = SERVER_TIMEOUT_MAX.as_millis();
+                return Err(invalid(key, format!("must be 1..={max_ms} (one hour)")));
             }
         }
         if self.store.data_dir.as_os_str().is_empty() {
             return Err(invalid("store.data_dir", "must not be empty"));
         }
-        if self.store.commit_window_us > COMMIT_WINDOW_US_MAX {
+        if self.store.commit_window > COMMIT_WINDOW_MAX {
+            let max_us = COMMIT_WINDOW_MAX.as_micros();
             return Err(invalid(
                 "store.commit_window_us",
-                format!("must be at most {COMMIT_WINDOW_US_MAX} (1 s)"),
+                format!("must be at most {max_us} (1 s)"),
             ));
         }
-        let batch = self.store.commit_batch_max;
-        if batch == 0 || batch > COMMIT_BATCH_MAX_LIMIT {
+        if self.store.commit_batch_max.get() > COMMIT_BATCH_MAX_LIMIT {
             return Err(invalid(
                 "store.commit_batch_max",
                 format!("must be 1..={COMMIT_BATCH_MAX_LIMIT}"),
             ));
         }
-        let cache = self.store.cache_capacity_mb;
-        if cache == 0 || cache > CACHE_CAPACITY_MB_MAX {
+        if self.store.cache_capacity_mb.get() > CACHE_CAPACITY_MB_MAX {
             return Err(invalid(
                 "store.cache_capacity_mb",
                 format!("must be 1..={CACHE_CAPACITY_MB_MAX}"),
@@ -540,8 +506,8 @@ impl Config {
                 format!("must be 0..={SHARDS_COUNT_MAX}"),
             ));
         }
-        let partitions = self.shards.partitions;
-        if partitions == 0 || partitions > PARTITIONS_MAX {
+        let partitions = self.shards.partitions.get();
+        if partitions > PARTITIONS_MAX {
             return Err(invalid(
                 "shards.partitions",
                 format!("must be 1..={PARTITIONS_MAX}"),
@@ -564,10 +530,10 @@ impl Config {
                 return Err(invalid(key, format!("must be 1..={RETENTION_DAYS_MAX}")));
             }
         }
-        if self.idempotency.retention_s == 0 {
+        if self.idempotency.retention.is_zero() {
             return Err(invalid("idempotency.retention_s", "must be positive"));
         }
-        if self.idempotency.in_flight_wait_ms == 0 {
+        if self.idempotency.in_flight_wait.is_zero() {
             return Err(invalid("idempotency.in_flight_wait_ms", "must be positive"));
         }
         let daily = &self.reconciliation.daily_at;
@@ -577,8 +543,11 @@ impl Config {
                 "must be HH:MM (UTC) or empty",
             ));
         }
-        if self.admin.token.len() < 8 {
-            return Err(invalid("admin.token", "must be at least 8 characters"));
+        if self.admin.token.len() < SECRET_CHARS_MIN {
+            return Err(invalid(
+                "admin.token",
+                format!("must be at least {SECRET_CHARS_MIN} characters"),
+            ));
         }
         Ok(())
     }
@@ -626,16 +595,17 @@ impl Config {
 
     fn validate_provider(&self) -> Result<(), ConfigError> {
         let p = &self.provider;
-        if p.timeout_ms == 0 || p.timeout_ms > PROVIDER_MS_MAX {
+        let max_ms = PROVIDER_WAIT_MAX.as_millis();
+        if p.timeout.is_zero() || p.timeout > PROVIDER_WAIT_MAX {
             return Err(invalid(
                 "provider.timeout_ms",
-                format!("must be 1..={PROVIDER_MS_MAX}"),
+                format!("must be 1..={max_ms}"),
             ));
         }
-        if p.latency_ms > PROVIDER_MS_MAX {
+        if p.latency > PROVIDER_WAIT_MAX {
             return Err(invalid(
                 "provider.latency_ms",
-                format!("must be 0..={PROVIDER_MS_MAX}"),
+                format!("must be 0..={max_ms}"),
             ));
         }
         if p.kind == ProviderKind::Stripe {
@@ -655,7 +625,8 @@ impl Config {
         if p.webhook_secret.is_empty() {
             return Err(invalid("provider.webhook_secret", "must not be empty"));
         }
-        if p.webhook_tolerance_s == 0 || p.webhook_tolerance_s > WEBHOOK_TOLERANCE_S_MAX {
+        let tolerance_s = p.webhook_tolerance.as_secs();
+        if tolerance_s == 0 || tolerance_s > WEBHOOK_TOLERANCE_S_MAX {
             return Err(invalid(
                 "provider.webhook_tolerance_s",
                 format!("must be 1..={WEBHOOK_TOLERANCE_S_MAX}"),
@@ -672,20 +643,20 @@ impl Config {
         let mut keys = HashSet::new();
         for (i, m) in self.merchants.iter().enumerate() {
             let valid_id = !m.id.is_empty()
-                && m.id.len() <= 64
+                && m.id.len() <= MERCHANT_ID_CHARS_MAX
                 && m.id
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !valid_id {
                 return Err(invalid(
                     &format!("merchants[{i}].id"),
-                    "must be 1-64 characters of [A-Za-z0-9_-]",
+                    format!("must be 1-{MERCHANT_ID_CHARS_MAX} characters of [A-Za-z0-9_-]"),
                 ));
             }
-            if m.api_key.len() < 8 {
+            if m.api_key.len() < SECRET_CHARS_MIN {
                 return Err(invalid(
                     &format!("merchants[{i}].api_key"),
-                    "must be at least 8 characters",
+                    format!("must be at least {SECRET_CHARS_MIN} characters"),
                 ));
             }
             if !ids.insert(&m.id) {
@@ -739,16 +710,19 @@ impl Config {
             .unwrap_or(1)
     }
 
+    /// `store.commit_window_us`.
     pub fn commit_window(&self) -> Duration {
-        Duration::from_micros(self.store.commit_window_us)
+        self.store.commit_window
     }
 
+    /// `provider.timeout_ms`.
     pub fn provider_timeout(&self) -> Duration {
-        Duration::from_millis(self.provider.timeout_ms)
+        self.provider.timeout
     }
 
+    /// `idempotency.in_flight_wait_ms`.
     pub fn in_flight_wait(&self) -> Duration {
-        Duration::from_millis(self.idempotency.in_flight_wait_ms)
+        self.idempotency.in_flight_wait
     }
 
     /// The `[retention]` periods.
@@ -831,81 +805,7 @@ impl NotificationsConfig {
                 format!("must be 1..={NOTIFY_REQUEST_TIMEOUT_MS_MAX}"),
             ));
         }
-        if self.merchant.rate_per_s == 0 || self.merchant.rate_per_s > WEBHOOK_RATE_PER_S_MAX {
-            return Err(invalid(
-                "notifications.merchant.rate_per_s",
-                format!("must be 1..={WEBHOOK_RATE_PER_S_MAX}"),
-            ));
-        }
-        if self.webhook.rate_per_s == 0 || self.webhook.rate_per_s > WEBHOOK_RATE_PER_S_MAX {
-            return Err(invalid(
-                "notifications.webhook.rate_per_s",
-                format!("must be 1..={WEBHOOK_RATE_PER_S_MAX}"),
-            ));
-        }
-        let allow = self.allow_private_targets;
-        let t = &self.telegram;
-        check_url(
-            "notifications.telegram.api_base_url",
-            &t.api_base_url,
-            true,
-            allow,
-        )?;
-        if t.enabled && t.bot_token.is_empty() {
-            return Err(invalid(
-                "notifications.telegram.bot_token",
-                "required when enabled",
-            ));
-        }
-        if t.enabled && t.chat_ids.is_empty() {
-            return Err(invalid(
-                "notifications.telegram.chat_ids",
-                "required when enabled",
-            ));
-        }
-        if t.thread_id < 0 {
-            return Err(invalid("notifications.telegram.thread_id", "must be >= 0"));
-        }
-        check_url(
-            "notifications.slack.webhook_url",
-            &self.slack.webhook_url,
-            self.slack.enabled,
-            allow,
-        )?;
-        check_url(
-            "notifications.discord.webhook_url",
-            &self.discord.webhook_url,
-            self.discord.enabled,
-            allow,
-        )?;
-        check_url(
-            "notifications.feishu.webhook_url",
-            &self.feishu.webhook_url,
-            self.feishu.enabled,
-            allow,
-        )?;
-        let e = &self.email;
-        check_url(
-            "notifications.email.api_base_url",
-            &e.api_base_url,
-            true,
-            allow,
-        )?;
-        if e.enabled && (e.api_key.is_empty() || e.from.is_empty() || e.to.is_empty()) {
-            return Err(invalid(
-                "notifications.email",
-                "api_key, from and to are required when enabled",
-            ));
-        }
-        let w = &self.webhook;
-        check_url("notifications.webhook.url", &w.url, w.enabled, allow)?;
-        if w.enabled && !w.secret.starts_with("whsec_") {
-            return Err(invalid(
-                "notifications.webhook.secret",
-                "must be whsec_<base64> when enabled",
-            ));
-        }
-        Ok(())
+        crate::notify::channels::validate(self)
     }
 }
 
@@ -915,7 +815,12 @@ fn is_http_url(url: &str) -> bool {
 
 /// A notification target URL: empty only when not `required`; else per the egress rules
 /// ([`crate::notify::egress::check_url`]).
-fn check_url(key: &str, url: &str, required: bool, allow_private: bool) -> Result<(), ConfigError> {
+pub(crate) fn check_url(
+    key: &str,
+    url: &str,
+    required: bool,
+    allow_private: bool,
+) -> Result<(), ConfigError> {
     if url.is_empty() && !required {
         return Ok(());
     }
@@ -953,11 +858,11 @@ mod tests {
     fn embedded_config_is_valid_and_matches_design_defaults() {
         let c = Config::embedded().expect("embedded config");
         assert_eq!(c.server.bind.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.store.commit_window_us, 500);
-        assert_eq!(c.store.commit_batch_max, 1024);
-        assert_eq!(c.store.cache_capacity_mb, 128);
-        assert_eq!(c.shards.partitions, 256);
-        assert_eq!(c.idempotency.retention_s, 86_400);
+        assert_eq!(c.store.commit_window, Duration::from_micros(500));
+        assert_eq!(c.store.commit_batch_max.get(), 1024);
+        assert_eq!(c.store.cache_capacity_mb.get(), 128);
+        assert_eq!(c.shards.partitions.get(), 256);
+        assert_eq!(c.idempotency.retention, Duration::from_secs(86_400));
         assert_eq!(c.retention.events_days, 30);
         assert_eq!(c.retention.webhook_event_ids_days, 30);
         assert_eq!(c.provider.kind, ProviderKind::Simulator);
@@ -976,7 +881,7 @@ mod tests {
             ("PAYKEEP_NOTIFICATIONS__TELEGRAM__CHAT_IDS", "[1,2]"),
         ])
         .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.store.commit_batch_max, 64);
+        assert_eq!(c.store.commit_batch_max.get(), 64);
         assert_eq!(c.payments.currencies, vec!["USD", "EUR"]);
         assert_eq!(c.notifications.telegram.chat_ids, vec!["1", "2"]);
     }

@@ -36,6 +36,8 @@
 //!   in commit order, once in the stream, off the payment path; its state in `/readyz`.
 //! - [`redact`] — the one redaction function: every configured secret, raw, percent-encoded
 //!   or base64, out of attempt errors, logged provider text and admin answers.
+//! - [`clock`] — where time comes from: the system clock in the service, a manual clock
+//!   that tests move instead of sleeping; every schedule reads and sleeps on one.
 //! - [`config`] — the keys of DESIGN §4, environment overrides, validation.
 //! - [`metrics`] — the Prometheus registry.
 //! - [`ops_metrics`] — the gauges sampled at each scrape (payments processing, refunds
@@ -48,10 +50,14 @@
 //! - [`log_throttle`] — one error line per distinct store-failure cause per 10 s, with the
 //!   count of repeats held back.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
+//! - [`actor_thread`] — one actix system on its own thread, one Arbiter per actor: where the
+//!   shards and the notifiers run.
 //! - [`app`] — wiring it all together and serving until shutdown.
 
+pub mod actor_thread;
 pub mod alerts;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -191,15 +191,9 @@ fn sandbox(args: SandboxArgs) -> ExitCode {
             mode: args.webhook_mode,
         }),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("paykeep: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match paykeep::provider::sandbox::start(config, shutdown_signal()) {
@@ -215,6 +209,17 @@ fn sandbox(args: SandboxArgs) -> ExitCode {
             }
         }
     })
+}
+
+/// The multi-thread tokio runtime each server runs on; a failure is reported here.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("paykeep: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
 }
 
 /// `paykeep store check`: prints a summary (sound) or every finding (exit 3).
@@ -263,15 +268,9 @@ fn exit_code_of(error: &StoreError) -> u8 {
 }
 
 fn serve(config: Config, store_options: OpenOptions) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("paykeep: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         match paykeep::app::start_with(config, store_options, shutdown_signal()).await {

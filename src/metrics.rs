@@ -1,9 +1,10 @@
 //! Prometheus metrics (DESIGN §3 "Metrics"), one registry per running service so tests
 //! that start several services in one process do not share counters.
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets in seconds: 50 µs .. 10 s.
@@ -45,68 +46,46 @@ impl Metrics {
     /// Only if a metric definition is malformed (a programming error caught by tests).
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let http_requests_total = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route and status"),
+        let define = Define(&registry);
+        let http_requests_total = define.counter_vec(
+            "http_requests_total",
+            "HTTP requests by route and status",
             &["route", "status"],
-        )
-        .expect("metric");
-        let http_request_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "http_request_duration_seconds",
-                "HTTP request latency by route",
-            )
-            .buckets(LATENCY_BUCKETS_S.to_vec()),
+        );
+        let http_request_duration_seconds = define.histogram_vec(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            LATENCY_BUCKETS_S,
             &["route"],
-        )
-        .expect("metric");
-        let payments_created_total = IntCounterVec::new(
-            Opts::new(
-                "payments_created_total",
-                "Payment attempts made by status answered",
-            ),
+        );
+        let payments_created_total = define.counter_vec(
+            "payments_created_total",
+            "Payment attempts made by status answered",
             &["status"],
-        )
-        .expect("metric");
-        let idempotent_replays_total = IntCounter::new(
+        );
+        let idempotent_replays_total = define.counter(
             "idempotent_replays_total",
             "Responses replayed for a repeated idempotency key",
-        )
-        .expect("metric");
-        let idempotency_conflicts_total = IntCounter::new(
+        );
+        let idempotency_conflicts_total = define.counter(
             "idempotency_conflicts_total",
             "Idempotency keys refused: reused with another request, or still in use",
-        )
-        .expect("metric");
-        let store_commit_batch_size = Histogram::with_opts(
-            HistogramOpts::new("store_commit_batch_size", "Write sets per group commit")
-                .buckets(BATCH_BUCKETS.to_vec()),
-        )
-        .expect("metric");
-        let store_commit_duration_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "store_commit_duration_seconds",
-                "Apply, flush and sync time of one group commit",
-            )
-            .buckets(LATENCY_BUCKETS_S.to_vec()),
-        )
-        .expect("metric");
-        let provider_calls_total = IntCounterVec::new(
-            Opts::new("provider_calls_total", "Provider charge calls by outcome"),
+        );
+        let store_commit_batch_size = define.histogram(
+            "store_commit_batch_size",
+            "Write sets per group commit",
+            BATCH_BUCKETS,
+        );
+        let store_commit_duration_seconds = define.histogram(
+            "store_commit_duration_seconds",
+            "Apply, flush and sync time of one group commit",
+            LATENCY_BUCKETS_S,
+        );
+        let provider_calls_total = define.counter_vec(
+            "provider_calls_total",
+            "Provider charge calls by outcome",
             &["outcome"],
-        )
-        .expect("metric");
-        for collector in [
-            Box::new(http_requests_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(http_request_duration_seconds.clone()),
-            Box::new(payments_created_total.clone()),
-            Box::new(idempotent_replays_total.clone()),
-            Box::new(idempotency_conflicts_total.clone()),
-            Box::new(store_commit_batch_size.clone()),
-            Box::new(store_commit_duration_seconds.clone()),
-            Box::new(provider_calls_total.clone()),
-        ] {
-            registry.register(collector).expect("register metric");
-        }
+        );
         Metrics {
             registry,
             http_requests_total,
@@ -127,10 +106,99 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        render(&self.registry)
     }
+}
+
+/// Defines metrics and registers them in one registry: the shape of every module's
+/// `register`, written once.
+///
+/// # Panics
+/// Each method panics if its definition is malformed or its name is already registered in
+/// the registry: a programming error, caught by any test that starts the service.
+pub struct Define<'a>(pub &'a Registry);
+
+impl Define<'_> {
+    /// `metric`, registered.
+    pub fn add<M: Collector + Clone + 'static>(&self, metric: prometheus::Result<M>) -> M {
+        let metric = metric.expect("metric");
+        self.0
+            .register(Box::new(metric.clone()))
+            .expect("register metric");
+        metric
+    }
+
+    pub fn counter(&self, name: &str, help: &str) -> IntCounter {
+        self.add(IntCounter::new(name, help))
+    }
+
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.add(IntCounterVec::new(Opts::new(name, help), labels))
+    }
+
+    pub fn gauge(&self, name: &str, help: &str) -> IntGauge {
+        self.add(IntGauge::new(name, help))
+    }
+
+    /// A gauge of fractional values (seconds).
+    pub fn gauge_f64(&self, name: &str, help: &str) -> Gauge {
+        self.add(Gauge::new(name, help))
+    }
+
+    pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.add(IntGaugeVec::new(Opts::new(name, help), labels))
+    }
+
+    pub fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Histogram {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(Histogram::with_opts(opts))
+    }
+
+    pub fn histogram_vec(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+        labels: &[&str],
+    ) -> HistogramVec {
+        let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+        self.add(HistogramVec::new(opts, labels))
+    }
+
+    /// `paykeep_build_info{version}` at 1 for this build (paykeep's and the sandbox's
+    /// `/metrics` both carry it).
+    pub fn build_info(&self) {
+        let build_info = self.gauge_vec(
+            "paykeep_build_info",
+            "Always 1; the running build in its labels",
+            &["version"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+    }
+}
+
+/// Records one answered request: its time since `started` in `durations{label}` and one
+/// more in `counts{label,status}` (paykeep's routes and the sandbox's operations).
+pub fn record_request(
+    durations: &HistogramVec,
+    counts: &IntCounterVec,
+    label: &str,
+    started: std::time::Instant,
+    status: &str,
+) {
+    durations
+        .with_label_values(&[label])
+        .observe(started.elapsed().as_secs_f64());
+    counts.with_label_values(&[label, status]).inc();
+}
+
+/// The Prometheus text exposition of every metric in `registry`.
+pub fn render(registry: &Registry) -> String {
+    let mut out = Vec::new();
+    let _ = TextEncoder::new().encode(&registry.gather(), &mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 impl Default for Metrics {

@@ -7,14 +7,13 @@
 //! deploy/prometheus/alerts.yml and deploy/grafana/paykeep.json are written against these
 //! names; docs/operations.md lists them.
 
-use prometheus::{IntGauge, IntGaugeVec, Opts};
+use prometheus::{IntCounterVec, IntGauge};
 
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::reconciliation::DiscrepancyKind;
 use crate::domain::refund::RefundState;
-use crate::domain::time::now_ms;
-use crate::metrics::Metrics;
+use crate::metrics::{Define, Metrics};
 use crate::notify::metrics::NotifyMetrics;
 use crate::provider::metrics::ProviderMetrics;
 use crate::store::Store;
@@ -109,52 +108,31 @@ impl OpsMetrics {
     /// # Panics
     /// Only if a definition is malformed or registered twice (start-up only).
     pub fn register(metrics: &Metrics) -> OpsMetrics {
-        let gauge = |name: &str, help: &str| {
-            let gauge = IntGauge::new(name, help).expect("metric");
-            metrics
-                .registry()
-                .register(Box::new(gauge.clone()))
-                .expect("register metric");
-            gauge
-        };
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "paykeep_build_info",
-                "Always 1; the running build in its labels",
-            ),
-            &["version"],
-        )
-        .expect("metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
-        metrics
-            .registry()
-            .register(Box::new(build_info))
-            .expect("register metric");
+        let define = Define(metrics.registry());
+        define.build_info();
         OpsMetrics {
-            payments_processing: gauge(
+            payments_processing: define.gauge(
                 "payments_processing",
                 "Payments whose charge has no final provider answer yet",
             ),
-            refunds_pending: gauge(
+            refunds_pending: define.gauge(
                 "refunds_pending",
                 "Refunds whose provider call has no final answer yet",
             ),
-            outbox_oldest_undelivered_seconds: gauge(
+            outbox_oldest_undelivered_seconds: define.gauge(
                 "outbox_oldest_undelivered_seconds",
                 "Age of the oldest delivery not yet delivered nor dead, 0 when none",
             ),
-            store_ready: gauge(
+            store_ready: define.gauge(
                 "paykeep_store_ready",
                 "1 while the store reads and accepts writes, 0 otherwise",
             ),
         }
     }
 
-    /// Samples the gauges from `store` (at every scrape). A read that fails leaves its
-    /// gauge as it was and marks the store not ready.
-    pub fn refresh(&self, store: &Store) {
+    /// Samples the gauges from `store` (at every scrape; ages up to `now_ms`). A read that
+    /// fails leaves its gauge as it was and marks the store not ready.
+    pub fn refresh(&self, store: &Store, now_ms: i64) {
         let mut readable = true;
         match store.processing_payment_ids() {
             Ok(ids) => self.payments_processing.set(count(ids.len())),
@@ -176,7 +154,7 @@ impl OpsMetrics {
                 Err(_) => readable = false,
             }
         }
-        let age_s = oldest_ms.map_or(0, |created| (now_ms() - created).max(0) / 1000);
+        let age_s = oldest_ms.map_or(0, |created| (now_ms - created).max(0) / 1000);
         self.outbox_oldest_undelivered_seconds.set(age_s);
         self.store_ready
             .set(i64::from(readable && !store.is_failed()));
@@ -202,18 +180,19 @@ pub fn zero_labelled_families(
             .http_requests_total
             .with_label_values(&[route, "500"]);
     }
-    for status in [
+    let payment_statuses = [
         PaymentStatus::Processing,
         PaymentStatus::Succeeded,
         PaymentStatus::Failed,
-    ] {
-        metrics
-            .payments_created_total
-            .with_label_values(&[status.as_str()]);
-    }
-    for outcome in PROVIDER_CALL_OUTCOMES {
-        metrics.provider_calls_total.with_label_values(&[outcome]);
-    }
+    ];
+    zero(
+        &metrics.payments_created_total,
+        payment_statuses.map(PaymentStatus::as_str),
+    );
+    zero(
+        &metrics.provider_calls_total,
+        PROVIDER_CALL_OUTCOMES.iter().copied(),
+    );
     for channel in Channel::ALL {
         let channel = channel.as_str();
         notify.success_total.with_label_values(&[channel]);
@@ -225,29 +204,35 @@ pub fn zero_labelled_families(
     for status in DeliveryStatus::ALL {
         notify.deliveries.with_label_values(&[status.as_str()]);
     }
-    for state in [
+    let refund_states = [
         RefundState::Pending,
         RefundState::Succeeded,
         RefundState::Failed,
-    ] {
-        provider
-            .refunds_created_total
-            .with_label_values(&[state.as_str()]);
-    }
-    for outcome in WEBHOOK_OUTCOMES {
-        provider
-            .provider_webhooks_total
-            .with_label_values(&[outcome]);
-    }
-    for kind in [
+    ];
+    zero(
+        &provider.refunds_created_total,
+        refund_states.map(RefundState::as_str),
+    );
+    zero(
+        &provider.provider_webhooks_total,
+        WEBHOOK_OUTCOMES.iter().copied(),
+    );
+    let discrepancy_kinds = [
         DiscrepancyKind::MissingInProvider,
         DiscrepancyKind::MissingInOurs,
         DiscrepancyKind::AmountMismatch,
         DiscrepancyKind::StatusMismatch,
-    ] {
-        provider
-            .reconciliation_discrepancies_total
-            .with_label_values(&[kind.as_str()]);
+    ];
+    zero(
+        &provider.reconciliation_discrepancies_total,
+        discrepancy_kinds.map(DiscrepancyKind::as_str),
+    );
+}
+
+/// Creates the series of the one-label `family` for each of `values`, at 0.
+fn zero<'a>(family: &IntCounterVec, values: impl IntoIterator<Item = &'a str>) {
+    for value in values {
+        family.with_label_values(&[value]);
     }
 }
 
@@ -256,7 +241,7 @@ mod tests {
     use super::*;
 
     /// The route label of each `respond(metrics, "label", …)` / `observe(metrics, "label", …)`
-    /// call in `src/http`.
+    /// call in `src/http`, or given to a `route::get_with_…` helper.
     fn labels_in_handlers() -> std::collections::BTreeSet<String> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
         let mut found = std::collections::BTreeSet::new();
@@ -273,6 +258,21 @@ mod tests {
                         continue;
                     };
                     let after = rest[comma + 1..].trim_start();
+                    if let Some(quoted) = after.strip_prefix('"') {
+                        if let Some(end) = quoted.find('"') {
+                            found.insert(quoted[..end].to_owned());
+                        }
+                    }
+                }
+            }
+            // `route::get_with_…(path, state, "label", handler)`: the label follows `state,`.
+            for call in ["route::get_with_query(", "route::get_with_segment("] {
+                for (at, _) in text.match_indices(call) {
+                    let rest = &text[at + call.len()..];
+                    let Some(state) = rest.find("state,") else {
+                        continue;
+                    };
+                    let after = rest[state + "state,".len()..].trim_start();
                     if let Some(quoted) = after.strip_prefix('"') {
                         if let Some(end) = quoted.find('"') {
                             found.insert(quoted[..end].to_owned());

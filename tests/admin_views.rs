@@ -53,8 +53,20 @@ async fn a_payment_of_any_merchant_with_its_refunds_events_and_deliveries() {
         .to_owned();
     // Someone else's events stay out of it.
     svc.create(None, order("adm-2")).await;
+    // The view shows live delivery states: let both deliveries finish first, so the two
+    // lookups below read the same payment.
+    let view_path = format!("/admin/payments/{id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let view = admin(&svc, &view_path).await.json();
+        let deliveries = view["deliveries"].as_array().cloned().unwrap_or_default();
+        if deliveries.len() == 2 && deliveries.iter().all(|d| d["status"] == "delivered") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
-    let by_id = admin(&svc, &format!("/admin/payments/{id}")).await;
+    let by_id = admin(&svc, &view_path).await;
     assert_eq!(by_id.status, 200, "{}", by_id.text);
     let view = by_id.json();
     assert_eq!(view["object"], "admin_payment");

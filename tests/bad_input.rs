@@ -135,7 +135,7 @@ async fn over_long_ids_and_bad_keys_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_limit_is_413() {
-    let svc = start(|c| c.server.body_limit_bytes = 1024).await;
+    let svc = start(|c| c.server.body_limit_bytes = std::num::NonZeroU64::new(1024).unwrap()).await;
     let mut body = order("o-bad");
     body["description"] = json!("d".repeat(2000));
     let answer = svc.create(None, body).await;

@@ -31,8 +31,8 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Duration {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_heads_and_idle_connections_are_closed() {
     let svc = common::start(|c| {
-        c.server.header_read_timeout_ms = 1000;
-        c.server.idle_timeout_ms = 2000;
+        c.server.header_read_timeout = Duration::from_millis(1000);
+        c.server.idle_timeout = Duration::from_millis(2000);
     })
     .await;
     let addr = svc.base.trim_start_matches("http://").to_owned();
@@ -153,7 +153,7 @@ async fn a_thousand_idle_connections_under_a_1024_file_limit_stop_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_does_not_arrive_is_408_after_the_body_timeout() {
-    let svc = common::start(|c| c.server.body_read_timeout_ms = 500).await;
+    let svc = common::start(|c| c.server.body_read_timeout = Duration::from_millis(500)).await;
     let addr = svc.base.trim_start_matches("http://").to_owned();
     let mut stream = TcpStream::connect(&addr).await.unwrap();
     let head = format!(

@@ -16,6 +16,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use paykeep::http::ROUTES;
 use rand::rngs::StdRng;
@@ -333,8 +334,8 @@ async fn generated_requests_over_every_route_never_answer_5xx_or_panic() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(CASES_DEFAULT);
     let svc = common::start(|c| {
-        c.provider.timeout_ms = 200;
-        c.idempotency.in_flight_wait_ms = 2000;
+        c.provider.timeout = Duration::from_millis(200);
+        c.idempotency.in_flight_wait = Duration::from_millis(2000);
         let n = &mut c.notifications;
         n.telegram.api_base_url = NOWHERE.to_owned();
         n.email.api_base_url = NOWHERE.to_owned();

@@ -216,7 +216,7 @@ async fn a_transient_error_answers_202_and_resolves_in_the_background() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_leaves_processing_and_the_retry_uses_the_same_provider_key() {
-    let svc = start(|c| c.provider.timeout_ms = 200).await;
+    let svc = start(|c| c.provider.timeout = Duration::from_millis(200)).await;
     let first = svc
         .create(Some("to-1"), order_with("o-10", "pm_sim_timeout"))
         .await;
@@ -241,7 +241,7 @@ async fn a_timeout_leaves_processing_and_the_retry_uses_the_same_provider_key() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_waits_for_a_running_one_with_its_key_and_gets_its_result() {
-    let svc = start(|c| c.provider.latency_ms = 300).await;
+    let svc = start(|c| c.provider.latency = Duration::from_millis(300)).await;
     let (a, b) = tokio::join!(svc.create(Some("w-1"), order("o-11")), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         svc.create(Some("w-1"), order("o-11")).await
@@ -258,8 +258,8 @@ async fn a_request_waits_for_a_running_one_with_its_key_and_gets_its_result() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_in_flight_wait_a_waiting_request_gets_409_with_retry_after() {
     let svc = start(|c| {
-        c.provider.latency_ms = 1500;
-        c.idempotency.in_flight_wait_ms = 200;
+        c.provider.latency = Duration::from_millis(1500);
+        c.idempotency.in_flight_wait = Duration::from_millis(200);
     })
     .await;
     let (a, b) = tokio::join!(svc.create(Some("w-2"), order("o-12")), async {
@@ -277,7 +277,7 @@ async fn past_in_flight_wait_a_waiting_request_gets_409_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_concurrent_identical_creates_make_one_payment() {
-    let svc = start(|c| c.provider.latency_ms = 20).await;
+    let svc = start(|c| c.provider.latency = Duration::from_millis(20)).await;
     let requests = (0..64).map(|_| svc.create(Some("same"), order("o-13")));
     let answers = futures::future::join_all(requests).await;
     assert!(answers.iter().all(|a| a.status == 201), "all 201");

@@ -75,7 +75,13 @@ async fn undelivered_events_survive_kill_9_and_are_all_delivered_after_restart()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ds = notify_support::all_deliveries(&client, &bin.base, "status=delivered").await;
+    // The sink sees a request before paykeep commits its outcome: wait for the last commit.
+    let within = Duration::from_secs(10);
+    let ds =
+        notify_support::wait_deliveries(&client, &bin.base, "status=delivered", within, |ds| {
+            ds.len() >= 20
+        })
+        .await;
     assert_eq!(ds.len(), 20);
     bin.kill9();
 }

@@ -6,28 +6,44 @@
 mod common;
 mod notify_support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use paykeep::clock::ManualClock;
 
 use serde_json::{json, Value};
 use wiremock::matchers::{body_partial_json, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use notify_support::{admin, all_with, fast_retries, ms, pay, wait_deliveries, webhook_to};
+use notify_support::{
+    admin, all_with, fast_retries, ms, pay, wait_deliveries, wait_deliveries_moving, webhook_to,
+};
 
 const LONG: Duration = Duration::from_secs(20);
+
+/// The retry schedule's one step (`fast_retries`): a manual clock moves by it.
+const STEP: Duration = Duration::from_secs(1);
 
 /// paykeep with fast retries and Telegram pointed at `telegram`, one chat.
 async fn start_with_telegram(telegram: &MockServer, token: &str, chat_id: &str) -> common::Service {
     let (uri, token, chat_id) = (telegram.uri(), token.to_owned(), chat_id.to_owned());
-    common::start(move |c| {
+    common::start(telegram_config(uri, token, chat_id)).await
+}
+
+/// Fast retries and Telegram at `uri`, one chat.
+fn telegram_config(
+    uri: String,
+    token: String,
+    chat_id: String,
+) -> impl FnOnce(&mut paykeep::config::Config) {
+    move |c| {
         fast_retries(c);
         let t = &mut c.notifications.telegram;
         t.enabled = true;
         t.api_base_url = uri;
         t.bot_token = token;
         t.chat_ids = vec![chat_id];
-    })
-    .await
+    }
 }
 
 /// Telegram Bot API's success answer to `sendMessage`.
@@ -62,13 +78,16 @@ async fn five_hundred_twice_then_ok_is_three_attempts_with_one_webhook_id() {
         .with_priority(2)
         .mount(&sink)
         .await;
-    let svc = common::start(|c| {
+    let clock = Arc::new(ManualClock::starting_now());
+    let svc = common::start_on_clock(Arc::clone(&clock), |c| {
         fast_retries(c);
         webhook_to(c, &sink.uri());
     })
     .await;
     pay(&svc.client, &svc.base, "f-500").await;
-    let ds = wait_deliveries(&svc.client, &svc.base, "", LONG, all_with("delivered", 1)).await;
+    let (client, base) = (&svc.client, &svc.base);
+    let delivered = all_with("delivered", 1);
+    let ds = wait_deliveries_moving(&clock, STEP, client, base, "", LONG, delivered).await;
     let attempts = ds[0]["attempts"].as_array().unwrap();
     let outcomes: Vec<&str> = attempts
         .iter()
@@ -110,9 +129,13 @@ async fn a_429_retry_after_is_honoured_over_the_schedule() {
         .with_priority(2)
         .mount(&telegram)
         .await;
-    let svc = start_with_telegram(&telegram, "1:token", "5").await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let config = telegram_config(telegram.uri(), "1:token".to_owned(), "5".to_owned());
+    let svc = common::start_on_clock(Arc::clone(&clock), config).await;
     pay(&svc.client, &svc.base, "f-429").await;
-    let ds = wait_deliveries(&svc.client, &svc.base, "", LONG, all_with("delivered", 1)).await;
+    let (client, base) = (&svc.client, &svc.base);
+    let delivered = all_with("delivered", 1);
+    let ds = wait_deliveries_moving(&clock, STEP, client, base, "", LONG, delivered).await;
     let attempts = ds[0]["attempts"].as_array().unwrap();
     assert_eq!(attempts[0]["http_status"], 429);
     assert!(attempts[0]["error"]

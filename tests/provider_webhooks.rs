@@ -155,7 +155,7 @@ async fn events_sync_from_the_provider_never_backwards_and_once_per_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn charge_refunded_resumes_a_pending_refund() {
-    let svc = start(|c| c.provider.timeout_ms = 300).await;
+    let svc = start(|c| c.provider.timeout = Duration::from_millis(300)).await;
     let created = svc
         .create(None, order_with("wh-2", "pm_sim_timeout"))
         .await
@@ -210,7 +210,7 @@ async fn sandbox_events_resolve_stuck_payments(mode: &str) {
         c.provider.kind = paykeep::config::ProviderKind::Stripe;
         c.provider.base_url = provider_url;
         c.provider.secret_key = "sk_test_sandbox".into();
-        c.provider.timeout_ms = 200;
+        c.provider.timeout = Duration::from_millis(200);
     })
     .await;
     let bind = format!("127.0.0.1:{port}");

@@ -2,13 +2,19 @@
 
 mod common;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use common::{order, start};
+use common::{order, start_on_clock};
+use paykeep::clock::ManualClock;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_keys_are_swept_after_retention_and_orders_stay_unique() {
-    let svc = start(|c| c.idempotency.retention_s = 1).await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let svc = start_on_clock(Arc::clone(&clock), |c| {
+        c.idempotency.retention = Duration::from_secs(1)
+    })
+    .await;
     let first = svc.create(Some("short-lived"), order("ret-1")).await;
     assert_eq!(first.status, 201);
     svc.create(Some("short-lived"), order("ret-2"))
@@ -24,10 +30,20 @@ async fn header_keys_are_swept_after_retention_and_orders_stay_unique() {
         .await
         .replayed());
 
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Well past the retention (and past every commit's time, which the store stamps from
+    // the wall clock): the sweep, asleep on the clock, wakes and removes the header keys.
+    clock.advance(Duration::from_secs(3600));
 
-    // The key is free again: it may name another order now.
-    let reused = svc.create(Some("short-lived"), order("ret-2")).await;
+    // The key is free again: it may name another order now (once the sweep has run; until
+    // then it is still taken, which stores nothing).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let reused = loop {
+        let answer = svc.create(Some("short-lived"), order("ret-2")).await;
+        if answer.status != 422 || Instant::now() > deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(reused.status, 201, "{}", reused.text);
     assert!(!reused.replayed());
     // The first order is still paid: a create with the old key is now a new key on it.

@@ -12,7 +12,7 @@ async fn a_slow_provider_call_on_one_key_does_not_delay_the_other_keys_of_its_sh
     // One shard, every charge takes 600 ms: eight keys run side by side, not one after another.
     let svc = start(|c| {
         c.shards.count = 1;
-        c.provider.latency_ms = 600;
+        c.provider.latency = Duration::from_millis(600);
     })
     .await;
     let started = Instant::now();
@@ -31,7 +31,7 @@ async fn a_slow_provider_call_on_one_key_does_not_delay_the_other_keys_of_its_sh
 async fn requests_of_one_key_run_one_at_a_time() {
     // Two different keys on the same order: the second runs after the first finished and
     // sees the paid order.
-    let svc = start(|c| c.provider.latency_ms = 300).await;
+    let svc = start(|c| c.provider.latency = Duration::from_millis(300)).await;
     let (a, b) = tokio::join!(svc.create(Some("k-a"), order("serial")), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         svc.create(Some("k-b"), order("serial")).await
@@ -46,7 +46,7 @@ async fn requests_of_one_key_run_one_at_a_time() {
 async fn a_flooded_key_answers_503_with_retry_after_instead_of_queueing_without_bound() {
     let svc = start(|c| {
         c.shards.count = 1;
-        c.provider.latency_ms = 2000;
+        c.provider.latency = Duration::from_millis(2000);
     })
     .await;
     let waiting = paykeep::shard::queue::KEY_WAITING_MAX;

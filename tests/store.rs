@@ -310,7 +310,8 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
         .unwrap();
 
     let mut after = Vec::new();
-    let listed = sweep::sweep_once(&store, &committer, Duration::from_secs(1), &mut after)
+    let retention = Duration::from_secs(1);
+    let listed = sweep::sweep_once(&store, &committer, retention, &mut after, now_ms())
         .await
         .unwrap();
     assert_eq!(listed, 2);

@@ -144,7 +144,7 @@ async fn provider_unavailable_when_the_sandbox_stops_once_per_window() {
         c.provider.kind = paykeep::config::ProviderKind::Stripe;
         c.provider.base_url = provider_url;
         c.provider.secret_key = "sk_test_sandbox".into();
-        c.provider.timeout_ms = 500;
+        c.provider.timeout = Duration::from_millis(500);
         c.notifications.webhook.enabled = true;
         c.notifications.webhook.url = hook_url;
         c.notifications.webhook.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into();

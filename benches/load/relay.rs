@@ -71,7 +71,7 @@ async fn start_paykeep(dir: &std::path::Path, url: String) -> app::Running {
     config.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
     config.store.data_dir = dir.join("db");
     config.shards.count = 0;
-    config.provider.latency_ms = 0;
+    config.provider.latency = std::time::Duration::ZERO;
     config.relay.kind = "nats".to_owned();
     config.relay.url = url;
     let paykeep = app::start_with(

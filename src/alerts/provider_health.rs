@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
+use crate::clock::{Clock, SharedClock};
 use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
-use crate::domain::time::now_ms;
 use crate::provider::types::{ProviderError, ProviderPayment, SettlementRow};
 use crate::provider::Connector;
 
@@ -70,13 +70,16 @@ impl ProviderHealth {
 /// deadline ran out).
 struct CallGuard<'a> {
     health: &'a ProviderHealth,
+    /// When a failure is recorded.
+    clock: &'a dyn Clock,
     finished: bool,
 }
 
 impl<'a> CallGuard<'a> {
-    fn new(health: &'a ProviderHealth) -> CallGuard<'a> {
+    fn new(health: &'a ProviderHealth, clock: &'a dyn Clock) -> CallGuard<'a> {
         CallGuard {
             health,
+            clock,
             finished: false,
         }
     }
@@ -84,7 +87,7 @@ impl<'a> CallGuard<'a> {
     fn finish(mut self, failure: Option<&str>) {
         self.finished = true;
         match failure {
-            Some(reason) => self.health.failed(reason, now_ms()),
+            Some(reason) => self.health.failed(reason, self.clock.now_ms()),
             None => self.health.succeeded(),
         }
     }
@@ -93,7 +96,8 @@ impl<'a> CallGuard<'a> {
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.health.failed("provider call timed out", now_ms());
+            self.health
+                .failed("provider call timed out", self.clock.now_ms());
         }
     }
 }
@@ -102,6 +106,8 @@ impl Drop for CallGuard<'_> {
 pub struct Watched {
     pub inner: Arc<dyn Connector>,
     pub health: Arc<ProviderHealth>,
+    /// When a failure streak starts.
+    pub clock: SharedClock,
 }
 
 #[async_trait]
@@ -111,7 +117,7 @@ impl Connector for Watched {
     }
 
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
-        let guard = CallGuard::new(&self.health);
+        let guard = CallGuard::new(&self.health, self.clock.as_ref());
         let outcome = self.inner.charge(request).await;
         guard.finish(match &outcome {
             ChargeOutcome::Retryable { reason } => Some(reason),
@@ -121,7 +127,7 @@ impl Connector for Watched {
     }
 
     async fn refund(&self, request: &RefundRequest) -> RefundOutcome {
-        let guard = CallGuard::new(&self.health);
+        let guard = CallGuard::new(&self.health, self.clock.as_ref());
         let outcome = self.inner.refund(request).await;
         guard.finish(match &outcome {
             RefundOutcome::Retryable { reason } => Some(reason),
@@ -134,7 +140,7 @@ impl Connector for Watched {
         &self,
         provider_payment_id: &str,
     ) -> Result<ProviderPayment, ProviderError> {
-        let guard = CallGuard::new(&self.health);
+        let guard = CallGuard::new(&self.health, self.clock.as_ref());
         let result = self.inner.retrieve_payment(provider_payment_id).await;
         guard.finish(unavailable(result.as_ref().err()).as_deref());
         result
@@ -144,7 +150,7 @@ impl Connector for Watched {
         &self,
         day: time::Date,
     ) -> Result<Vec<SettlementRow>, ProviderError> {
-        let guard = CallGuard::new(&self.health);
+        let guard = CallGuard::new(&self.health, self.clock.as_ref());
         let result = self.inner.balance_transactions(day).await;
         guard.finish(unavailable(result.as_ref().err()).as_deref());
         result
@@ -179,13 +185,14 @@ mod tests {
 
     #[test]
     fn a_dropped_call_counts_as_a_failure() {
+        use crate::clock::SystemClock;
         let health = ProviderHealth::default();
-        drop(CallGuard::new(&health));
+        drop(CallGuard::new(&health, &SystemClock));
         assert_eq!(
             health.failing().map(|f| f.1),
             Some("provider call timed out".to_owned())
         );
-        CallGuard::new(&health).finish(None);
+        CallGuard::new(&health, &SystemClock).finish(None);
         assert!(health.failing().is_none());
     }
 }

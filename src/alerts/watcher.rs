@@ -31,7 +31,6 @@ use crate::alerts::provider_health::ProviderHealth;
 use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::event::{kind, Event, EventLevel, EventSource};
 use crate::domain::ids::{new_id, prefix};
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::{attempt, fanout, Core};
 
@@ -226,37 +225,41 @@ pub struct WatchDeps {
     pub provider: Arc<ProviderHealth>,
 }
 
-/// Runs the watcher until the task is aborted (at shutdown).
+/// Runs the watcher until the task is aborted (at shutdown): a check at once, then one
+/// every `alerts.check_interval_ms` on the notification side's clock.
 pub async fn run(deps: WatchDeps) {
     let interval = Duration::from_millis(deps.config.check_interval_ms);
     let window_ms = i64::try_from(deps.config.window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let mut watcher = Watcher::new(deps.config.clone());
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
-        let seen = observe(&deps);
-        let gate = deps.notify.settings.current();
-        if !(gate.enabled && gate.alert_enabled) {
-            continue;
-        }
-        for alert in watcher.check(&seen) {
-            let event = alert.event(seen.now_ms, window_ms);
-            let sent = match route(&alert, seen.store_refusing_writes) {
-                Route::Outbox => commit(&deps.notify, &event).await,
-                Route::Direct => send_direct(&deps.notify, &event).await,
-                Route::Wait => false,
-            };
-            if sent {
-                tracing::warn!(
-                    operation = "alert",
-                    alert = alert.kind,
-                    cause = %alert.cause,
-                    event_id = %event.id,
-                    "system alert raised"
-                );
-                watcher.raised(&alert, seen.now_ms);
-            }
+        check_once(&deps, &mut watcher, window_ms).await;
+        crate::clock::sleep(deps.notify.clock.as_ref(), interval).await;
+    }
+}
+
+/// One check: observe, and raise the alerts that are due (unless the gate is closed).
+async fn check_once(deps: &WatchDeps, watcher: &mut Watcher, window_ms: i64) {
+    let seen = observe(deps);
+    let gate = deps.notify.settings.current();
+    if !(gate.enabled && gate.alert_enabled) {
+        return;
+    }
+    for alert in watcher.check(&seen) {
+        let event = alert.event(seen.now_ms, window_ms);
+        let sent = match route(&alert, seen.store_refusing_writes) {
+            Route::Outbox => commit(&deps.notify, &event).await,
+            Route::Direct => send_direct(&deps.notify, &event).await,
+            Route::Wait => false,
+        };
+        if sent {
+            tracing::warn!(
+                operation = "alert",
+                alert = alert.kind,
+                cause = %alert.cause,
+                event_id = %event.id,
+                "system alert raised"
+            );
+            watcher.raised(&alert, seen.now_ms);
         }
     }
 }
@@ -293,7 +296,7 @@ fn observe(deps: &WatchDeps) -> Observed {
         .find(|(status, _)| *status == DeliveryStatus::Dead)
         .map_or(0, |(_, count)| *count);
     Observed {
-        now_ms: now_ms(),
+        now_ms: core.clock.now_ms(),
         provider_failing: deps.provider.failing(),
         paused_channels: Channel::ALL
             .into_iter()

@@ -67,12 +67,13 @@ impl FanOutPlan {
 }
 
 /// The one declaration of the notification channels (DESIGN §3 "Channels"): one line a
-/// channel, `Variant = tag, section, SectionConfig;`. Everything per channel follows from this list: the
-/// [`Channel`] enum with [`Channel::ALL`], [`Channel::COUNT`] and names; the `[notifications.<section>]`
-/// config section ([`crate::config::NotificationsConfig`], field `section` of type
-/// `crate::config::SectionConfig`); the channel's implementation,
-/// `crate::notify::channels::<section>::<Variant>` (the `Channel` trait); its secrets in the
-/// settings API; the admin filters. Adding a channel: docs/notifications.md.
+/// channel, `Variant = tag, section, SectionConfig;`. Everything per channel follows from
+/// this list: the [`Channel`] enum with [`Channel::ALL`], [`Channel::COUNT`] and names; the
+/// channel's module `crate::notify::channels::<section>` (declared from this list), which
+/// holds its implementation `<Variant>` (the `Channel` trait) and its settings
+/// `SectionConfig` (the `Section` trait: checks, `enabled`); the `[notifications.<section>]`
+/// field of [`crate::config::NotificationsConfig`]; its secrets in the settings API; the
+/// admin filters. Adding a channel is its file plus its line here: docs/notifications.md.
 ///
 /// `tag` is the channel's byte on disk (delivery records, the due index): never reuse or
 /// renumber one; a new channel takes the next free tag. The list is passed to `$callback`,

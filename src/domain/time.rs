@@ -1,8 +1,5 @@
 //! Timestamps: Unix milliseconds inside, RFC 3339 UTC with millisecond precision outside.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
-
 use time::macros::format_description;
 use time::OffsetDateTime;
 
@@ -19,76 +16,16 @@ pub fn format_rfc3339_ms(unix_ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// The wall clock in Unix milliseconds (callers pass it into the pure state machines).
+/// The wall clock in Unix milliseconds: what [`crate::clock::SystemClock`] reads. Components
+/// read time through the [`crate::clock::Clock`] they are handed, not from here.
 pub fn now_ms() -> i64 {
     let now = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
     i64::try_from(now).unwrap_or(i64::MAX)
 }
 
-/// Where time comes from, handed to what reads it: [`SystemClock`] in the service,
-/// [`ManualClock`] in tests, which move it instead of sleeping.
-pub trait Clock: Send + Sync + 'static {
-    /// The time in Unix milliseconds.
-    fn now_ms(&self) -> i64;
-}
-
-/// The wall clock ([`now_ms`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
-        now_ms()
-    }
-}
-
-/// A clock that moves only when told to (tests).
-#[derive(Debug, Default)]
-pub struct ManualClock {
-    ms: AtomicI64,
-}
-
-impl ManualClock {
-    /// A clock reading `start_ms` (Unix milliseconds).
-    pub fn new(start_ms: i64) -> ManualClock {
-        ManualClock {
-            ms: AtomicI64::new(start_ms),
-        }
-    }
-
-    /// Moves the clock forward by `by` (whole milliseconds; saturating).
-    pub fn advance(&self, by: Duration) {
-        let by_ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-        let _ = self
-            .ms
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |ms| {
-                Some(ms.saturating_add(by_ms))
-            });
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.ms.load(Ordering::Acquire)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_manual_clock_moves_only_when_told() {
-        let clock = ManualClock::new(1_000);
-        assert_eq!(clock.now_ms(), 1_000);
-        assert_eq!(clock.now_ms(), 1_000);
-        clock.advance(Duration::from_secs(2));
-        assert_eq!(clock.now_ms(), 3_000);
-        clock.advance(Duration::MAX);
-        assert_eq!(clock.now_ms(), i64::MAX);
-        let wall: &dyn Clock = &SystemClock;
-        assert!(wall.now_ms() > 1_700_000_000_000);
-    }
 
     #[test]
     fn formats_utc_with_milliseconds() {

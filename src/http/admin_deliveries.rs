@@ -11,7 +11,7 @@ use warp::Filter;
 use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{raw_query, respond, with_authorization, State};
+use crate::http::{raw_query, respond, route, with_authorization, State};
 use crate::notify::ops::{OpsError, RedriveFilter};
 use crate::problem::Problem;
 
@@ -21,29 +21,18 @@ pub const LIST_SCAN_MAX: usize = 10_000;
 pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let list = warp::path!("admin" / "deliveries")
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .and(raw_query())
-        .then(
-            |state: State, authorization: Option<String>, query: String| async move {
-                respond(&state.metrics, "admin_deliveries", async {
-                    list(&state, authorization.as_deref(), &query)
-                })
-                .await
-            },
-        );
-    let one = warp::path!("admin" / "deliveries" / String)
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .then(
-            |id: String, state: State, authorization: Option<String>| async move {
-                respond(&state.metrics, "admin_delivery", async {
-                    get(&state, authorization.as_deref(), &id)
-                })
-                .await
-            },
-        );
+    let list = route::get_with_query(
+        warp::path!("admin" / "deliveries"),
+        state,
+        "admin_deliveries",
+        list,
+    );
+    let one = route::get_with_segment(
+        warp::path!("admin" / "deliveries" / String),
+        state,
+        "admin_delivery",
+        get,
+    );
     let redrive_one = warp::path!("admin" / "deliveries" / String / "redrive")
         .and(warp::post())
         .and(with_authorization(state))

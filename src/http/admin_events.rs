@@ -10,24 +10,13 @@ use warp::Filter;
 use crate::domain::event::Event;
 use crate::domain::time::format_rfc3339_ms;
 use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{raw_query, respond, with_authorization, State};
+use crate::http::{route, State};
 use crate::problem::Problem;
 
 pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("admin" / "events")
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .and(raw_query())
-        .then(
-            |state: State, authorization: Option<String>, query: String| async move {
-                respond(&state.metrics, "admin_events", async {
-                    list(&state, authorization.as_deref(), &query)
-                })
-                .await
-            },
-        )
+    route::get_with_query(warp::path!("admin" / "events"), state, "admin_events", list)
 }
 
 fn list(state: &State, authorization: Option<&str>, query: &str) -> Result<Response, Problem> {

@@ -18,9 +18,10 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
 
+use crate::clock::SharedClock;
 use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::money::minor_unit_exponent;
-use crate::domain::time::{format_rfc3339_ms, now_ms};
+use crate::domain::time::format_rfc3339_ms;
 use crate::http::admin;
 use crate::http::{respond, with_authorization, State};
 use crate::metrics::Metrics;
@@ -146,13 +147,16 @@ pub fn create_totals(metrics: &Metrics) -> CreateTotals {
     totals
 }
 
-/// Reads the counters into `history` every [`HISTORY_SAMPLE_INTERVAL`], until aborted.
-pub async fn sample_creates(metrics: Arc<Metrics>, history: Arc<CreateHistory>) {
-    let mut tick = tokio::time::interval(HISTORY_SAMPLE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// Reads the counters into `history` at once and then every [`HISTORY_SAMPLE_INTERVAL`]
+/// on `clock`, until aborted.
+pub async fn sample_creates(
+    metrics: Arc<Metrics>,
+    history: Arc<CreateHistory>,
+    clock: SharedClock,
+) {
     loop {
-        tick.tick().await;
-        history.record(now_ms(), create_totals(&metrics));
+        history.record(clock.now_ms(), create_totals(&metrics));
+        crate::clock::sleep(clock.as_ref(), HISTORY_SAMPLE_INTERVAL).await;
     }
 }
 
@@ -173,7 +177,7 @@ pub fn routes(
 
 async fn overview(state: &State) -> Result<Response, Problem> {
     let (ready, readiness) = crate::http::ops::readiness(state).await;
-    let now = now_ms();
+    let now = state.clock.now_ms();
     state
         .create_history
         .record(now, create_totals(&state.metrics));

@@ -20,7 +20,7 @@ use crate::domain::payment::Payment;
 use crate::domain::refund::Refund;
 use crate::http::admin;
 use crate::http::admin_events::event_json;
-use crate::http::{raw_query, respond, with_authorization, State};
+use crate::http::{route, State};
 use crate::problem::Problem;
 
 /// Newest outbox events read to find a payment's events.
@@ -34,29 +34,18 @@ const PAYMENT_EVENTS_MAX: usize = 200;
 pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let by_id = warp::path!("admin" / "payments" / String)
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .then(
-            |id: String, state: State, authorization: Option<String>| async move {
-                respond(&state.metrics, "admin_payment", async {
-                    by_id(&state, authorization.as_deref(), &id)
-                })
-                .await
-            },
-        );
-    let by_order = warp::path!("admin" / "payments")
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .and(raw_query())
-        .then(
-            |state: State, authorization: Option<String>, query: String| async move {
-                respond(&state.metrics, "admin_payment_by_order", async {
-                    by_order(&state, authorization.as_deref(), &query)
-                })
-                .await
-            },
-        );
+    let by_id = route::get_with_segment(
+        warp::path!("admin" / "payments" / String),
+        state,
+        "admin_payment",
+        by_id,
+    );
+    let by_order = route::get_with_query(
+        warp::path!("admin" / "payments"),
+        state,
+        "admin_payment_by_order",
+        by_order,
+    );
     by_id.or(by_order).unify()
 }
 

@@ -11,24 +11,18 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::admin::{self, PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
-use crate::http::{raw_query, respond, with_authorization, State};
+use crate::http::{route, State};
 use crate::problem::Problem;
 
 pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::path!("admin" / "reconciliations")
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .and(raw_query())
-        .then(
-            |state: State, authorization: Option<String>, query: String| async move {
-                respond(&state.metrics, "admin_reconciliations", async {
-                    list(&state, authorization.as_deref(), &query)
-                })
-                .await
-            },
-        )
+    route::get_with_query(
+        warp::path!("admin" / "reconciliations"),
+        state,
+        "admin_reconciliations",
+        list,
+    )
 }
 
 fn list(state: &State, authorization: Option<&str>, query: &str) -> Result<Response, Problem> {

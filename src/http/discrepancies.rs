@@ -42,7 +42,7 @@ pub fn routes(
              stream| async move {
                 respond(&state.metrics, "resolve_discrepancy", async {
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
-                    let limit = state.config.server.body_limit_bytes;
+                    let limit = state.config.server.body_limit_bytes.get();
                     let bytes =
                         body::read_limited(stream, &head, limit, state.config.body_read_timeout())
                             .await?;
@@ -84,6 +84,7 @@ async fn resolve_one(
         id,
         &request.resolution,
         &request.operator,
+        state.clock.now_ms(),
     )
     .await
     .map_err(recon_problem)?;

@@ -23,6 +23,8 @@ pub mod provider_webhooks;
 pub mod reconciliations;
 pub mod refunds;
 pub mod request_id;
+pub mod route;
+pub mod shard_call;
 pub mod webhook_endpoints;
 /// The connection server every HTTP surface runs on (it lives below the layers: the
 /// sandbox uses it too); `http::server` is its old path.
@@ -106,6 +108,8 @@ pub struct AppState {
     pub create_history: Arc<admin_overview::CreateHistory>,
     /// The outbox relay to NATS JetStream (its state in `/readyz`).
     pub relay: Arc<crate::relay::Relay>,
+    /// Where handlers read the time (the same clock as the shards and the sweeps).
+    pub clock: crate::clock::SharedClock,
 }
 
 pub type State = Arc<AppState>;
@@ -256,14 +260,13 @@ pub async fn observe(
     request_id::note_route(route);
     let started = Instant::now();
     let response = handler.await;
-    metrics
-        .http_request_duration_seconds
-        .with_label_values(&[route])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .http_requests_total
-        .with_label_values(&[route, response.status().as_str()])
-        .inc();
+    crate::metrics::record_request(
+        &metrics.http_request_duration_seconds,
+        &metrics.http_requests_total,
+        route,
+        started,
+        response.status().as_str(),
+    );
     response
 }
 

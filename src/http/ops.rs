@@ -39,7 +39,9 @@ pub fn routes(
         .and(with_state(state))
         .then(|state: State| async move {
             observe(&state.metrics, "metrics", async {
-                state.ops_metrics.refresh(&state.store);
+                state
+                    .ops_metrics
+                    .refresh(&state.store, state.clock.now_ms());
                 let mut response = Response::new(state.metrics.render().into());
                 response.headers_mut().insert(
                     warp::http::header::CONTENT_TYPE,

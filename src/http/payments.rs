@@ -2,25 +2,23 @@
 //! (with its refunds embedded, oldest first).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::domain::idempotency::{validate_header_key, Fingerprint, IdempotencyKey, KeyScope};
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey, KeyScope};
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::payment::{CreatePaymentBody, Payment};
 use crate::domain::refund::Refund;
-use crate::domain::time::now_ms;
 use crate::http::{
-    auth, body, idempotency_key, json_response, problem, raw_query, respond, with_authorization,
-    HeaderKey, State,
+    auth, body, idempotency_key, json_response, problem, respond, route, shard_call,
+    with_authorization, HeaderKey, State,
 };
 use crate::problem::Problem;
-use crate::shard::claims::{other_order_problem, ClaimError};
 use crate::shard::messages::{CreateJob, Job, PaymentKey};
 use crate::store::replay_cache::CachedReplay;
 
@@ -40,7 +38,7 @@ pub fn routes(
         .then(
             |state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_payment", async {
-                    let limit = state.config.server.body_limit_bytes;
+                    let limit = state.config.server.body_limit_bytes.get();
                     let bytes =
                         body::read_limited(stream, &head, limit, state.config.body_read_timeout())
                             .await?;
@@ -49,29 +47,18 @@ pub fn routes(
                 .await
             },
         );
-    let get = warp::path!("v1" / "payments" / String)
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .then(
-            |id: String, state: State, authorization: Option<String>| async move {
-                respond(&state.metrics, "get_payment", async {
-                    get_by_id(&state, authorization.as_deref(), &id)
-                })
-                .await
-            },
-        );
-    let by_order = warp::path!("v1" / "payments")
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .and(raw_query())
-        .then(
-            |state: State, authorization: Option<String>, query: String| async move {
-                respond(&state.metrics, "get_payment_by_order", async {
-                    get_by_order(&state, authorization.as_deref(), &query)
-                })
-                .await
-            },
-        );
+    let get = route::get_with_segment(
+        warp::path!("v1" / "payments" / String),
+        state,
+        "get_payment",
+        get_by_id,
+    );
+    let by_order = route::get_with_query(
+        warp::path!("v1" / "payments"),
+        state,
+        "get_payment_by_order",
+        get_by_order,
+    );
     create.or(get).unify().or(by_order).unify()
 }
 
@@ -82,14 +69,10 @@ async fn create(
     head: &body::BodyHead,
     bytes: &[u8],
 ) -> Result<Response, Problem> {
-    let merchant_id = auth::merchant(&state.config.merchants, authorization.as_deref())?.to_owned();
-    let header_key = header_key?;
-    if let Some(key) = &header_key {
-        validate_header_key(key)?;
-    }
-    let value = body::json(head, bytes)?;
+    let posted = shard_call::posted(state, authorization.as_deref(), header_key, head, bytes)?;
+    let (merchant_id, value) = (posted.merchant_id, posted.body);
     let fingerprint = Fingerprint::new("POST", PAYMENTS_PATH, &value);
-    let scope = match header_key {
+    let scope = match posted.header_key {
         Some(key) => KeyScope::Header(key),
         // An `order_no` that is absent or not a string gives a key no entry is stored
         // under (validation refuses such a body below), so it only misses.
@@ -107,19 +90,7 @@ async fn create(
         return Ok(replay);
     }
     let request = body::typed::<CreatePaymentBody>(value)?.validate(&state.rules)?;
-    let claim = if key.expires() {
-        let claim = state.claims.claim(&key, &request.order_no, &state.store);
-        match claim {
-            Ok(guard) => Some(guard),
-            Err(ClaimError::OtherOrder) => {
-                state.metrics.idempotency_conflicts_total.inc();
-                return Err(other_order_problem().into());
-            }
-            Err(ClaimError::Store) => return Err(Problem::internal()),
-        }
-    } else {
-        None
-    };
+    let claim = shard_call::claim(state, &key, &request.order_no)?;
     let payment_key = PaymentKey {
         merchant_id: merchant_id.clone(),
         order_no: request.order_no.clone(),
@@ -137,19 +108,7 @@ async fn create(
         wait_deadline: Instant::now() + state.config.in_flight_wait(),
         span: tracing::Span::current(),
     }));
-    if let Err(job) = state.shards.submit(payment_key, job) {
-        drop(job);
-        return Err(Problem::overloaded());
-    }
-    // A safety net only: the shard answers 409 itself once the wait deadline passes, and
-    // a running request is bounded by the provider timeout.
-    let bound = state.config.in_flight_wait()
-        + state.config.provider_timeout() * 2
-        + Duration::from_secs(5);
-    match tokio::time::timeout(bound, reply_rx).await {
-        Ok(Ok(reply)) => Ok(reply_response(reply)),
-        Ok(Err(_)) | Err(_) => Err(Problem::overloaded()),
-    }
+    shard_call::submit(state, payment_key, job, reply_rx).await
 }
 
 /// The replay fast path: a key whose first request finished holds an immutable entry, so
@@ -194,9 +153,8 @@ fn finished_replay(
 /// Whether a cached header-key entry is older than `idempotency.retention_s`, so the sweep
 /// may have removed it from the store (the store, not the cache, then decides).
 fn past_retention(state: &State, key: &IdempotencyKey, hit: &CachedReplay) -> bool {
-    let retention_ms = i64::try_from(state.config.idempotency.retention_s.saturating_mul(1000))
-        .unwrap_or(i64::MAX);
-    key.expires() && hit.outlived(retention_ms, now_ms())
+    let retention_ms = crate::clock::millis(state.config.idempotency.retention);
+    key.expires() && hit.outlived(retention_ms, state.clock.now_ms())
 }
 
 /// The HTTP answer of a shard's reply (shared with refunds).

@@ -26,7 +26,6 @@ use warp::Filter;
 use crate::domain::charge::ChargeOutcome;
 use crate::domain::ids::UlidSource;
 use crate::domain::payment::Payment;
-use crate::domain::time::now_ms;
 use crate::domain::webhook::{webhook_failed_event, ProcessedWebhook};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::http::payments::internal;
@@ -53,7 +52,7 @@ pub fn routes(
             |state: State, signature: Option<HeaderValue>, head: body::BodyHead, stream| async move {
                 let metrics = Arc::clone(&state.metrics);
                 observe(&metrics, "provider_webhook", async move {
-                    let limit = state.config.server.body_limit_bytes;
+                    let limit = state.config.server.body_limit_bytes.get();
                     // A signature that is not text verifies as a missing one.
                     let signature = signature.as_ref().and_then(|v| v.to_str().ok());
                     let result = match body::read_limited(stream, &head, limit, state.config.body_read_timeout()).await {
@@ -107,12 +106,12 @@ async fn receive(
     bytes: &[u8],
 ) -> Result<(Response, &'static str), Refused> {
     let provider = &state.config.provider;
-    let now_ms = now_ms();
+    let now_ms = state.clock.now_ms();
     if let Err(error) = signature::verify(
         &provider.webhook_secret,
         signature_header,
         bytes,
-        provider.webhook_tolerance_s,
+        provider.webhook_tolerance.as_secs(),
         now_ms / 1000,
     ) {
         alert(state, error, bytes, now_ms).await;

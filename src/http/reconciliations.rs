@@ -15,7 +15,7 @@ use warp::Filter;
 
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::http::payments::internal;
-use crate::http::{auth, body, raw_query, respond, with_authorization, State};
+use crate::http::{auth, body, raw_query, respond, route, with_authorization, State};
 use crate::problem::Problem;
 use crate::recon::csv_report;
 use crate::recon::run::{Recon, ReconError};
@@ -50,7 +50,7 @@ pub fn routes(
                     let limit = if csv {
                         CSV_BODY_BYTES_MAX
                     } else {
-                        state.config.server.body_limit_bytes
+                        state.config.server.body_limit_bytes.get()
                     };
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
                     let bytes =
@@ -61,17 +61,12 @@ pub fn routes(
                 .await
             },
         );
-    let get = warp::path!("admin" / "reconciliations" / String)
-        .and(crate::http::get())
-        .and(with_authorization(state))
-        .then(
-            |id: String, state: State, authorization: Option<String>| async move {
-                respond(&state.metrics, "get_reconciliation", async {
-                    get_one(&state, authorization.as_deref(), &id)
-                })
-                .await
-            },
-        );
+    let get = route::get_with_segment(
+        warp::path!("admin" / "reconciliations" / String),
+        state,
+        "get_reconciliation",
+        get_one,
+    );
     run.or(get).unify()
 }
 
@@ -111,6 +106,7 @@ async fn run_one(
         store: &state.store,
         committer: &state.provider.committer,
         connector: state.provider.connector.as_ref(),
+        clock: state.clock.as_ref(),
     };
     let (report, discrepancies) = recon.run(date, uploaded).await.map_err(recon_problem)?;
     let counter = &state.provider.metrics.reconciliation_discrepancies_total;

@@ -5,21 +5,21 @@
 //! payment are serialized with each other and with its creates. Without an
 //! `Idempotency-Key` header the key is `refund:{payment_id}:{operator_id}:{amount}`.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::domain::idempotency::{validate_header_key, Fingerprint, IdempotencyKey, KeyScope};
+use crate::domain::idempotency::{Fingerprint, IdempotencyKey, KeyScope};
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::domain::machine::RefundCommand;
-use crate::domain::machine::Reply;
 use crate::domain::refund::{default_key_value, CreateRefundBody, RefundRules};
-use crate::http::payments::{internal, reply_response};
-use crate::http::{auth, body, idempotency_key, respond, with_authorization, HeaderKey, State};
+use crate::http::payments::internal;
+use crate::http::{
+    body, idempotency_key, respond, shard_call, with_authorization, HeaderKey, State,
+};
 use crate::problem::Problem;
-use crate::shard::claims::{other_order_problem, ClaimError, ClaimGuard};
 use crate::shard::messages::{Job, PaymentKey, RefundJob};
 
 /// Routes of this resource.
@@ -35,7 +35,7 @@ pub fn routes(
         .then(
             |id: String, state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_refund", async {
-                    let limit = state.config.server.body_limit_bytes;
+                    let limit = state.config.server.body_limit_bytes.get();
                     let bytes =
                         body::read_limited(stream, &head, limit, state.config.body_read_timeout())
                             .await?;
@@ -54,12 +54,8 @@ async fn create(
     head: &body::BodyHead,
     bytes: &[u8],
 ) -> Result<Response, Problem> {
-    let merchant_id = auth::merchant(&state.config.merchants, authorization.as_deref())?.to_owned();
-    let header_key = header_key?;
-    if let Some(key) = &header_key {
-        validate_header_key(key)?;
-    }
-    let value = body::json(head, bytes)?;
+    let posted = shard_call::posted(state, authorization.as_deref(), header_key, head, bytes)?;
+    let (merchant_id, value) = (posted.merchant_id, posted.body);
     let fingerprint = Fingerprint::new(
         "POST",
         &format!("/v1/payments/{payment_id}/refunds"),
@@ -75,7 +71,7 @@ async fn create(
     let payment = payment
         .filter(|p| p.merchant_id == merchant_id)
         .ok_or_else(|| Problem::not_found("payment"))?;
-    let scope = match header_key {
+    let scope = match posted.header_key {
         Some(key) => KeyScope::Header(key),
         None => KeyScope::Refund(default_key_value(
             payment_id,
@@ -87,7 +83,7 @@ async fn create(
         merchant_id: merchant_id.clone(),
         scope,
     };
-    let claim = claim(state, &key, &payment.order_no)?;
+    let claim = shard_call::claim(state, &key, &payment.order_no)?;
     let payments = &state.config.payments;
     let command = RefundCommand {
         merchant_id: merchant_id.clone(),
@@ -109,39 +105,5 @@ async fn create(
         merchant_id,
         order_no: payment.order_no,
     };
-    if state.shards.submit(payment_key, job).is_err() {
-        return Err(Problem::overloaded());
-    }
-    await_reply(state, reply_rx).await
-}
-
-/// Claims a header key for the payment's order (default keys need no claim).
-fn claim(
-    state: &State,
-    key: &IdempotencyKey,
-    order_no: &str,
-) -> Result<Option<ClaimGuard>, Problem> {
-    if !key.expires() {
-        return Ok(None);
-    }
-    match state.claims.claim(key, order_no, &state.store) {
-        Ok(guard) => Ok(Some(guard)),
-        Err(ClaimError::OtherOrder) => {
-            state.metrics.idempotency_conflicts_total.inc();
-            Err(other_order_problem().into())
-        }
-        Err(ClaimError::Store) => Err(Problem::internal()),
-    }
-}
-
-/// The shard's answer. A safety net bounds the wait, as for creates: the shard answers 409
-/// itself past the in-flight wait.
-async fn await_reply(state: &State, reply: oneshot::Receiver<Reply>) -> Result<Response, Problem> {
-    let bound = state.config.in_flight_wait()
-        + state.config.provider_timeout() * 2
-        + Duration::from_secs(5);
-    match tokio::time::timeout(bound, reply).await {
-        Ok(Ok(reply)) => Ok(reply_response(reply)),
-        Ok(Err(_)) | Err(_) => Err(Problem::overloaded()),
-    }
+    shard_call::submit(state, payment_key, job, reply_rx).await
 }

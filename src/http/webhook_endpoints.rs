@@ -25,7 +25,6 @@ use crate::domain::idempotency::{
     validate_header_key, Fingerprint, IdempotencyEntry, IdempotencyKey, KeyScope, StoredResponse,
 };
 use crate::domain::ids::{is_valid_id, new_id};
-use crate::domain::time::now_ms;
 use crate::domain::webhook_endpoint::{
     CreateEndpointBody, UpdateEndpointBody, WebhookEndpoint, ID_PREFIX, SECRET_BYTES,
 };
@@ -63,7 +62,7 @@ pub fn routes(
                     if let Some(key) = &key {
                         validate_header_key(key)?;
                     }
-                    let limit = state.config.server.body_limit_bytes;
+                    let limit = state.config.server.body_limit_bytes.get();
                     let bytes =
                         body::read_limited(stream, &head, limit, state.config.body_read_timeout())
                             .await?;
@@ -111,7 +110,7 @@ pub fn routes(
             |id: String, state: State, authorization: Option<String>, head, stream| async move {
                 respond(&state.metrics, "update_webhook_endpoint", async {
                     let merchant_id = merchant(&state, authorization.as_deref())?;
-                    let limit = state.config.server.body_limit_bytes;
+                    let limit = state.config.server.body_limit_bytes.get();
                     let bytes =
                         body::read_limited(stream, &head, limit, state.config.body_read_timeout())
                             .await?;
@@ -233,7 +232,7 @@ async fn create(
         new_id(ID_PREFIX),
         new_secret(),
         &check,
-        now_ms(),
+        state.clock.now_ms(),
     )?;
     let _claim = match &key {
         Some(key) => Some(
@@ -286,7 +285,7 @@ async fn create(
                 status: StatusCode::CREATED.as_u16(),
                 body: body.clone(),
             }),
-            created_at_ms: now_ms(),
+            created_at_ms: state.clock.now_ms(),
         };
         ops.push(WriteOp::Idempotency { key, entry });
     }
@@ -323,7 +322,7 @@ async fn update(
     let check = egress_check(state);
     let _guard = state.notify.core.endpoints_lock.lock().await;
     let endpoint = find(state, merchant_id, id)?;
-    let endpoint = request.apply(endpoint, &check, now_ms())?;
+    let endpoint = request.apply(endpoint, &check, state.clock.now_ms())?;
     commit(state, WriteOp::WebhookEndpoint(Box::new(endpoint.clone()))).await?;
     Ok(answer(StatusCode::OK, &endpoint.to_value()))
 }
@@ -350,7 +349,7 @@ async fn rotate(state: &State, merchant_id: &str, id: &str) -> Result<Response, 
     let mut endpoint = find(state, merchant_id, id)?;
     endpoint.rotate(
         new_secret(),
-        now_ms(),
+        state.clock.now_ms(),
         state.config.webhooks.rotation_overlap_ms(),
     );
     commit(state, WriteOp::WebhookEndpoint(Box::new(endpoint.clone()))).await?;

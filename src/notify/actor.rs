@@ -10,7 +10,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Supervised, WrapFuture,
@@ -63,8 +63,9 @@ impl NotifierActor {
         )
     }
 
-    /// The send slot of `target`, with the pacer following the live settings.
-    fn reserve(&mut self, target: &str) -> Instant {
+    /// The send slot of `target` (Unix milliseconds, rounded up), with the pacer following
+    /// the live settings.
+    fn reserve(&mut self, target: &str) -> i64 {
         let config = self.core.settings.current();
         let limits = channels::limits(self.channel, &config);
         if self.pacer.1 != config.pacing || self.pacer.2 != limits {
@@ -74,7 +75,9 @@ impl NotifierActor {
                 limits,
             );
         }
-        self.pacer.0.reserve(target, Instant::now())
+        let now = Duration::from_millis(self.core.clock.now_ms().max(0).unsigned_abs());
+        let at = self.pacer.0.reserve(target, now);
+        i64::try_from(at.as_micros().div_ceil(1000)).unwrap_or(i64::MAX)
     }
 }
 
@@ -105,9 +108,9 @@ impl Handler<Deliver> for NotifierActor {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Self::Context) {
-        let not_before = self.reserve(&msg.target);
+        let not_before_ms = self.reserve(&msg.target);
         let channel = self.channel;
-        let work = attempt::run(Arc::clone(&self.core), channel, msg.job, not_before);
+        let work = attempt::run(Arc::clone(&self.core), channel, msg.job, not_before_ms);
         let guarded = AssertUnwindSafe(work).catch_unwind();
         ctx.spawn(guarded.into_actor(self).map(move |result, _act, ctx| {
             if result.is_err() {

@@ -12,7 +12,6 @@ use crate::domain::delivery::{
 };
 use crate::domain::event::{endpoint_disabled_event, Event};
 use crate::domain::ids::UlidSource;
-use crate::domain::time::now_ms;
 use crate::domain::webhook_endpoint::{DeliveryResult, WebhookEndpoint};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_BODY_BYTES_MAX};
@@ -34,9 +33,10 @@ struct Sent {
     duration: Duration,
 }
 
-/// Runs one attempt of `job` on `channel`, not before `not_before`.
-pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before: Instant) {
-    tokio::time::sleep_until(not_before.into()).await;
+/// Runs one attempt of `job` on `channel`, not before the core's clock reads
+/// `not_before_ms`.
+pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before_ms: i64) {
+    core.clock.sleep_until_ms(not_before_ms).await;
     let (delivery, event) = match load(&core, &job.id) {
         Ok(Some(loaded)) => loaded,
         Ok(None) => return,
@@ -51,11 +51,11 @@ pub async fn run(core: Arc<Core>, channel: Channel, job: Job, not_before: Instan
     let mut migrated = None;
     let delivery = if !channels::enabled(channel, &config) {
         let mut d = delivery;
-        d.mark_dead("channel disabled before delivery", now_ms());
+        d.mark_dead("channel disabled before delivery", core.clock.now_ms());
         d
     } else if core.settings.is_paused(channel) {
         let mut d = delivery;
-        d.mark_paused("channel paused: credentials refused", now_ms());
+        d.mark_paused("channel paused: credentials refused", core.clock.now_ms());
         d
     } else {
         let endpoint = match endpoint_of(&core, channel, &delivery, &event) {
@@ -136,7 +136,7 @@ async fn endpoint_health(
     delivery: Delivery,
     job: Job,
 ) {
-    let now = now_ms();
+    let now = core.clock.now_ms();
     let disable_after_ms = core.webhooks.disable_after_ms();
     let mut write_set = one(delivery);
     let _guard;
@@ -233,7 +233,7 @@ async fn send(
         delivery,
         endpoint,
         payment: payment.as_ref(),
-        now_s: now_ms() / 1000,
+        now_s: core.clock.now_ms() / 1000,
     };
     let mut secrets = channels::secrets(config);
     if let Some(endpoint) = endpoint {
@@ -393,7 +393,7 @@ fn conclude(
     mut delivery: Delivery,
     sent: Sent,
 ) -> Delivery {
-    let now = now_ms();
+    let now = core.clock.now_ms();
     let attempt = |outcome, error: Option<&str>| Attempt {
         at_ms: now,
         outcome,

@@ -16,6 +16,11 @@
 //!
 //! Passes are serialized (the admin API can run one too). The dispatcher never waits on
 //! a send; a full channel simply leaves its deliveries due for the next pass.
+//!
+//! Whether a delivery is due is read on the core's [`crate::clock::Clock`] (a test moves
+//! it past a retry's time instead of waiting); the pace of passes themselves
+//! ([`SCAN_INTERVAL`], [`EXPAND_INTERVAL`]) is real time, because it bounds the work a pass
+//! costs, and a manual clock that stood still must not stall the outbox.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +29,6 @@ use actix::Addr;
 use serde::Serialize;
 
 use crate::domain::delivery::{Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus};
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::actor::{Deliver, NotifierActor};
 use crate::notify::attempt::Job;
@@ -153,7 +157,8 @@ impl Dispatcher {
         let mut last_expanded = self.pass_lock.lock().await;
         let mut counts = PassCounts::default();
         if with_orphans {
-            self.recover_orphans(now_ms(), &mut counts).await?;
+            self.recover_orphans(self.core.clock.now_ms(), &mut counts)
+                .await?;
         }
         let hungry = self.claim_and_send(limit, &mut counts).await?;
         let batch = match expand {
@@ -189,7 +194,9 @@ impl Dispatcher {
         limit: usize,
         counts: &mut PassCounts,
     ) -> Result<bool, StoreError> {
-        let (jobs, hungry) = self.claim_due(now_ms(), limit, counts).await?;
+        let (jobs, hungry) = self
+            .claim_due(self.core.clock.now_ms(), limit, counts)
+            .await?;
         for (channel_index, deliver) in jobs {
             // Never full (bounded by the in-flight slots); if it were, the dropped slot
             // makes the delivery an orphan that the next pass retries.

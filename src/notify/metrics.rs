@@ -1,10 +1,9 @@
 //! Notification metrics (DESIGN §3 "Metrics"), registered in the service's registry.
 
-use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Histogram, HistogramVec, IntCounterVec, IntGaugeVec, Registry};
 
 use crate::domain::delivery::DeliveryStatus;
+use crate::metrics::Define;
 
 /// Send latency buckets in seconds: 1 ms .. 30 s.
 const SEND_BUCKETS_S: &[f64] = &[
@@ -32,66 +31,39 @@ impl NotifyMetrics {
     /// # Panics
     /// Only if a metric definition is malformed or registered twice (start-up only).
     pub fn register(registry: &Registry) -> NotifyMetrics {
-        let success_total = IntCounterVec::new(
-            Opts::new(
+        let define = Define(registry);
+        NotifyMetrics {
+            success_total: define.counter_vec(
                 "notification_delivery_success_total",
                 "Deliveries delivered",
+                &["channel"],
             ),
-            &["channel"],
-        )
-        .expect("metric");
-        let failure_total = IntCounterVec::new(
-            Opts::new(
+            failure_total: define.counter_vec(
                 "notification_delivery_failure_total",
                 "Failed delivery attempts, by whether they will be retried",
+                &["channel", "retryable"],
             ),
-            &["channel", "retryable"],
-        )
-        .expect("metric");
-        let duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
+            duration_seconds: define.histogram_vec(
                 "notification_delivery_duration_seconds",
                 "Time of one delivery attempt's HTTP request",
-            )
-            .buckets(SEND_BUCKETS_S.to_vec()),
-            &["channel"],
-        )
-        .expect("metric");
-        let mail_send_duration_seconds = Histogram::with_opts(
-            HistogramOpts::new("mail_send_duration_seconds", "Time of one e-mail API call")
-                .buckets(SEND_BUCKETS_S.to_vec()),
-        )
-        .expect("metric");
-        let deliveries = IntGaugeVec::new(
-            Opts::new("notification_deliveries", "Deliveries by status"),
-            &["status"],
-        )
-        .expect("metric");
-        let restarts_total = IntCounterVec::new(
-            Opts::new(
+                SEND_BUCKETS_S,
+                &["channel"],
+            ),
+            mail_send_duration_seconds: define.histogram(
+                "mail_send_duration_seconds",
+                "Time of one e-mail API call",
+                SEND_BUCKETS_S,
+            ),
+            deliveries: define.gauge_vec(
+                "notification_deliveries",
+                "Deliveries by status",
+                &["status"],
+            ),
+            restarts_total: define.counter_vec(
                 "notifier_restarts_total",
                 "Notifier actors restarted after a panic",
+                &["channel"],
             ),
-            &["channel"],
-        )
-        .expect("metric");
-        for collector in [
-            Box::new(success_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(failure_total.clone()),
-            Box::new(duration_seconds.clone()),
-            Box::new(mail_send_duration_seconds.clone()),
-            Box::new(deliveries.clone()),
-            Box::new(restarts_total.clone()),
-        ] {
-            registry.register(collector).expect("register metric");
-        }
-        NotifyMetrics {
-            success_total,
-            failure_total,
-            duration_seconds,
-            mail_send_duration_seconds,
-            deliveries,
-            restarts_total,
         }
     }
 

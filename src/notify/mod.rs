@@ -32,8 +32,10 @@ pub mod template;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
-use actix::{Addr, Arbiter, Supervisor};
+use actix::{Addr, Supervisor};
 
+use crate::actor_thread;
+use crate::clock::SharedClock;
 use crate::config::{NotificationsConfig, WebhooksConfig};
 use crate::domain::delivery::Channel;
 use crate::domain::write_set::WriteSet;
@@ -90,6 +92,8 @@ pub struct Core {
     /// the notifier's health updates), which are rare: the count limit holds and no
     /// change overwrites another.
     pub endpoints_lock: tokio::sync::Mutex<()>,
+    /// When deliveries are due, attempted and paced; a test moves it instead of sleeping.
+    pub clock: SharedClock,
 }
 
 /// The running notification side.
@@ -121,6 +125,7 @@ impl Notifications {
         base: &NotificationsConfig,
         webhooks: &WebhooksConfig,
         metrics: &Metrics,
+        clock: SharedClock,
     ) -> Result<Notifications, StoreError> {
         let stored = store.setting(SETTINGS_KEY)?;
         let settings = Arc::new(Settings::load(base.clone(), stored.as_deref()));
@@ -146,6 +151,7 @@ impl Notifications {
             settings_lock: tokio::sync::Mutex::new(()),
             webhooks: webhooks.clone(),
             endpoints_lock: tokio::sync::Mutex::new(()),
+            clock,
         });
         // A restart may come with fixed credentials: paused deliveries get another try
         // (and pause again at once if the credentials are still refused).
@@ -182,31 +188,14 @@ impl Notifications {
 
 /// One Arbiter per channel in a new actix system thread, each notifier supervised.
 fn start_actors(core: &Arc<Core>) -> (Vec<Addr<NotifierActor>>, actix::System, JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel();
     let core = Arc::clone(core);
-    let thread = std::thread::Builder::new()
-        .name("paykeep-notifiers".to_owned())
-        .spawn(move || {
-            let system = actix::System::new();
-            let arbiters: Vec<Arbiter> = Channel::ALL.iter().map(|_| Arbiter::new()).collect();
-            let addrs: Vec<Addr<NotifierActor>> = Channel::ALL
-                .into_iter()
-                .zip(&arbiters)
-                .map(|(channel, arbiter)| {
-                    let core = Arc::clone(&core);
-                    Supervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                        NotifierActor::new(channel, core)
-                    })
-                })
-                .collect();
-            let _ = tx.send((addrs, actix::System::current()));
-            let _ = system.run();
-            for arbiter in arbiters {
-                arbiter.stop();
-                let _ = arbiter.join();
-            }
-        })
-        .expect("spawn notifier thread");
-    let (addrs, system) = rx.recv().expect("notifier system started");
-    (addrs, system, thread)
+    let started = actor_thread::spawn(
+        "paykeep-notifiers",
+        Channel::COUNT,
+        move |index, arbiter| {
+            let (channel, core) = (Channel::ALL[index], Arc::clone(&core));
+            Supervisor::start_in_arbiter(arbiter, move |_| NotifierActor::new(channel, core))
+        },
+    );
+    (started.addrs, started.system, started.thread)
 }

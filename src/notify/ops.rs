@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use crate::domain::delivery::{Channel, Delivery, DeliveryStatus};
 use crate::domain::event::{kind, Event, EventLevel, EventSource};
 use crate::domain::ids::{new_id, prefix};
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::settings::{SettingsError, SETTINGS_KEY};
 use crate::notify::Core;
@@ -71,7 +70,7 @@ impl Core {
                 status: delivery.status.as_str(),
             });
         }
-        delivery.requeue(now_ms(), true);
+        delivery.requeue(self.clock.now_ms(), true);
         self.commit_deliveries(vec![delivery.clone()]).await?;
         Ok(delivery)
     }
@@ -82,21 +81,9 @@ impl Core {
     /// A store failure (deliveries already redriven stay redriven).
     pub async fn redrive_bulk(&self, filter: RedriveFilter) -> Result<Redriven, OpsError> {
         let mut redriven = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.deliveries_with_status(
-                DeliveryStatus::Dead,
-                after.as_deref(),
-                BULK_PAGE_MAX,
-            )?;
-            let Some(last) = page.last() else {
-                return Ok(Redriven {
-                    redriven,
-                    has_more: false,
-                });
-            };
-            after = Some(last.id.clone());
-            let now = now_ms();
+        let mut after = None;
+        while let Some(page) = self.next_page(DeliveryStatus::Dead, &mut after)? {
+            let now = self.clock.now_ms();
             let mut batch = Vec::new();
             for mut d in page.into_iter().filter(|d| filter.matches(d)) {
                 if redriven + batch.len() >= REDRIVE_BULK_MAX {
@@ -112,6 +99,10 @@ impl Core {
             redriven += batch.len();
             self.commit_deliveries(batch).await?;
         }
+        Ok(Redriven {
+            redriven,
+            has_more: false,
+        })
     }
 
     /// Puts `channel`'s paused deliveries back to `pending` (same retry budget).
@@ -120,18 +111,9 @@ impl Core {
     /// A store failure.
     pub async fn requeue_paused(&self, channel: Channel) -> Result<usize, StoreError> {
         let mut requeued = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = self.store.deliveries_with_status(
-                DeliveryStatus::Paused,
-                after.as_deref(),
-                BULK_PAGE_MAX,
-            )?;
-            let Some(last) = page.last() else {
-                return Ok(requeued);
-            };
-            after = Some(last.id.clone());
-            let now = now_ms();
+        let mut after = None;
+        while let Some(page) = self.next_page(DeliveryStatus::Paused, &mut after)? {
+            let now = self.clock.now_ms();
             let batch: Vec<Delivery> = page
                 .into_iter()
                 .filter(|d| d.channel == channel)
@@ -143,6 +125,24 @@ impl Core {
             requeued += batch.len();
             self.commit_deliveries(batch).await?;
         }
+        Ok(requeued)
+    }
+
+    /// The next page of deliveries with `status` after `after`, which moves past it; `None`
+    /// once there are no more.
+    fn next_page(
+        &self,
+        status: DeliveryStatus,
+        after: &mut Option<String>,
+    ) -> Result<Option<Vec<Delivery>>, StoreError> {
+        let page = self
+            .store
+            .deliveries_with_status(status, after.as_deref(), BULK_PAGE_MAX)?;
+        let Some(last) = page.last() else {
+            return Ok(None);
+        };
+        *after = Some(last.id.clone());
+        Ok(Some(page))
     }
 
     async fn commit_deliveries(&self, deliveries: Vec<Delivery>) -> Result<(), StoreError> {
@@ -160,7 +160,7 @@ impl Core {
     /// # Errors
     /// A store failure.
     pub async fn send_test(&self) -> Result<(Event, Vec<Delivery>), StoreError> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let id = new_id(prefix::EVENT);
         let event = Event {
             id: id.clone(),

@@ -5,9 +5,12 @@
 //!
 //! The numbers live in each channel's file with their sources; the notifier actor owns one
 //! [`Pacer`] per channel and reserves on its own thread, so no lock is needed.
+//!
+//! Times are the notifier's clock readings as a [`Duration`] since the Unix epoch: the
+//! clock reads whole milliseconds, the intervals keep their full precision.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Targets remembered per channel before idle ones are forgotten (bounded memory).
 pub const TARGETS_TRACKED_MAX: usize = 10_000;
@@ -51,15 +54,15 @@ pub struct Limits {
 #[derive(Debug, Clone, Copy)]
 struct Cell {
     limit: Limit,
-    tat: Instant,
+    tat: Duration,
 }
 
 impl Cell {
-    fn earliest(&self, now: Instant) -> Instant {
-        now.max(self.tat.checked_sub(self.limit.tolerance()).unwrap_or(now))
+    fn earliest(&self, now: Duration) -> Duration {
+        now.max(self.tat.saturating_sub(self.limit.tolerance()))
     }
 
-    fn take(&mut self, at: Instant) {
+    fn take(&mut self, at: Duration) {
         self.tat = self.tat.max(at) + self.limit.interval();
     }
 }
@@ -76,8 +79,7 @@ pub struct Pacer {
 impl Pacer {
     /// A pacer for `limits`; `enabled = false` reserves "now" every time (benchmarks).
     pub fn new(limits: Limits, enabled: bool) -> Pacer {
-        let now = Instant::now();
-        let channel = cells(&limits.channel, now);
+        let channel = cells(&limits.channel, Duration::ZERO);
         Pacer {
             enabled,
             limits,
@@ -86,9 +88,9 @@ impl Pacer {
         }
     }
 
-    /// The earliest time at or after `now` when a send to `target` keeps every limit, and
-    /// takes that slot.
-    pub fn reserve(&mut self, target: &str, now: Instant) -> Instant {
+    /// The earliest time at or after `now` (since the Unix epoch) when a send to `target`
+    /// keeps every limit, and takes that slot.
+    pub fn reserve(&mut self, target: &str, now: Duration) -> Duration {
         if !self.enabled {
             return now;
         }
@@ -128,7 +130,7 @@ impl Pacer {
     }
 }
 
-fn cells(limits: &[Limit], now: Instant) -> Vec<Cell> {
+fn cells(limits: &[Limit], now: Duration) -> Vec<Cell> {
     limits
         .iter()
         .map(|&limit| Cell { limit, tat: now })
@@ -139,7 +141,10 @@ fn cells(limits: &[Limit], now: Instant) -> Vec<Cell> {
 mod tests {
     use super::*;
 
-    fn offsets(pacer: &mut Pacer, target: &str, n: usize, start: Instant) -> Vec<u128> {
+    /// A clock reading to start from.
+    const START: Duration = Duration::from_secs(1_763_721_120);
+
+    fn offsets(pacer: &mut Pacer, target: &str, n: usize, start: Duration) -> Vec<u128> {
         (0..n)
             .map(|_| (pacer.reserve(target, start) - start).as_millis())
             .collect()
@@ -153,7 +158,7 @@ mod tests {
             group_target: vec![],
         };
         let mut pacer = Pacer::new(limits, true);
-        let start = Instant::now();
+        let start = START;
         assert_eq!(offsets(&mut pacer, "42", 3, start), vec![0, 1000, 2000]);
         // Another chat is not held behind the first one's per-chat limit.
         assert!(pacer.reserve("43", start) - start < Duration::from_millis(100));
@@ -170,7 +175,7 @@ mod tests {
             group_target: vec![],
         };
         let mut pacer = Pacer::new(limits, true);
-        let start = Instant::now();
+        let start = START;
         assert_eq!(
             offsets(&mut pacer, "", 7, start),
             vec![0, 0, 0, 0, 0, 400, 800]
@@ -188,7 +193,7 @@ mod tests {
             }],
         };
         let mut pacer = Pacer::new(limits.clone(), true);
-        let start = Instant::now();
+        let start = START;
         let group = offsets(&mut pacer, "-100", 21, start);
         assert_eq!(group[19], 0);
         assert_eq!(group[20], 3000);

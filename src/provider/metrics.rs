@@ -3,9 +3,9 @@
 //! reconciliation discrepancies; and how long provider calls take
 //! ([`crate::provider::observed`] observes every one).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts};
+use prometheus::{HistogramVec, IntCounterVec};
 
-use crate::metrics::Metrics;
+use crate::metrics::{Define, Metrics};
 
 /// The `operation` label of `provider_request_duration_seconds`: one per connector call.
 pub mod operation {
@@ -64,46 +64,32 @@ impl ProviderMetrics {
     /// Only if a definition is malformed or registered twice (a programming error caught by
     /// every test that starts the service).
     pub fn register(metrics: &Metrics) -> ProviderMetrics {
-        let counter = |name: &str, help: &str, label: &str| {
-            let counter = IntCounterVec::new(Opts::new(name, help), &[label]).expect("metric");
-            metrics
-                .registry()
-                .register(Box::new(counter.clone()))
-                .expect("register metric");
-            counter
-        };
-        let provider_request_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "provider_request_duration_seconds",
-                "Provider connector calls by operation and outcome, in seconds",
-            )
-            .buckets(PROVIDER_REQUEST_BUCKETS_S.to_vec()),
+        let define = Define(metrics.registry());
+        let provider_request_duration_seconds = define.histogram_vec(
+            "provider_request_duration_seconds",
+            "Provider connector calls by operation and outcome, in seconds",
+            &PROVIDER_REQUEST_BUCKETS_S,
             &["operation", "outcome"],
-        )
-        .expect("metric");
-        metrics
-            .registry()
-            .register(Box::new(provider_request_duration_seconds.clone()))
-            .expect("register metric");
+        );
         for (operation, outcome) in PROVIDER_REQUEST_LABELS {
             provider_request_duration_seconds.with_label_values(&[operation, outcome]);
         }
         ProviderMetrics {
             provider_request_duration_seconds,
-            refunds_created_total: counter(
+            refunds_created_total: define.counter_vec(
                 "refunds_created_total",
                 "Refunds made, by the status answered",
-                "status",
+                &["status"],
             ),
-            provider_webhooks_total: counter(
+            provider_webhooks_total: define.counter_vec(
                 "provider_webhooks_total",
                 "Provider webhook deliveries by outcome",
-                "outcome",
+                &["outcome"],
             ),
-            reconciliation_discrepancies_total: counter(
+            reconciliation_discrepancies_total: define.counter_vec(
                 "reconciliation_discrepancies_total",
                 "Discrepancies found by reconciliation runs, by type",
-                "type",
+                &["type"],
             ),
         }
     }

@@ -73,7 +73,7 @@ pub struct ProviderSide {
 pub fn connector_for(config: &Config) -> Result<Arc<dyn Connector>, String> {
     match config.provider.kind {
         ProviderKind::Simulator => Ok(Arc::new(simulator::Simulator::new(
-            std::time::Duration::from_millis(config.provider.latency_ms),
+            config.provider.latency,
             config.provider_timeout(),
         ))),
         ProviderKind::Stripe => Ok(Arc::new(stripe::StripeConnector::new(

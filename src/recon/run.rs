@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 
+use crate::clock::Clock;
 use crate::domain::event::{kind, Event, EventLevel, EventSource};
 use crate::domain::ids::{prefix, IdSource, UlidSource};
 use crate::domain::payment::Payment;
 use crate::domain::reconciliation::{Discrepancy, ReconciliationReport, ReportSource};
 use crate::domain::refund::Refund;
-use crate::domain::time::{now_ms, DAY_MS};
+use crate::domain::time::DAY_MS;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::provider::types::{ProviderError, SettlementKind, SettlementRow};
 use crate::provider::Connector;
@@ -59,6 +60,8 @@ pub struct Recon<'a> {
     pub store: &'a Store,
     pub committer: &'a CommitterHandle,
     pub connector: &'a dyn Connector,
+    /// When the report is made.
+    pub clock: &'a dyn Clock,
 }
 
 /// Unix days of a UTC date.
@@ -235,7 +238,7 @@ impl Recon<'_> {
             totals_by_currency: comparison.totals_by_currency,
             discrepancy_ids: discrepancies.iter().map(|d| d.id.clone()).collect(),
             discrepancies_dropped: (found - discrepancies.len()) as u64,
-            created_at_ms: now_ms(),
+            created_at_ms: self.clock.now_ms(),
         };
         self.committer
             .commit(write_set(&report, &discrepancies, &mut ids))
@@ -326,11 +329,12 @@ pub async fn resolve(
     id: &str,
     resolution: &str,
     operator: &str,
+    now_ms: i64,
 ) -> Result<Discrepancy, ReconError> {
     if resolving.insert(id.to_owned(), ()).is_some() {
         return Err(ReconError::Busy);
     }
-    let result = resolve_claimed(store, committer, id, resolution, operator).await;
+    let result = resolve_claimed(store, committer, id, resolution, operator, now_ms).await;
     resolving.remove(id);
     result
 }
@@ -341,6 +345,7 @@ async fn resolve_claimed(
     id: &str,
     resolution: &str,
     operator: &str,
+    now_ms: i64,
 ) -> Result<Discrepancy, ReconError> {
     let mut d = store.discrepancy(id)?.ok_or(ReconError::NotFound)?;
     if d.resolved {
@@ -355,7 +360,7 @@ async fn resolve_claimed(
     d.resolved = true;
     d.resolution = Some(resolution.to_owned());
     d.resolved_by = Some(operator.to_owned());
-    d.resolved_at_ms = Some(now_ms());
+    d.resolved_at_ms = Some(now_ms);
     let write_set = WriteSet {
         ops: vec![WriteOp::Discrepancy(Box::new(d.clone()))],
     };

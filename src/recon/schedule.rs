@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::time::{now_ms, DAY_MS};
+use crate::clock::{self, SharedClock};
+use crate::domain::time::DAY_MS;
 use crate::provider::Connector;
 use crate::recon::run::Recon;
 use crate::store::committer::CommitterHandle;
@@ -29,23 +30,30 @@ pub fn yesterday(now_ms: i64) -> Option<time::Date> {
     now.date().previous_day()
 }
 
-/// Runs forever (until the task is aborted): one reconciliation a day at `minute_of_day`.
+/// Runs forever (until the task is aborted): one reconciliation a day at `minute_of_day`
+/// on `clock`.
 pub async fn run_daily(
     minute_of_day: u32,
     store: Arc<Store>,
     committer: CommitterHandle,
     connector: Arc<dyn Connector>,
+    clock: SharedClock,
 ) {
     loop {
-        let wait_ms = until_next_ms(now_ms(), minute_of_day);
-        tokio::time::sleep(Duration::from_millis(wait_ms.unsigned_abs())).await;
-        let Some(date) = yesterday(now_ms()) else {
+        let wait_ms = until_next_ms(clock.now_ms(), minute_of_day);
+        clock::sleep(
+            clock.as_ref(),
+            Duration::from_millis(wait_ms.unsigned_abs()),
+        )
+        .await;
+        let Some(date) = yesterday(clock.now_ms()) else {
             continue;
         };
         let recon = Recon {
             store: &store,
             committer: &committer,
             connector: connector.as_ref(),
+            clock: clock.as_ref(),
         };
         match recon.run(date, None).await {
             Ok((report, discrepancies)) => tracing::info!(

@@ -7,6 +7,8 @@ use std::sync::Mutex;
 use prometheus::{Gauge, IntCounter, IntGauge, Registry};
 use serde::Serialize;
 
+use crate::metrics::Define;
+
 /// Where the relay stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -52,34 +54,20 @@ impl RelayMetrics {
     /// # Panics
     /// If a series of the same name is already registered (a programming error).
     pub fn register(registry: &Registry) -> RelayMetrics {
-        let published_total = IntCounter::new(
-            "relay_published_total",
-            "Outbox events the JetStream stream acknowledged as newly stored",
-        )
-        .expect("metric");
-        let lag_events = IntGauge::new(
-            "relay_lag_events",
-            "Outbox events committed but not yet in the JetStream stream",
-        )
-        .expect("metric");
-        let oldest_unpublished_seconds = Gauge::new(
-            "relay_oldest_unpublished_seconds",
-            "Age of the oldest outbox event not yet in the JetStream stream (0 when none)",
-        )
-        .expect("metric");
-        for metric in [
-            Box::new(published_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(lag_events.clone()),
-            Box::new(oldest_unpublished_seconds.clone()),
-        ] {
-            registry
-                .register(metric)
-                .expect("relay metric registers once");
-        }
+        let define = Define(registry);
         RelayMetrics {
-            published_total,
-            lag_events,
-            oldest_unpublished_seconds,
+            published_total: define.counter(
+                "relay_published_total",
+                "Outbox events the JetStream stream acknowledged as newly stored",
+            ),
+            lag_events: define.gauge(
+                "relay_lag_events",
+                "Outbox events committed but not yet in the JetStream stream",
+            ),
+            oldest_unpublished_seconds: define.gauge_f64(
+                "relay_oldest_unpublished_seconds",
+                "Age of the oldest outbox event not yet in the JetStream stream (0 when none)",
+            ),
         }
     }
 }

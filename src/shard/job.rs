@@ -10,13 +10,13 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
+use crate::clock::Clock;
 use crate::domain::error::DomainError;
 use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::ids::UlidSource;
 use crate::domain::machine::{apply, Command, Ctx, Effect, KeyState, Reply};
 use crate::domain::payment::PaymentStatus;
 use crate::domain::refund::RefundState;
-use crate::domain::time::Clock;
 use crate::log_throttle::STORE_FAILURES;
 use crate::metrics::Metrics;
 use crate::provider::Connector;

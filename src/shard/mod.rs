@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Arbiter};
+use actix::{Actor, Addr};
 
+use crate::actor_thread;
 use crate::shard::actor::ShardActor;
 use crate::shard::job::ShardDeps;
 use crate::shard::messages::{Job, PaymentKey, Ping, Submit};
@@ -56,40 +57,21 @@ impl Shards {
         deps: Arc<ShardDeps>,
         in_flight_wait: Duration,
     ) -> Shards {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("paykeep-actors".to_owned())
-            .spawn(move || {
-                let system = actix::System::new();
-                let arbiters: Vec<Arbiter> = (0..count).map(|_| Arbiter::new()).collect();
-                let addrs: Vec<Addr<ShardActor>> = arbiters
-                    .iter()
-                    .enumerate()
-                    .map(|(index, arbiter)| {
-                        let deps = Arc::clone(&deps);
-                        ShardActor::start_in_arbiter(&arbiter.handle(), move |ctx| {
-                            // Before the address is handed out: actix's default mailbox
-                            // holds 16, and `started` runs only once the arbiter polls the
-                            // actor, so a burst right after start-up would get 503s.
-                            ctx.set_mailbox_capacity(actor::MAILBOX_CAPACITY);
-                            ShardActor::new(index, deps, in_flight_wait)
-                        })
-                    })
-                    .collect();
-                let _ = tx.send((addrs, actix::System::current()));
-                let _ = system.run();
-                for arbiter in arbiters {
-                    arbiter.stop();
-                    let _ = arbiter.join();
-                }
+        let started = actor_thread::spawn("paykeep-actors", count, move |index, arbiter| {
+            let deps = Arc::clone(&deps);
+            ShardActor::start_in_arbiter(arbiter, move |ctx| {
+                // Before the address is handed out: actix's default mailbox holds 16, and
+                // `started` runs only once the arbiter polls the actor, so a burst right
+                // after start-up would get 503s.
+                ctx.set_mailbox_capacity(actor::MAILBOX_CAPACITY);
+                ShardActor::new(index, deps, in_flight_wait)
             })
-            .expect("spawn actor system thread");
-        let (addrs, system) = rx.recv().expect("actor system started");
+        });
         Shards {
-            addrs,
+            addrs: started.addrs,
             partitions,
-            system,
-            thread: Some(thread),
+            system: started.system,
+            thread: Some(started.thread),
         }
     }
 

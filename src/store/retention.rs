@@ -16,8 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::{self, SharedClock};
 use crate::domain::delivery::DeliveryStatus;
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::store::committer::CommitterHandle;
 use crate::store::{Store, StoreError};
@@ -163,13 +163,18 @@ async fn commit_in_chunks(
     Ok(())
 }
 
-/// Runs [`sweep_once`] every [`RETENTION_INTERVAL`] until the task is dropped.
-pub async fn run(store: Arc<Store>, committer: CommitterHandle, retention: Retention) {
-    let mut interval = tokio::time::interval(RETENTION_INTERVAL);
+/// Runs [`sweep_once`] at once and then every [`RETENTION_INTERVAL`] on `clock`, until the
+/// task is dropped.
+pub async fn run(
+    store: Arc<Store>,
+    committer: CommitterHandle,
+    retention: Retention,
+    clock: SharedClock,
+) {
     let mut cursor = Cursor::default();
     loop {
-        interval.tick().await;
-        match sweep_once(&store, &committer, retention, &mut cursor, now_ms()).await {
+        let now_ms = clock.now_ms();
+        match sweep_once(&store, &committer, retention, &mut cursor, now_ms).await {
             Ok(swept) if swept == Swept::default() => {}
             Ok(swept) => tracing::info!(
                 operation = "retention",
@@ -180,5 +185,6 @@ pub async fn run(store: Arc<Store>, committer: CommitterHandle, retention: Reten
             ),
             Err(error) => tracing::warn!(operation = "retention", %error, "retention sweep failed"),
         }
+        clock::sleep(clock.as_ref(), RETENTION_INTERVAL).await;
     }
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::domain::time::now_ms;
+use crate::clock::{self, SharedClock};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::store::committer::CommitterHandle;
 use crate::store::{Store, StoreError};
@@ -19,7 +19,7 @@ pub const SWEEP_BATCH_MAX: usize = 512;
 /// Longest time between sweep passes (shorter when the retention itself is shorter).
 pub const SWEEP_INTERVAL_MAX: Duration = Duration::from_secs(60);
 
-/// Removes every header-key entry created before `now - retention`. Returns how many
+/// Removes every header-key entry created before `now_ms - retention`. Returns how many
 /// listings of expired entries it went through: an entry written in flight and then
 /// finished by two group commits is listed twice, and removed once.
 ///
@@ -30,8 +30,9 @@ pub async fn sweep_once(
     committer: &CommitterHandle,
     retention: Duration,
     after: &mut Vec<u8>,
+    now_ms: i64,
 ) -> Result<usize, StoreError> {
-    let cutoff_ms = super::retention::cutoff(now_ms(), retention);
+    let cutoff_ms = super::retention::cutoff(now_ms, retention);
     let mut listed = 0;
     loop {
         let expired = store.expired_idempotency_keys(after, cutoff_ms, SWEEP_BATCH_MAX)?;
@@ -54,18 +55,25 @@ pub async fn sweep_once(
     }
 }
 
-/// Runs [`sweep_once`] every `min(retention, SWEEP_INTERVAL_MAX)` until the task is dropped.
-pub async fn run(store: Arc<Store>, committer: CommitterHandle, retention: Duration) {
-    let mut interval = tokio::time::interval(retention.min(SWEEP_INTERVAL_MAX));
+/// Runs [`sweep_once`] at once and then every `min(retention, SWEEP_INTERVAL_MAX)` on
+/// `clock`, until the task is dropped.
+pub async fn run(
+    store: Arc<Store>,
+    committer: CommitterHandle,
+    retention: Duration,
+    clock: SharedClock,
+) {
+    let period = retention.min(SWEEP_INTERVAL_MAX);
     let mut after = Vec::new();
     loop {
-        interval.tick().await;
-        match sweep_once(&store, &committer, retention, &mut after).await {
+        let now_ms = clock.now_ms();
+        match sweep_once(&store, &committer, retention, &mut after, now_ms).await {
             Ok(0) => {}
             Ok(listed) => {
                 tracing::info!(operation = "sweep", listed, "idempotency entries swept")
             }
             Err(error) => tracing::warn!(operation = "sweep", %error, "idempotency sweep failed"),
         }
+        clock::sleep(clock.as_ref(), period).await;
     }
 }

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use paykeep::app::Running;
+use paykeep::clock::{ManualClock, SharedClock, SystemClock};
 use paykeep::config::Config;
+use paykeep::store::{Durability, OpenOptions};
 use serde_json::{json, Value};
 
 pub const MERCHANT_KEY: &str = "sk_test_demo";
@@ -44,10 +46,25 @@ pub async fn start(adjust: impl FnOnce(&mut Config)) -> Service {
 
 /// Starts paykeep in-process on a store in `dir` (which a test may have filled first).
 pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Service {
+    start_on(dir, Arc::new(SystemClock), adjust).await
+}
+
+/// Starts paykeep in-process on `clock`: a test hands in a [`ManualClock`] and moves it
+/// past a schedule (a retry, a sweep) instead of sleeping.
+pub async fn start_on_clock(clock: Arc<ManualClock>, adjust: impl FnOnce(&mut Config)) -> Service {
+    start_on(tempfile::tempdir().expect("tempdir"), clock, adjust).await
+}
+
+async fn start_on(
+    dir: tempfile::TempDir,
+    clock: SharedClock,
+    adjust: impl FnOnce(&mut Config),
+) -> Service {
     let mut config = test_config(dir.path());
     adjust(&mut config);
     config.validate().expect("valid test config");
-    let running = paykeep::app::start(config, std::future::pending())
+    let store = OpenOptions::new(Durability::FlushAndSync);
+    let running = paykeep::app::start_on_clock(config, store, clock, std::future::pending())
         .await
         .expect("service starts");
     Service {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use paykeep::app::Running;
+use paykeep::clock::ManualClock;
 use paykeep::config::Config;
 use serde_json::Value;
 
@@ -117,6 +118,27 @@ pub async fn wait_deliveries(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// [`wait_deliveries`] on a manual clock: after each look that does not match, the clock
+/// moves `step` on, so retries come due without the test waiting out their schedule.
+pub async fn wait_deliveries_moving(
+    clock: &ManualClock,
+    step: Duration,
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    within: Duration,
+    check: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let check_or_move = |deliveries: &[Value]| {
+        let matched = check(deliveries);
+        if !matched {
+            clock.advance(step);
+        }
+        matched
+    };
+    wait_deliveries(client, base, query, within, check_or_move).await
 }
 
 /// Every delivery has `status` (and there is at least `count`).

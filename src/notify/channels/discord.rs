@@ -18,12 +18,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::config::WebhookUrlConfig;
 use crate::domain::event::EventLevel;
 use crate::notify::channels::{
     classify_http, seconds, Channel, Outgoing, Reply, Request, Secret, Verdict, WEBHOOK_URL_SECRETS,
 };
 use crate::notify::pacing::{Limit, Limits};
+
+/// This channel's `[notifications.<section>]`: one incoming-webhook URL.
+pub use crate::notify::channels::WebhookUrlConfig;
 
 /// The Discord channel, as the notifier drives it.
 pub struct Discord;
@@ -46,10 +48,6 @@ impl Channel for Discord {
             ],
             ..Limits::default()
         }
-    }
-
-    fn enabled(config: &WebhookUrlConfig) -> bool {
-        config.enabled
     }
 
     fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
@@ -101,11 +99,10 @@ pub fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Outgoing {
         }],
         "allowed_mentions": {"parse": []},
     });
-    Outgoing {
-        url: with_wait(&config.webhook_url),
-        headers: vec![("content-type", "application/json".to_owned())],
-        body: body.to_string().into_bytes(),
-    }
+    Outgoing::json(
+        with_wait(&config.webhook_url),
+        body.to_string().into_bytes(),
+    )
 }
 
 #[cfg(test)]

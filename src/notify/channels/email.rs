@@ -12,26 +12,53 @@
 //! Pacing (<https://resend.com/docs/api-reference/rate-limit>): 2 requests per second per
 //! team by default.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::EmailConfig;
-use crate::notify::channels::{classify_http, Channel, Outgoing, Reply, Request, Secret, Verdict};
+use crate::config::{check_url, invalid, ConfigError};
+use crate::notify::channels::{
+    classify_http, Channel, Outgoing, Reply, Request, Secret, Section, Verdict,
+};
 use crate::notify::pacing::{Limit, Limits};
 use crate::notify::template::escape_html;
+
+/// `[notifications.email]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    pub enabled: bool,
+    pub api_base_url: String,
+    pub api_key: String,
+    pub from: String,
+    #[serde(deserialize_with = "crate::config::string_list")]
+    pub to: Vec<String>,
+}
+
+impl Section for EmailConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self, section: &str, allow_private_targets: bool) -> Result<(), ConfigError> {
+        let key = format!("notifications.{section}.api_base_url");
+        check_url(&key, &self.api_base_url, true, allow_private_targets)?;
+        if self.enabled && (self.api_key.is_empty() || self.from.is_empty() || self.to.is_empty())
+        {
+            return Err(invalid(
+                &format!("notifications.{section}"),
+                "api_key, from and to are required when enabled",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// The Email channel, as the notifier drives it.
 pub struct Email;
 
 impl Channel for Email {
     type Config = EmailConfig;
-    const SECRETS: &'static [Secret] = &[Secret {
-        key: "api_key",
-        is_url: false,
-    }];
-
-    fn enabled(config: &EmailConfig) -> bool {
-        config.enabled
-    }
+    const SECRETS: &'static [Secret] = &[Secret::plain("api_key")];
 
     fn build(config: &EmailConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
         Ok(build(config, request))
@@ -84,15 +111,10 @@ pub fn build(config: &EmailConfig, request: &Request<'_>) -> Outgoing {
         "html": html,
         "text": message.plain_text(),
     });
-    Outgoing {
-        url: format!("{}/emails", config.api_base_url.trim_end_matches('/')),
-        headers: vec![
-            ("content-type", "application/json".to_owned()),
-            ("authorization", format!("Bearer {}", config.api_key)),
-            ("idempotency-key", request.delivery.id.clone()),
-        ],
-        body: body.to_string().into_bytes(),
-    }
+    let url = format!("{}/emails", config.api_base_url.trim_end_matches('/'));
+    Outgoing::json(url, body.to_string().into_bytes())
+        .header("authorization", format!("Bearer {}", config.api_key))
+        .header("idempotency-key", request.delivery.id.clone())
 }
 
 #[cfg(test)]

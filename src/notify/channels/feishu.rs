@@ -20,11 +20,13 @@ use std::time::Duration;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::config::FeishuConfig;
+use crate::config::{check_url, ConfigError};
 use crate::notify::channels::{
+    Section,
     classify_http, http_error, Channel, Outgoing, Reply, Request, Secret, Verdict,
 };
 use crate::notify::pacing::{Limit, Limits};
@@ -34,25 +36,33 @@ const RATE_LIMIT_CODES: [i64; 2] = [9499, 11232];
 /// Response code of a refused signature.
 const SIGNATURE_REFUSED_CODE: i64 = 19021;
 
+/// `[notifications.feishu]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeishuConfig {
+    pub enabled: bool,
+    pub webhook_url: String,
+    /// The bot's signing secret; empty = unsigned.
+    pub secret: String,
+}
+
+impl Section for FeishuConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self, section: &str, allow_private_targets: bool) -> Result<(), ConfigError> {
+        let key = format!("notifications.{section}.webhook_url");
+        check_url(&key, &self.webhook_url, self.enabled, allow_private_targets)
+    }
+}
+
 /// The Feishu channel, as the notifier drives it.
 pub struct Feishu;
 
 impl Channel for Feishu {
     type Config = FeishuConfig;
-    const SECRETS: &'static [Secret] = &[
-        Secret {
-            key: "webhook_url",
-            is_url: true,
-        },
-        Secret {
-            key: "secret",
-            is_url: false,
-        },
-    ];
-
-    fn enabled(config: &FeishuConfig) -> bool {
-        config.enabled
-    }
+    const SECRETS: &'static [Secret] = &[Secret::url("webhook_url"), Secret::plain("secret")];
 
     fn build(config: &FeishuConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
         build(config, request)
@@ -133,11 +143,10 @@ pub fn build(config: &FeishuConfig, request: &Request<'_>) -> Result<Outgoing, V
         body["timestamp"] = json!(request.now_s.to_string());
         body["sign"] = json!(sign(request.now_s, &config.secret));
     }
-    Ok(Outgoing {
-        url: config.webhook_url.clone(),
-        headers: vec![("content-type", "application/json".to_owned())],
-        body: body.to_string().into_bytes(),
-    })
+    Ok(Outgoing::json(
+        config.webhook_url.clone(),
+        body.to_string().into_bytes(),
+    ))
 }
 
 #[cfg(test)]

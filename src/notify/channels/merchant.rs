@@ -19,10 +19,52 @@
 //!
 //! Pacing: ours to choose, `notifications.merchant.rate_per_s` per endpoint.
 
-use crate::config::MerchantChannelConfig;
-use crate::notify::channels::webhook::{decode_secret, sign};
-use crate::notify::channels::{classify_http, Channel, Outgoing, Reply, Request, Secret, Verdict};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{invalid, ConfigError};
+use crate::notify::channels::webhook::{decode_secret, sign, WEBHOOK_RATE_PER_S_MAX};
+use crate::notify::channels::{
+    classify_http, Channel, Outgoing, Reply, Request, Secret, Section, Verdict,
+};
 use crate::notify::pacing::{Limit, Limits};
+
+/// `[notifications.merchant]`: the channel of merchants' own webhook endpoints (DESIGN §3
+/// "Merchant webhook endpoints"; the endpoints themselves are data, `/v1/webhook_endpoints`).
+/// Unlike the operator's channels it is on when its section is missing: merchants who
+/// registered an endpoint expect their events.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantChannelConfig {
+    /// The operator's kill switch: off, no merchant event goes to any endpoint.
+    pub enabled: bool,
+    /// Most requests per second to one endpoint (ours to choose: no vendor limit).
+    pub rate_per_s: u32,
+}
+
+impl Default for MerchantChannelConfig {
+    fn default() -> MerchantChannelConfig {
+        MerchantChannelConfig {
+            enabled: true,
+            rate_per_s: 20,
+        }
+    }
+}
+
+impl Section for MerchantChannelConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self, section: &str, _allow_private_targets: bool) -> Result<(), ConfigError> {
+        if self.rate_per_s == 0 || self.rate_per_s > WEBHOOK_RATE_PER_S_MAX {
+            return Err(invalid(
+                &format!("notifications.{section}.rate_per_s"),
+                format!("must be 1..={WEBHOOK_RATE_PER_S_MAX}"),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Most requests per second over all endpoints: the shared in-flight bound is the real
 /// limit; this keeps one burst of events from opening hundreds of connections at once.
@@ -35,10 +77,6 @@ impl Channel for Merchant {
     type Config = MerchantChannelConfig;
     /// Endpoint secrets are data, not settings: `notify::attempt` scrubs them.
     const SECRETS: &'static [Secret] = &[];
-
-    fn enabled(config: &MerchantChannelConfig) -> bool {
-        config.enabled
-    }
 
     /// None from the settings: the fan-out names the endpoints (`notify::fanout`).
     fn targets(_config: &MerchantChannelConfig) -> Vec<String> {

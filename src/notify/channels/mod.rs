@@ -1,6 +1,8 @@
-//! The channels, one file each, each a [`Channel`]: `build` turns a message into the
-//! exact HTTP request the vendor's API takes, `classify` turns the vendor's answer into a
+//! The channels, one file each, each a [`Channel`] with its settings section (a
+//! [`Section`]: the config struct and its checks): `build` turns a message into the exact
+//! HTTP request the vendor's API takes, `classify` turns the vendor's answer into a
 //! [`Verdict`] by the vendor's documented error format, plus its secrets and pacing limits.
+//! The channel modules themselves are declared from the channel list too.
 //! Sending is the notifier's job ([`crate::notify::attempt`]), so every channel is tested
 //! without a network. The functions below dispatch a [`delivery::Channel`] to its
 //! implementation; they are generated from the one list of channels,
@@ -11,17 +13,11 @@
 //! 408, 425, 5xx, network errors and timeouts retried on the schedule; 401/403 pause the
 //! channel (credentials); other 4xx are dead at once (destination).
 
-pub mod discord;
-pub mod email;
-pub mod feishu;
-pub mod merchant;
-pub mod slack;
-pub mod telegram;
-pub mod webhook;
-
 use std::time::Duration;
 
-use crate::config::NotificationsConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, NotificationsConfig};
 use crate::domain::delivery::{self, for_each_channel, truncate_utf8, Delivery};
 use crate::domain::event::Event;
 use crate::notify::pacing::Limits;
@@ -39,6 +35,24 @@ pub struct Outgoing {
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+}
+
+impl Outgoing {
+    /// A `POST` of the JSON `body` to `url`, with `content-type: application/json`.
+    pub fn json(url: String, body: Vec<u8>) -> Outgoing {
+        Outgoing {
+            url,
+            headers: vec![("content-type", "application/json".to_owned())],
+            body,
+        }
+    }
+
+    /// This request with the header `name: value` added after the others.
+    #[must_use]
+    pub fn header(mut self, name: &'static str, value: String) -> Outgoing {
+        self.headers.push((name, value));
+        self
+    }
 }
 
 /// The vendor's answer, as far as classification needs it.
@@ -97,25 +111,63 @@ pub struct Secret {
     pub is_url: bool,
 }
 
+impl Secret {
+    /// A secret URL (its origin stays visible when redacted).
+    pub const fn url(key: &'static str) -> Secret {
+        Secret { key, is_url: true }
+    }
+
+    /// A secret that is not a URL (a token, a key).
+    pub const fn plain(key: &'static str) -> Secret {
+        Secret { key, is_url: false }
+    }
+}
+
 /// The secrets of a section that is one incoming-webhook URL with a token in its path
 /// (Slack, Discord).
-pub const WEBHOOK_URL_SECRETS: &[Secret] = &[Secret {
-    key: "webhook_url",
-    is_url: true,
-}];
+pub const WEBHOOK_URL_SECRETS: &[Secret] = &[Secret::url("webhook_url")];
+
+/// A channel's `[notifications.<section>]` settings, declared in the channel's file.
+pub trait Section: Serialize {
+    /// Whether the channel is switched on.
+    fn enabled(&self) -> bool;
+
+    /// Checks the section's values at start-up and on every settings change.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key as `notifications.<section>.<key>`;
+    /// `allow_private_targets` is `notifications.allow_private_targets`.
+    fn validate(&self, section: &str, allow_private_targets: bool) -> Result<(), ConfigError>;
+}
+
+/// The section of a channel that is one incoming-webhook URL (Slack, Discord).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookUrlConfig {
+    pub enabled: bool,
+    pub webhook_url: String,
+}
+
+impl Section for WebhookUrlConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self, section: &str, allow_private_targets: bool) -> Result<(), ConfigError> {
+        let key = format!("notifications.{section}.webhook_url");
+        crate::config::check_url(&key, &self.webhook_url, self.enabled, allow_private_targets)
+    }
+}
 
 /// One notification channel: what the notifier needs to know of it. Implemented by a unit
 /// struct in the channel's own file and named in
 /// [`crate::domain::delivery::for_each_channel`].
 pub trait Channel {
     /// The channel's `[notifications.<section>]` settings.
-    type Config: serde::Serialize;
+    type Config: Section;
     /// The keys of [`Channel::Config`] that hold secrets (tokens, keys, URLs that embed
     /// tokens): scrubbed from errors and logs, redacted in the settings API.
     const SECRETS: &'static [Secret];
-
-    /// Whether the channel is switched on.
-    fn enabled(config: &Self::Config) -> bool;
 
     /// The targets an event fans out to: one delivery each. One unnamed target unless
     /// the channel has several (Telegram's chat ids).
@@ -149,13 +201,23 @@ fn section_secrets<C: Channel>(section: &C::Config, out: &mut Vec<String>) {
 
 macro_rules! dispatch {
     ($($variant:ident = $tag:literal, $section:ident, $config:ident;)*) => {
+        $(pub mod $section;)*
+
         /// Whether `channel` is switched on in `config`.
         pub fn enabled(channel: delivery::Channel, config: &NotificationsConfig) -> bool {
             match channel {
-                $(delivery::Channel::$variant => {
-                    <$section::$variant as Channel>::enabled(&config.$section)
-                })*
+                $(delivery::Channel::$variant => config.$section.enabled(),)*
             }
+        }
+
+        /// Checks every channel's section ([`Section::validate`]).
+        ///
+        /// # Errors
+        /// The first section's [`ConfigError`].
+        pub fn validate(config: &NotificationsConfig) -> Result<(), ConfigError> {
+            let allow = config.allow_private_targets;
+            $(config.$section.validate(stringify!($section), allow)?;)*
+            Ok(())
         }
 
         /// The targets an event fans out to on `channel` ([`Channel::targets`]).

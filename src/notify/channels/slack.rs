@@ -15,12 +15,14 @@
 
 use serde_json::json;
 
-use crate::config::WebhookUrlConfig;
 use crate::notify::channels::{
     classify_http, http_error, Channel, Outgoing, Reply, Request, Secret, Verdict,
     WEBHOOK_URL_SECRETS,
 };
 use crate::notify::pacing::{Limit, Limits};
+
+/// This channel's `[notifications.<section>]`: one incoming-webhook URL.
+pub use crate::notify::channels::WebhookUrlConfig;
 
 /// The Slack channel, as the notifier drives it.
 pub struct Slack;
@@ -34,10 +36,6 @@ impl Channel for Slack {
             channel: vec![Limit::per_second(1)],
             ..Limits::default()
         }
-    }
-
-    fn enabled(config: &WebhookUrlConfig) -> bool {
-        config.enabled
     }
 
     fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
@@ -77,11 +75,7 @@ pub fn build(config: &WebhookUrlConfig, request: &Request<'_>) -> Outgoing {
         "text": escape(&message.headline()),
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": markdown}}],
     });
-    Outgoing {
-        url: config.webhook_url.clone(),
-        headers: vec![("content-type", "application/json".to_owned())],
-        body: body.to_string().into_bytes(),
-    }
+    Outgoing::json(config.webhook_url.clone(), body.to_string().into_bytes())
 }
 
 #[cfg(test)]

@@ -15,29 +15,59 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::TelegramConfig;
+use crate::config::{check_url, invalid, ConfigError};
 use crate::notify::channels::Verdict;
 use crate::notify::channels::{
+    Section,
     classify_http, http_error, seconds, Channel, Outgoing, Reply, Request, Secret,
 };
 use crate::notify::pacing::{Limit, Limits};
 use crate::notify::template::escape_html;
+
+/// `[notifications.telegram]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    pub enabled: bool,
+    pub api_base_url: String,
+    pub bot_token: String,
+    /// Chat ids; a string of ids split by commas or newlines is accepted too.
+    #[serde(deserialize_with = "crate::config::string_list")]
+    pub chat_ids: Vec<String>,
+    /// Forum topic (`message_thread_id`); 0 = none.
+    pub thread_id: i64,
+}
+
+impl Section for TelegramConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self, section: &str, allow_private_targets: bool) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("notifications.{section}.{name}");
+        check_url(&key("api_base_url"), &self.api_base_url, true, allow_private_targets)?;
+        if self.enabled && self.bot_token.is_empty() {
+            return Err(invalid(&key("bot_token"), "required when enabled"));
+        }
+        if self.enabled && self.chat_ids.is_empty() {
+            return Err(invalid(&key("chat_ids"), "required when enabled"));
+        }
+        if self.thread_id < 0 {
+            return Err(invalid(&key("thread_id"), "must be >= 0"));
+        }
+        Ok(())
+    }
+}
 
 /// The Telegram channel, as the notifier drives it.
 pub struct Telegram;
 
 impl Channel for Telegram {
     type Config = TelegramConfig;
-    const SECRETS: &'static [Secret] = &[Secret {
-        key: "bot_token",
-        is_url: false,
-    }];
-
-    fn enabled(config: &TelegramConfig) -> bool {
-        config.enabled
-    }
+    const SECRETS: &'static [Secret] = &[Secret::plain("bot_token")];
 
     fn targets(config: &TelegramConfig) -> Vec<String> {
         config.chat_ids.clone()
@@ -117,15 +147,12 @@ pub fn build(config: &TelegramConfig, request: &Request<'_>) -> Outgoing {
     if config.thread_id > 0 {
         body["message_thread_id"] = json!(config.thread_id);
     }
-    Outgoing {
-        url: format!(
-            "{}/bot{}/sendMessage",
-            config.api_base_url.trim_end_matches('/'),
-            config.bot_token
-        ),
-        headers: vec![("content-type", "application/json".to_owned())],
-        body: body.to_string().into_bytes(),
-    }
+    let url = format!(
+        "{}/bot{}/sendMessage",
+        config.api_base_url.trim_end_matches('/'),
+        config.bot_token
+    );
+    Outgoing::json(url, body.to_string().into_bytes())
 }
 
 #[cfg(test)]

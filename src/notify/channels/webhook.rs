@@ -14,36 +14,78 @@
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::config::SignedWebhookConfig;
+use crate::config::{check_url, invalid, ConfigError};
 use crate::domain::time::format_rfc3339_ms;
-use crate::notify::channels::{classify_http, Channel, Outgoing, Reply, Request, Secret, Verdict};
+use crate::notify::channels::{
+    classify_http, Channel, Outgoing, Reply, Request, Secret, Section, Verdict,
+};
 use crate::notify::pacing::{Limit, Limits};
 
 /// The secret prefix of the specification.
 pub const SECRET_PREFIX: &str = "whsec_";
+
+/// Upper bound on `notifications.webhook.rate_per_s`.
+pub const WEBHOOK_RATE_PER_S_MAX: u32 = 10_000;
+
+/// `[notifications.webhook]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedWebhookConfig {
+    pub enabled: bool,
+    pub url: String,
+    /// `whsec_<base64>` (Standard Webhooks).
+    pub secret: String,
+    /// Most requests per second to the endpoint (it is ours to choose: no vendor limit).
+    #[serde(default = "default_rate_per_s")]
+    pub rate_per_s: u32,
+}
+
+fn default_rate_per_s() -> u32 {
+    20
+}
+
+impl Default for SignedWebhookConfig {
+    fn default() -> SignedWebhookConfig {
+        SignedWebhookConfig {
+            enabled: false,
+            url: String::new(),
+            secret: String::new(),
+            rate_per_s: default_rate_per_s(),
+        }
+    }
+}
+
+impl Section for SignedWebhookConfig {
+    fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn validate(&self, section: &str, allow_private_targets: bool) -> Result<(), ConfigError> {
+        let key = |name: &str| format!("notifications.{section}.{name}");
+        if self.rate_per_s == 0 || self.rate_per_s > WEBHOOK_RATE_PER_S_MAX {
+            return Err(invalid(
+                &key("rate_per_s"),
+                format!("must be 1..={WEBHOOK_RATE_PER_S_MAX}"),
+            ));
+        }
+        check_url(&key("url"), &self.url, self.enabled, allow_private_targets)?;
+        if self.enabled && !self.secret.starts_with(SECRET_PREFIX) {
+            return Err(invalid(&key("secret"), "must be whsec_<base64> when enabled"));
+        }
+        Ok(())
+    }
+}
 
 /// The Webhook channel, as the notifier drives it.
 pub struct Webhook;
 
 impl Channel for Webhook {
     type Config = SignedWebhookConfig;
-    const SECRETS: &'static [Secret] = &[
-        Secret {
-            key: "secret",
-            is_url: false,
-        },
-        Secret {
-            key: "url",
-            is_url: true,
-        },
-    ];
-
-    fn enabled(config: &SignedWebhookConfig) -> bool {
-        config.enabled
-    }
+    const SECRETS: &'static [Secret] = &[Secret::plain("secret"), Secret::url("url")];
 
     fn build(config: &SignedWebhookConfig, request: &Request<'_>) -> Result<Outgoing, Verdict> {
         build(config, request)
@@ -124,16 +166,10 @@ pub fn build(config: &SignedWebhookConfig, request: &Request<'_>) -> Result<Outg
     let body = payload(request).to_string().into_bytes();
     let id = request.event.id.clone();
     let signature = sign(&key, &id, request.now_s, &body);
-    Ok(Outgoing {
-        url: config.url.clone(),
-        headers: vec![
-            ("content-type", "application/json".to_owned()),
-            ("webhook-id", id),
-            ("webhook-timestamp", request.now_s.to_string()),
-            ("webhook-signature", signature),
-        ],
-        body,
-    })
+    Ok(Outgoing::json(config.url.clone(), body)
+        .header("webhook-id", id)
+        .header("webhook-timestamp", request.now_s.to_string())
+        .header("webhook-signature", signature))
 }
 
 #[cfg(test)]

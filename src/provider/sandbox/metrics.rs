@@ -2,9 +2,9 @@
 //! load test or a dashboard can set the provider's side beside paykeep's. Prometheus text
 //! format, no auth, like paykeep's `/metrics`.
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramVec, IntCounterVec, Registry};
+
+use crate::metrics::Define;
 
 /// Latency buckets in seconds: 1 ms .. 30 s (the sandbox stalls on purpose up to
 /// `--stall-ms`).
@@ -40,44 +40,22 @@ impl SandboxMetrics {
     /// Only if a definition is malformed (start-up only).
     pub fn new() -> SandboxMetrics {
         let registry = Registry::new();
-        let requests_total = IntCounterVec::new(
-            Opts::new(
-                "sandbox_requests_total",
-                "Sandbox requests by operation and status",
-            ),
+        let define = Define(&registry);
+        let requests_total = define.counter_vec(
+            "sandbox_requests_total",
+            "Sandbox requests by operation and status",
             &["operation", "status"],
-        )
-        .expect("metric");
-        let request_duration_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "sandbox_request_duration_seconds",
-                "Sandbox answer time by operation",
-            )
-            .buckets(LATENCY_BUCKETS_S.to_vec()),
+        );
+        let request_duration_seconds = define.histogram_vec(
+            "sandbox_request_duration_seconds",
+            "Sandbox answer time by operation",
+            LATENCY_BUCKETS_S,
             &["operation"],
-        )
-        .expect("metric");
-        let build_info = IntGaugeVec::new(
-            Opts::new(
-                "paykeep_build_info",
-                "Always 1; the running build in its labels",
-            ),
-            &["version"],
-        )
-        .expect("metric");
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        );
+        define.build_info();
         for operation in OPERATIONS {
             request_duration_seconds.with_label_values(&[operation]);
             requests_total.with_label_values(&[operation, "500"]);
-        }
-        for collector in [
-            Box::new(requests_total.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(request_duration_seconds.clone()),
-            Box::new(build_info),
-        ] {
-            registry.register(collector).expect("register metric");
         }
         SandboxMetrics {
             registry,
@@ -88,9 +66,7 @@ impl SandboxMetrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8(out).unwrap_or_default()
+        crate::metrics::render(&self.registry)
     }
 }
 

@@ -157,14 +157,13 @@ async fn handle(sandbox: &Sandbox, request: Request) -> Response {
     }
     let response = answer(sandbox, request).await;
     let metrics = &sandbox.metrics;
-    metrics
-        .request_duration_seconds
-        .with_label_values(&[operation])
-        .observe(started.elapsed().as_secs_f64());
-    metrics
-        .requests_total
-        .with_label_values(&[operation, response.status().as_str()])
-        .inc();
+    crate::metrics::record_request(
+        &metrics.request_duration_seconds,
+        &metrics.requests_total,
+        operation,
+        started,
+        response.status().as_str(),
+    );
     response
 }
 
