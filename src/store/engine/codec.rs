@@ -6,7 +6,8 @@
 //! Why a dictionary: a typical record is a few hundred bytes, mostly the same member names
 //! and values in every record (a payment's JSON response alone is about 530 bytes), and
 //! zstd without a dictionary finds too little in so few bytes to save a third. Against a
-//! dictionary of typical records it keeps about a fifth (docs/durability.md, "Layout").
+//! dictionary of typical records an idempotency entry with its response keeps two fifths
+//! (docs/durability.md, "Layout").
 //! The dictionary ([`DICTIONARY`], `codec_dictionary.txt`) is raw content, not a trained
 //! zstd dictionary, and is part of the on-disk format: its digest is pinned by a test, and
 //! changing it needs a new schema version.
@@ -72,13 +73,15 @@ fn codec_error(detail: impl std::fmt::Display) -> StoreError {
 }
 
 /// Encodes `value` as `[CODEC_VERSION] ++ bincode`, or `[CODEC_ZSTD] ++ zstd(bincode)`
-/// when the plain form is at least [`COMPRESS_MIN_BYTES`] and compression makes it shorter.
+/// when the plain form is at least [`COMPRESS_MIN_BYTES`] (and at most
+/// [`DECOMPRESSED_BYTES_MAX`], what a reader accepts from a frame) and compression makes it
+/// shorter.
 ///
 /// # Errors
 /// [`StoreError::Codec`] if serde refuses the value (never for paykeep's own records).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let out = encode_plain(value)?;
-    if out.len() < COMPRESS_MIN_BYTES {
+    if out.len() < COMPRESS_MIN_BYTES || out.len() > DECOMPRESSED_BYTES_MAX {
         return Ok(out);
     }
     let compressed = COMPRESSOR.with(|cell| {
