@@ -90,69 +90,36 @@ impl Event {
                 ),
             )
         };
-        let payload = serde_json::json!({
-            "payment_id": payment.id,
-            "merchant_id": payment.merchant_id,
-            "order_no": payment.order_no,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "amount_display": format_major(payment.amount, &payment.currency),
-            "status": payment.status,
-            "attempt_count": payment.attempt_count,
-            "failure_code": payment.failure_code,
-            "failure_message": payment.failure_message,
-            "provider_payment_id": payment.provider_payment_id,
-            "object": payment_object(payment),
-        });
-        Event {
-            id: ids.next_id(prefix::EVENT),
-            kind: kind.to_owned(),
-            level,
-            source: EventSource::Payment,
-            title: title.to_owned(),
-            entity_type: "payment".to_owned(),
-            entity_id: payment.id.clone(),
+        let mut payload = payment_payload(payment);
+        payload["failure_code"] = serde_json::json!(payment.failure_code);
+        payload["failure_message"] = serde_json::json!(payment.failure_message);
+        payload["provider_payment_id"] = serde_json::json!(payment.provider_payment_id);
+        payment_event(
+            payment,
+            (kind, level, title),
             dedupe_key,
-            payload: payload.to_string(),
-            created_at_ms: now_ms,
-        }
+            &payload,
+            ids,
+            now_ms,
+        )
     }
-}
 
-impl Event {
     /// `payment.processing` (info) for `payment`'s current attempt: its create answered 202.
     /// Dedupe key `payment.processing:{id}:{attempt}`. Payload: what a merchant needs
     /// (`merchant_id`, the payment as `object`); operators are not sent it
     /// (`notify::fanout`).
     pub fn for_payment_processing(payment: &Payment, ids: &mut dyn IdSource, now_ms: i64) -> Event {
-        let payload = serde_json::json!({
-            "payment_id": payment.id,
-            "merchant_id": payment.merchant_id,
-            "order_no": payment.order_no,
-            "amount": payment.amount,
-            "currency": payment.currency,
-            "amount_display": format_major(payment.amount, &payment.currency),
-            "status": payment.status,
-            "attempt_count": payment.attempt_count,
-            "object": payment_object(payment),
-        });
-        Event {
-            id: ids.next_id(prefix::EVENT),
-            kind: kind::PAYMENT_PROCESSING.to_owned(),
-            level: EventLevel::Info,
-            source: EventSource::Payment,
-            title: "Payment processing".to_owned(),
-            entity_type: "payment".to_owned(),
-            entity_id: payment.id.clone(),
-            dedupe_key: format!(
-                "{}:{}:{}",
-                kind::PAYMENT_PROCESSING,
-                payment.id,
-                payment.attempt_count
-            ),
-            payload: payload.to_string(),
-            created_at_ms: now_ms,
-        }
+        let kind = kind::PAYMENT_PROCESSING;
+        let dedupe_key = format!("{kind}:{}:{}", payment.id, payment.attempt_count);
+        let head = (kind, EventLevel::Info, "Payment processing");
+        payment_event(
+            payment,
+            head,
+            dedupe_key,
+            &payment_payload(payment),
+            ids,
+            now_ms,
+        )
     }
 
     /// The merchant the event belongs to: the `merchant_id` of a merchant event type's
@@ -249,6 +216,46 @@ pub fn endpoint_disabled_event(
             kind::WEBHOOK_ENDPOINT_DISABLED,
             endpoint.id
         ),
+        payload: payload.to_string(),
+        created_at_ms: now_ms,
+    }
+}
+
+/// The members every payment event's payload has: the payment's key facts and the payment
+/// itself as `object` (the merchant API's shape, [`payment_object`]).
+fn payment_payload(payment: &Payment) -> serde_json::Value {
+    serde_json::json!({
+        "payment_id": payment.id,
+        "merchant_id": payment.merchant_id,
+        "order_no": payment.order_no,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "amount_display": format_major(payment.amount, &payment.currency),
+        "status": payment.status,
+        "attempt_count": payment.attempt_count,
+        "object": payment_object(payment),
+    })
+}
+
+/// An event about `payment`: `head` is its type, level and title.
+fn payment_event(
+    payment: &Payment,
+    head: (&str, EventLevel, &str),
+    dedupe_key: String,
+    payload: &serde_json::Value,
+    ids: &mut dyn IdSource,
+    now_ms: i64,
+) -> Event {
+    let (kind, level, title) = head;
+    Event {
+        id: ids.next_id(prefix::EVENT),
+        kind: kind.to_owned(),
+        level,
+        source: EventSource::Payment,
+        title: title.to_owned(),
+        entity_type: "payment".to_owned(),
+        entity_id: payment.id.clone(),
+        dedupe_key,
         payload: payload.to_string(),
         created_at_ms: now_ms,
     }
