@@ -40,10 +40,7 @@ pub fn routes(
             |state: State, authorization: Option<String>, head: body::BodyHead, stream| async move {
                 respond(&state.metrics, "admin_settings_put", async {
                     admin::authorize(&state, authorization.as_deref())?;
-                    let limit = state.config.server.body_limit_bytes.get();
-                    let bytes =
-                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
-                            .await?;
+                    let bytes = body::read_request(&state, stream, &head).await?;
                     put(&state, &head, &bytes).await
                 })
                 .await

@@ -58,6 +58,24 @@ pub fn head() -> impl Filter<Extract = (BodyHead,), Error = Infallible> + Clone 
         )
 }
 
+/// Reads a JSON request's body under the server's limits ([`read_limited`] with
+/// `server.body_limit_bytes` and `server.body_read_timeout_ms`).
+///
+/// # Errors
+/// As [`read_limited`].
+pub async fn read_request<S, B>(
+    state: &crate::http::State,
+    stream: S,
+    head: &BodyHead,
+) -> Result<Bytes, Problem>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let limit = state.config.server.body_limit_bytes.get();
+    read_limited(stream, head, limit, state.config.body_read_timeout()).await
+}
+
 /// Reads the whole body within `timeout` (`server.body_read_timeout_ms`), refusing more
 /// than `limit` bytes: at once, before polling the body (hyper sends `100 Continue` only
 /// when the body is polled), when `head` declares more; else as soon as the bytes read

@@ -42,10 +42,7 @@ pub fn routes(
              stream| async move {
                 respond(&state.metrics, "resolve_discrepancy", async {
                     auth::admin(&state.config.admin.token, authorization.as_deref())?;
-                    let limit = state.config.server.body_limit_bytes.get();
-                    let bytes =
-                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
-                            .await?;
+                    let bytes = body::read_request(&state, stream, &head).await?;
                     resolve_one(&state, &id, &head, &bytes).await
                 })
                 .await

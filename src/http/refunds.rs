@@ -35,10 +35,7 @@ pub fn routes(
         .then(
             |id: String, state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_refund", async {
-                    let limit = state.config.server.body_limit_bytes.get();
-                    let bytes =
-                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
-                            .await?;
+                    let bytes = body::read_request(&state, stream, &head).await?;
                     create(&state, &id, authorization, key, &head, &bytes).await
                 })
                 .await

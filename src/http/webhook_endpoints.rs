@@ -62,10 +62,7 @@ pub fn routes(
                     if let Some(key) = &key {
                         validate_header_key(key)?;
                     }
-                    let limit = state.config.server.body_limit_bytes.get();
-                    let bytes =
-                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
-                            .await?;
+                    let bytes = body::read_request(&state, stream, &head).await?;
                     let value = body::json(&head, &bytes)?;
                     let fingerprint = Fingerprint::new("POST", ENDPOINTS_PATH, &value);
                     let request = body::typed::<CreateEndpointBody>(value)?;
@@ -110,10 +107,7 @@ pub fn routes(
             |id: String, state: State, authorization: Option<String>, head, stream| async move {
                 respond(&state.metrics, "update_webhook_endpoint", async {
                     let merchant_id = merchant(&state, authorization.as_deref())?;
-                    let limit = state.config.server.body_limit_bytes.get();
-                    let bytes =
-                        body::read_limited(stream, &head, limit, state.config.body_read_timeout())
-                            .await?;
+                    let bytes = body::read_request(&state, stream, &head).await?;
                     let value = body::json(&head, &bytes)?;
                     let request = body::typed::<UpdateEndpointBody>(value)?;
                     update(&state, &merchant_id, &id, request).await
