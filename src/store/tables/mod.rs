@@ -20,6 +20,8 @@ pub(crate) mod test_support;
 pub mod webhook_endpoints;
 pub mod webhook_events;
 
+use std::cell::Cell;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::time::now_ms;
@@ -226,11 +228,12 @@ impl Store {
 /// thread, the store's one serial stage; done here, by [`PreparedWriteSet::new`] on the
 /// thread that hands the write set in, it runs on every core at once and while the
 /// committer syncs the previous group.
-#[derive(Debug)]
 pub struct PreparedWriteSet {
     pub(crate) write_set: WriteSet,
-    /// Per op, in order: the encoded record of a payment, idempotency entry or refund.
-    values: Vec<Option<Vec<u8>>>,
+    /// Per op, in order: the encoded record of a payment, idempotency entry or refund,
+    /// moved into the group's batches when it is committed (a group is laid out once: a
+    /// failed commit fails the store).
+    values: Vec<Cell<Option<Vec<u8>>>>,
 }
 
 impl PreparedWriteSet {
@@ -242,11 +245,14 @@ impl PreparedWriteSet {
         let values = write_set
             .ops
             .iter()
-            .map(|op| match op {
-                WriteOp::Payment(p) => codec::encode(p).map(Some),
-                WriteOp::Idempotency { entry, .. } => codec::encode(entry).map(Some),
-                WriteOp::Refund(r) => codec::encode(r).map(Some),
-                _ => Ok(None),
+            .map(|op| {
+                match op {
+                    WriteOp::Payment(p) => codec::encode(p).map(Some),
+                    WriteOp::Idempotency { entry, .. } => codec::encode(entry).map(Some),
+                    WriteOp::Refund(r) => codec::encode(r).map(Some),
+                    _ => Ok(None),
+                }
+                .map(Cell::new)
             })
             .collect::<Result<_, _>>()?;
         Ok(PreparedWriteSet { write_set, values })
@@ -258,9 +264,9 @@ impl PreparedWriteSet {
     }
 }
 
-/// The encoded record [`PreparedWriteSet::new`] made for an op that stores one.
-fn encoded(value: &Option<Vec<u8>>) -> Result<Vec<u8>, StoreError> {
-    value.clone().ok_or_else(|| StoreError::Codec {
+/// The encoded record [`PreparedWriteSet::new`] made for an op that stores one, moved out.
+fn encoded(value: &Cell<Option<Vec<u8>>>) -> Result<Vec<u8>, StoreError> {
+    value.take().ok_or_else(|| StoreError::Codec {
         detail: "a record of the write set was not encoded".to_owned(),
     })
 }
