@@ -37,9 +37,11 @@ pub const DECOMPRESSED_BYTES_MAX: usize = 16 << 20;
 /// a damaged length prefix is refused instead of allocated. Far above any record, the
 /// largest being a log record of a whole group at maximum field sizes.
 pub const DECODE_CLAIM_BYTES_MAX: usize = 64 << 20;
-/// zstd's level: the first of its fast negative levels. Against the dictionary, records
-/// this small come out within 1 % of level 1's size at half its time.
-const ZSTD_LEVEL: i32 = -1;
+/// zstd's level: 1, its fastest that still entropy-codes literals. The negative levels
+/// were within 1 % on typical records at half the time, but they store literals raw, and a
+/// record at maximum field sizes is mostly literals (the merchant's text): at −1 the data
+/// directory grew 3.2–3.8× the requests (`tests/max_size.rs`, bound 3×).
+const ZSTD_LEVEL: i32 = 1;
 /// The raw-content dictionary of format 2: typical payment, refund and event text, the
 /// most common last (zstd reaches nearer matches more cheaply).
 pub const DICTIONARY: &[u8] = include_bytes!("codec_dictionary.txt");

@@ -457,3 +457,35 @@ fn path_error(path: &Path, error: &std::io::Error) -> StoreError {
         detail: format!("{}: {error}", path.display()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Durability, Store, SCHEMA_VERSION};
+
+    /// A store written by another schema version is refused by name at open, not read
+    /// (nothing is migrated: DESIGN "no silent start on a store you cannot vouch for").
+    #[test]
+    fn a_store_of_an_older_schema_version_is_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), Durability::FlushAndSync).unwrap());
+        {
+            let db = open_sled(dir.path(), CACHE_CAPACITY_BYTES_DEFAULT).unwrap();
+            let meta_tree = db.open_tree(meta::TREE).unwrap();
+            meta_tree
+                .insert("schema_version", &[SCHEMA_VERSION - 1])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let refused = Store::open(dir.path(), Durability::FlushAndSync).err();
+        assert!(
+            matches!(refused, Some(StoreError::Schema { found }) if found == SCHEMA_VERSION - 1),
+            "{refused:?}"
+        );
+        let message = refused.unwrap().to_string();
+        assert!(
+            message.contains(&format!("schema version {}", SCHEMA_VERSION - 1)),
+            "{message}"
+        );
+    }
+}
