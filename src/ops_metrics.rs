@@ -24,8 +24,10 @@ use crate::store::Store;
 pub const ROUTE_LABELS: &[&str] = &[
     "create_payment",
     "get_payment",
-    "get_payment_by_order",
+    "list_payments",
     "create_refund",
+    "list_refunds",
+    "get_refund",
     "create_webhook_endpoint",
     "list_webhook_endpoints",
     "get_webhook_endpoint",

@@ -62,6 +62,25 @@ pub enum WriteOp {
     WebhookEndpoint(Box<WebhookEndpoint>),
     /// Remove a merchant's webhook endpoint.
     RemoveWebhookEndpoint { merchant_id: String, id: String },
+    /// List a new payment or refund in its merchant's `list` (`GET /v1/payments`,
+    /// `GET /v1/refunds`): pushed once, by the write set that creates the record.
+    List {
+        list: MerchantList,
+        merchant_id: String,
+        id: String,
+        created_at_ms: i64,
+    },
+}
+
+/// The lists the store keeps per merchant, newest first (DESIGN §2, list routes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MerchantList {
+    /// Events of a merchant event type, listed by the store as they are written.
+    Events,
+    /// Payments, by creation time ([`WriteOp::List`]).
+    Payments,
+    /// Refunds, by creation time ([`WriteOp::List`]).
+    Refunds,
 }
 
 /// Writes applied all together or not at all.

@@ -15,13 +15,16 @@ pub mod body;
 pub mod console;
 pub mod discrepancies;
 pub mod events;
+pub mod list;
 pub mod openapi;
 pub mod ops;
 pub mod payments;
+pub mod payments_list;
 pub mod problem;
 pub mod provider_webhooks;
 pub mod reconciliations;
 pub mod refunds;
+pub mod refunds_list;
 pub mod request_id;
 pub mod route;
 pub mod shard_call;
@@ -54,6 +57,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/payments"),
     ("GET", "/v1/payments/{payment_id}"),
     ("POST", "/v1/payments/{payment_id}/refunds"),
+    ("GET", "/v1/refunds"),
+    ("GET", "/v1/refunds/{refund_id}"),
     ("POST", "/v1/webhook_endpoints"),
     ("GET", "/v1/webhook_endpoints"),
     ("GET", "/v1/webhook_endpoints/{webhook_endpoint_id}"),
@@ -202,6 +207,8 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
     payments::routes(state)
         .boxed()
         .or(refunds::routes(state).boxed())
+        .unify()
+        .or(refunds_list::routes(state).boxed())
         .unify()
         .or(webhook_endpoints::routes(state).boxed())
         .unify()

@@ -15,6 +15,7 @@ const BASE: &str = include_str!("openapi/base.json");
 const FRAGMENTS: &[&str] = &[
     include_str!("openapi/payments.json"),
     include_str!("openapi/refunds.json"),
+    include_str!("openapi/lists.json"),
     include_str!("openapi/webhook_endpoints.json"),
     include_str!("openapi/events.json"),
     include_str!("openapi/provider_webhooks.json"),

@@ -1,5 +1,5 @@
 //! `/v1/payments`: create (or replay) the payment of an order, read one by id or by order
-//! (with its refunds embedded, oldest first).
+//! (with its refunds embedded, oldest first), and the list ([`super::payments_list`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -13,9 +13,8 @@ use crate::domain::idempotency::{Fingerprint, IdempotencyKey, KeyScope};
 use crate::domain::ids::{is_valid_id, prefix};
 use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::payment::{CreatePaymentBody, Payment};
-use crate::domain::refund::Refund;
 use crate::http::{
-    auth, body, idempotency_key, json_response, problem, respond, route, shard_call,
+    auth, body, idempotency_key, json_response, payments_list, problem, respond, route, shard_call,
     with_authorization, HeaderKey, State,
 };
 use crate::problem::Problem;
@@ -53,7 +52,7 @@ pub fn routes(
     let by_order = route::get_with_query(
         warp::path!("v1" / "payments"),
         state,
-        "get_payment_by_order",
+        "list_payments",
         get_by_order,
     );
     create.or(get).unify().or(by_order).unify()
@@ -192,6 +191,9 @@ fn get_by_order(
     let merchant_id = auth::merchant(&state.config.merchants, authorization)?;
     let params: HashMap<String, String> = serde_urlencoded::from_str(query)
         .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
+    if !params.contains_key("order_no") {
+        return payments_list::list(state, merchant_id, query);
+    }
     if let Some(other) = params.keys().find(|k| k.as_str() != "order_no") {
         return Err(Problem::invalid(
             other,
@@ -219,15 +221,8 @@ fn answer_payment(
     let payment = payment
         .filter(|p| p.merchant_id == merchant_id)
         .ok_or_else(|| Problem::not_found("payment"))?;
-    let refunds: Vec<serde_json::Value> = state
-        .store
-        .refunds_of_payment(&payment.id)
-        .map_err(internal)?
-        .iter()
-        .map(Refund::to_value)
-        .collect();
-    let body = serde_json::to_string(&payment.view(&refunds)).map_err(|_| Problem::internal())?;
-    Ok(json_response(StatusCode::OK, body))
+    let body = payments_list::view(state, &payment)?;
+    Ok(json_response(StatusCode::OK, body.to_string()))
 }
 
 /// Logs a store read failure and answers a bare 500.

@@ -12,7 +12,7 @@ use crate::domain::machine::types::{
     KeyState,
 };
 use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus};
-use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
 
 /// `POST /v1/payments`: replay, refuse (409 while the order is processing or paid, 422
 /// when a new attempt changes the order), or record a new payment or attempt and charge.
@@ -30,6 +30,7 @@ pub(super) fn apply_create(
         response: None,
         created_at_ms: ctx.now_ms,
     };
+    let is_new = state.payment.is_none();
     let payment = match state.payment.take() {
         None => new_payment(&create, ctx),
         Some(existing) => match existing.status {
@@ -50,6 +51,14 @@ pub(super) fn apply_create(
     let charge = charge_request(&payment);
     let mut write_set = WriteSet::default();
     write_set.push(WriteOp::Payment(payment.clone()));
+    if is_new {
+        write_set.push(WriteOp::List {
+            list: MerchantList::Payments,
+            merchant_id: payment.merchant_id.clone(),
+            id: payment.id.clone(),
+            created_at_ms: payment.created_at_ms,
+        });
+    }
     write_set.push(WriteOp::Idempotency {
         key: create.key.clone(),
         entry: entry.clone(),

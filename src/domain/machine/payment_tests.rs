@@ -27,7 +27,7 @@ use crate::domain::machine::{
 };
 use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus};
 use crate::domain::provider_key::charge_key;
-use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
 use crate::http::problem::Problem;
 
 // ---------------------------------------------------------------------------------------
@@ -292,6 +292,12 @@ fn new_create_persists_the_intent_then_calls_the_provider() {
     };
     let intent = write_set(vec![
         WriteOp::Payment(payment.clone()),
+        WriteOp::List {
+            list: MerchantList::Payments,
+            merchant_id: MERCHANT.to_owned(),
+            id: payment.id.clone(),
+            created_at_ms: payment.created_at_ms,
+        },
         WriteOp::Idempotency {
             key: key.clone(),
             entry: entry.clone(),
@@ -910,6 +916,9 @@ struct Answer {
 struct Trace {
     /// Every payment written, in commit order.
     payment_writes: Vec<Payment>,
+    /// Every payment listed in its merchant's list, with the number of payment writes
+    /// committed before the write set that listed it.
+    listed: Vec<(String, usize)>,
     /// Every provider call, with the payment as loaded by the job that made it.
     calls: Vec<(Option<Payment>, ChargeRequest)>,
     /// Provider keys the model provider charged successfully.
@@ -1088,6 +1097,14 @@ impl Sim {
                     self.entries.insert(key, entry);
                 }
                 WriteOp::Event(_) => {}
+                WriteOp::List {
+                    list: MerchantList::Payments,
+                    id,
+                    ..
+                } => {
+                    let before = self.trace.payment_writes.len().saturating_sub(1);
+                    self.trace.listed.push((id, before));
+                }
                 WriteOp::RemoveIdempotency { .. } => panic!("the machine never sweeps"),
                 other => panic!("no such write in payment sequences: {other:?}"),
             }
@@ -1183,6 +1200,17 @@ proptest! {
                 prop_assert_eq!(after.status, PaymentStatus::Succeeded);
                 prop_assert_eq!(&after.provider_payment_id, &before.provider_payment_id);
             }
+        }
+    }
+
+    /// (1b) A payment is listed once, by the write set that first records it.
+    #[test]
+    fn a_payment_is_listed_once_with_its_first_write(ops in ops_strategy()) {
+        let trace = Sim::run(&ops);
+        if let Some(first) = trace.payment_writes.first() {
+            prop_assert_eq!(&trace.listed, &vec![(first.id.clone(), 0)]);
+        } else {
+            prop_assert!(trace.listed.is_empty());
         }
     }
 

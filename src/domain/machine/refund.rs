@@ -21,7 +21,7 @@ use crate::domain::payment::Payment;
 use crate::domain::refund::{
     check_refundable, refund_status_for, refunded_amount, Refund, RefundState,
 };
-use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
 
 /// `POST /v1/payments/{id}/refunds`: replay, refuse, or record a pending refund and call the
 /// provider. Refusals (422) store nothing, as 409s of creates do: the key stays free.
@@ -77,6 +77,12 @@ pub(super) fn apply_create(
     let call = refund_request(payment, &refund);
     let mut write_set = WriteSet::default();
     write_set.push(WriteOp::Refund(refund.clone()));
+    write_set.push(WriteOp::List {
+        list: MerchantList::Refunds,
+        merchant_id: refund.merchant_id.clone(),
+        id: refund.id.clone(),
+        created_at_ms: refund.created_at_ms,
+    });
     write_set.push(WriteOp::Idempotency {
         key: command.key.clone(),
         entry: entry.clone(),

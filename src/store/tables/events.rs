@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use crate::domain::event::Event;
 use crate::store::tables::journal::{self, JournalBatch};
-use crate::store::tables::merchant_events::MerchantEventsBatch;
+use crate::store::tables::merchant_events::MerchantEvents;
 use crate::store::tables::Batches;
 use crate::store::{Store, StoreError};
 
@@ -75,7 +75,7 @@ impl<'a> EventWrites<'a> {
 pub(crate) fn remove(
     store: &Store,
     b: &mut Batches,
-    (journal, by_merchant): (&mut JournalBatch, &mut MerchantEventsBatch),
+    (journal, by_merchant): (&mut JournalBatch, &mut MerchantEvents),
     seq: u64,
     id: &str,
     dedupe_key: &str,

@@ -10,6 +10,7 @@ pub mod events;
 pub mod idempotency;
 pub mod journal;
 pub mod merchant_events;
+pub mod merchant_index;
 pub mod payments;
 pub mod reconciliations;
 pub mod refunds;
@@ -25,7 +26,7 @@ use std::cell::Cell;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::time::now_ms;
-use crate::domain::write_set::{WriteOp, WriteSet};
+use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
 use crate::store::engine::codec;
 use crate::store::engine::tree::{self, Db};
 use crate::store::engine::tree_batch;
@@ -37,8 +38,9 @@ use crate::store::{Store, StoreError};
 /// journal record per group holds its events, finished entries and settlements. 4: values
 /// are compressed against the codec's built-in dictionary ([`crate::store::codec`]);
 /// merchant webhook endpoints and the merchant event index (`merchant_events`), which a
-/// store of version 3 lacks for the events it holds.
-pub const SCHEMA_VERSION: u8 = 4;
+/// store of version 3 lacks for the events it holds. 5: the merchants' lists of payments
+/// and refunds, and events listed by chunks of one group ([`merchant_index`]).
+pub const SCHEMA_VERSION: u8 = 5;
 
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
 /// with one [`tree_batch::TreeBatch`] per tree. Adding a tree is adding its name here; the
@@ -113,6 +115,8 @@ trees!(
     settings,
     webhook_endpoints,
     merchant_events,
+    merchant_payments,
+    merchant_refunds,
 );
 
 /// One group commit as logged in the write-ahead log: per tree, by name, its writes.
@@ -150,7 +154,9 @@ impl Store {
         let committed_at_ms = now_ms().max(clock.committed_at_ms);
         let mut journal = journal::JournalBatch::new(committed_at_ms, clock.next_seq);
         let mut events = events::EventWrites::new(clock.next_seq);
-        let mut by_merchant = merchant_events::MerchantEventsBatch::default();
+        let mut by_merchant = merchant_events::MerchantEvents::default();
+        let mut payment_list = merchant_index::ListBatch::default();
+        let mut refund_list = merchant_index::ListBatch::default();
         for prepared in write_sets {
             let ws = &prepared.write_set;
             let transitions = transition_ids(ws);
@@ -205,10 +211,30 @@ impl Store {
                     WriteOp::RemoveWebhookEndpoint { merchant_id, id } => {
                         webhook_endpoints::remove(&mut b, merchant_id, id)
                     }
+                    WriteOp::List {
+                        list,
+                        merchant_id,
+                        id,
+                        created_at_ms,
+                    } => {
+                        let item = merchant_index::Item {
+                            time_ms: u64::try_from(*created_at_ms).unwrap_or(0),
+                            seq: 0,
+                            id: id.clone(),
+                        };
+                        match list {
+                            MerchantList::Payments => payment_list.put(merchant_id, item),
+                            MerchantList::Refunds => refund_list.put(merchant_id, item),
+                            // The store lists events itself, as it writes them.
+                            MerchantList::Events => {}
+                        }
+                    }
                 }
             }
         }
-        by_merchant.into_writes(&mut b, committed_at_ms, lsn)?;
+        by_merchant.into_writes(&mut b, lsn)?;
+        payment_list.into_writes(&mut b.merchant_payments, lsn)?;
+        refund_list.into_writes(&mut b.merchant_refunds, lsn)?;
         if let Some(key) = journal.into_writes(lsn, &mut b.journal)? {
             let day = refunds::day_of_ms(committed_at_ms);
             if clock.last_day.is_none_or(|last| day > last) {

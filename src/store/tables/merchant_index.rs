@@ -1,0 +1,582 @@
+//! A merchant's lists, newest first (`GET /v1/events`, `/v1/payments`, `/v1/refunds`),
+//! kept as one sled key per merchant per group commit, not one per item: a create pays a
+//! fraction of a write for being listed (a group commits many creates), which keeps it
+//! within its budget of sled writes (BENCHMARKS.md). Trees: `merchant_events`,
+//! `merchant_payments`, `merchant_refunds` (docs/durability.md, "Layout").
+//!
+//! Key: merchant id ++ `\0` ++ a position (u128, big-endian): the newest item time of the
+//! key's chunk (Unix ms, 64 bits) ++ the group's LSN (48 bits) ++ the chunk's number in
+//! the group (16 bits). Value: the chunk's [`Item`]s, oldest first. A group's items of one
+//! merchant are cut into chunks whose times lie within [`SPREAD_MS`] of each other; almost
+//! always that is one chunk, as a group's items were made within its commit's latency.
+//!
+//! An item of time `t` is in a chunk whose position's time lies in `[t, t + SPREAD_MS]`, so
+//! finding an item from its time and id ([`locate`]) reads only that window's chunks:
+//! exact, however long its group took to commit. For the same reason a time window
+//! (`created[gte]`, `created[lt]`) bounds which keys a list reads.
+//!
+//! A list's order is by position, then by item (time, sequence number, id) within a chunk; lists walk it
+//! backwards. A key is never rewritten except to take items out (the events' retention), so
+//! a cursor keeps its place while items are added: a page never repeats or skips an item
+//! that existed when the first page was read. New items may land anywhere after their
+//! time, which a walk already past it does not see.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::domain::write_set::MerchantList;
+use crate::store::engine::tree::{Merged, Tree};
+use crate::store::engine::tree_batch::TreeBatch;
+use crate::store::{codec, Store, StoreError};
+
+/// Widest time span of one chunk (ms). Items made further apart in one group go to
+/// separate keys, so a lookup reads at most this window of a merchant's keys.
+pub const SPREAD_MS: u64 = 1_000;
+
+/// One listed item: its time (Unix ms: a payment's or refund's creation, an event id's
+/// ULID time), a number its table keeps with it (an event's sequence number, which orders
+/// events of one millisecond; 0 for payments and refunds), and its id. Items sort in that
+/// order.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Item {
+    pub time_ms: u64,
+    pub seq: u64,
+    pub id: String,
+}
+
+/// A key's items, oldest first.
+type Chunk = Vec<Item>;
+
+/// Where an item stands in its merchant's list: its chunk's key, and the item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    key: Vec<u8>,
+    pub item: Item,
+}
+
+/// The time bounds of a list, Unix ms: `created[gte]` and `created[lt]`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub gte_ms: Option<u64>,
+    pub lt_ms: Option<u64>,
+}
+
+impl Window {
+    fn holds(&self, time_ms: u64) -> bool {
+        self.gte_ms.is_none_or(|gte| time_ms >= gte) && self.lt_ms.is_none_or(|lt| time_ms < lt)
+    }
+}
+
+fn merchant_prefix(merchant_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(merchant_id.len() + 17);
+    key.extend_from_slice(merchant_id.as_bytes());
+    key.push(0);
+    key
+}
+
+/// The position of a chunk: its newest time, the group's LSN, its number in the group.
+fn position_of(time_ms: u64, lsn: u64, chunk: u16) -> u128 {
+    (u128::from(time_ms) << 64) | (u128::from(lsn & 0xffff_ffff_ffff) << 16) | u128::from(chunk)
+}
+
+/// The first position at time `time_ms`.
+fn at_time(time_ms: u64) -> u128 {
+    u128::from(time_ms) << 64
+}
+
+fn time_of(position: u128) -> u64 {
+    u64::try_from(position >> 64).unwrap_or(u64::MAX)
+}
+
+/// The position of a key under `prefix`.
+fn position(key: &[u8], prefix: &[u8]) -> Option<u128> {
+    let rest: [u8; 16] = key.strip_prefix(prefix)?.try_into().ok()?;
+    Some(u128::from_be_bytes(rest))
+}
+
+fn key_at(prefix: &[u8], position: u128) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// What one group commit does to one list tree: the merchants' new items, and the chunks
+/// the retention sweep edited (read once, edited here, written at the end).
+#[derive(Default)]
+pub(crate) struct ListBatch {
+    added: BTreeMap<String, Vec<Item>>,
+    edited: HashMap<Vec<u8>, Chunk>,
+}
+
+impl ListBatch {
+    /// Lists `item` under `merchant_id`.
+    pub fn put(&mut self, merchant_id: &str, item: Item) {
+        match self.added.get_mut(merchant_id) {
+            Some(items) => items.push(item),
+            None => {
+                self.added.insert(merchant_id.to_owned(), vec![item]);
+            }
+        }
+    }
+
+    /// Takes the item `id` of time `time_ms` out of its chunk in `tree`, if it is listed.
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn remove(
+        &mut self,
+        tree: &Tree,
+        merchant_id: &str,
+        time_ms: u64,
+        id: &str,
+    ) -> Result<(), StoreError> {
+        let Some(cursor) = locate(tree, merchant_id, time_ms, id)? else {
+            return Ok(());
+        };
+        let chunk = match self.edited.remove(&cursor.key) {
+            Some(chunk) => chunk,
+            None => match tree.get(&cursor.key)? {
+                Some(bytes) => codec::decode(&bytes)?,
+                None => return Ok(()),
+            },
+        };
+        let kept: Chunk = chunk.into_iter().filter(|item| item.id != id).collect();
+        self.edited.insert(cursor.key, kept);
+        Ok(())
+    }
+
+    /// The batch's writes into `batch` (the tree's batch of a group of log record `lsn`):
+    /// the edited chunks (removed once empty), then one key per chunk of new items.
+    ///
+    /// # Errors
+    /// [`StoreError`] on a codec failure.
+    pub fn into_writes(self, batch: &mut TreeBatch, lsn: u64) -> Result<(), StoreError> {
+        for (key, chunk) in self.edited {
+            if chunk.is_empty() {
+                batch.remove(key);
+            } else {
+                batch.insert(key, codec::encode(&chunk)?);
+            }
+        }
+        for (merchant_id, mut items) in self.added {
+            items.sort();
+            let prefix = merchant_prefix(&merchant_id);
+            let mut number: u16 = 0;
+            let mut rest = items.as_slice();
+            while let Some(first) = rest.first() {
+                let end = rest
+                    .iter()
+                    .position(|item| item.time_ms - first.time_ms > SPREAD_MS)
+                    .unwrap_or(rest.len());
+                let (chunk, after) = rest.split_at(end);
+                let newest = chunk.last().map_or(first.time_ms, |item| item.time_ms);
+                let key = key_at(&prefix, position_of(newest, lsn, number));
+                batch.insert(key, codec::encode(&chunk)?);
+                number = number.saturating_add(1);
+                rest = after;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the item `id` of time `time_ms` stands in `merchant_id`'s list in `tree`; `None`
+/// when it is not listed there (unknown, or another merchant's).
+///
+/// # Errors
+/// [`StoreError`] on an I/O or codec failure.
+pub(crate) fn locate(
+    tree: &Tree,
+    merchant_id: &str,
+    time_ms: u64,
+    id: &str,
+) -> Result<Option<Cursor>, StoreError> {
+    let prefix = merchant_prefix(merchant_id);
+    let until = at_time(time_ms.saturating_add(SPREAD_MS + 1));
+    for kv in tree.range(key_at(&prefix, at_time(time_ms))..key_at(&prefix, until)) {
+        let (key, value) = kv?;
+        let chunk: Chunk = codec::decode(&value)?;
+        if let Some(item) = chunk.into_iter().find(|item| item.id == id) {
+            return Ok(Some(Cursor {
+                key: key.to_vec(),
+                item,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// `merchant_id`'s items in `tree` within `window`, newest first, strictly older than
+/// `after` when given. Reads one key at a time, as the caller takes items.
+pub(crate) fn older<'a>(
+    tree: &'a Tree,
+    merchant_id: &str,
+    after: Option<&Cursor>,
+    window: Window,
+) -> Older<'a> {
+    let prefix = merchant_prefix(merchant_id);
+    let probe = match after {
+        Some(cursor) => position(&cursor.key, &prefix),
+        // An item older than `lt` is in a chunk whose time is below `lt + SPREAD_MS`.
+        None => Some(window.lt_ms.map_or(u128::MAX, |lt| {
+            at_time(lt.saturating_add(SPREAD_MS)).saturating_sub(1)
+        })),
+    };
+    Older {
+        tree,
+        prefix,
+        probe,
+        after: after.cloned(),
+        window,
+        chunk: Vec::new(),
+    }
+}
+
+/// The walk of [`older`].
+pub(crate) struct Older<'a> {
+    tree: &'a Tree,
+    prefix: Vec<u8>,
+    /// The next position to read at or below; `None` once the walk is done.
+    probe: Option<u128>,
+    after: Option<Cursor>,
+    window: Window,
+    /// Items of the chunk being read, not yet taken (newest last).
+    chunk: Chunk,
+}
+
+impl Older<'_> {
+    /// Reads the next older chunk into `self.chunk`; `false` when there is none.
+    fn read_chunk(&mut self) -> Result<bool, StoreError> {
+        let Some(probe) = self.probe else {
+            return Ok(false);
+        };
+        let Some((key, value)) = self.tree.floor(&key_at(&self.prefix, probe))? else {
+            self.probe = None;
+            return Ok(false);
+        };
+        let Some(found) = position(&key, &self.prefix) else {
+            self.probe = None;
+            return Ok(false);
+        };
+        // Every item of this chunk and of older ones is at or before the chunk's time.
+        if self.window.gte_ms.is_some_and(|gte| time_of(found) < gte) {
+            self.probe = None;
+            return Ok(false);
+        }
+        self.probe = found.checked_sub(1);
+        let mut chunk: Chunk = codec::decode(&value)?;
+        if let Some(after) = self.after.as_ref().filter(|c| c.key == key.as_ref()) {
+            chunk.retain(|item| *item < after.item);
+        }
+        self.chunk = chunk;
+        Ok(true)
+    }
+}
+
+impl Iterator for Older<'_> {
+    type Item = Result<Item, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.chunk.pop() {
+                if self.window.holds(item.time_ms) {
+                    return Some(Ok(item));
+                }
+                continue;
+            }
+            match self.read_chunk() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(error) => {
+                    self.probe = None;
+                    return Some(Err(error));
+                }
+            }
+        }
+    }
+}
+
+/// `merchant_id`'s items in `tree` within `window` that are newer than `before`, oldest
+/// first (nearest the cursor first). Reads one key at a time, as the caller takes items.
+pub(crate) fn newer(tree: &Tree, merchant_id: &str, before: &Cursor, window: Window) -> Newer {
+    Newer {
+        keys: tree.range(before.key.clone()..),
+        prefix: merchant_prefix(merchant_id),
+        before: before.clone(),
+        window,
+        chunk: Vec::new(),
+        done: false,
+    }
+}
+
+/// The walk of [`newer`].
+pub(crate) struct Newer {
+    keys: Merged,
+    prefix: Vec<u8>,
+    before: Cursor,
+    window: Window,
+    /// Items of the chunk being read, not yet taken (oldest last).
+    chunk: Chunk,
+    done: bool,
+}
+
+impl Newer {
+    /// Reads the next newer chunk into `self.chunk`; `false` when there is none.
+    fn read_chunk(&mut self) -> Result<bool, StoreError> {
+        let Some((key, value)) = self.keys.next().transpose()? else {
+            return Ok(false);
+        };
+        let Some(found) = position(&key, &self.prefix) else {
+            return Ok(false);
+        };
+        // Chunks at or past `lt + SPREAD_MS` hold only items at or after `lt`.
+        if self
+            .window
+            .lt_ms
+            .is_some_and(|lt| time_of(found) >= lt.saturating_add(SPREAD_MS))
+        {
+            return Ok(false);
+        }
+        let mut chunk: Chunk = codec::decode(&value)?;
+        if key.as_ref() == self.before.key.as_slice() {
+            chunk.retain(|item| *item > self.before.item);
+        }
+        chunk.reverse();
+        self.chunk = chunk;
+        Ok(true)
+    }
+}
+
+impl Iterator for Newer {
+    type Item = Result<Item, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while !self.done {
+            if let Some(item) = self.chunk.pop() {
+                if self.window.holds(item.time_ms) {
+                    return Some(Ok(item));
+                }
+                continue;
+            }
+            match self.read_chunk() {
+                Ok(true) => {}
+                Ok(false) => self.done = true,
+                Err(error) => {
+                    self.done = true;
+                    return Some(Err(error));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Which page of a list: from the newest, older than a cursor (`starting_after`), or the
+/// page just newer than a cursor (`ending_before`); `C`: how the cursor is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListPage<C = Cursor> {
+    First,
+    After(C),
+    Before(C),
+}
+
+/// Most items one page examines before it answers (bounded work for a filter that
+/// matches little); past that it answers what it found with `has_more: true`.
+pub const ITEMS_SCANNED_MAX: usize = 10_000;
+
+impl Store {
+    /// The tree of `list`: `merchant_events`, `merchant_payments`, `merchant_refunds`.
+    pub(crate) fn list_tree(&self, list: MerchantList) -> &Tree {
+        match list {
+            MerchantList::Events => &self.trees.merchant_events,
+            MerchantList::Payments => &self.trees.merchant_payments,
+            MerchantList::Refunds => &self.trees.merchant_refunds,
+        }
+    }
+
+    /// Where the item `id` of time `time_ms` stands in `merchant_id`'s `list`; `None` when
+    /// it is not there (unknown, or another merchant's).
+    ///
+    /// # Errors
+    /// [`StoreError`] on an I/O or codec failure.
+    pub fn list_cursor(
+        &self,
+        list: MerchantList,
+        merchant_id: &str,
+        time_ms: u64,
+        id: &str,
+    ) -> Result<Option<Cursor>, StoreError> {
+        locate(self.list_tree(list), merchant_id, time_ms, id)
+    }
+
+    /// One page of `merchant_id`'s `list` within `window`, in list order (newest first):
+    /// up to `limit` items that `pick` turns into a `T` (`None`: filtered out), and whether
+    /// more follow. At most [`ITEMS_SCANNED_MAX`] items are examined.
+    ///
+    /// # Errors
+    /// `pick`'s error, or a [`StoreError`] on an I/O or codec failure.
+    pub fn list_page<T, E: From<StoreError>>(
+        &self,
+        list: MerchantList,
+        merchant_id: &str,
+        page: &ListPage,
+        window: Window,
+        limit: usize,
+        mut pick: impl FnMut(&Item) -> Result<Option<T>, E>,
+    ) -> Result<(Vec<T>, bool), E> {
+        let tree = self.list_tree(list);
+        let items: Box<dyn Iterator<Item = Result<Item, StoreError>> + '_> = match page {
+            ListPage::First => Box::new(older(tree, merchant_id, None, window)),
+            ListPage::After(cursor) => Box::new(older(tree, merchant_id, Some(cursor), window)),
+            ListPage::Before(cursor) => Box::new(newer(tree, merchant_id, cursor, window)),
+        };
+        let mut out = Vec::new();
+        let mut has_more = false;
+        for (scanned, item) in items.enumerate() {
+            if scanned >= ITEMS_SCANNED_MAX {
+                has_more = true;
+                break;
+            }
+            if let Some(found) = pick(&item?)? {
+                if out.len() == limit {
+                    has_more = true;
+                    break;
+                }
+                out.push(found);
+            }
+        }
+        if matches!(page, ListPage::Before(_)) {
+            out.reverse();
+        }
+        Ok((out, has_more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tables::test_support::open;
+
+    fn item(time_ms: u64, id: &str) -> Item {
+        Item {
+            time_ms,
+            seq: 0,
+            id: id.to_owned(),
+        }
+    }
+
+    fn commit(tree: &Tree, lsn: u64, items: &[(&str, Item)]) {
+        let mut list = ListBatch::default();
+        for (merchant, item) in items {
+            list.put(merchant, item.clone());
+        }
+        let mut batch = TreeBatch::default();
+        list.into_writes(&mut batch, lsn).unwrap();
+        batch.apply(tree).unwrap();
+    }
+
+    fn ids(items: impl Iterator<Item = Result<Item, StoreError>>) -> Vec<String> {
+        items.map(|item| item.unwrap().id).collect()
+    }
+
+    /// Groups whose times overlap, a group that spans more than a chunk, two merchants,
+    /// and a merchant whose id is a prefix of another's.
+    #[test]
+    fn walks_are_newest_first_per_merchant_and_cursors_keep_their_place() {
+        let (_dir, store) = open();
+        let t = &store.trees.merchant_payments;
+        commit(t, 1, &[("m", item(10_000, "a")), ("m", item(10_005, "b"))]);
+        commit(
+            t,
+            2,
+            &[
+                ("m", item(10_003, "c")),
+                ("m2", item(10_004, "x")),
+                // Made long before its group committed: a chunk of its own.
+                ("m", item(5_000, "d")),
+            ],
+        );
+        commit(t, 3, &[("m", item(20_000, "e"))]);
+        let all = ids(older(t, "m", None, Window::default()));
+        // By chunk: `c` was made before `b` but committed after it, in a later group.
+        assert_eq!(all, ["e", "b", "a", "c", "d"]);
+        for (n, id) in all.iter().enumerate() {
+            let time = match id.as_str() {
+                "a" => 10_000,
+                "b" => 10_005,
+                "c" => 10_003,
+                "d" => 5_000,
+                _ => 20_000,
+            };
+            let cursor = locate(t, "m", time, id).unwrap().unwrap();
+            assert_eq!(
+                ids(older(t, "m", Some(&cursor), Window::default())),
+                all[n + 1..]
+            );
+            let mut before = ids(newer(t, "m", &cursor, Window::default()));
+            before.reverse();
+            assert_eq!(before, all[..n]);
+        }
+        assert_eq!(locate(t, "m", 10_004, "x").unwrap(), None);
+        assert_eq!(locate(t, "m", 10_000, "nope").unwrap(), None);
+        assert_eq!(ids(older(t, "m2", None, Window::default())), ["x"]);
+
+        let window = Window {
+            gte_ms: Some(10_003),
+            lt_ms: Some(10_005),
+        };
+        assert_eq!(ids(older(t, "m", None, window)), ["c"]);
+        let e = locate(t, "m", 20_000, "e").unwrap().unwrap();
+        assert_eq!(ids(older(t, "m", Some(&e), window)), ["c"]);
+        let d = locate(t, "m", 5_000, "d").unwrap().unwrap();
+        let page = |page: ListPage, limit| {
+            let pick = |item: &Item| Ok::<_, StoreError>(Some(item.id.clone()));
+            store
+                .list_page(
+                    MerchantList::Payments,
+                    "m",
+                    &page,
+                    Window::default(),
+                    limit,
+                    pick,
+                )
+                .unwrap()
+        };
+        let strings = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            page(ListPage::Before(d.clone()), 2),
+            (strings(&["a", "c"]), true)
+        );
+        assert_eq!(
+            page(ListPage::Before(d.clone()), 4),
+            (strings(&["e", "b", "a", "c"]), false)
+        );
+        assert_eq!(
+            page(ListPage::After(e.clone()), 2),
+            (strings(&["b", "a"]), true)
+        );
+        assert_eq!(page(ListPage::After(d), 2), (Vec::new(), false));
+        assert_eq!(
+            page(ListPage::First, 5),
+            (strings(&["e", "b", "a", "c", "d"]), false)
+        );
+    }
+
+    #[test]
+    fn removal_takes_an_item_out_and_drops_an_empty_chunk() {
+        let (_dir, store) = open();
+        let t = &store.trees.merchant_refunds;
+        commit(t, 1, &[("m", item(1_000, "a")), ("m", item(1_001, "b"))]);
+        commit(t, 2, &[("m", item(2_000, "c"))]);
+        let mut list = ListBatch::default();
+        list.remove(t, "m", 1_000, "a").unwrap();
+        list.remove(t, "m", 2_000, "c").unwrap();
+        list.remove(t, "m", 2_000, "unknown").unwrap();
+        let mut batch = TreeBatch::default();
+        list.into_writes(&mut batch, 3).unwrap();
+        batch.apply(t).unwrap();
+        assert_eq!(ids(older(t, "m", None, Window::default())), ["b"]);
+        assert_eq!(t.key_count(), 1);
+    }
+}
