@@ -22,6 +22,7 @@ const FRAGMENTS: &[&str] = &[
     include_str!("openapi/ops.json"),
     include_str!("openapi/admin_notifications.json"),
     include_str!("openapi/console.json"),
+    include_str!("openapi/admin_webhook_endpoints.json"),
 ];
 
 /// The whole document as JSON text, built once.
