@@ -9,17 +9,7 @@
 const TOKEN_KEY = 'paykeep.admin_token';
 const OPERATOR_KEY = 'paykeep.operator';
 const SVG_NS = 'http://www.w3.org/2000/svg';
-const CHANNELS = ['telegram', 'slack', 'discord', 'feishu', 'email', 'webhook', 'merchant'];
 const DELIVERY_STATUSES = ['pending', 'sending', 'delivered', 'retry_scheduled', 'dead', 'paused'];
-// Settings keys whose values are secrets: shown redacted, sent only when typed anew.
-const SECRET_KEYS = {
-  telegram: ['bot_token'],
-  slack: ['webhook_url'],
-  discord: ['webhook_url'],
-  feishu: ['webhook_url', 'secret'],
-  email: ['api_key'],
-  webhook: ['url', 'secret'],
-};
 const PAGE_SIZE = 50;
 // Pages of dead letters counted before a bulk redrive (500 each).
 const COUNT_PAGES_MAX = 20;
@@ -27,6 +17,7 @@ const COUNT_PAGES_MAX = 20;
 const ui = {
   minorUnits: {},
   renderSeq: 0,
+  contract: null,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -293,6 +284,23 @@ async function loadOverview() {
   return overview;
 }
 
+// What the console takes from the service's OpenAPI document instead of keeping its own
+// copy, so a new channel needs no console edit: the channel names (the `Channel` enum) and,
+// per settings section, the keys that are secrets (`writeOnly`). Read once per page load.
+async function contract() {
+  if (ui.contract) return ui.contract;
+  const doc = await api('GET', '/openapi.json');
+  const schemas = (doc && doc.components && doc.components.schemas) || {};
+  const channels = (schemas.Channel && schemas.Channel.enum) || [];
+  const sections = (((schemas.NotificationSettings || {}).properties || {}).settings || {}).properties || {};
+  const secretKeys = {};
+  for (const [section, schema] of Object.entries(sections)) {
+    secretKeys[section] = Object.entries(schema.properties || {}).filter(([, p]) => p.writeOnly).map(([key]) => key);
+  }
+  ui.contract = { channels, secretKeys };
+  return ui.contract;
+}
+
 // ---------------------------------------------------------------------------------------
 // Router: #/view/arg?params
 
@@ -457,13 +465,14 @@ async function deliveriesView(r) {
   const filter = { status: r.params.get('status') || '', channel: r.params.get('channel') || '' };
   const after = r.params.get('after') || '';
   const page = await api('GET', `/admin/deliveries${query({ ...filter, limit: PAGE_SIZE, after })}`);
+  const { channels } = await contract();
   const statusSelect = el('select', { id: 'filter-status', name: 'status' },
     el('option', { value: '' }, 'any status'),
     DELIVERY_STATUSES.map((s) => el('option', { value: s }, s)));
   statusSelect.value = filter.status;
   const channelSelect = el('select', { id: 'filter-channel', name: 'channel' },
     el('option', { value: '' }, 'any channel'),
-    CHANNELS.map((c) => el('option', { value: c }, c)));
+    channels.map((c) => el('option', { value: c }, c)));
   channelSelect.value = filter.channel;
   const filters = el('form', { class: 'filters', id: 'delivery-filters' },
     el('label', {}, 'Status', statusSelect),
@@ -611,9 +620,9 @@ async function eventsView(r) {
 // ---------------------------------------------------------------------------------------
 // Notification settings: toggles and targets editable, secrets write-only.
 
-function settingInput(section, key, value) {
+function settingInput(section, key, value, secretKeys) {
   const id = `set-${section}-${key}`;
-  const secret = (SECRET_KEYS[section] || []).includes(key);
+  const secret = secretKeys.includes(key);
   let input;
   if (typeof value === 'boolean') {
     input = el('input', { type: 'checkbox', id, checked: value });
@@ -638,12 +647,13 @@ function settingInput(section, key, value) {
   return { node: el('label', { for: id }, key, input), read: () => input.value, changed: () => input.value !== (value || '') };
 }
 
-function settingsSection(section, values, extra) {
+// The inputs of one settings section; `secretKeys` are its write-only keys.
+function settingsSection(section, values, secretKeys, extra) {
   const inputs = {};
   const nodes = [];
   for (const [key, value] of Object.entries(values)) {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) continue;
-    inputs[key] = settingInput(section, key, value);
+    inputs[key] = settingInput(section, key, value, secretKeys || []);
     nodes.push(inputs[key].node);
   }
   const changes = () => {
@@ -668,6 +678,7 @@ async function pausedReason(channel) {
 
 async function settingsView() {
   const answer = await api('GET', '/admin/settings/notifications');
+  const { channels, secretKeys } = await contract();
   const s = answer.settings;
   const paused = answer.paused_channels || [];
   const reasons = {};
@@ -682,7 +693,7 @@ async function settingsView() {
     });
   };
 
-  const general = settingsSection('general', s);
+  const general = settingsSection('general', s, []);
   const generalForm = el('fieldset', { id: 'settings-general' },
     el('legend', {}, 'General'),
     general.node,
@@ -690,8 +701,8 @@ async function settingsView() {
       el('button', { type: 'button', id: 'save-general', onclick: (e) => save(e.currentTarget, 'general settings', general.changes(), 'saved-general') }, 'Save general settings'),
       el('span', { id: 'saved-general', class: 'ok-note', role: 'status' })));
 
-  const channelForms = CHANNELS.filter((c) => s[c] && typeof s[c] === 'object').map((channel) => {
-    const section = settingsSection(channel, s[channel]);
+  const channelForms = channels.filter((c) => s[c] && typeof s[c] === 'object').map((channel) => {
+    const section = settingsSection(channel, s[channel], secretKeys[channel]);
     const isPaused = paused.includes(channel);
     return el('fieldset', { id: `settings-${channel}` },
       el('legend', {}, channel, ' ', isPaused ? status('paused') : (s[channel].enabled ? status('ok') : el('span', { class: 'muted' }, '(off)'))),
