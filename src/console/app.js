@@ -320,6 +320,7 @@ const VIEWS = {
   reconciliations: reconciliationsView,
   reconciliation: reconciliationView,
   payments: paymentsView,
+  webhook_endpoints: webhookEndpointsView,
 };
 
 async function render() {
@@ -939,6 +940,93 @@ function paymentDetail(found) {
     table(['seq', 'created', 'type', 'level', 'title', 'about', ''], eventRows(found.events), { id: 'payment-events' }),
     el('h2', {}, 'Deliveries'),
     table(['delivery', 'event', 'channel', 'status', 'updated'], deliveries, { id: 'payment-deliveries' }));
+}
+
+// ---------------------------------------------------------------------------------------
+// Merchant webhook endpoints: read any merchant's, disable one.
+
+function endpointsHash(params) {
+  return `#/webhook_endpoints${query(params)}`;
+}
+
+async function webhookEndpointsView(r) {
+  const filter = { merchant_id: r.params.get('merchant_id') || '', status: r.params.get('status') || '' };
+  const after = r.params.get('after') || '';
+  // A refused filter (an unknown merchant) is shown beside the form, which stays usable.
+  let page = { data: [], has_more: false };
+  let failure = null;
+  try {
+    page = await api('GET', `/admin/webhook_endpoints${query({ ...filter, limit: PAGE_SIZE, after })}`);
+  } catch (e) {
+    if (e.handled) throw e;
+    failure = problemBox(e, 'Could not list the endpoints');
+  }
+  // Merchants to pick from: those with endpoints (one page of every merchant's).
+  const everyone = filter.merchant_id || filter.status || after || failure
+    ? await api('GET', `/admin/webhook_endpoints${query({ limit: 500 })}`)
+    : page;
+  const merchants = [...new Set(everyone.data.map((e) => e.merchant_id))].sort();
+  const merchantInput = el('input', { type: 'text', id: 'endpoints-merchant', name: 'merchant_id', value: filter.merchant_id, list: 'endpoints-merchants', placeholder: 'every merchant', autocomplete: 'off' });
+  const statusSelect = el('select', { id: 'endpoints-status', name: 'status' },
+    el('option', { value: '' }, 'any status'),
+    ['enabled', 'disabled'].map((s) => el('option', { value: s }, s)));
+  statusSelect.value = filter.status;
+  const filters = el('form', { class: 'filters', id: 'endpoint-filters' },
+    el('label', { for: 'endpoints-merchant' }, 'Merchant id', merchantInput),
+    el('datalist', { id: 'endpoints-merchants' }, merchants.map((m) => el('option', { value: m }))),
+    el('label', { for: 'endpoints-status' }, 'Status', statusSelect),
+    el('button', { type: 'submit' }, 'Show'));
+  filters.addEventListener('submit', (event) => {
+    event.preventDefault();
+    location.hash = endpointsHash({ merchant_id: merchantInput.value.trim(), status: statusSelect.value });
+  });
+  return el('div', { id: 'webhook-endpoints' },
+    el('h1', {}, 'Webhook endpoints'),
+    el('p', { class: 'muted' }, 'Merchants\' own signed webhooks. Disabling one stops its deliveries at once, as if its merchant had disabled it; the merchant can enable it again.'),
+    filters,
+    failure,
+    el('p', { id: 'endpoint-result', class: 'ok-note', role: 'status' }),
+    failure ? null : page.data.length
+      ? el('ul', { class: 'endpoints', id: 'endpoints' }, page.data.map(endpointCard))
+      : el('p', { class: 'muted', id: 'endpoints' }, filter.merchant_id ? `Merchant ${filter.merchant_id} has no webhook endpoints${filter.status ? ` that are ${filter.status}` : ''}.` : 'No webhook endpoints.'),
+    el('div', { class: 'pager' },
+      after ? link(endpointsHash(filter), 'First page') : null,
+      page.has_more ? link(endpointsHash({ ...filter, after: page.next_after }), 'Next page') : null,
+      el('button', { type: 'button', class: 'secondary', onclick: rerender }, 'Refresh')));
+}
+
+function endpointCard(e) {
+  const enabled = e.status === 'enabled';
+  const headingId = `endpoint-${e.id}-title`;
+  return el('li', { class: 'card endpoint', id: `endpoint-${e.id}`, 'data-id': e.id, 'aria-labelledby': headingId },
+    el('h2', { id: headingId }, el('span', { class: 'mono' }, e.id), ' ', status(e.status)),
+    fields([
+      ['merchant', link(endpointsHash({ merchant_id: e.merchant_id }), e.merchant_id)],
+      ['URL', el('span', { class: 'mono endpoint-url' }, e.url)],
+      ['events', (e.enabled_events || []).join(', ')],
+      ['description', el('span', { class: 'endpoint-description' }, e.description || '')],
+      e.disabled_reason ? ['disabled because', el('span', { class: 'endpoint-reason' }, e.disabled_reason)] : null,
+      ['failing since', e.failing_since ? time(e.failing_since) : 'not failing'],
+      ['created', time(e.created_at)],
+      ['updated', time(e.updated_at)],
+    ]),
+    enabled ? el('div', { class: 'actions' },
+      el('button', { type: 'button', class: 'danger disable-endpoint', id: `disable-${e.id}`, onclick: (ev) => disableEndpoint(ev.currentTarget, e) }, 'Disable…'))
+      : null);
+}
+
+async function disableEndpoint(button, e) {
+  await act(button, `Disable ${e.id}`, async () => {
+    const ok = await confirmDialog(`Disable webhook endpoint ${e.id} of merchant ${e.merchant_id} (${e.url})? paykeep stops sending it events at once.`, 'Disable endpoint');
+    if (!ok) return;
+    const done = await api('POST', `/admin/webhook_endpoints/${encodeURIComponent(e.id)}/disable`);
+    await render();
+    const result = document.getElementById('endpoint-result');
+    if (result) result.textContent = `Disabled ${done.id} of merchant ${done.merchant_id}.`;
+    const card = document.getElementById(`endpoint-${done.id}`);
+    if (card) card.querySelector('h2').setAttribute('tabindex', '-1');
+    if (card) card.querySelector('h2').focus();
+  });
 }
 
 // ---------------------------------------------------------------------------------------
