@@ -10,11 +10,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use common::{read, Answer, MERCHANT_KEY, OTHER_MERCHANT_KEY};
-use notify_support::admin;
+use notify_support::{admin, ok_sink};
 
 /// `METHOD path` with `token` as Bearer and an optional JSON body.
 async fn call(
@@ -52,22 +50,29 @@ async fn endpoint(svc: &common::Service, api_key: &str, url: &str) -> (String, S
     )
 }
 
-async fn sink() -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&server)
-        .await;
-    server
+/// `GET path` with the admin token.
+async fn admin_get(svc: &common::Service, path: &str) -> Answer {
+    admin(&svc.client, &svc.base, "GET", path, None).await
 }
 
-fn ids(page: &Value) -> Vec<String> {
+/// `POST /admin/webhook_endpoints/{id}/disable` with the admin token.
+async fn disable(svc: &common::Service, id: &str) -> Answer {
+    let path = format!("/admin/webhook_endpoints/{id}/disable");
+    admin(&svc.client, &svc.base, "POST", &path, None).await
+}
+
+/// The `key` of every item of a list page.
+fn column(page: &Value, key: &str) -> Vec<String> {
     page["data"]
         .as_array()
         .expect("data")
         .iter()
-        .map(|e| e["id"].as_str().expect("id").to_owned())
+        .map(|e| e[key].as_str().expect("a string").to_owned())
         .collect()
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    column(page, "id")
 }
 
 /// Asserts `text` holds none of `secrets`, raw or as their base64 key.
@@ -113,19 +118,12 @@ async fn the_operator_lists_endpoints_by_merchant_without_secrets() {
             .problem(401, "unauthorized");
     }
 
-    let page = admin(
-        &svc.client,
-        &svc.base,
-        "GET",
-        "/admin/webhook_endpoints?merchant_id=m_demo",
-        None,
-    )
-    .await;
+    let page = admin_get(&svc, "/admin/webhook_endpoints?merchant_id=m_demo").await;
     assert_eq!(page.status, 200, "{}", page.text);
     assert_no_secret(&page.text, &secrets);
     let body = page.json();
     assert_eq!(body["object"], "list");
-    assert_eq!(ids(&body), [a1.clone(), a2.clone()]);
+    assert_eq!(ids(&body), [a1.as_str(), a2.as_str()]);
     assert_eq!(body["has_more"], false);
     let first = &body["data"][0];
     assert_eq!(first["merchant_id"], "m_demo");
@@ -143,7 +141,7 @@ async fn the_operator_lists_endpoints_by_merchant_without_secrets() {
     let mut seen = Vec::new();
     let mut path = "/admin/webhook_endpoints?limit=2".to_owned();
     loop {
-        let page = admin(&svc.client, &svc.base, "GET", &path, None).await;
+        let page = admin_get(&svc, &path).await;
         assert_eq!(page.status, 200, "{}", page.text);
         assert_no_secret(&page.text, &secrets);
         let body = page.json();
@@ -155,17 +153,11 @@ async fn the_operator_lists_endpoints_by_merchant_without_secrets() {
         let after = body["next_after"].as_str().expect("next_after");
         path = format!("/admin/webhook_endpoints?limit=2&after={after}");
     }
-    assert_eq!(seen, [a1.clone(), a2.clone(), b1.clone()]);
-    let other = admin(
-        &svc.client,
-        &svc.base,
-        "GET",
-        "/admin/webhook_endpoints?merchant_id=m_other",
-        None,
-    )
-    .await
-    .json();
-    assert_eq!(ids(&other), [b1.clone()]);
+    assert_eq!(seen, [a1.as_str(), a2.as_str(), b1.as_str()]);
+    let other = admin_get(&svc, "/admin/webhook_endpoints?merchant_id=m_other")
+        .await
+        .json();
+    assert_eq!(ids(&other), [b1.as_str()]);
 
     // Bad input names its parameter.
     for (query, field) in [
@@ -177,14 +169,7 @@ async fn the_operator_lists_endpoints_by_merchant_without_secrets() {
         (&format!("merchant_id=m_other&after={a1}") as &str, "after"),
         ("color=red", "color"),
     ] {
-        let answer = admin(
-            &svc.client,
-            &svc.base,
-            "GET",
-            &format!("/admin/webhook_endpoints?{query}"),
-            None,
-        )
-        .await;
+        let answer = admin_get(&svc, &format!("/admin/webhook_endpoints?{query}")).await;
         let problem = answer.problem(400, "invalid_request");
         assert_eq!(problem["fields"], json!([field]), "{query}: {problem}");
     }
@@ -194,31 +179,16 @@ async fn the_operator_lists_endpoints_by_merchant_without_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_endpoint_is_disabled_for_its_merchant_and_sent_nothing() {
     let svc = common::start(|_| {}).await;
-    let off_sink = sink().await;
-    let on_sink = sink().await;
+    let off_sink = ok_sink().await;
+    let on_sink = ok_sink().await;
     let (off, off_secret) = endpoint(&svc, MERCHANT_KEY, &format!("{}/off", off_sink.uri())).await;
     let (on, on_secret) = endpoint(&svc, MERCHANT_KEY, &format!("{}/on", on_sink.uri())).await;
 
     for id in ["we_01j0000000000000000000000", "we_nope", "pay_x"] {
-        admin(
-            &svc.client,
-            &svc.base,
-            "POST",
-            &format!("/admin/webhook_endpoints/{id}/disable"),
-            None,
-        )
-        .await
-        .problem(404, "not_found");
+        disable(&svc, id).await.problem(404, "not_found");
     }
 
-    let disabled = admin(
-        &svc.client,
-        &svc.base,
-        "POST",
-        &format!("/admin/webhook_endpoints/{off}/disable"),
-        None,
-    )
-    .await;
+    let disabled = disable(&svc, &off).await;
     assert_eq!(disabled.status, 200, "{}", disabled.text);
     assert_no_secret(&disabled.text, &[off_secret.clone(), on_secret.clone()]);
     let body = disabled.json();
@@ -226,14 +196,7 @@ async fn a_disabled_endpoint_is_disabled_for_its_merchant_and_sent_nothing() {
     assert_eq!(body["merchant_id"], "m_demo");
     assert_eq!(body["disabled_reason"], "disabled by the operator");
     // Idempotent: the second disable answers the same endpoint, nothing rewritten.
-    let again = admin(
-        &svc.client,
-        &svc.base,
-        "POST",
-        &format!("/admin/webhook_endpoints/{off}/disable"),
-        None,
-    )
-    .await;
+    let again = disable(&svc, &off).await;
     assert_eq!(again.status, 200, "{}", again.text);
     assert_eq!(again.json(), body);
 
@@ -246,16 +209,13 @@ async fn a_disabled_endpoint_is_disabled_for_its_merchant_and_sent_nothing() {
     assert_eq!(mine["disabled_reason"], "disabled by the operator");
     let other = svc.get(&format!("/v1/webhook_endpoints/{on}")).await.json();
     assert_eq!(other["status"], "enabled");
-    let listed = admin(
-        &svc.client,
-        &svc.base,
-        "GET",
+    let listed = admin_get(
+        &svc,
         "/admin/webhook_endpoints?merchant_id=m_demo&status=disabled",
-        None,
     )
     .await
     .json();
-    assert_eq!(ids(&listed), [off.clone()]);
+    assert_eq!(ids(&listed), [off.as_str()]);
 
     // The merchant's next events reach the enabled endpoint only.
     let created = svc.create(None, common::order("adm-we-1")).await;
@@ -279,21 +239,10 @@ async fn a_disabled_endpoint_is_disabled_for_its_merchant_and_sent_nothing() {
         .await
         .unwrap_or_default()
         .is_empty());
-    let deliveries = admin(
-        &svc.client,
-        &svc.base,
-        "GET",
-        "/admin/deliveries?channel=merchant",
-        None,
-    )
-    .await
-    .json();
-    let targets: Vec<&str> = deliveries["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .filter_map(|d| d["target"].as_str())
-        .collect();
+    let deliveries = admin_get(&svc, "/admin/deliveries?channel=merchant")
+        .await
+        .json();
+    let targets = column(&deliveries, "target");
     assert!(
         !targets.is_empty() && targets.iter().all(|t| *t == on),
         "{deliveries}"

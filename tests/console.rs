@@ -423,32 +423,7 @@ async fn dead_letters_are_redriven(browser: &Client, env: &Env) {
     text_containing(browser, "#count-dead", &["dead letters: 2"]).await;
     shot(browser, "overview-with-dead-letters").await;
     // By keyboard alone: Tab through the page to the dead letters, Enter opens them.
-    let mut reached = false;
-    for _ in 0..40 {
-        browser
-            .active_element()
-            .await
-            .expect("focus")
-            .send_keys("\u{E004}")
-            .await
-            .expect("Tab");
-        let focused: Value = browser
-            .execute("return document.activeElement.id", vec![])
-            .await
-            .expect("script");
-        if focused == json!("count-dead") {
-            reached = true;
-            break;
-        }
-    }
-    assert!(reached, "the dead letters cannot be reached with Tab");
-    browser
-        .active_element()
-        .await
-        .expect("focus")
-        .send_keys("\u{E007}")
-        .await
-        .expect("Enter");
+    press_by_keyboard(browser, "count-dead").await;
     let listed = text_containing(browser, "#deliveries-table", &[&dead[0], &dead[1]]).await;
     assert!(
         listed.contains("dead") && listed.contains("webhook"),
@@ -806,21 +781,23 @@ async fn settings_toggle_survives_a_reload(browser: &Client, env: &Env) {
     shot(browser, "settings-refused").await;
 }
 
-/// Tabs through the page until the element with id `id` has the focus.
-async fn tab_to(browser: &Client, id: &str) {
+/// Tabs through the page until the element with id `id` has the focus, then presses Enter.
+async fn press_by_keyboard(browser: &Client, id: &str) {
+    /// WebDriver's codes of the Tab and Enter keys.
+    const TAB: &str = "\u{E004}";
+    const ENTER: &str = "\u{E007}";
+    let press = |key: &'static str| async move {
+        let focused = browser.active_element().await.expect("focus");
+        focused.send_keys(key).await.expect("a key press");
+    };
     for _ in 0..60 {
-        browser
-            .active_element()
-            .await
-            .expect("focus")
-            .send_keys("\u{E004}")
-            .await
-            .expect("Tab");
+        press(TAB).await;
         let focused: Value = browser
             .execute("return document.activeElement.id", vec![])
             .await
             .expect("script");
         if focused == json!(id) {
+            press(ENTER).await;
             return;
         }
     }
@@ -891,14 +868,7 @@ async fn webhook_endpoints_are_read_and_disabled(browser: &Client, env: &Env) {
 
     // By keyboard: Tab to the endpoint's Disable button, Enter, confirm.
     let button = format!("disable-{id}");
-    tab_to(browser, &button).await;
-    browser
-        .active_element()
-        .await
-        .expect("focus")
-        .send_keys("\u{E007}")
-        .await
-        .expect("Enter");
+    press_by_keyboard(browser, &button).await;
     let question = text_containing(browser, "#confirm-text", &[&id, "m_demo"]).await;
     assert!(question.contains("stops sending"), "{question}");
     shot(browser, "webhook-endpoint-disable-confirmation").await;
