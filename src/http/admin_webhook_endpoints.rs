@@ -12,7 +12,8 @@
 //!
 //! Endpoints are read per configured merchant (the store keys them by merchant), at most
 //! `webhooks.endpoints_max` each, so a page costs one prefix scan per merchant it covers and
-//! finding an endpoint by id one point read per merchant.
+//! finding an endpoint by id one point read per merchant. An endpoint of a merchant since
+//! removed from `[[merchants]]` is neither listed nor found here.
 //!
 //! No answer carries a secret: the view is [`WebhookEndpoint::to_admin_value`], and the body
 //! is still cleaned of every listed endpoint's secrets, in every encoding, and of the
@@ -31,6 +32,8 @@ use crate::notify::channels::webhook::SECRET_PREFIX;
 use crate::problem::Problem;
 use crate::redact::Redactor;
 
+/// `GET /admin/webhook_endpoints` and `POST /admin/webhook_endpoints/{id}/disable`;
+/// 401 without the admin token, whatever else the request holds.
 pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
