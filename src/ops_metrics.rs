@@ -59,6 +59,8 @@ pub const ROUTE_LABELS: &[&str] = &[
     "admin_redrive_bulk",
     "admin_settings_get",
     "admin_settings_put",
+    "admin_webhook_endpoints",
+    "admin_webhook_endpoint_disable",
     "unmatched",
 ];
 

@@ -31,6 +31,8 @@ const DEAD_ORDERS: [&str; 2] = ["o-dead-1", "o-dead-2"];
 const MARKUP_ORDER: &str = "<b>o-markup</b>";
 const MARKUP_DESCRIPTION: &str =
     "<img src=x onerror=\"window.__pwned=1\"><script>window.__pwned=2</script>";
+/// The description of the merchant webhook endpoint the console disables.
+const ENDPOINT_DESCRIPTION: &str = "<b>orders</b><img src=x onerror=\"window.__pwned=3\">";
 
 /// chromedriver as a child process in its own process group, which the browser it starts
 /// joins: dropping it (also when a step panics with the browser open) kills the group.
@@ -309,6 +311,7 @@ async fn console_in_a_real_browser() {
     payment_lookup_shows_refund_and_markup_as_text(&browser, &env).await;
     events_show_payloads_as_text(&browser, &env).await;
     settings_toggle_survives_a_reload(&browser, &env).await;
+    webhook_endpoints_are_read_and_disabled(&browser, &env).await;
     overview_at_desktop_and_phone_width(&browser, &env).await;
     a_service_not_ready_and_a_failing_api_say_so(&browser, &env).await;
     eprintln!("browser steps took {:?}", started.elapsed());
@@ -420,32 +423,7 @@ async fn dead_letters_are_redriven(browser: &Client, env: &Env) {
     text_containing(browser, "#count-dead", &["dead letters: 2"]).await;
     shot(browser, "overview-with-dead-letters").await;
     // By keyboard alone: Tab through the page to the dead letters, Enter opens them.
-    let mut reached = false;
-    for _ in 0..40 {
-        browser
-            .active_element()
-            .await
-            .expect("focus")
-            .send_keys("\u{E004}")
-            .await
-            .expect("Tab");
-        let focused: Value = browser
-            .execute("return document.activeElement.id", vec![])
-            .await
-            .expect("script");
-        if focused == json!("count-dead") {
-            reached = true;
-            break;
-        }
-    }
-    assert!(reached, "the dead letters cannot be reached with Tab");
-    browser
-        .active_element()
-        .await
-        .expect("focus")
-        .send_keys("\u{E007}")
-        .await
-        .expect("Enter");
+    press_by_keyboard(browser, "count-dead").await;
     let listed = text_containing(browser, "#deliveries-table", &[&dead[0], &dead[1]]).await;
     assert!(
         listed.contains("dead") && listed.contains("webhook"),
@@ -803,6 +781,151 @@ async fn settings_toggle_survives_a_reload(browser: &Client, env: &Env) {
     shot(browser, "settings-refused").await;
 }
 
+/// Tabs through the page until the element with id `id` has the focus, then presses Enter.
+async fn press_by_keyboard(browser: &Client, id: &str) {
+    /// WebDriver's codes of the Tab and Enter keys.
+    const TAB: &str = "\u{E004}";
+    const ENTER: &str = "\u{E007}";
+    let press = |key: &'static str| async move {
+        let focused = browser.active_element().await.expect("focus");
+        focused.send_keys(key).await.expect("a key press");
+    };
+    for _ in 0..60 {
+        press(TAB).await;
+        let focused: Value = browser
+            .execute("return document.activeElement.id", vec![])
+            .await
+            .expect("script");
+        if focused == json!(id) {
+            press(ENTER).await;
+            return;
+        }
+    }
+    panic!("#{id} cannot be reached with Tab");
+}
+
+/// A merchant's endpoint, with markup in its description, is listed for its merchant (the
+/// markup as text, no secret on the page) and disabled from the page by keyboard after a
+/// confirmation; the merchant API then shows it disabled. A merchant that does not exist
+/// shows the API's problem beside the form.
+async fn webhook_endpoints_are_read_and_disabled(browser: &Client, env: &Env) {
+    let created = env
+        .http
+        .post(format!("{}/v1/webhook_endpoints", env.base))
+        .bearer_auth(common::MERCHANT_KEY)
+        .json(&json!({
+            "url": format!("{}/merchant-hook", env.sink.uri()),
+            "enabled_events": ["payment.succeeded", "refund.succeeded"],
+            "description": ENDPOINT_DESCRIPTION,
+        }))
+        .send()
+        .await
+        .expect("create an endpoint");
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.expect("endpoint JSON");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+
+    go(browser, &env.base, "#/webhook_endpoints").await;
+    fill(browser, "#endpoints-merchant", "m_demo\u{E007}").await;
+    let card = format!("#endpoint-{id}");
+    let text = text_containing(
+        browser,
+        &card,
+        &[
+            &id,
+            "enabled",
+            "m_demo",
+            "/merchant-hook",
+            "payment.succeeded, refund.succeeded",
+            "not failing",
+            " UTC",
+            "local (UTC+09:00)",
+        ],
+    )
+    .await;
+    assert!(!text.contains("disabled because"), "{text}");
+    let description = element(browser, &format!("{card} .endpoint-description"))
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(description, ENDPOINT_DESCRIPTION);
+    let injected = browser
+        .find_all(Locator::Css(
+            "#endpoints img, #endpoints b, #endpoints script",
+        ))
+        .await
+        .expect("query");
+    assert!(
+        injected.is_empty(),
+        "an element was made from merchant text"
+    );
+    let page = browser.source().await.expect("source");
+    let key = secret.strip_prefix("whsec_").expect("whsec_");
+    assert!(!page.contains(&secret) && !page.contains(key));
+    shot(browser, "webhook-endpoints").await;
+
+    // By keyboard: Tab to the endpoint's Disable button, Enter, confirm.
+    let button = format!("disable-{id}");
+    press_by_keyboard(browser, &button).await;
+    let question = text_containing(browser, "#confirm-text", &[&id, "m_demo"]).await;
+    assert!(question.contains("stops sending"), "{question}");
+    shot(browser, "webhook-endpoint-disable-confirmation").await;
+    element(browser, "#confirm-ok")
+        .await
+        .click()
+        .await
+        .expect("click");
+    text_containing(browser, "#endpoint-result", &["Disabled", &id]).await;
+    text_containing(
+        browser,
+        &card,
+        &["disabled", "disabled because", "disabled by the operator"],
+    )
+    .await;
+    assert!(browser
+        .find(Locator::Css(&format!("#{button}")))
+        .await
+        .is_err());
+    shot(browser, "webhook-endpoint-disabled").await;
+    let seen: Value = env
+        .http
+        .get(format!("{}/v1/webhook_endpoints/{id}", env.base))
+        .bearer_auth(common::MERCHANT_KEY)
+        .send()
+        .await
+        .expect("merchant GET")
+        .json()
+        .await
+        .expect("endpoint JSON");
+    assert_eq!(seen["status"], "disabled", "{seen}");
+    assert_eq!(seen["disabled_reason"], "disabled by the operator");
+
+    // A merchant that does not exist: the problem's title and detail, the form still there.
+    go(
+        browser,
+        &env.base,
+        "#/webhook_endpoints?merchant_id=m_nobody",
+    )
+    .await;
+    text_containing(
+        browser,
+        "#webhook-endpoints .problem",
+        &[
+            "Invalid request",
+            "merchant_id must be a configured merchant id",
+        ],
+    )
+    .await;
+    element(browser, "#endpoints-merchant").await;
+    let pwned: Value = browser
+        .execute("return window.__pwned === undefined", vec![])
+        .await
+        .expect("script");
+    assert_eq!(pwned, json!(true));
+}
+
 /// The outbox page: events with their payloads, merchant markup shown as text.
 async fn events_show_payloads_as_text(browser: &Client, env: &Env) {
     go(browser, &env.base, "#/events").await;
@@ -894,6 +1017,7 @@ async fn overview_at_desktop_and_phone_width(browser: &Client, env: &Env) {
         ("#/events", "#events-table"),
         ("#/settings", "#settings-webhook"),
         ("#/reconciliations", "#reports"),
+        ("#/webhook_endpoints?merchant_id=m_demo", "#endpoints li"),
         (payment.as_str(), "#payment-deliveries"),
     ] {
         go(browser, &env.base, hash).await;
@@ -906,6 +1030,9 @@ async fn overview_at_desktop_and_phone_width(browser: &Client, env: &Env) {
             .await
             .expect("script");
         assert_eq!(fits, json!(true), "{hash} scrolls sideways at 390 px");
+        if hash.starts_with("#/webhook_endpoints") {
+            shot(browser, "webhook-endpoints-phone").await;
+        }
     }
     shot(browser, "payment-phone").await;
     browser.set_window_size(1280, 800).await.expect("resize");

@@ -8,21 +8,12 @@ mod notify_support;
 use std::time::Duration;
 
 use serde_json::json;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use notify_support::{admin, all_with, fast_retries, pay, start_in, wait_deliveries, webhook_to};
+use notify_support::{
+    admin, all_with, fast_retries, ok_sink, pay, start_in, wait_deliveries, webhook_to,
+};
 
 const LONG: Duration = Duration::from_secs(20);
-
-async fn ok_sink() -> MockServer {
-    let sink = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&sink)
-        .await;
-    sink
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_admin_route_wants_the_admin_token() {

@@ -9,17 +9,7 @@
 const TOKEN_KEY = 'paykeep.admin_token';
 const OPERATOR_KEY = 'paykeep.operator';
 const SVG_NS = 'http://www.w3.org/2000/svg';
-const CHANNELS = ['telegram', 'slack', 'discord', 'feishu', 'email', 'webhook', 'merchant'];
 const DELIVERY_STATUSES = ['pending', 'sending', 'delivered', 'retry_scheduled', 'dead', 'paused'];
-// Settings keys whose values are secrets: shown redacted, sent only when typed anew.
-const SECRET_KEYS = {
-  telegram: ['bot_token'],
-  slack: ['webhook_url'],
-  discord: ['webhook_url'],
-  feishu: ['webhook_url', 'secret'],
-  email: ['api_key'],
-  webhook: ['url', 'secret'],
-};
 const PAGE_SIZE = 50;
 // Pages of dead letters counted before a bulk redrive (500 each).
 const COUNT_PAGES_MAX = 20;
@@ -27,6 +17,7 @@ const COUNT_PAGES_MAX = 20;
 const ui = {
   minorUnits: {},
   renderSeq: 0,
+  contract: null,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -293,6 +284,23 @@ async function loadOverview() {
   return overview;
 }
 
+// What the console takes from the service's OpenAPI document instead of keeping its own
+// copy, so a new channel needs no console edit: the channel names (the `Channel` enum) and,
+// per settings section, the keys that are secrets (`writeOnly`). Read once per page load.
+async function contract() {
+  if (ui.contract) return ui.contract;
+  const doc = await api('GET', '/openapi.json');
+  const schemas = (doc && doc.components && doc.components.schemas) || {};
+  const channels = (schemas.Channel && schemas.Channel.enum) || [];
+  const sections = (((schemas.NotificationSettings || {}).properties || {}).settings || {}).properties || {};
+  const secretKeys = {};
+  for (const [section, schema] of Object.entries(sections)) {
+    secretKeys[section] = Object.entries(schema.properties || {}).filter(([, p]) => p.writeOnly).map(([key]) => key);
+  }
+  ui.contract = { channels, secretKeys };
+  return ui.contract;
+}
+
 // ---------------------------------------------------------------------------------------
 // Router: #/view/arg?params
 
@@ -312,6 +320,7 @@ const VIEWS = {
   reconciliations: reconciliationsView,
   reconciliation: reconciliationView,
   payments: paymentsView,
+  webhook_endpoints: webhookEndpointsView,
 };
 
 async function render() {
@@ -457,13 +466,14 @@ async function deliveriesView(r) {
   const filter = { status: r.params.get('status') || '', channel: r.params.get('channel') || '' };
   const after = r.params.get('after') || '';
   const page = await api('GET', `/admin/deliveries${query({ ...filter, limit: PAGE_SIZE, after })}`);
+  const { channels } = await contract();
   const statusSelect = el('select', { id: 'filter-status', name: 'status' },
     el('option', { value: '' }, 'any status'),
     DELIVERY_STATUSES.map((s) => el('option', { value: s }, s)));
   statusSelect.value = filter.status;
   const channelSelect = el('select', { id: 'filter-channel', name: 'channel' },
     el('option', { value: '' }, 'any channel'),
-    CHANNELS.map((c) => el('option', { value: c }, c)));
+    channels.map((c) => el('option', { value: c }, c)));
   channelSelect.value = filter.channel;
   const filters = el('form', { class: 'filters', id: 'delivery-filters' },
     el('label', {}, 'Status', statusSelect),
@@ -611,9 +621,9 @@ async function eventsView(r) {
 // ---------------------------------------------------------------------------------------
 // Notification settings: toggles and targets editable, secrets write-only.
 
-function settingInput(section, key, value) {
+function settingInput(section, key, value, secretKeys) {
   const id = `set-${section}-${key}`;
-  const secret = (SECRET_KEYS[section] || []).includes(key);
+  const secret = secretKeys.includes(key);
   let input;
   if (typeof value === 'boolean') {
     input = el('input', { type: 'checkbox', id, checked: value });
@@ -638,12 +648,13 @@ function settingInput(section, key, value) {
   return { node: el('label', { for: id }, key, input), read: () => input.value, changed: () => input.value !== (value || '') };
 }
 
-function settingsSection(section, values, extra) {
+// The inputs of one settings section; `secretKeys` are its write-only keys.
+function settingsSection(section, values, secretKeys, extra) {
   const inputs = {};
   const nodes = [];
   for (const [key, value] of Object.entries(values)) {
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) continue;
-    inputs[key] = settingInput(section, key, value);
+    inputs[key] = settingInput(section, key, value, secretKeys || []);
     nodes.push(inputs[key].node);
   }
   const changes = () => {
@@ -668,6 +679,7 @@ async function pausedReason(channel) {
 
 async function settingsView() {
   const answer = await api('GET', '/admin/settings/notifications');
+  const { channels, secretKeys } = await contract();
   const s = answer.settings;
   const paused = answer.paused_channels || [];
   const reasons = {};
@@ -682,7 +694,7 @@ async function settingsView() {
     });
   };
 
-  const general = settingsSection('general', s);
+  const general = settingsSection('general', s, []);
   const generalForm = el('fieldset', { id: 'settings-general' },
     el('legend', {}, 'General'),
     general.node,
@@ -690,8 +702,8 @@ async function settingsView() {
       el('button', { type: 'button', id: 'save-general', onclick: (e) => save(e.currentTarget, 'general settings', general.changes(), 'saved-general') }, 'Save general settings'),
       el('span', { id: 'saved-general', class: 'ok-note', role: 'status' })));
 
-  const channelForms = CHANNELS.filter((c) => s[c] && typeof s[c] === 'object').map((channel) => {
-    const section = settingsSection(channel, s[channel]);
+  const channelForms = channels.filter((c) => s[c] && typeof s[c] === 'object').map((channel) => {
+    const section = settingsSection(channel, s[channel], secretKeys[channel]);
     const isPaused = paused.includes(channel);
     return el('fieldset', { id: `settings-${channel}` },
       el('legend', {}, channel, ' ', isPaused ? status('paused') : (s[channel].enabled ? status('ok') : el('span', { class: 'muted' }, '(off)'))),
@@ -928,6 +940,93 @@ function paymentDetail(found) {
     table(['seq', 'created', 'type', 'level', 'title', 'about', ''], eventRows(found.events), { id: 'payment-events' }),
     el('h2', {}, 'Deliveries'),
     table(['delivery', 'event', 'channel', 'status', 'updated'], deliveries, { id: 'payment-deliveries' }));
+}
+
+// ---------------------------------------------------------------------------------------
+// Merchant webhook endpoints: read any merchant's, disable one.
+
+function endpointsHash(params) {
+  return `#/webhook_endpoints${query(params)}`;
+}
+
+async function webhookEndpointsView(r) {
+  const filter = { merchant_id: r.params.get('merchant_id') || '', status: r.params.get('status') || '' };
+  const after = r.params.get('after') || '';
+  // A refused filter (an unknown merchant) is shown beside the form, which stays usable.
+  let page = { data: [], has_more: false };
+  let failure = null;
+  try {
+    page = await api('GET', `/admin/webhook_endpoints${query({ ...filter, limit: PAGE_SIZE, after })}`);
+  } catch (e) {
+    if (e.handled) throw e;
+    failure = problemBox(e, 'Could not list the endpoints');
+  }
+  // Merchants to pick from: those with endpoints (one page of every merchant's).
+  const everyone = filter.merchant_id || filter.status || after || failure
+    ? await api('GET', `/admin/webhook_endpoints${query({ limit: 500 })}`)
+    : page;
+  const merchants = [...new Set(everyone.data.map((e) => e.merchant_id))].sort();
+  const merchantInput = el('input', { type: 'text', id: 'endpoints-merchant', name: 'merchant_id', value: filter.merchant_id, list: 'endpoints-merchants', placeholder: 'every merchant', autocomplete: 'off' });
+  const statusSelect = el('select', { id: 'endpoints-status', name: 'status' },
+    el('option', { value: '' }, 'any status'),
+    ['enabled', 'disabled'].map((s) => el('option', { value: s }, s)));
+  statusSelect.value = filter.status;
+  const filters = el('form', { class: 'filters', id: 'endpoint-filters' },
+    el('label', { for: 'endpoints-merchant' }, 'Merchant id', merchantInput),
+    el('datalist', { id: 'endpoints-merchants' }, merchants.map((m) => el('option', { value: m }))),
+    el('label', { for: 'endpoints-status' }, 'Status', statusSelect),
+    el('button', { type: 'submit' }, 'Show'));
+  filters.addEventListener('submit', (event) => {
+    event.preventDefault();
+    location.hash = endpointsHash({ merchant_id: merchantInput.value.trim(), status: statusSelect.value });
+  });
+  return el('div', { id: 'webhook-endpoints' },
+    el('h1', {}, 'Webhook endpoints'),
+    el('p', { class: 'muted' }, 'Merchants\' own signed webhooks. Disabling one stops its deliveries at once, as if its merchant had disabled it; the merchant can enable it again.'),
+    filters,
+    failure,
+    el('p', { id: 'endpoint-result', class: 'ok-note', role: 'status' }),
+    failure ? null : page.data.length
+      ? el('ul', { class: 'endpoints', id: 'endpoints' }, page.data.map(endpointCard))
+      : el('p', { class: 'muted', id: 'endpoints' }, filter.merchant_id ? `Merchant ${filter.merchant_id} has no webhook endpoints${filter.status ? ` that are ${filter.status}` : ''}.` : 'No webhook endpoints.'),
+    el('div', { class: 'pager' },
+      after ? link(endpointsHash(filter), 'First page') : null,
+      page.has_more ? link(endpointsHash({ ...filter, after: page.next_after }), 'Next page') : null,
+      el('button', { type: 'button', class: 'secondary', onclick: rerender }, 'Refresh')));
+}
+
+function endpointCard(e) {
+  const enabled = e.status === 'enabled';
+  const headingId = `endpoint-${e.id}-title`;
+  return el('li', { class: 'card endpoint', id: `endpoint-${e.id}`, 'data-id': e.id, 'aria-labelledby': headingId },
+    el('h2', { id: headingId }, el('span', { class: 'mono' }, e.id), ' ', status(e.status)),
+    fields([
+      ['merchant', link(endpointsHash({ merchant_id: e.merchant_id }), e.merchant_id)],
+      ['URL', el('span', { class: 'mono endpoint-url' }, e.url)],
+      ['events', (e.enabled_events || []).join(', ')],
+      ['description', el('span', { class: 'endpoint-description' }, e.description || '')],
+      e.disabled_reason ? ['disabled because', el('span', { class: 'endpoint-reason' }, e.disabled_reason)] : null,
+      ['failing since', e.failing_since ? time(e.failing_since) : 'not failing'],
+      ['created', time(e.created_at)],
+      ['updated', time(e.updated_at)],
+    ]),
+    enabled ? el('div', { class: 'actions' },
+      el('button', { type: 'button', class: 'danger disable-endpoint', id: `disable-${e.id}`, onclick: (ev) => disableEndpoint(ev.currentTarget, e) }, 'Disable…'))
+      : null);
+}
+
+async function disableEndpoint(button, e) {
+  await act(button, `Disable ${e.id}`, async () => {
+    const ok = await confirmDialog(`Disable webhook endpoint ${e.id} of merchant ${e.merchant_id} (${e.url})? paykeep stops sending it events at once.`, 'Disable endpoint');
+    if (!ok) return;
+    const done = await api('POST', `/admin/webhook_endpoints/${encodeURIComponent(e.id)}/disable`);
+    await render();
+    const result = document.getElementById('endpoint-result');
+    if (result) result.textContent = `Disabled ${done.id} of merchant ${done.merchant_id}.`;
+    const card = document.getElementById(`endpoint-${done.id}`);
+    if (card) card.querySelector('h2').setAttribute('tabindex', '-1');
+    if (card) card.querySelector('h2').focus();
+  });
 }
 
 // ---------------------------------------------------------------------------------------

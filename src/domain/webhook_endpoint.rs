@@ -25,6 +25,9 @@ pub const ENABLED_EVENTS_MAX: usize = 16;
 pub const ALL_EVENTS: &str = "*";
 /// Random bytes of a new secret (Standard Webhooks asks for 24 to 64).
 pub const SECRET_BYTES: usize = 32;
+/// The `disabled_reason` of an endpoint an operator disabled (the console, `POST
+/// /admin/webhook_endpoints/{id}/disable`), so its merchant can tell who turned it off.
+pub const OPERATOR_DISABLED_REASON: &str = "disabled by the operator";
 
 /// The event types a merchant receives (DESIGN §3): its payments and refunds, nothing of
 /// the operator's (alerts, reconciliation, tests).
@@ -321,6 +324,32 @@ impl WebhookEndpoint {
         Some((next, disabled))
     }
 
+    /// The endpoint disabled by an operator at `now_ms`, or unchanged if it is already
+    /// disabled (whatever disabled it: the operator asking twice changes nothing, and the
+    /// reason paykeep or the merchant had is kept).
+    pub fn disabled_by_operator(&self, now_ms: i64) -> WebhookEndpoint {
+        let mut next = self.clone();
+        if next.status == EndpointStatus::Enabled {
+            next.status = EndpointStatus::Disabled;
+            next.disabled_reason = Some(OPERATOR_DISABLED_REASON.to_owned());
+            next.updated_at_ms = now_ms;
+        }
+        next
+    }
+
+    /// The operator's view (admin API, console): the merchant API's view with the
+    /// owning `merchant_id` and `failing_since` (RFC 3339, `null` when the last delivery
+    /// succeeded). No secret.
+    pub fn to_admin_value(&self) -> serde_json::Value {
+        let mut value = self.to_value();
+        value["merchant_id"] = serde_json::Value::String(self.merchant_id.clone());
+        value["failing_since"] = self
+            .failing_since_ms
+            .map(format_rfc3339_ms)
+            .map_or(serde_json::Value::Null, serde_json::Value::String);
+        value
+    }
+
     /// The merchant API's view: everything but the secrets.
     pub fn to_value(&self) -> serde_json::Value {
         serde_json::json!({
@@ -411,6 +440,24 @@ mod tests {
         e.rotate("whsec_b".into(), 2_000, 500);
         assert_eq!(e.signing_secrets(2_499), vec!["whsec_b", "whsec_a"]);
         assert_eq!(e.signing_secrets(2_500), vec!["whsec_b"]);
+    }
+
+    #[test]
+    fn an_operator_disable_is_idempotent_and_keeps_an_earlier_reason() {
+        let e = endpoint();
+        let off = e.disabled_by_operator(2_000);
+        assert_eq!(off.status, EndpointStatus::Disabled);
+        assert_eq!(
+            off.disabled_reason.as_deref(),
+            Some(OPERATOR_DISABLED_REASON)
+        );
+        assert_eq!(off.updated_at_ms, 2_000);
+        assert_eq!(off.disabled_by_operator(3_000), off);
+        let (gone, _) = e.after_delivery(DeliveryResult::Gone, 5, 100).unwrap();
+        assert_eq!(gone.disabled_by_operator(3_000), gone);
+        let admin = off.to_admin_value().to_string();
+        assert!(!admin.contains("whsec_"), "{admin}");
+        assert!(admin.contains("\"merchant_id\":\"m_1\""), "{admin}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod admin_overview;
 pub mod admin_payments;
 pub mod admin_reconciliations;
 pub mod admin_settings;
+pub mod admin_webhook_endpoints;
 pub mod auth;
 pub mod body;
 pub mod console;
@@ -91,6 +92,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/payments/{payment_id}"),
     ("GET", "/admin/reconciliations"),
     ("GET", "/admin/overview"),
+    ("GET", "/admin/webhook_endpoints"),
+    (
+        "POST",
+        "/admin/webhook_endpoints/{webhook_endpoint_id}/disable",
+    ),
     ("GET", "/console"),
     ("GET", "/console/{asset}"),
 ];
@@ -235,6 +241,8 @@ pub fn routes(state: &State) -> impl Filter<Extract = (Response,), Error = Infal
         .or(admin_reconciliations::routes(state).boxed())
         .unify()
         .or(admin_overview::routes(state).boxed())
+        .unify()
+        .or(admin_webhook_endpoints::routes(state).boxed())
         .unify()
         .or(console::routes(state).boxed())
         .unify()

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::domain::delivery::Channel;
 
@@ -23,6 +23,7 @@ const FRAGMENTS: &[&str] = &[
     include_str!("openapi/ops.json"),
     include_str!("openapi/admin_notifications.json"),
     include_str!("openapi/console.json"),
+    include_str!("openapi/admin_webhook_endpoints.json"),
 ];
 
 /// The whole document as JSON text, built once.
@@ -48,7 +49,38 @@ fn assemble(base: &str, fragments: &[&str]) -> Value {
     if let Some(channel) = doc["components"]["schemas"]["Channel"].as_object_mut() {
         channel.insert("enum".to_owned(), Channel::ALL.map(Channel::as_str).into());
     }
+    // So do the settings keys that are secrets (each channel's `SECRETS`): `writeOnly`, as
+    // the settings API treats them; the console reads them to draw write-only inputs.
+    if let Some(settings) = doc["components"]["schemas"]["NotificationSettings"]["properties"]
+        ["settings"]
+        .as_object_mut()
+    {
+        settings.insert("properties".to_owned(), secret_settings());
+    }
     doc
+}
+
+/// `{section: {"type": "object", "properties": {key: {"type": "string", "writeOnly": true}}}}`
+/// for every channel's secret settings keys.
+fn secret_settings() -> Value {
+    let mut sections = Map::new();
+    for (section, secret) in crate::notify::channels::secret_paths() {
+        let shown = if secret.is_url {
+            "a secret URL, shown as its origin + \"/********\""
+        } else {
+            "a secret, shown as \"********\""
+        };
+        let entry = sections
+            .entry(section)
+            .or_insert_with(|| json!({"type": "object", "properties": {}}));
+        if let Some(properties) = entry["properties"].as_object_mut() {
+            properties.insert(
+                secret.key.to_owned(),
+                json!({"type": "string", "writeOnly": true, "description": shown}),
+            );
+        }
+    }
+    Value::Object(sections)
 }
 
 fn merge_into(target: &mut Value, source: &Value) {
@@ -89,5 +121,16 @@ mod tests {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert_eq!(channels, Channel::ALL.map(Channel::as_str));
+        let settings = &doc["components"]["schemas"]["NotificationSettings"]["properties"]
+            ["settings"]["properties"];
+        let paths = crate::notify::channels::secret_paths();
+        assert!(!paths.is_empty());
+        for (section, secret) in paths {
+            assert_eq!(
+                settings[section]["properties"][secret.key]["writeOnly"], true,
+                "{section}.{}",
+                secret.key
+            );
+        }
     }
 }

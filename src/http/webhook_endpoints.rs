@@ -314,11 +314,37 @@ async fn update(
     request: UpdateEndpointBody,
 ) -> Result<Response, Problem> {
     let check = egress_check(state);
-    let _guard = state.notify.core.endpoints_lock.lock().await;
-    let endpoint = find(state, merchant_id, id)?;
-    let endpoint = request.apply(endpoint, &check, state.clock.now_ms())?;
-    commit(state, WriteOp::WebhookEndpoint(Box::new(endpoint.clone()))).await?;
+    let now_ms = state.clock.now_ms();
+    let endpoint = change(state, merchant_id, id, |endpoint| {
+        Ok(request.apply(endpoint, &check, now_ms)?)
+    })
+    .await?;
     Ok(answer(StatusCode::OK, &endpoint.to_value()))
+}
+
+/// Changes the endpoint `id` of `merchant_id`: under the endpoints lock, `edit` gets it as
+/// stored now and returns it changed, and the change is committed as one
+/// `WriteOp::WebhookEndpoint` (nothing is written when `edit` returns it unchanged). The
+/// one write path of the merchant's update and the operator's disable
+/// (`http::admin_webhook_endpoints`), so both stop deliveries the same way. Returns the
+/// endpoint as stored after.
+///
+/// # Errors
+/// 404 `not_found` when absent or another merchant's; `edit`'s problem; 500 when the
+/// commit fails. Nothing is stored on an error.
+pub(crate) async fn change(
+    state: &State,
+    merchant_id: &str,
+    id: &str,
+    edit: impl FnOnce(WebhookEndpoint) -> Result<WebhookEndpoint, Problem>,
+) -> Result<WebhookEndpoint, Problem> {
+    let _guard = state.notify.core.endpoints_lock.lock().await;
+    let before = find(state, merchant_id, id)?;
+    let after = edit(before.clone())?;
+    if after != before {
+        commit(state, WriteOp::WebhookEndpoint(Box::new(after.clone()))).await?;
+    }
+    Ok(after)
 }
 
 async fn delete(state: &State, merchant_id: &str, id: &str) -> Result<Response, Problem> {

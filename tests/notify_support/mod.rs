@@ -14,6 +14,16 @@ use serde_json::Value;
 use crate::common::{self, read, Answer};
 
 pub const ADMIN_TOKEN: &str = "admin_demo_token";
+
+/// A loopback fake that answers every POST with 200.
+pub async fn ok_sink() -> wiremock::MockServer {
+    let sink = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&sink)
+        .await;
+    sink
+}
 /// The Standard Webhooks test-vector secret.
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
