@@ -1,13 +1,35 @@
-//! The OpenAPI 3.1 document of `/openapi.json`, assembled from one fragment per resource
-//! (`src/http/openapi/*.json`, each `{"paths": {...}, "schemas": {...}}`) over `base.json`
-//! (info, security schemes, shared responses). A test checks the result lists exactly
-//! [`crate::http::ROUTES`]. Adding a resource: add its fragment file and one line below.
+//! The OpenAPI 3.1 document of `/openapi.json` (<https://spec.openapis.org/oas/v3.1.0>),
+//! built once per server instance when it starts.
+//!
+//! Prose, examples and response shapes are hand-kept, one fragment per resource
+//! (`src/http/openapi/*.json`, each `{"paths": {...}, "schemas": {...}}`) merged over
+//! `base.json` (info, tags, security schemes, shared responses and headers). Every fact that
+//! exists in code is written in from code when the document is built, and the fragments do
+//! not repeat it ([`facts`]): `servers` from the bound address, the currency enum and the
+//! amount maximum from `[payments]`, the length limits and text rules from the consts the
+//! validators use, the channel and merchant event type enums, the statuses every route of a
+//! kind can answer (401 on authenticated routes, 400/413/415 on JSON bodies, 404 on a path
+//! with an id, each naming its problem `code`), `X-Request-Id` on every answer, and the
+//! `webhooks` a merchant endpoint receives (one per merchant event type, signed by the
+//! Standard Webhooks scheme, <https://www.standardwebhooks.com/>). A test checks the paths
+//! are exactly [`crate::http::ROUTES`] and that every fact lands on the schema it names.
+//! Adding a resource: add its fragment file and one line to [`FRAGMENTS`].
 
-use std::sync::OnceLock;
+use std::net::SocketAddr;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
+use crate::config::Config;
 use crate::domain::delivery::Channel;
+use crate::domain::ids::{prefix, ID_LENGTH_MAX};
+use crate::domain::payment::{
+    DESCRIPTION_CHARS_MAX, EMAIL_CHARS_MAX, METADATA_KEY_CHARS_MAX, METADATA_PAIRS_MAX,
+    METADATA_VALUE_CHARS_MAX, ORDER_NO_CHARS_MAX, PAYMENT_METHOD_CHARS_MAX,
+};
+use crate::domain::refund::{OPERATOR_ID_CHARS_MAX, REASON_CHARS_MAX};
+use crate::domain::webhook_endpoint as endpoint;
+use crate::http::discrepancies::{OPERATOR_CHARS_MAX, RESOLUTION_CHARS_MAX};
+use crate::http::request_id;
 
 const BASE: &str = include_str!("openapi/base.json");
 
@@ -24,10 +46,22 @@ const FRAGMENTS: &[&str] = &[
     include_str!("openapi/console.json"),
 ];
 
-/// The whole document as JSON text, built once.
-pub fn document() -> &'static str {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT.get_or_init(|| assemble(BASE, FRAGMENTS).to_string())
+/// Text without control characters (Rust's `char::is_control`, Unicode category Cc:
+/// U+0000–U+001F and U+007F–U+009F), as ECMA-262 regular expressions (JSON Schema's
+/// dialect): what `check_text` and the refund checks accept.
+const TEXT_CHARS: &str = "\\x00-\\x1f\\x7f-\\x9f";
+
+/// The document of a server listening on `addr` with `config`, as JSON text.
+pub fn document(config: &Config, addr: SocketAddr) -> String {
+    let mut doc = assemble(BASE, FRAGMENTS);
+    for (pointer, key, value) in facts(config, addr) {
+        if let Some(parent) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
+            parent.insert(key.to_owned(), value);
+        }
+    }
+    complete_responses(&mut doc);
+    doc["webhooks"] = webhooks();
+    doc.to_string()
 }
 
 fn assemble(base: &str, fragments: &[&str]) -> Value {
@@ -42,10 +76,6 @@ fn assemble(base: &str, fragments: &[&str]) -> Value {
             &mut doc["components"]["parameters"],
             &fragment["parameters"],
         );
-    }
-    // The channel names come from the one list of channels, not from the fragment.
-    if let Some(channel) = doc["components"]["schemas"]["Channel"].as_object_mut() {
-        channel.insert("enum".to_owned(), Channel::ALL.map(Channel::as_str).into());
     }
     doc
 }
@@ -67,26 +97,349 @@ fn merge_into(target: &mut Value, source: &Value) {
     }
 }
 
+/// Every fact the document takes from code: (JSON pointer of an object, member, value).
+fn facts(config: &Config, addr: SocketAddr) -> Vec<(&'static str, &'static str, Value)> {
+    const PAY: &str = "/components/schemas/CreatePayment/properties";
+    const REFUND: &str = "/components/schemas/CreateRefund/properties";
+    const ENDPOINT: &str = "/components/schemas/CreateWebhookEndpoint/properties";
+    const UPDATE: &str = "/components/schemas/UpdateWebhookEndpoint/properties";
+    let payments = &config.payments;
+    let text = format!("^[^{TEXT_CHARS}]*$");
+    let email_part = format!("[^@\\s{TEXT_CHARS}]");
+    let amount_max = json!(payments.amount_minor_max);
+    let url = json!({
+        "type": "string",
+        "maxLength": endpoint::URL_BYTES_MAX,
+        "pattern": endpoint::URL_PATTERN,
+        "description": "An absolute http(s) URI (RFC 3986: ASCII only, an international host in punycode). A host that is loopback, private or otherwise special is refused (422) unless notifications.allow_private_targets."
+    });
+    let events = json!({
+        "description": "Merchant event types, or [\"*\"] for all of them.",
+        "anyOf": [
+            {"const": [endpoint::ALL_EVENTS]},
+            {"type": "array", "minItems": 1, "maxItems": endpoint::ENABLED_EVENTS_MAX,
+             "items": {"$ref": "#/components/schemas/MerchantEventType"}}
+        ]
+    });
+    const RESOLVE: &str = "/components/schemas/ResolveDiscrepancy/properties";
+    let id = |prefix: &str| json!({"type": "string", "pattern": format!("^{prefix}[0-9a-z]+$"), "maxLength": ID_LENGTH_MAX});
+    vec![
+        ("/components/schemas", "PaymentId", id(prefix::PAYMENT)),
+        ("/components/schemas", "RefundId", id(prefix::REFUND)),
+        ("/components/schemas", "EventId", id(prefix::EVENT)),
+        ("/components/schemas", "DeliveryId", id(prefix::DELIVERY)),
+        (
+            "/components/schemas",
+            "ReconciliationId",
+            id(prefix::RECONCILIATION),
+        ),
+        (
+            "/components/schemas",
+            "DiscrepancyId",
+            id(prefix::DISCREPANCY),
+        ),
+        (
+            "/components/schemas",
+            "WebhookEndpointId",
+            id(endpoint::ID_PREFIX),
+        ),
+        (
+            RESOLVE,
+            "resolution",
+            json!({"type": "string", "minLength": 1, "maxLength": RESOLUTION_CHARS_MAX, "pattern": text}),
+        ),
+        (
+            RESOLVE,
+            "operator",
+            json!({"type": "string", "minLength": 1, "maxLength": OPERATOR_CHARS_MAX, "pattern": text}),
+        ),
+        (
+            "",
+            "servers",
+            json!([{"url": format!("http://{addr}"), "description": "This instance: the address it is bound to (server.bind, or --bind)."}]),
+        ),
+        (
+            "/components/schemas/Channel",
+            "enum",
+            json!(Channel::ALL.map(Channel::as_str)),
+        ),
+        (
+            "/components/schemas/MerchantEventType",
+            "enum",
+            json!(endpoint::MERCHANT_EVENT_TYPES),
+        ),
+        (
+            "/components/schemas/Currency",
+            "enum",
+            json!(payments.currencies),
+        ),
+        (
+            "/components/schemas/CreatePayment/examples/0",
+            "currency",
+            json!(payments.currencies.first()),
+        ),
+        (
+            PAY,
+            "order_no",
+            json!({"type": "string", "minLength": 1, "maxLength": ORDER_NO_CHARS_MAX, "pattern": text, "description": "The merchant's order: one payment per order, forever."}),
+        ),
+        (
+            PAY,
+            "amount",
+            json!({"type": "integer", "minimum": 1, "maximum": amount_max, "description": "Minor units of the currency (1999 = 19.99 USD); at most payments.amount_minor_max."}),
+        ),
+        (
+            PAY,
+            "payment_method",
+            json!({"type": "string", "minLength": 1, "maxLength": PAYMENT_METHOD_CHARS_MAX, "pattern": "^[!-~]*$", "description": "A provider token, visible ASCII (pm_card_visa with the simulator)."}),
+        ),
+        (
+            PAY,
+            "description",
+            json!({"type": ["string", "null"], "maxLength": DESCRIPTION_CHARS_MAX}),
+        ),
+        (
+            PAY,
+            "customer_email",
+            json!({"type": ["string", "null"], "maxLength": EMAIL_CHARS_MAX, "pattern": format!("^{email_part}+@{email_part}*\\.{email_part}*$"), "description": "An e-mail address: something@domain.with.dot, no spaces."}),
+        ),
+        (
+            PAY,
+            "metadata",
+            json!({"type": ["object", "null"], "maxProperties": METADATA_PAIRS_MAX, "propertyNames": {"minLength": 1, "maxLength": METADATA_KEY_CHARS_MAX, "pattern": text}, "additionalProperties": {"type": "string", "maxLength": METADATA_VALUE_CHARS_MAX}}),
+        ),
+        (
+            REFUND,
+            "amount",
+            json!({"type": "integer", "minimum": 1, "maximum": amount_max, "description": "Minor units taken from the payment's refundable balance (the fee included)."}),
+        ),
+        (
+            REFUND,
+            "operator_id",
+            json!({"type": "string", "minLength": 1, "maxLength": OPERATOR_ID_CHARS_MAX, "pattern": format!("^[^:{TEXT_CHARS}]*$"), "description": "Who asked for the refund; no ':' (it is part of the default key)."}),
+        ),
+        (
+            REFUND,
+            "reason",
+            json!({"type": ["string", "null"], "maxLength": REASON_CHARS_MAX, "pattern": text}),
+        ),
+        (ENDPOINT, "url", url.clone()),
+        (
+            UPDATE,
+            "url",
+            json!({"anyOf": [url, {"type": "null"}], "description": "null or absent: unchanged."}),
+        ),
+        (ENDPOINT, "enabled_events", events.clone()),
+        (
+            UPDATE,
+            "enabled_events",
+            json!({"anyOf": [events, {"type": "null"}], "description": "null or absent: unchanged."}),
+        ),
+        (
+            ENDPOINT,
+            "description",
+            json!({"type": ["string", "null"], "maxLength": endpoint::DESCRIPTION_CHARS_MAX}),
+        ),
+        (
+            UPDATE,
+            "description",
+            json!({"type": ["string", "null"], "maxLength": endpoint::DESCRIPTION_CHARS_MAX, "description": "null or absent: unchanged."}),
+        ),
+        (
+            "/components/parameters/OrderNo",
+            "schema",
+            json!({"type": "string", "minLength": 1, "maxLength": ORDER_NO_CHARS_MAX}),
+        ),
+    ]
+}
+
+/// Adds what every operation of a kind answers, where its fragment does not say more:
+/// `X-Request-Id` on every answer, 401 (with `WWW-Authenticate`) where a token is needed,
+/// 400, 413 and 415 where a JSON body is read, 404 where the path names a resource.
+fn complete_responses(doc: &mut Value) {
+    static GENERIC: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| json!({"$ref": "#/components/responses/Problem"}));
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut().filter_map(Value::as_object_mut) {
+            let secured = operation
+                .get("security")
+                .and_then(Value::as_array)
+                .is_some_and(|s| !s.is_empty());
+            let json_body = operation
+                .get("requestBody")
+                .and_then(|body| body.pointer("/content/application~1json"))
+                .is_some();
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            // Absent, or the generic problem: the answer of this kind, which names its code.
+            let mut add = |status: &str, name: &str| {
+                let slot = responses.entry(status).or_insert_with(|| GENERIC.clone());
+                if *slot == *GENERIC {
+                    *slot = json!({"$ref": format!("#/components/responses/{name}")});
+                }
+            };
+            if secured {
+                add("401", "Unauthorized");
+            }
+            if json_body {
+                add("400", "InvalidRequest");
+                add("413", "PayloadTooLarge");
+                add("415", "UnsupportedMediaType");
+            }
+            if path.contains('{') {
+                add("404", "NotFound");
+            }
+            for response in responses.values_mut().filter_map(Value::as_object_mut) {
+                if response.contains_key("$ref") {
+                    continue;
+                }
+                let headers = response
+                    .entry("headers")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut();
+                if let Some(headers) = headers {
+                    headers.insert(
+                        request_id::HEADER.to_owned(),
+                        json!({"$ref": "#/components/headers/XRequestId"}),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `webhooks`: what a merchant's endpoint is sent, one entry per merchant event type
+/// (DESIGN §3): the event as `GET /v1/events/{id}` answers it, signed by the Standard
+/// Webhooks scheme.
+fn webhooks() -> Value {
+    let mut out = Map::new();
+    for kind in endpoint::MERCHANT_EVENT_TYPES {
+        let object = if kind.starts_with("payment.") {
+            "Payment"
+        } else {
+            "Refund"
+        };
+        out.insert(
+            (*kind).to_owned(),
+            json!({"post": {
+                "operationId": format!("webhook_{}", kind.replace('.', "_")),
+                "tags": ["Webhooks"],
+                "summary": format!("{kind}: sent to each of the merchant's enabled endpoints that want it"),
+                "description": "Sent through the outbox with retries (notifications.retry_schedule_s) until the endpoint answers 2xx; a 410 disables the endpoint. Verify webhook-signature before trusting the body: v1,<base64 HMAC-SHA256 of \"{webhook-id}.{webhook-timestamp}.{body}\"> keyed with the base64 part of the endpoint's whsec_ secret (Standard Webhooks). The body's id is the webhook-id: deduplicate on it.",
+                "parameters": [
+                    {"$ref": "#/components/parameters/WebhookId"},
+                    {"$ref": "#/components/parameters/WebhookTimestamp"},
+                    {"$ref": "#/components/parameters/WebhookSignature"}
+                ],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/MerchantEvent"},
+                        {"properties": {
+                            "type": {"const": kind},
+                            "data": {"properties": {"object": {"$ref": format!("#/components/schemas/{object}")}}}
+                        }}
+                    ]
+                }}}},
+                "responses": {
+                    "2XX": {"description": "Received: the delivery is done."},
+                    "410": {"description": "Gone: paykeep disables the endpoint."},
+                    "default": {"description": "Anything else (or no answer): retried on the schedule, then dead."}
+                }
+            }}),
+        );
+    }
+    Value::Object(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn built() -> (Config, Value) {
+        let mut config = Config::embedded().expect("embedded config");
+        config.payments.currencies = vec!["EUR".into(), "JPY".into()];
+        config.payments.amount_minor_max = 4242;
+        let addr: SocketAddr = "127.0.0.1:40123".parse().unwrap();
+        let doc = serde_json::from_str(&document(&config, addr)).expect("document is JSON");
+        (config, doc)
+    }
+
     #[test]
-    fn every_fragment_parses_and_merges() {
+    fn every_fragment_parses_and_every_fact_lands() {
         for fragment in FRAGMENTS {
             let value: Value = serde_json::from_str(fragment).expect("fragment is JSON");
             assert!(value["paths"].is_object() && value["schemas"].is_object());
         }
-        let doc: Value = serde_json::from_str(document()).expect("document is JSON");
+        let config = Config::embedded().unwrap();
+        let doc = assemble(BASE, FRAGMENTS);
+        for (pointer, key, _) in facts(&config, "127.0.0.1:1".parse().unwrap()) {
+            assert!(
+                doc.pointer(pointer).is_some_and(Value::is_object),
+                "{pointer} (for {key}) is not in the fragments"
+            );
+        }
+    }
+
+    #[test]
+    fn facts_come_from_the_config_and_the_code() {
+        let (config, doc) = built();
         assert_eq!(doc["openapi"], "3.1.0");
-        assert!(doc["components"]["schemas"]["Payment"].is_object());
-        assert!(doc["paths"]["/healthz"]["get"].is_object());
-        let channels: Vec<&str> = doc["components"]["schemas"]["Channel"]["enum"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert_eq!(channels, Channel::ALL.map(Channel::as_str));
+        assert_eq!(doc["servers"][0]["url"], "http://127.0.0.1:40123");
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["Currency"]["enum"],
+            json!(config.payments.currencies)
+        );
+        let create = &schemas["CreatePayment"]["properties"];
+        assert_eq!(create["amount"]["maximum"], 4242);
+        assert_eq!(create["order_no"]["maxLength"], ORDER_NO_CHARS_MAX);
+        assert_eq!(
+            schemas["CreateRefund"]["properties"]["amount"]["maximum"],
+            4242
+        );
+        assert_eq!(
+            schemas["Channel"]["enum"],
+            json!(Channel::ALL.map(Channel::as_str))
+        );
+        assert_eq!(
+            schemas["MerchantEventType"]["enum"],
+            json!(endpoint::MERCHANT_EVENT_TYPES)
+        );
+        let webhooks = doc["webhooks"].as_object().unwrap();
+        assert_eq!(webhooks.len(), endpoint::MERCHANT_EVENT_TYPES.len());
+    }
+
+    #[test]
+    fn every_operation_is_described_tagged_and_answers_its_kinds_statuses() {
+        let (_, doc) = built();
+        let mut ids = std::collections::HashSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let at = format!("{method} {path}");
+                assert!(op["description"].is_string(), "{at}: no description");
+                assert!(op["tags"].is_array(), "{at}: no tags");
+                assert!(
+                    ids.insert(op["operationId"].to_string()),
+                    "{at}: operationId"
+                );
+                let responses = &op["responses"];
+                if op["security"].as_array().is_some_and(|s| !s.is_empty()) {
+                    assert!(responses["401"].is_object(), "{at}: 401");
+                }
+                if path.contains('{') {
+                    assert!(responses["404"].is_object(), "{at}: 404");
+                }
+            }
+        }
     }
 }

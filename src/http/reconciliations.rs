@@ -90,15 +90,29 @@ async fn run_one(
     query: &str,
     bytes: &[u8],
 ) -> Result<Response, Problem> {
+    let params: HashMap<String, String> = serde_urlencoded::from_str(query)
+        .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
+    if let Some(other) = params.keys().find(|k| k.as_str() != "date") {
+        return Err(Problem::invalid(
+            other,
+            format!("unknown query parameter `{other}`"),
+        ));
+    }
     let (date, uploaded) = if head.is_media_type("text/csv") {
-        let params: HashMap<String, String> = serde_urlencoded::from_str(query)
-            .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
         let date = params
             .get("date")
             .ok_or_else(|| Problem::invalid("date", "a CSV upload needs ?date=YYYY-MM-DD"))?;
         let rows = csv_report::parse(bytes).map_err(|e| Problem::invalid("body", e))?;
         (parse_date(date)?, Some(rows))
     } else {
+        // One day per request: with a JSON body it is the body's, never a second one
+        // beside it in the query (which would otherwise be read by nobody).
+        if params.contains_key("date") {
+            return Err(Problem::invalid(
+                "date",
+                "with a JSON body the date goes in the body, not in the query",
+            ));
+        }
         let run: RunBody = body::typed(body::json(head, bytes)?)?;
         (parse_date(&run.date)?, None)
     };
