@@ -21,6 +21,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::domain::delivery::Channel;
+use crate::domain::event::kind;
 use crate::domain::ids::{prefix, ID_LENGTH_MAX};
 use crate::domain::payment::{
     DESCRIPTION_CHARS_MAX, EMAIL_CHARS_MAX, METADATA_KEY_CHARS_MAX, METADATA_PAIRS_MAX,
@@ -162,6 +163,11 @@ fn facts(config: &Config, addr: SocketAddr) -> Vec<(&'static str, &'static str, 
             "/components/schemas/Channel",
             "enum",
             json!(Channel::ALL.map(Channel::as_str)),
+        ),
+        (
+            "/components/schemas",
+            "EventType",
+            json!({"type": "string", "enum": kind::ALL}),
         ),
         (
             "/components/schemas/MerchantEventType",
@@ -390,6 +396,38 @@ mod tests {
         }
     }
 
+    /// Every `$ref` of `value` that points into the document, with where it is.
+    fn refs<'a>(value: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(target) = map.get("$ref").and_then(Value::as_str) {
+                    out.push((at.clone(), target));
+                }
+                for (key, inner) in map {
+                    refs(inner, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for (index, inner) in items.iter().enumerate() {
+                    refs(inner, format!("{at}/{index}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        let (_, doc) = built();
+        let mut found = Vec::new();
+        refs(&doc, String::new(), &mut found);
+        assert!(found.len() > 100);
+        for (at, target) in found {
+            let pointer = target.strip_prefix('#').expect("a local reference");
+            assert!(doc.pointer(pointer).is_some(), "{at}: {target} is not there");
+        }
+    }
+
     #[test]
     fn facts_come_from_the_config_and_the_code() {
         let (config, doc) = built();
@@ -411,6 +449,7 @@ mod tests {
             schemas["Channel"]["enum"],
             json!(Channel::ALL.map(Channel::as_str))
         );
+        assert_eq!(schemas["EventType"]["enum"], json!(kind::ALL));
         assert_eq!(
             schemas["MerchantEventType"]["enum"],
             json!(endpoint::MERCHANT_EVENT_TYPES)
