@@ -8,7 +8,7 @@
 //! not repeat it ([`facts`]): `servers` from the bound address, the currency enum and the
 //! amount maximum from `[payments]`, the length limits and text rules from the consts the
 //! validators use, the channel and merchant event type enums, the statuses every route of a
-//! kind can answer (401 on authenticated routes, 400/413/415 on JSON bodies, 404 on a path
+//! kind can answer (401 on authenticated routes, 400/408/413/415 on JSON bodies, 404 on a path
 //! with an id, each naming its problem `code`), `X-Request-Id` on every answer, and the
 //! `webhooks` a merchant endpoint receives (one per merchant event type, signed by the
 //! Standard Webhooks scheme, <https://www.standardwebhooks.com/>). A test checks the paths
@@ -58,6 +58,11 @@ pub fn document(config: &Config, addr: SocketAddr) -> String {
     for (pointer, key, value) in facts(config, addr) {
         if let Some(parent) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
             parent.insert(key.to_owned(), value);
+        }
+    }
+    for (path, method, name, schema) in parameter_facts() {
+        if let Some(parameter) = parameter_mut(&mut doc, path, method, name) {
+            parameter.insert("schema".to_owned(), schema);
         }
     }
     complete_responses(&mut doc);
@@ -259,9 +264,48 @@ fn facts(config: &Config, addr: SocketAddr) -> Vec<(&'static str, &'static str, 
     ]
 }
 
+/// The schema of each query parameter whose bounds are code: (path, method, name, schema).
+fn parameter_facts() -> Vec<(&'static str, &'static str, &'static str, Value)> {
+    use crate::http::{admin, events};
+    use crate::notify::dispatcher::{PASS_LIMIT_DEFAULT, PASS_LIMIT_MAX};
+    let page = |default: usize, max: usize| json!({"type": "integer", "minimum": 1, "maximum": max, "default": default});
+    let admin_page = page(admin::PAGE_LIMIT_DEFAULT, admin::PAGE_LIMIT_MAX);
+    vec![
+        (
+            "/v1/events",
+            "get",
+            "limit",
+            page(events::LIMIT_DEFAULT, events::LIMIT_MAX),
+        ),
+        ("/admin/events", "get", "limit", admin_page.clone()),
+        ("/admin/deliveries", "get", "limit", admin_page.clone()),
+        ("/admin/reconciliations", "get", "limit", admin_page),
+        (
+            "/admin/notifications/dispatch",
+            "post",
+            "limit",
+            page(PASS_LIMIT_DEFAULT, PASS_LIMIT_MAX),
+        ),
+    ]
+}
+
+/// The parameter `name` of the operation `method path`, as written in its fragment.
+fn parameter_mut<'a>(
+    doc: &'a mut Value,
+    path: &str,
+    method: &str,
+    name: &str,
+) -> Option<&'a mut Map<String, Value>> {
+    doc["paths"][path][method]["parameters"]
+        .as_array_mut()?
+        .iter_mut()
+        .filter_map(Value::as_object_mut)
+        .find(|parameter| parameter.get("name").and_then(Value::as_str) == Some(name))
+}
+
 /// Adds what every operation of a kind answers, where its fragment does not say more:
 /// `X-Request-Id` on every answer, 401 (with `WWW-Authenticate`) where a token is needed,
-/// 400, 413 and 415 where a JSON body is read, 404 where the path names a resource.
+/// 400, 408, 413 and 415 where a JSON body is read, 404 where the path names a resource.
 fn complete_responses(doc: &mut Value) {
     static GENERIC: std::sync::LazyLock<Value> =
         std::sync::LazyLock::new(|| json!({"$ref": "#/components/responses/Problem"}));
@@ -299,6 +343,7 @@ fn complete_responses(doc: &mut Value) {
             }
             if json_body {
                 add("400", "InvalidRequest");
+                add("408", "RequestTimeout");
                 add("413", "PayloadTooLarge");
                 add("415", "UnsupportedMediaType");
             }
@@ -394,6 +439,13 @@ mod tests {
                 "{pointer} (for {key}) is not in the fragments"
             );
         }
+        let mut doc = doc;
+        for (path, method, name, _) in parameter_facts() {
+            assert!(
+                parameter_mut(&mut doc, path, method, name).is_some(),
+                "{method} {path} has no parameter {name}"
+            );
+        }
     }
 
     /// Every `$ref` of `value` that points into the document, with where it is.
@@ -424,7 +476,10 @@ mod tests {
         assert!(found.len() > 100);
         for (at, target) in found {
             let pointer = target.strip_prefix('#').expect("a local reference");
-            assert!(doc.pointer(pointer).is_some(), "{at}: {target} is not there");
+            assert!(
+                doc.pointer(pointer).is_some(),
+                "{at}: {target} is not there"
+            );
         }
     }
 
