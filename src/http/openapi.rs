@@ -129,7 +129,13 @@ fn facts(config: &Config, addr: SocketAddr) -> Vec<(&'static str, &'static str, 
     });
     const RESOLVE: &str = "/components/schemas/ResolveDiscrepancy/properties";
     let id = |prefix: &str| json!({"type": "string", "pattern": format!("^{prefix}[0-9a-z]+$"), "maxLength": ID_LENGTH_MAX});
+    let notifications = serde_json::to_value(&config.notifications).unwrap_or_default();
     vec![
+        (
+            "/components/schemas",
+            "NotificationsSection",
+            shape_of(&notifications),
+        ),
         ("/components/schemas", "PaymentId", id(prefix::PAYMENT)),
         ("/components/schemas", "RefundId", id(prefix::REFUND)),
         ("/components/schemas", "EventId", id(prefix::EVENT)),
@@ -262,6 +268,31 @@ fn facts(config: &Config, addr: SocketAddr) -> Vec<(&'static str, &'static str, 
             json!({"type": "string", "minLength": 1, "maxLength": ORDER_NO_CHARS_MAX}),
         ),
     ]
+}
+
+/// The JSON Schema of the shape of `value` (a serialized config section): each member with
+/// its JSON type, no other member (the config types refuse unknown fields), none required
+/// (a settings change is any subset). Types only: no value, so no secret, reaches the
+/// document. An empty list says only that it is a list.
+fn shape_of(value: &Value) -> Value {
+    match value {
+        Value::Object(members) => {
+            let properties: Map<String, Value> = members
+                .iter()
+                .map(|(name, member)| (name.clone(), shape_of(member)))
+                .collect();
+            json!({"type": "object", "additionalProperties": false, "properties": properties})
+        }
+        Value::Array(items) => match items.first() {
+            Some(first) => json!({"type": "array", "items": shape_of(first)}),
+            None => json!({"type": "array"}),
+        },
+        Value::Bool(_) => json!({"type": "boolean"}),
+        Value::Number(number) if number.is_f64() => json!({"type": "number"}),
+        Value::Number(_) => json!({"type": "integer"}),
+        Value::String(_) => json!({"type": "string"}),
+        Value::Null => json!({}),
+    }
 }
 
 /// The schema of each query parameter whose bounds are code: (path, method, name, schema).
@@ -480,6 +511,32 @@ mod tests {
                 doc.pointer(pointer).is_some(),
                 "{at}: {target} is not there"
             );
+        }
+    }
+
+    #[test]
+    fn no_configured_secret_reaches_the_document() {
+        let mut config = Config::embedded().unwrap();
+        config.admin.token = "admin_token_under_test".into();
+        config.notifications.feishu.secret = "feishu_secret_under_test".into();
+        let text = document(&config, "127.0.0.1:1".parse().unwrap());
+        for secret in ["admin_token_under_test", "feishu_secret_under_test"]
+            .into_iter()
+            .chain(config.secrets())
+            .filter(|secret| !secret.is_empty())
+        {
+            assert!(!text.contains(secret), "{secret} is in the document");
+        }
+    }
+
+    #[test]
+    fn every_domain_error_code_is_documented() {
+        let (_, doc) = built();
+        let codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap();
+        for error in crate::domain::error::one_of_each() {
+            assert!(codes.contains(&json!(error.code())), "{}", error.code());
         }
     }
 
