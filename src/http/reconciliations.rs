@@ -1,12 +1,10 @@
 //! `/admin/reconciliations`: run a reconciliation of one UTC day (against the provider's
 //! balance transactions, or an uploaded CSV settlement report) and read a stored report.
 //!
-//! `POST` with JSON `{"date": "YYYY-MM-DD"}` compares with the provider; with
-//! `Content-Type: text/csv` and `?date=YYYY-MM-DD` it compares with the uploaded report
-//! (header `provider_payment_id,amount,currency,status`, at most
+//! `POST` with JSON `{"date": "YYYY-MM-DD"}` (and no query: one day per request) compares
+//! with the provider; with `Content-Type: text/csv` and `?date=YYYY-MM-DD` it compares with
+//! the uploaded report (header `provider_payment_id,amount,currency,status`, at most
 //! [`CSV_BODY_BYTES_MAX`]). Answers 201 with the report and its discrepancies.
-
-use std::collections::HashMap;
 
 use serde::Deserialize;
 use warp::http::StatusCode;
@@ -90,14 +88,7 @@ async fn run_one(
     query: &str,
     bytes: &[u8],
 ) -> Result<Response, Problem> {
-    let params: HashMap<String, String> = serde_urlencoded::from_str(query)
-        .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
-    if let Some(other) = params.keys().find(|k| k.as_str() != "date") {
-        return Err(Problem::invalid(
-            other,
-            format!("unknown query parameter `{other}`"),
-        ));
-    }
+    let params = crate::http::admin::query(query, &["date"])?;
     let (date, uploaded) = if head.is_media_type("text/csv") {
         let date = params
             .get("date")
