@@ -515,6 +515,35 @@ mod tests {
     }
 
     #[test]
+    fn every_link_names_an_operation() {
+        let (_, doc) = built();
+        let mut operations = Vec::new();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                operations.push(op["operationId"].clone());
+            }
+        }
+        let mut links: Vec<&Value> = doc["components"]["links"]
+            .as_object()
+            .unwrap()
+            .values()
+            .collect();
+        for item in doc["paths"].as_object().unwrap().values() {
+            for op in item.as_object().unwrap().values() {
+                for response in op["responses"].as_object().unwrap().values() {
+                    if let Some(found) = response["links"].as_object() {
+                        links.extend(found.values().filter(|l| l.get("$ref").is_none()));
+                    }
+                }
+            }
+        }
+        assert!(links.len() >= 10);
+        for link in links {
+            assert!(operations.contains(&link["operationId"]), "{link}");
+        }
+    }
+
+    #[test]
     fn no_configured_secret_reaches_the_document() {
         let mut config = Config::embedded().unwrap();
         config.admin.token = "admin_token_under_test".into();
