@@ -2,18 +2,27 @@
 //! built once per server instance when it starts.
 //!
 //! Prose, examples and response shapes are hand-kept, one fragment per resource
-//! (`src/http/openapi/*.json`, each `{"paths": {...}, "schemas": {...}}`) merged over
-//! `base.json` (info, tags, security schemes, shared responses and headers). Every fact that
-//! exists in code is written in from code when the document is built, and the fragments do
-//! not repeat it ([`facts`]): `servers` from the bound address, the currency enum and the
-//! amount maximum from `[payments]`, the length limits and text rules from the consts the
-//! validators use, the channel and merchant event type enums, the statuses every route of a
-//! kind can answer (401 on authenticated routes, 400/408/413/415 on JSON bodies, 404 on a path
-//! with an id, each naming its problem `code`), `X-Request-Id` on every answer, and the
-//! `webhooks` a merchant endpoint receives (one per merchant event type, signed by the
-//! Standard Webhooks scheme, <https://www.standardwebhooks.com/>). A test checks the paths
-//! are exactly [`crate::http::ROUTES`] and that every fact lands on the schema it names.
-//! Adding a resource: add its fragment file and one line to [`FRAGMENTS`].
+//! (`src/http/openapi/*.json`, each `{"paths", "schemas", "parameters"}`) merged over
+//! `base.json` (info, tags, security schemes, shared responses, headers and links). Every
+//! fact that exists in code is written in from code when the document is built, and the
+//! fragments do not repeat it:
+//! - [`facts`]: `servers` from the bound address; the currency enum and the amount maximum
+//!   from `[payments]`; the length limits and text rules from the consts the validators use;
+//!   id shapes from the id prefixes; the channel, event type and merchant event type enums;
+//!   the settings body from the `[notifications]` config's own shape;
+//! - [`parameter_facts`]: page sizes and the dispatch limit from the handlers' consts;
+//! - [`problem_facts`]: the `code` and `status` each problem answer can carry, from the
+//!   domain's error table and the HTTP layer's problem constructors;
+//! - [`complete_responses`]: the statuses every route of a kind can answer (401 where a token
+//!   is needed, 400/408/413/415 where a JSON body is read, 404 on a path with an id) and
+//!   `X-Request-Id` on every answer;
+//! - [`webhooks`]: what a merchant endpoint is sent, one entry per merchant event type, signed
+//!   by the Standard Webhooks scheme (<https://www.standardwebhooks.com/>).
+//!
+//! Tests check that every fact lands where it names, every `$ref` and link resolves, every
+//! operation has a description and tags, and `tests/ops.rs` that the paths are exactly
+//! [`crate::http::ROUTES`]. Adding a resource: its fragment file and one line in
+//! [`FRAGMENTS`].
 
 use std::net::SocketAddr;
 
@@ -30,6 +39,7 @@ use crate::domain::payment::{
 use crate::domain::refund::{OPERATOR_ID_CHARS_MAX, REASON_CHARS_MAX};
 use crate::domain::webhook_endpoint as endpoint;
 use crate::http::discrepancies::{OPERATOR_CHARS_MAX, RESOLUTION_CHARS_MAX};
+use crate::http::problem::Problem;
 use crate::http::request_id;
 
 const BASE: &str = include_str!("openapi/base.json");
@@ -58,6 +68,15 @@ pub fn document(config: &Config, addr: SocketAddr) -> String {
     for (pointer, key, value) in facts(config, addr) {
         if let Some(parent) = doc.pointer_mut(pointer).and_then(Value::as_object_mut) {
             parent.insert(key.to_owned(), value);
+        }
+    }
+    for (pointer, problems) in problem_facts() {
+        let media = doc
+            .pointer_mut(pointer)
+            .and_then(|response| response.pointer_mut("/content/application~1problem+json"))
+            .and_then(Value::as_object_mut);
+        if let Some(media) = media {
+            media.insert("schema".to_owned(), problem_schema(&problems));
         }
     }
     for (path, method, name, schema) in parameter_facts() {
@@ -270,6 +289,127 @@ fn facts(config: &Config, addr: SocketAddr) -> Vec<(&'static str, &'static str, 
     ]
 }
 
+/// The problem answers whose `code` and `status` come from code (the domain's error table
+/// and the HTTP layer's constructors): (JSON pointer of a problem+json media type, the
+/// problems it can carry). Its schema is the Problem narrowed to their codes and statuses,
+/// so schemathesis checks an answer's code, not only its shape.
+fn problem_facts() -> Vec<(&'static str, Vec<Problem>)> {
+    use crate::domain::error::DomainError as E;
+    use crate::http::{auth, body};
+    let payment_id = String::new;
+    let reused = || E::IdempotencyKeyReused { fields: Vec::new() };
+    vec![
+        (
+            "/components/responses/InvalidRequest",
+            vec![Problem::invalid("", "")],
+        ),
+        (
+            "/components/responses/Unauthorized",
+            vec![auth::unauthorized()],
+        ),
+        (
+            "/components/responses/NotFound",
+            vec![Problem::not_found("")],
+        ),
+        (
+            "/components/responses/PayloadTooLarge",
+            vec![body::too_large(0)],
+        ),
+        (
+            "/components/responses/UnsupportedMediaType",
+            vec![Problem::unsupported_media_type("")],
+        ),
+        (
+            "/components/responses/RequestTimeout",
+            vec![Problem::request_timeout(std::time::Duration::ZERO)],
+        ),
+        (
+            "/components/responses/Conflict",
+            vec![
+                E::OrderAlreadyPaid {
+                    payment_id: payment_id(),
+                }
+                .into(),
+                E::IdempotencyKeyInUse { retry_after_s: 1 }.into(),
+            ],
+        ),
+        (
+            "/components/responses/Overloaded",
+            vec![Problem::overloaded()],
+        ),
+        (
+            "/paths/~1v1~1payments/post/responses/422",
+            vec![
+                reused().into(),
+                E::OrderMismatch {
+                    payment_id: payment_id(),
+                    fields: Vec::new(),
+                }
+                .into(),
+            ],
+        ),
+        (
+            "/paths/~1v1~1payments~1{payment_id}~1refunds/post/responses/422",
+            vec![
+                reused().into(),
+                E::PaymentNotSucceeded {
+                    payment_id: payment_id(),
+                    status: "",
+                }
+                .into(),
+                E::RefundBelowFee {
+                    payment_id: payment_id(),
+                    fee_minor: 0,
+                }
+                .into(),
+                E::RefundWindowExpired {
+                    payment_id: payment_id(),
+                    window_days: 0,
+                }
+                .into(),
+                E::RefundExceedsPayment {
+                    payment_id: payment_id(),
+                    held_minor: 0,
+                    amount_minor: 0,
+                }
+                .into(),
+            ],
+        ),
+        (
+            "/paths/~1v1~1webhook_endpoints/post/responses/422",
+            vec![
+                reused().into(),
+                E::InvalidEndpoint {
+                    field: String::new(),
+                    detail: String::new(),
+                }
+                .into(),
+                E::EndpointsLimit { endpoints_max: 0 }.into(),
+            ],
+        ),
+        (
+            "/paths/~1v1~1webhook_endpoints~1{webhook_endpoint_id}/patch/responses/422",
+            vec![E::InvalidEndpoint {
+                field: String::new(),
+                detail: String::new(),
+            }
+            .into()],
+        ),
+    ]
+}
+
+/// The Problem schema narrowed to the codes and statuses of `problems`.
+fn problem_schema(problems: &[Problem]) -> Value {
+    let mut codes: Vec<&str> = problems.iter().map(|p| p.code).collect();
+    codes.dedup();
+    let mut statuses: Vec<u16> = problems.iter().map(|p| p.status).collect();
+    statuses.dedup();
+    json!({"allOf": [
+        {"$ref": "#/components/schemas/Problem"},
+        {"properties": {"code": {"enum": codes}, "status": {"enum": statuses}}}
+    ]})
+}
+
 /// The JSON Schema of the shape of `value` (a serialized config section): each member with
 /// its JSON type, no other member (the config types refuse unknown fields), none required
 /// (a settings change is any subset). Types only: no value, so no secret, reaches the
@@ -468,6 +608,14 @@ mod tests {
             assert!(
                 doc.pointer(pointer).is_some_and(Value::is_object),
                 "{pointer} (for {key}) is not in the fragments"
+            );
+        }
+        for (pointer, _) in problem_facts() {
+            assert!(
+                doc.pointer(pointer)
+                    .and_then(|r| r.pointer("/content/application~1problem+json"))
+                    .is_some(),
+                "{pointer} is no problem answer in the fragments"
             );
         }
         let mut doc = doc;
