@@ -29,8 +29,9 @@ use std::net::SocketAddr;
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
-use crate::domain::delivery::Channel;
+use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::event::kind;
+use crate::domain::idempotency::HEADER_KEY_CHARS_MAX;
 use crate::domain::ids::{prefix, ID_LENGTH_MAX};
 use crate::domain::payment::{
     DESCRIPTION_CHARS_MAX, EMAIL_CHARS_MAX, METADATA_KEY_CHARS_MAX, METADATA_PAIRS_MAX,
@@ -193,6 +194,16 @@ fn facts(config: &Config, addr: SocketAddr) -> Vec<(&'static str, &'static str, 
             "/components/schemas/Channel",
             "enum",
             json!(Channel::ALL.map(Channel::as_str)),
+        ),
+        (
+            "/components/schemas/DeliveryStatus",
+            "enum",
+            json!(DeliveryStatus::ALL.map(DeliveryStatus::as_str)),
+        ),
+        (
+            "/components/parameters/IdempotencyKey",
+            "schema",
+            json!({"type": "string", "minLength": 1, "maxLength": HEADER_KEY_CHARS_MAX, "pattern": "^[!-~]([ -~]*[!-~])?$", "description": "Spaces inside only: HTTP drops them at either end (RFC 9110 section 5.5)."}),
         ),
         (
             "/components/schemas",

@@ -4,8 +4,8 @@ Generated Idempotency-Key values repeat across unrelated requests ("0", "A", ...
 DESIGN §2 a repeated key replays the key's first answer or is refused with 422
 idempotency_key_reused; a replayed create of an endpoint deleted since then is then
 "a created resource that is not there". Both are the contract, not findings, and
-tests/idempotency.rs covers them. So every well-formed key (1-255 visible ASCII, as
-the document says) is made unique here; a malformed one is sent as generated, so the
+tests/idempotency.rs covers them. So every well-formed key (1-255 visible ASCII or
+spaces, as the document says) is made unique here; a malformed one is sent as generated, so the
 checks still see the server refuse it.
 """
 
@@ -18,7 +18,7 @@ _COUNTER = itertools.count(1)
 
 def _well_formed(value):
     return isinstance(value, str) and 1 <= len(value) <= 255 and all(
-        "!" <= c <= "~" for c in value
+        " " <= c <= "~" for c in value
     )
 
 
