@@ -228,7 +228,17 @@ pub async fn start_on_clock(
         Arc::clone(&create_history),
         Arc::clone(&clock),
     ));
+    let bind = config.server.bind;
+    let listener = http::server::bind(bind).map_err(|e| StartError::Bind {
+        addr: bind,
+        detail: e.to_string(),
+    })?;
+    let addr = listener.local_addr().map_err(|e| StartError::Bind {
+        addr: bind,
+        detail: e.to_string(),
+    })?;
     let state = Arc::new(AppState {
+        openapi: http::openapi::document(&config, addr),
         rules: PaymentRules {
             currencies: config.payments.currencies.clone(),
             amount_minor_max: config.payments.amount_minor_max,
@@ -255,15 +265,6 @@ pub async fn start_on_clock(
         }
         stopping_signal.notify_one();
     };
-    let bind = config.server.bind;
-    let listener = http::server::bind(bind).map_err(|e| StartError::Bind {
-        addr: bind,
-        detail: e.to_string(),
-    })?;
-    let addr = listener.local_addr().map_err(|e| StartError::Bind {
-        addr: bind,
-        detail: e.to_string(),
-    })?;
     tracing::info!(
         operation = "start",
         version = env!("CARGO_PKG_VERSION"),

@@ -96,3 +96,26 @@ async fn provider_calls_are_timed_from_start_up() {
     assert!(after.contains(charged), "missing {charged} in\n{after}");
     svc.shutdown().await;
 }
+
+/// The document is this instance's: `servers` is the address it is bound to (port 0 made
+/// real), the currency enum and the amount maximum are its `[payments]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_is_built_from_this_instance() {
+    let svc = start(|config| {
+        config.payments.currencies = vec!["EUR".into(), "JPY".into()];
+        config.payments.amount_minor_max = 777;
+    })
+    .await;
+    let spec = svc.get("/openapi.json").await.json();
+    assert_eq!(spec["servers"][0]["url"], svc.base.as_str());
+    let schemas = &spec["components"]["schemas"];
+    assert_eq!(
+        schemas["Currency"]["enum"],
+        serde_json::json!(["EUR", "JPY"])
+    );
+    assert_eq!(
+        schemas["CreatePayment"]["properties"]["amount"]["maximum"],
+        777
+    );
+    svc.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! `paykeep sandbox` driven by Stripe's official Python library: starts the real binary on
-//! 127.0.0.1:0, makes (once) a virtualenv `target/stripe-venv` with [`STRIPE_PY`] from PyPI,
+//! 127.0.0.1:0, makes (once) a virtualenv `target/stripe-venv` with [`STRIPE_PY`] from PyPI
+//! (`common::python`),
 //! and runs `tests/sandbox_stripe_py/flows.py`, which walks every flow the sandbox serves
 //! (create and replay, expand, each test card, validation, manual capture, cancel, refunds,
 //! lists and paging, Basic auth, signed webhooks) and asserts Stripe's documented answers.
@@ -10,69 +11,18 @@ mod common;
 mod provider_common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use provider_common::spawn_sandbox;
 
-/// The library the flows are written against.
-const STRIPE_PY: &str = "stripe==16.1.0";
+/// The library the flows are written against (PyPI name, version).
+const STRIPE_PY: (&str, &str) = ("stripe", "16.1.0");
 const KEY: &str = "sk_test_python";
 const WEBHOOK_SECRET: &str = "whsec_python_flows";
 /// Longest the flows may run before the test gives up on them.
 const FLOWS_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn succeeds(command: &mut Command) -> bool {
-    command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The virtualenv's interpreter with [`STRIPE_PY`] installed, or why there is none.
-fn venv_python() -> Result<PathBuf, String> {
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .to_path_buf();
-    let venv = target.join("stripe-venv");
-    let python = venv.join("bin").join("python");
-    if !python.exists() {
-        if !succeeds(Command::new("python3").arg("--version")) {
-            return Err("python3 is not installed".into());
-        }
-        if !succeeds(Command::new("python3").args(["-m", "venv"]).arg(&venv)) {
-            let _ = std::fs::remove_dir_all(&venv);
-            return Err("python3 cannot make a virtualenv (install python3-venv)".into());
-        }
-    }
-    let pinned = format!(
-        "import stripe, sys; sys.exit(stripe.VERSION != '{}')",
-        STRIPE_PY.trim_start_matches("stripe==")
-    );
-    if !succeeds(Command::new(&python).args(["-c", &pinned])) {
-        let install = Command::new(&python)
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg(STRIPE_PY)
-            .output()
-            .expect("run pip");
-        assert!(
-            install.status.success(),
-            "pip install {STRIPE_PY} failed:\n{}{}",
-            String::from_utf8_lossy(&install.stdout),
-            String::from_utf8_lossy(&install.stderr)
-        );
-    }
-    Ok(python)
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -84,7 +34,7 @@ fn free_port() -> u16 {
 
 #[test]
 fn the_official_stripe_library_gets_stripes_answers() {
-    let python = match venv_python() {
+    let python = match common::python::venv_python("stripe-venv", STRIPE_PY.0, STRIPE_PY.1) {
         Ok(python) => python,
         Err(why) => {
             println!("skipped sandbox_stripe_py: {why}");
@@ -106,32 +56,16 @@ fn the_official_stripe_library_gets_stripes_answers() {
         ],
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sandbox_stripe_py/flows.py");
-    // Into a file, not a pipe: a full pipe would stall the script until the timeout.
-    let log_path = dir.path().join("flows.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
     let started = Instant::now();
-    let mut child = Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(script)
         .env("SANDBOX_BASE", &sandbox.base)
         .env("SANDBOX_KEY", KEY)
         .env("WEBHOOK_PORT", webhook_port.to_string())
-        .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdout(log.try_clone().expect("log file"))
-        .stderr(log)
-        .spawn()
-        .expect("run flows.py");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for flows.py") {
-            break status;
-        }
-        if started.elapsed() > FLOWS_TIMEOUT {
-            let _ = child.kill();
-            panic!("flows.py ran longer than {FLOWS_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = std::fs::read_to_string(&log_path).expect("read log");
+        .env("WEBHOOK_SECRET", WEBHOOK_SECRET);
+    let (status, output) =
+        common::python::run_logged(command, &dir.path().join("flows.log"), FLOWS_TIMEOUT);
     println!("{output}flows.py took {:?}", started.elapsed());
     assert!(
         status.success(),

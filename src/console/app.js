@@ -286,16 +286,17 @@ async function loadOverview() {
 
 // What the console takes from the service's OpenAPI document instead of keeping its own
 // copy, so a new channel needs no console edit: the channel names (the `Channel` enum) and,
-// per settings section, the keys that are secrets (`writeOnly`). Read once per page load.
+// per settings section, the keys that are secrets (`"format": "password"`). Read once per
+// page load.
 async function contract() {
   if (ui.contract) return ui.contract;
   const doc = await api('GET', '/openapi.json');
   const schemas = (doc && doc.components && doc.components.schemas) || {};
   const channels = (schemas.Channel && schemas.Channel.enum) || [];
-  const sections = (((schemas.NotificationSettings || {}).properties || {}).settings || {}).properties || {};
+  const sections = (schemas.NotificationsSection || {}).properties || {};
   const secretKeys = {};
   for (const [section, schema] of Object.entries(sections)) {
-    secretKeys[section] = Object.entries(schema.properties || {}).filter(([, p]) => p.writeOnly).map(([key]) => key);
+    secretKeys[section] = Object.entries(schema.properties || {}).filter(([, p]) => p.format === 'password').map(([key]) => key);
   }
   ui.contract = { channels, secretKeys };
   return ui.contract;

@@ -194,55 +194,62 @@ impl DomainError {
     }
 }
 
+/// One error of each variant, for tests that must cover every code (this table's, and the
+/// OpenAPI document's list of codes).
+#[cfg(test)]
+pub(crate) fn one_of_each() -> Vec<DomainError> {
+    vec![
+        DomainError::invalid("amount", "amount must be positive"),
+        DomainError::NotFound { what: "payment" },
+        DomainError::IdempotencyKeyReused {
+            fields: vec!["amount".into()],
+        },
+        DomainError::IdempotencyKeyInUse { retry_after_s: 1 },
+        DomainError::OrderAlreadyPaid {
+            payment_id: "pay_1".into(),
+        },
+        DomainError::OrderMismatch {
+            payment_id: "pay_1".into(),
+            fields: vec!["currency".into()],
+        },
+        DomainError::PaymentNotSucceeded {
+            payment_id: "pay_1".into(),
+            status: "failed",
+        },
+        DomainError::TooManyRefunds {
+            payment_id: "pay_1".into(),
+            refunds_max: 100,
+        },
+        DomainError::RefundBelowFee {
+            payment_id: "pay_1".into(),
+            fee_minor: 30,
+        },
+        DomainError::RefundWindowExpired {
+            payment_id: "pay_1".into(),
+            window_days: 7,
+        },
+        DomainError::RefundExceedsPayment {
+            payment_id: "pay_1".into(),
+            held_minor: 600,
+            amount_minor: 1000,
+        },
+        DomainError::Overloaded { retry_after_s: 1 },
+        DomainError::Internal,
+        DomainError::InvalidEndpoint {
+            field: "url".into(),
+            detail: "bad".into(),
+        },
+        DomainError::EndpointsLimit { endpoints_max: 16 },
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_code_has_one_status_and_title() {
-        let samples = [
-            DomainError::invalid("amount", "amount must be positive"),
-            DomainError::NotFound { what: "payment" },
-            DomainError::IdempotencyKeyReused {
-                fields: vec!["amount".into()],
-            },
-            DomainError::IdempotencyKeyInUse { retry_after_s: 1 },
-            DomainError::OrderAlreadyPaid {
-                payment_id: "pay_1".into(),
-            },
-            DomainError::OrderMismatch {
-                payment_id: "pay_1".into(),
-                fields: vec!["currency".into()],
-            },
-            DomainError::PaymentNotSucceeded {
-                payment_id: "pay_1".into(),
-                status: "failed",
-            },
-            DomainError::TooManyRefunds {
-                payment_id: "pay_1".into(),
-                refunds_max: 100,
-            },
-            DomainError::RefundBelowFee {
-                payment_id: "pay_1".into(),
-                fee_minor: 30,
-            },
-            DomainError::RefundWindowExpired {
-                payment_id: "pay_1".into(),
-                window_days: 7,
-            },
-            DomainError::RefundExceedsPayment {
-                payment_id: "pay_1".into(),
-                held_minor: 600,
-                amount_minor: 1000,
-            },
-            DomainError::Overloaded { retry_after_s: 1 },
-            DomainError::Internal,
-            DomainError::InvalidEndpoint {
-                field: "url".into(),
-                detail: "bad".into(),
-            },
-            DomainError::EndpointsLimit { endpoints_max: 16 },
-        ];
+        let samples = one_of_each();
         let mut by_code = std::collections::HashMap::new();
         for error in &samples {
             let row = error.table();

@@ -47,6 +47,25 @@ pub mod kind {
     /// DESIGN §3: paykeep disabled a merchant's webhook endpoint (410, or failing for
     /// `webhooks.disable_after_s`); an operator alert.
     pub const WEBHOOK_ENDPOINT_DISABLED: &str = "webhook_endpoint.disabled";
+
+    /// Every type above, listed beside them: the OpenAPI document's enum of event types
+    /// (`/admin/events`) is this list. A type added above belongs here too.
+    pub const ALL: &[&str] = &[
+        PAYMENT_SUCCEEDED,
+        PAYMENT_FAILED,
+        PAYMENT_PROCESSING,
+        REFUND_SUCCEEDED,
+        REFUND_FAILED,
+        PAYMENT_WEBHOOK_FAILED,
+        RECONCILIATION_DISCREPANCIES_FOUND,
+        NOTIFICATION_TEST,
+        SYSTEM_STORE_RECOVERED_WITH_LOSS,
+        SYSTEM_PROVIDER_UNAVAILABLE,
+        SYSTEM_CHANNEL_PAUSED,
+        SYSTEM_DEAD_LETTERS,
+        SYSTEM_STORE_REFUSING_WRITES,
+        WEBHOOK_ENDPOINT_DISABLED,
+    ];
 }
 
 /// One outbox event. `payload` is a JSON object kept as text (the store codec is bincode,

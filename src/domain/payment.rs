@@ -289,7 +289,7 @@ fn check_email(email: &str) -> Result<(), DomainError> {
         !local.is_empty() && domain.contains('.') && !domain.contains('@')
     });
     let clean = !email.chars().any(|c| c.is_whitespace() || c.is_control());
-    if !shaped || !clean || email.len() > EMAIL_CHARS_MAX {
+    if !shaped || !clean || email.chars().count() > EMAIL_CHARS_MAX {
         return Err(DomainError::invalid(
             "customer_email",
             "customer_email must be an e-mail address of at most 254 characters",

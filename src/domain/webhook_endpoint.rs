@@ -19,6 +19,10 @@ pub const ID_PREFIX: &str = "we_";
 pub const URL_BYTES_MAX: usize = 2048;
 /// Longest description, in characters.
 pub const DESCRIPTION_CHARS_MAX: usize = 500;
+/// An endpoint URL as the OpenAPI document states it (ECMA-262): http(s), then only the
+/// characters of an RFC 3986 URI (unreserved, reserved and `%`; an international host goes
+/// in punycode). [`validate_url`] refuses any other byte ([`is_uri_byte`]).
+pub const URL_PATTERN: &str = "^https?://[A-Za-z0-9._~:/?#\\[\\]@!$&'()*+,;=%-]+$";
 /// Most entries of `enabled_events` (every merchant type once, or `*`).
 pub const ENABLED_EVENTS_MAX: usize = 16;
 /// The wildcard of `enabled_events`: every merchant event type.
@@ -110,7 +114,13 @@ pub struct UpdateEndpointBody {
 /// domain stays free of name resolution.
 pub type UrlCheck<'a> = &'a dyn Fn(&str) -> Result<(), String>;
 
-/// The URL, if it is http(s), at most [`URL_BYTES_MAX`] bytes and allowed by `egress`.
+/// Whether `byte` may appear in an RFC 3986 URI (section 2: unreserved, reserved, `%`).
+pub fn is_uri_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&byte)
+}
+
+/// The URL, if it is an http(s) URI of RFC 3986 characters ([`URL_PATTERN`]), at most
+/// [`URL_BYTES_MAX`] bytes, and allowed by `egress`.
 ///
 /// # Errors
 /// [`DomainError::InvalidEndpoint`] naming `url`.
@@ -123,7 +133,8 @@ pub fn validate_url(url: &str, egress: UrlCheck<'_>) -> Result<(), DomainError> 
         return Err(refuse(format!("url must be at most {URL_BYTES_MAX} bytes")));
     }
     let scheme_ok = url.starts_with("https://") || url.starts_with("http://");
-    if !scheme_ok || url::Url::parse(url).is_err() {
+    let uri_chars = url.bytes().all(is_uri_byte);
+    if !scheme_ok || !uri_chars || url::Url::parse(url).is_err() {
         return Err(refuse("url must be an absolute http(s) URL".to_owned()));
     }
     egress(url).map_err(|reason| refuse(format!("url refused: {reason}")))

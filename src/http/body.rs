@@ -210,7 +210,15 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::from(v))
     }
 
+    /// A number with no fraction is an integer whatever its spelling (JSON Schema and
+    /// RFC 8259 do not tell `12.0` from `12`), so `"amount": 12.0` reads as 12 and
+    /// fingerprints as 12; only within ±2^53, where an f64 holds every integer exactly.
     fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        const EXACT_MAX: f64 = 9_007_199_254_740_992.0;
+        if v.fract() == 0.0 && v.abs() <= EXACT_MAX {
+            // Exact: |v| <= 2^53 fits i64 and the cast keeps every integer of that range.
+            return Ok(Value::from(v as i64));
+        }
         Ok(Value::from(v))
     }
 

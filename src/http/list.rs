@@ -4,8 +4,8 @@
 //! merchant's, is 400 naming the parameter), `created[gte|gt|lt|lte]` where the list is by
 //! creation time, and the answer `{"object":"list","data":[...],"has_more":bool,"url":...}`.
 //!
-//! `created` bounds take Unix seconds, as Stripe's do, or an RFC 3339 time (the objects'
-//! `created_at`), which bounds to the millisecond.
+//! `created` bounds take Unix seconds (at most [`UNIX_SECONDS_MAX`]), as Stripe's do, or an RFC 3339 time (the
+//! objects' `created_at`), which bounds to the millisecond.
 
 use std::collections::HashMap;
 
@@ -24,10 +24,15 @@ use crate::store::StoreError;
 pub const LIMIT_DEFAULT: usize = 10;
 pub const LIMIT_MAX: usize = 100;
 
+/// The latest `created` bound in Unix seconds: the end of year 9999, the last instant an
+/// RFC 3339 time can name.
+pub const UNIX_SECONDS_MAX: u64 = 253_402_300_799;
+
+/// The `created` bounds of a list by creation time.
+pub const CREATED: &[&str] = &["created[gte]", "created[gt]", "created[lt]", "created[lte]"];
+
 /// The query members every list takes.
 const PAGING: &[&str] = &["limit", "starting_after", "ending_before"];
-/// The `created` bounds of a list by creation time.
-const CREATED: &[&str] = &["created[gte]", "created[gt]", "created[lt]", "created[lte]"];
 
 /// A list's query, validated: its members by name, `limit`, and the `created` window.
 #[derive(Debug)]
@@ -137,7 +142,7 @@ impl ListQuery {
 /// (unit 1 ms): (Unix ms, unit).
 fn instant_ms(text: &str) -> Option<(u64, u64)> {
     if let Ok(seconds) = text.parse::<u64>() {
-        return Some((seconds.checked_mul(1_000)?, 1_000));
+        return (seconds <= UNIX_SECONDS_MAX).then(|| (seconds * 1_000, 1_000));
     }
     let at = OffsetDateTime::parse(text, &Rfc3339).ok()?;
     let ms = at.unix_timestamp_nanos() / 1_000_000;
@@ -196,6 +201,9 @@ mod tests {
             }
         );
         assert!(window("created[gte]=yesterday").is_err());
+        assert!(window(&format!("created[lt]={UNIX_SECONDS_MAX}")).is_ok());
+        assert!(window(&format!("created[lt]={}", UNIX_SECONDS_MAX + 1)).is_err());
+        assert!(window("created[gte]=18446744073709552").is_err());
         assert!(window("created[eq]=1").is_err());
         assert!(ListQuery::parse("limit=0", &[], false).is_err());
         assert!(ListQuery::parse("limit=101", &[], false).is_err());

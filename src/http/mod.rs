@@ -121,6 +121,9 @@ pub struct AppState {
     pub relay: Arc<crate::relay::Relay>,
     /// Where handlers read the time (the same clock as the shards and the sweeps).
     pub clock: crate::clock::SharedClock,
+    /// This instance's `/openapi.json` ([`openapi::document`]: its bound address, its
+    /// currencies and limits).
+    pub openapi: String,
 }
 
 pub type State = Arc<AppState>;
@@ -320,18 +323,28 @@ fn unmatched(metrics: &Metrics, method: &Method, path: &str) -> Response {
 }
 
 /// The methods [`ROUTES`] has for `path` (a `{name}` template segment matches any one
-/// non-empty segment).
+/// non-empty segment). Where templates of several shapes match, only the most literal ones
+/// count: `/admin/deliveries/redrive` is that route's path, not a delivery id, so its
+/// `Allow` is the methods of `/admin/deliveries/redrive` alone.
 pub fn allowed_methods(path: &str) -> Vec<&'static str> {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let mut methods: Vec<&'static str> = ROUTES
+    // (method, how many segments matched literally) of every template that matches.
+    let matching: Vec<(&'static str, usize)> = ROUTES
         .iter()
-        .filter(|(_, template)| {
+        .filter_map(|(method, template)| {
             let parts: Vec<&str> = template.trim_start_matches('/').split('/').collect();
-            parts.len() == segments.len()
+            let matches = parts.len() == segments.len()
                 && parts.iter().zip(&segments).all(|(part, segment)| {
                     part == segment || (part.starts_with('{') && !segment.is_empty())
-                })
+                });
+            let literal = parts.iter().filter(|part| !part.starts_with('{')).count();
+            matches.then_some((*method, literal))
         })
+        .collect();
+    let most_literal = matching.iter().map(|(_, literal)| *literal).max();
+    let mut methods: Vec<&'static str> = matching
+        .iter()
+        .filter(|(_, literal)| Some(*literal) == most_literal)
         .map(|(method, _)| *method)
         .collect();
     methods.sort_unstable();
@@ -357,4 +370,17 @@ pub fn json_response(status: StatusCode, body: impl Into<warp::hyper::Body>) -> 
         warp::http::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_literal_route_shadows_a_template_in_allow() {
+        assert_eq!(allowed_methods("/admin/deliveries/redrive"), ["POST"]);
+        assert_eq!(allowed_methods("/admin/deliveries/dlv_1"), ["GET"]);
+        assert_eq!(allowed_methods("/v1/payments"), ["GET", "POST"]);
+        assert!(allowed_methods("/nowhere").is_empty());
+    }
 }

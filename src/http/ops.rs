@@ -10,7 +10,7 @@ use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::http::{json_response, observe, openapi, with_state, State};
+use crate::http::{json_response, observe, with_state, State};
 
 /// How long `/readyz` waits for a shard to answer.
 const SHARD_PING_TIMEOUT: Duration = Duration::from_secs(1);
@@ -56,7 +56,7 @@ pub fn routes(
         .and(with_state(state))
         .then(|state: State| async move {
             observe(&state.metrics, "openapi", async {
-                json_response(StatusCode::OK, openapi::document().to_owned())
+                json_response(StatusCode::OK, state.openapi.clone())
             })
             .await
         });

@@ -1,12 +1,10 @@
 //! `/admin/reconciliations`: run a reconciliation of one UTC day (against the provider's
 //! balance transactions, or an uploaded CSV settlement report) and read a stored report.
 //!
-//! `POST` with JSON `{"date": "YYYY-MM-DD"}` compares with the provider; with
-//! `Content-Type: text/csv` and `?date=YYYY-MM-DD` it compares with the uploaded report
-//! (header `provider_payment_id,amount,currency,status`, at most
+//! `POST` with JSON `{"date": "YYYY-MM-DD"}` (and no query: one day per request) compares
+//! with the provider; with `Content-Type: text/csv` and `?date=YYYY-MM-DD` it compares with
+//! the uploaded report (header `provider_payment_id,amount,currency,status`, at most
 //! [`CSV_BODY_BYTES_MAX`]). Answers 201 with the report and its discrepancies.
-
-use std::collections::HashMap;
 
 use serde::Deserialize;
 use warp::http::StatusCode;
@@ -90,15 +88,22 @@ async fn run_one(
     query: &str,
     bytes: &[u8],
 ) -> Result<Response, Problem> {
+    let params = crate::http::admin::query(query, &["date"])?;
     let (date, uploaded) = if head.is_media_type("text/csv") {
-        let params: HashMap<String, String> = serde_urlencoded::from_str(query)
-            .map_err(|_| Problem::invalid("", "the query string could not be parsed"))?;
         let date = params
             .get("date")
             .ok_or_else(|| Problem::invalid("date", "a CSV upload needs ?date=YYYY-MM-DD"))?;
         let rows = csv_report::parse(bytes).map_err(|e| Problem::invalid("body", e))?;
         (parse_date(date)?, Some(rows))
     } else {
+        // One day per request: with a JSON body it is the body's, never a second one
+        // beside it in the query (which would otherwise be read by nobody).
+        if params.contains_key("date") {
+            return Err(Problem::invalid(
+                "date",
+                "with a JSON body the date goes in the body, not in the query",
+            ));
+        }
         let run: RunBody = body::typed(body::json(head, bytes)?)?;
         (parse_date(&run.date)?, None)
     };
