@@ -76,3 +76,59 @@ pub enum RefundOutcome {
     /// Unknown or transient: retry with the same key.
     Retryable { reason: String },
 }
+
+/// What a charge's and a refund's outcomes share: one case to retry later with the same
+/// key (the answer is unknown or transient), and a stable name per variant.
+pub trait ProviderOutcome: Sized {
+    /// The outcome to retry later with the same key, for `reason`.
+    fn retryable(reason: String) -> Self;
+
+    /// `Some(reason)` when the outcome is to retry later.
+    fn retry_reason(&self) -> Option<&str>;
+
+    /// The variant's name (`succeeded`, `declined` or `failed`, `retryable`): the
+    /// `outcome` label of the provider metrics.
+    fn label(&self) -> &'static str;
+}
+
+impl ProviderOutcome for ChargeOutcome {
+    fn retryable(reason: String) -> ChargeOutcome {
+        ChargeOutcome::Retryable { reason }
+    }
+
+    fn retry_reason(&self) -> Option<&str> {
+        match self {
+            ChargeOutcome::Retryable { reason } => Some(reason),
+            ChargeOutcome::Succeeded { .. } | ChargeOutcome::Declined { .. } => None,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            ChargeOutcome::Succeeded { .. } => "succeeded",
+            ChargeOutcome::Declined { .. } => "declined",
+            ChargeOutcome::Retryable { .. } => "retryable",
+        }
+    }
+}
+
+impl ProviderOutcome for RefundOutcome {
+    fn retryable(reason: String) -> RefundOutcome {
+        RefundOutcome::Retryable { reason }
+    }
+
+    fn retry_reason(&self) -> Option<&str> {
+        match self {
+            RefundOutcome::Retryable { reason } => Some(reason),
+            RefundOutcome::Succeeded { .. } | RefundOutcome::Failed { .. } => None,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            RefundOutcome::Succeeded { .. } => "succeeded",
+            RefundOutcome::Failed { .. } => "failed",
+            RefundOutcome::Retryable { .. } => "retryable",
+        }
+    }
+}

@@ -29,7 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::domain::charge::{
+    ChargeOutcome, ChargeRequest, ProviderOutcome, RefundOutcome, RefundRequest,
+};
 use crate::provider::declines::{charge_failure_message, refund_failure_message};
 use crate::provider::types::{
     ProviderError, ProviderPayment, ProviderPaymentStatus, SettlementKind, SettlementRow,
@@ -265,29 +267,46 @@ pub fn refund_params(request: &RefundRequest) -> Vec<(String, String)> {
 }
 
 impl StripeConnector {
-    /// A non-final PaymentIntent (or a replayed non-final answer): read its status now.
-    async fn charge_settled(&self, pi: &Value) -> ChargeOutcome {
-        let id = text(pi, "id").unwrap_or_default();
-        let retryable = |reason: &str| ChargeOutcome::Retryable {
-            reason: reason.to_owned(),
-        };
-        match self.get(&format!("/v1/payment_intents/{id}"), &[]).await {
-            Exchange::Ok(now) => payment_intent_outcome(&now)
-                .unwrap_or_else(|| retryable("payment intent not final yet")),
-            _ => retryable("payment intent not final yet; retrieval failed"),
+    /// `POST {collection}` of a write (a charge or a refund) with `Idempotency-Key: key`:
+    /// the object the provider answered with, or the outcome without one: retry later on
+    /// a retryable status or no answer, `refused(error)` (Stripe's error object) on a
+    /// refusal.
+    async fn write<O: ProviderOutcome>(
+        &self,
+        collection: &str,
+        params: &[(String, String)],
+        key: &str,
+        refused: impl FnOnce(Value) -> O,
+    ) -> Result<Value, O> {
+        match self.post(collection, params, key).await {
+            Exchange::Ok(object) => Ok(object),
+            Exchange::Error { status, .. } if retryable_status(status) => {
+                Err(O::retryable(format!("provider answered {status}")))
+            }
+            Exchange::Error { error, .. } => Err(refused(error)),
+            Exchange::Unanswered(reason) => Err(O::retryable(reason)),
         }
     }
 
-    /// A pending refund: read its status now (`GET /v1/refunds/{id}`).
-    async fn refund_settled(&self, refund: &Value) -> RefundOutcome {
-        let id = text(refund, "id").unwrap_or_default();
-        match self.get(&format!("/v1/refunds/{id}"), &[]).await {
-            Exchange::Ok(now) => refund_outcome(&now).unwrap_or(RefundOutcome::Retryable {
-                reason: "refund not final yet".to_owned(),
-            }),
-            _ => RefundOutcome::Retryable {
-                reason: "refund not final yet; retrieval failed".to_owned(),
-            },
+    /// The outcome of `object` (of `collection`, a `what`), read by `outcome_of`; when it
+    /// is not final (or a replayed non-final answer), read again now
+    /// (`GET {collection}/{id}`), and retry later if it still is not.
+    async fn settled<O: ProviderOutcome>(
+        &self,
+        collection: &str,
+        object: &Value,
+        outcome_of: fn(&Value) -> Option<O>,
+        what: &str,
+    ) -> O {
+        if let Some(outcome) = outcome_of(object) {
+            return outcome;
+        }
+        let id = text(object, "id").unwrap_or_default();
+        match self.get(&format!("{collection}/{id}"), &[]).await {
+            Exchange::Ok(now) => {
+                outcome_of(&now).unwrap_or_else(|| O::retryable(format!("{what} not final yet")))
+            }
+            _ => O::retryable(format!("{what} not final yet; retrieval failed")),
         }
     }
 }
@@ -385,54 +404,48 @@ impl Connector for StripeConnector {
     }
 
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
+        const COLLECTION: &str = "/v1/payment_intents";
         let params = payment_intent_params(request);
-        match self
-            .post("/v1/payment_intents", &params, &request.idempotency_key)
-            .await
-        {
-            Exchange::Ok(pi) => match payment_intent_outcome(&pi) {
-                Some(outcome) => outcome,
-                None => self.charge_settled(&pi).await,
-            },
-            Exchange::Error { status, .. } if retryable_status(status) => {
-                ChargeOutcome::Retryable {
-                    reason: format!("provider answered {status}"),
-                }
-            }
-            Exchange::Error { error, .. } => declined(
+        let refused = |error: Value| {
+            declined(
                 &error,
                 error.get("payment_intent").and_then(|pi| text(pi, "id")),
-            ),
-            Exchange::Unanswered(reason) => ChargeOutcome::Retryable { reason },
+            )
+        };
+        match self
+            .write(COLLECTION, &params, &request.idempotency_key, refused)
+            .await
+        {
+            Ok(pi) => {
+                self.settled(COLLECTION, &pi, payment_intent_outcome, "payment intent")
+                    .await
+            }
+            Err(outcome) => outcome,
         }
     }
 
     async fn refund(&self, request: &RefundRequest) -> RefundOutcome {
+        const COLLECTION: &str = "/v1/refunds";
         let params = refund_params(request);
+        let refused = |error: Value| {
+            let code = text(&error, "code")
+                .or_else(|| text(&error, "type"))
+                .unwrap_or_else(|| "refund_refused".to_owned());
+            RefundOutcome::Failed {
+                message: refund_failure_message(&code).to_owned(),
+                code,
+                provider_refund_id: None,
+            }
+        };
         match self
-            .post("/v1/refunds", &params, &request.idempotency_key)
+            .write(COLLECTION, &params, &request.idempotency_key, refused)
             .await
         {
-            Exchange::Ok(refund) => match refund_outcome(&refund) {
-                Some(outcome) => outcome,
-                None => self.refund_settled(&refund).await,
-            },
-            Exchange::Error { status, .. } if retryable_status(status) => {
-                RefundOutcome::Retryable {
-                    reason: format!("provider answered {status}"),
-                }
+            Ok(refund) => {
+                self.settled(COLLECTION, &refund, refund_outcome, "refund")
+                    .await
             }
-            Exchange::Error { error, .. } => {
-                let code = text(&error, "code")
-                    .or_else(|| text(&error, "type"))
-                    .unwrap_or_else(|| "refund_refused".to_owned());
-                RefundOutcome::Failed {
-                    message: refund_failure_message(&code).to_owned(),
-                    code,
-                    provider_refund_id: None,
-                }
-            }
-            Exchange::Unanswered(reason) => RefundOutcome::Retryable { reason },
+            Err(outcome) => outcome,
         }
     }
 
