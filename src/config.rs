@@ -500,19 +500,33 @@ impl Config {
     }
 
     fn validate_core(&self) -> Result<(), ConfigError> {
-        let s = &self.server;
-        within(
-            "server.body_limit_bytes",
-            s.body_limit_bytes.get(),
-            1,
-            BODY_LIMIT_BYTES_MAX,
-        )?;
-        within(
-            "server.max_connections",
-            s.max_connections.get(),
-            1,
-            MAX_CONNECTIONS_MAX,
-        )?;
+        let (s, store) = (&self.server, &self.store);
+        // The counts whose type already refuses 0, with their upper bounds.
+        let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        for (key, value, max) in [
+            (
+                "server.body_limit_bytes",
+                s.body_limit_bytes.get(),
+                BODY_LIMIT_BYTES_MAX,
+            ),
+            (
+                "server.max_connections",
+                as_u64(s.max_connections.get()),
+                as_u64(MAX_CONNECTIONS_MAX),
+            ),
+            (
+                "store.commit_batch_max",
+                as_u64(store.commit_batch_max.get()),
+                as_u64(COMMIT_BATCH_MAX_LIMIT),
+            ),
+            (
+                "store.cache_capacity_mb",
+                store.cache_capacity_mb.get(),
+                CACHE_CAPACITY_MB_MAX,
+            ),
+        ] {
+            within(key, value, 1, max)?;
+        }
         for (key, timeout) in [
             ("server.header_read_timeout_ms", s.header_read_timeout),
             ("server.idle_timeout_ms", s.idle_timeout),
@@ -533,19 +547,6 @@ impl Config {
                 format!("must be at most {max_us} (1 s)"),
             ));
         }
-        let store = &self.store;
-        within(
-            "store.commit_batch_max",
-            store.commit_batch_max.get(),
-            1,
-            COMMIT_BATCH_MAX_LIMIT,
-        )?;
-        within(
-            "store.cache_capacity_mb",
-            store.cache_capacity_mb.get(),
-            1,
-            CACHE_CAPACITY_MB_MAX,
-        )?;
         within("shards.count", self.shards.count, 0, SHARDS_COUNT_MAX)?;
         let partitions = self.shards.partitions.get();
         within("shards.partitions", partitions, 1, PARTITIONS_MAX)?;

@@ -91,44 +91,32 @@ pub trait ProviderOutcome: Sized {
     fn label(&self) -> &'static str;
 }
 
-impl ProviderOutcome for ChargeOutcome {
-    fn retryable(reason: String) -> ChargeOutcome {
-        ChargeOutcome::Retryable { reason }
-    }
+/// [`ProviderOutcome`] for an outcome enum of the shape `Succeeded`, a refusal, `Retryable
+/// { reason }`: the two outcomes are written once.
+macro_rules! provider_outcome {
+    ($outcome:ident, $refused:ident => $refused_label:literal) => {
+        impl ProviderOutcome for $outcome {
+            fn retryable(reason: String) -> $outcome {
+                $outcome::Retryable { reason }
+            }
 
-    fn retry_reason(&self) -> Option<&str> {
-        match self {
-            ChargeOutcome::Retryable { reason } => Some(reason),
-            ChargeOutcome::Succeeded { .. } | ChargeOutcome::Declined { .. } => None,
-        }
-    }
+            fn retry_reason(&self) -> Option<&str> {
+                match self {
+                    $outcome::Retryable { reason } => Some(reason),
+                    $outcome::Succeeded { .. } | $outcome::$refused { .. } => None,
+                }
+            }
 
-    fn label(&self) -> &'static str {
-        match self {
-            ChargeOutcome::Succeeded { .. } => "succeeded",
-            ChargeOutcome::Declined { .. } => "declined",
-            ChargeOutcome::Retryable { .. } => "retryable",
+            fn label(&self) -> &'static str {
+                match self {
+                    $outcome::Succeeded { .. } => "succeeded",
+                    $outcome::$refused { .. } => $refused_label,
+                    $outcome::Retryable { .. } => "retryable",
+                }
+            }
         }
-    }
+    };
 }
 
-impl ProviderOutcome for RefundOutcome {
-    fn retryable(reason: String) -> RefundOutcome {
-        RefundOutcome::Retryable { reason }
-    }
-
-    fn retry_reason(&self) -> Option<&str> {
-        match self {
-            RefundOutcome::Retryable { reason } => Some(reason),
-            RefundOutcome::Succeeded { .. } | RefundOutcome::Failed { .. } => None,
-        }
-    }
-
-    fn label(&self) -> &'static str {
-        match self {
-            RefundOutcome::Succeeded { .. } => "succeeded",
-            RefundOutcome::Failed { .. } => "failed",
-            RefundOutcome::Retryable { .. } => "retryable",
-        }
-    }
-}
+provider_outcome!(ChargeOutcome, Declined => "declined");
+provider_outcome!(RefundOutcome, Failed => "failed");

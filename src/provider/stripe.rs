@@ -266,46 +266,74 @@ pub fn refund_params(request: &RefundRequest) -> Vec<(String, String)> {
     params
 }
 
+/// What a write (a charge or a refund) is at Stripe.
+struct Write<O> {
+    /// The collection it creates an object in (`POST`) and reads it back from (`GET
+    /// {collection}/{id}`).
+    collection: &'static str,
+    /// The object's name in a retry reason.
+    what: &'static str,
+    /// The outcome an object says, `None` while it is not final.
+    outcome_of: fn(&Value) -> Option<O>,
+    /// The outcome of a refusal, from Stripe's error object.
+    refused: fn(Value) -> O,
+}
+
+/// A charge: a confirmed PaymentIntent.
+const CHARGE: Write<ChargeOutcome> = Write {
+    collection: "/v1/payment_intents",
+    what: "payment intent",
+    outcome_of: payment_intent_outcome,
+    refused: |error| {
+        let provider_payment_id = error.get("payment_intent").and_then(|pi| text(pi, "id"));
+        declined(&error, provider_payment_id)
+    },
+};
+
+/// A refund.
+const REFUND: Write<RefundOutcome> = Write {
+    collection: "/v1/refunds",
+    what: "refund",
+    outcome_of: refund_outcome,
+    refused: |error| {
+        let code = text(&error, "code")
+            .or_else(|| text(&error, "type"))
+            .unwrap_or_else(|| "refund_refused".to_owned());
+        RefundOutcome::Failed {
+            message: refund_failure_message(&code).to_owned(),
+            code,
+            provider_refund_id: None,
+        }
+    },
+};
+
 impl StripeConnector {
-    /// `POST {collection}` of a write (a charge or a refund) with `Idempotency-Key: key`:
-    /// the object the provider answered with, or the outcome without one: retry later on
-    /// a retryable status or no answer, `refused(error)` (Stripe's error object) on a
-    /// refusal.
+    /// Runs `write` with `params` and `Idempotency-Key: key`: the outcome of the object the
+    /// provider answered with, read again now when it is not final (or a replayed
+    /// non-final answer); a refusal's outcome; or retry later (a retryable status, no
+    /// answer, an object still not final).
     async fn write<O: ProviderOutcome>(
         &self,
-        collection: &str,
+        write: &Write<O>,
         params: &[(String, String)],
         key: &str,
-        refused: impl FnOnce(Value) -> O,
-    ) -> Result<Value, O> {
-        match self.post(collection, params, key).await {
-            Exchange::Ok(object) => Ok(object),
-            Exchange::Error { status, .. } if retryable_status(status) => {
-                Err(O::retryable(format!("provider answered {status}")))
-            }
-            Exchange::Error { error, .. } => Err(refused(error)),
-            Exchange::Unanswered(reason) => Err(O::retryable(reason)),
-        }
-    }
-
-    /// The outcome of `object` (of `collection`, a `what`), read by `outcome_of`; when it
-    /// is not final (or a replayed non-final answer), read again now
-    /// (`GET {collection}/{id}`), and retry later if it still is not.
-    async fn settled<O: ProviderOutcome>(
-        &self,
-        collection: &str,
-        object: &Value,
-        outcome_of: fn(&Value) -> Option<O>,
-        what: &str,
     ) -> O {
-        if let Some(outcome) = outcome_of(object) {
+        let object = match self.post(write.collection, params, key).await {
+            Exchange::Ok(object) => object,
+            Exchange::Error { status, .. } if retryable_status(status) => {
+                return O::retryable(format!("provider answered {status}"));
+            }
+            Exchange::Error { error, .. } => return (write.refused)(error),
+            Exchange::Unanswered(reason) => return O::retryable(reason),
+        };
+        if let Some(outcome) = (write.outcome_of)(&object) {
             return outcome;
         }
-        let id = text(object, "id").unwrap_or_default();
+        let (collection, what) = (write.collection, write.what);
+        let id = text(&object, "id").unwrap_or_default();
         match self.get(&format!("{collection}/{id}"), &[]).await {
-            Exchange::Ok(now) => {
-                outcome_of(&now).unwrap_or_else(|| O::retryable(format!("{what} not final yet")))
-            }
+            Exchange::Ok(now) => (write.outcome_of)(&now)
+                .unwrap_or_else(|| O::retryable(format!("{what} not final yet"))),
             _ => O::retryable(format!("{what} not final yet; retrieval failed")),
         }
     }
@@ -404,49 +432,13 @@ impl Connector for StripeConnector {
     }
 
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
-        const COLLECTION: &str = "/v1/payment_intents";
         let params = payment_intent_params(request);
-        let refused = |error: Value| {
-            declined(
-                &error,
-                error.get("payment_intent").and_then(|pi| text(pi, "id")),
-            )
-        };
-        match self
-            .write(COLLECTION, &params, &request.idempotency_key, refused)
-            .await
-        {
-            Ok(pi) => {
-                self.settled(COLLECTION, &pi, payment_intent_outcome, "payment intent")
-                    .await
-            }
-            Err(outcome) => outcome,
-        }
+        self.write(&CHARGE, &params, &request.idempotency_key).await
     }
 
     async fn refund(&self, request: &RefundRequest) -> RefundOutcome {
-        const COLLECTION: &str = "/v1/refunds";
         let params = refund_params(request);
-        let refused = |error: Value| {
-            let code = text(&error, "code")
-                .or_else(|| text(&error, "type"))
-                .unwrap_or_else(|| "refund_refused".to_owned());
-            RefundOutcome::Failed {
-                message: refund_failure_message(&code).to_owned(),
-                code,
-                provider_refund_id: None,
-            }
-        };
-        match self
-            .write(COLLECTION, &params, &request.idempotency_key, refused)
-            .await
-        {
-            Ok(refund) => {
-                self.settled(COLLECTION, &refund, refund_outcome, "refund")
-                    .await
-            }
-            Err(outcome) => outcome,
-        }
+        self.write(&REFUND, &params, &request.idempotency_key).await
     }
 
     async fn retrieve_payment(
