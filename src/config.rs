@@ -352,7 +352,8 @@ crate::domain::delivery::for_each_channel!(notifications_config);
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
-    /// Most endpoints per merchant; one more is 422 `webhook_endpoints_limit`.
+    /// Most endpoints per merchant; one more is 422 `webhook_endpoints_limit`. A `usize`
+    /// (0 refused in `validate`): the webhook endpoints handler compares it with a count.
     pub endpoints_max: usize,
     /// `rotation_overlap_s`: how long a rotated secret keeps signing beside the new one.
     #[serde(rename = "rotation_overlap_s", with = "units::seconds")]

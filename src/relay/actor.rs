@@ -11,9 +11,10 @@
 //! relay only reads the store, and writes one small setting now and then.
 //!
 //! Its schedules (the waits of [`RETRY_SCHEDULE`], [`CURSOR_WRITE_INTERVAL`]) and the age
-//! of the oldest unpublished event are read on the [`Clock`] it was handed, like every
-//! schedule of the service; the idle poll ([`IDLE_POLL`]) is real time, because it paces
-//! the relay's reads, and a manual clock that stands still must not stall it.
+//! of the oldest unpublished event are read on the [`Clock`](crate::clock::Clock) it was
+//! handed, like every schedule of the service; the idle poll ([`IDLE_POLL`]) is real
+//! time, because it paces the relay's reads, and a manual clock that stands still must
+//! not stall it.
 
 use std::sync::Arc;
 use std::time::Duration;
