@@ -113,12 +113,14 @@ pub async fn start_on_clock(
     let metrics = Arc::new(Metrics::new());
     let provider_health = Arc::new(ProviderHealth::default());
     let connector: Arc<dyn provider::Connector> = Arc::new(provider_health::Watched {
-        inner: provider::connector_for(&config).map_err(StartError::Provider)?,
+        inner: provider::connector_for(&config, Arc::clone(&clock))
+            .map_err(StartError::Provider)?,
         health: Arc::clone(&provider_health),
         clock: Arc::clone(&clock),
     });
     let store_options = OpenOptions {
         cache_capacity_bytes: config.store.cache_capacity_mb.get() * 1024 * 1024,
+        clock: Arc::clone(&clock),
         ..store_options
     };
     let store = Arc::new(Store::open_with(&config.store.data_dir, store_options)?);
@@ -215,6 +217,7 @@ pub async fn start_on_clock(
             Arc::clone(&store),
             committer.clone(),
             &metrics,
+            Arc::clone(&clock),
         )
         .map_err(StartError::Store)?,
     );

@@ -1,11 +1,15 @@
 //! Where time comes from: every schedule in the service (notification retries and pacing,
-//! the dispatcher's scan, the retention sweeps, the daily reconciliation, the alert
-//! watcher, the state machines' timestamps) reads a [`Clock`] it was handed and sleeps on
-//! it. The service runs on [`SystemClock`]; tests run on a [`ManualClock`] and move it
-//! instead of sleeping.
+//! which deliveries are due, the retention sweeps, the daily reconciliation, the alert
+//! watcher, the relay's retries and cursor writes) and every timestamp it writes (the state
+//! machines', the journal's commit time, the simulator's and the sandbox's ledgers) reads a
+//! [`Clock`] it was handed and sleeps on it. The service runs on [`SystemClock`]; tests run
+//! on a [`ManualClock`] and move it instead of sleeping.
 //!
 //! Durations of work (an HTTP request's latency, a provider call's timeout, a connection's
-//! watchdog) are measured with `Instant` where they happen: they are not schedules.
+//! watchdog, an in-flight request's wait) are measured with `Instant` where they happen:
+//! they are not schedules. Neither is the pace of polling loops (the dispatcher's passes,
+//! the relay's idle poll), which stays real time so a manual clock that stands still does
+//! not stall them, nor the log throttle's window ([`crate::log_throttle`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +22,7 @@ use crate::domain::time::now_ms;
 pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Where time comes from, handed to what reads it.
-pub trait Clock: Send + Sync + 'static {
+pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
     /// The time in Unix milliseconds.
     fn now_ms(&self) -> i64;
 

@@ -15,7 +15,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer, Serialize};
 
-mod units;
+pub(crate) mod units;
 
 /// The repository's `config.toml`, the embedded default.
 pub const EMBEDDED_CONFIG_TOML: &str = include_str!("../config.toml");
@@ -35,8 +35,8 @@ const DEMO_SECRETS: [&str; 4] = [
 pub const COMMIT_BATCH_MAX_LIMIT: usize = 65_536;
 /// Upper bound on `store.cache_capacity_mb` (16 GiB): beyond it, a typo rather than a cache.
 pub const CACHE_CAPACITY_MB_MAX: u64 = 16 * 1024;
-/// Upper bound on the `[retention]` periods in days (ten years).
-pub const RETENTION_DAYS_MAX: u64 = 3650;
+/// Upper bound on the `[retention]` periods (`_days` keys): ten years.
+pub const RETENTION_MAX: Duration = Duration::from_secs(3650 * 86_400);
 /// Upper bound on `shards.partitions`.
 pub const PARTITIONS_MAX: u32 = 65_536;
 /// Upper bound on `server.body_limit_bytes` (16 MiB).
@@ -59,11 +59,13 @@ pub const WEBHOOK_TOLERANCE_S_MAX: u64 = 86_400;
 /// Most steps of `notifications.retry_schedule_s`.
 pub const RETRY_STEPS_MAX: usize = 32;
 /// Longest step of `notifications.retry_schedule_s` (seven days).
-pub const RETRY_STEP_S_MAX: u64 = 7 * 86_400;
+pub const RETRY_STEP_MAX: Duration = Duration::from_secs(7 * 86_400);
 /// Upper bound on `notifications.max_attempts`.
 pub const NOTIFY_ATTEMPTS_MAX: u32 = 100;
 /// Upper bound on `notifications.request_timeout_ms` (two minutes).
-pub const NOTIFY_REQUEST_TIMEOUT_MS_MAX: u64 = 120_000;
+pub const NOTIFY_REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(120);
+/// `notifications.request_timeout_ms` when the key is missing.
+pub const NOTIFY_REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Longest merchant id (it is part of every payment key and provider key).
 pub const MERCHANT_ID_CHARS_MAX: usize = 64;
 /// Shortest admin token or merchant API key: shorter is guessable.
@@ -74,7 +76,10 @@ const _: () = assert!(SHARDS_COUNT_MAX as u64 <= PARTITIONS_MAX as u64);
 // A commit window is shorter than any request's timeout could be.
 const _: () = assert!(COMMIT_WINDOW_MAX.as_nanos() <= SERVER_TIMEOUT_MAX.as_nanos());
 // A notification request ends before the server's longest timeout.
-const _: () = assert!(NOTIFY_REQUEST_TIMEOUT_MS_MAX as u128 <= SERVER_TIMEOUT_MAX.as_millis());
+const _: () = assert!(NOTIFY_REQUEST_TIMEOUT_MAX.as_nanos() <= SERVER_TIMEOUT_MAX.as_nanos());
+// The default request timeout is one the bound accepts.
+const _: () =
+    assert!(NOTIFY_REQUEST_TIMEOUT_DEFAULT.as_nanos() <= NOTIFY_REQUEST_TIMEOUT_MAX.as_nanos());
 // A provider call (and the simulator's delay) ends before the server's longest timeout.
 const _: () = assert!(PROVIDER_WAIT_MAX.as_nanos() <= SERVER_TIMEOUT_MAX.as_nanos());
 
@@ -107,6 +112,28 @@ pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
         key: key.to_owned(),
         reason: reason.into(),
     }
+}
+
+/// `value` longer than zero, else the error for `key` saying `must be positive`.
+pub(crate) fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
+    if value.is_zero() {
+        return Err(invalid(key, "must be positive"));
+    }
+    Ok(())
+}
+
+/// `value` within `min..=max`, else the error for `key` saying `must be {min}..={max}`
+/// (numbers in the unit `key` names).
+pub(crate) fn within<T: PartialOrd + std::fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(invalid(key, format!("must be {min}..={max}")));
+    }
+    Ok(())
 }
 
 /// The whole configuration file (DESIGN §4).
@@ -186,10 +213,13 @@ pub struct ShardsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionConfig {
-    /// Outbox events and their finished deliveries, in days.
-    pub events_days: u64,
-    /// Provider webhook event ids remembered for dedupe, in days.
-    pub webhook_event_ids_days: u64,
+    /// `events_days`: how long outbox events and their finished deliveries are kept.
+    #[serde(rename = "events_days", with = "units::days")]
+    pub events: Duration,
+    /// `webhook_event_ids_days`: how long provider webhook event ids are remembered for
+    /// dedupe.
+    #[serde(rename = "webhook_event_ids_days", with = "units::days")]
+    pub webhook_event_ids: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -276,17 +306,30 @@ macro_rules! notifications_config {
             pub enabled: bool,
             pub order_enabled: bool,
             pub alert_enabled: bool,
-            pub retry_schedule_s: Vec<u64>,
+            /// `retry_schedule_s`: the waits after each failed attempt; the last one repeats.
+            #[serde(rename = "retry_schedule_s", with = "units::seconds_list")]
+            pub retry_schedule: Vec<Duration>,
+            /// Each wait is its step ± this share of it (`0.0..=1.0`).
             pub jitter_ratio: f64,
+            /// Attempts of one delivery before it is dead. A `u32` checked in `validate`
+            /// rather than a `NonZeroU32`: the admin settings API answers a 0 with 422
+            /// naming the key, which a refusal by the type would turn into a 400.
             pub max_attempts: u32,
-            pub max_age_s: u64,
+            /// `max_age_s`: a delivery whose next attempt would fall this long after its
+            /// creation (or redrive) is dead.
+            #[serde(rename = "max_age_s", with = "units::seconds")]
+            pub max_age: Duration,
             /// Keep each channel under its documented rate limits (`false` only for benchmarks
             /// against a loopback sink).
             #[serde(default = "default_true")]
             pub pacing: bool,
-            /// Deadline of one notification HTTP request.
-            #[serde(default = "default_request_timeout_ms")]
-            pub request_timeout_ms: u64,
+            /// `request_timeout_ms`: deadline of one notification HTTP request.
+            #[serde(
+                rename = "request_timeout_ms",
+                with = "units::millis",
+                default = "default_request_timeout"
+            )]
+            pub request_timeout: Duration,
             /// Whether channel targets may be loopback, private or otherwise special addresses
             /// (DESIGN §3 egress rules); off, they are refused at configuration and connect time.
             #[serde(default)]
@@ -309,12 +352,15 @@ crate::domain::delivery::for_each_channel!(notifications_config);
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
-    /// Most endpoints per merchant; one more is 422 `webhook_endpoints_limit`.
+    /// Most endpoints per merchant; one more is 422 `webhook_endpoints_limit`. A `usize`
+    /// (0 refused in `validate`): the webhook endpoints handler compares it with a count.
     pub endpoints_max: usize,
-    /// How long a rotated secret keeps signing beside the new one, in seconds.
-    pub rotation_overlap_s: u64,
-    /// An endpoint whose deliveries all failed this long is disabled, in seconds.
-    pub disable_after_s: u64,
+    /// `rotation_overlap_s`: how long a rotated secret keeps signing beside the new one.
+    #[serde(rename = "rotation_overlap_s", with = "units::seconds")]
+    pub rotation_overlap: Duration,
+    /// `disable_after_s`: an endpoint whose deliveries all failed this long is disabled.
+    #[serde(rename = "disable_after_s", with = "units::seconds")]
+    pub disable_after: Duration,
 }
 
 /// Largest `webhooks.endpoints_max`: below what one merchant's read takes
@@ -326,8 +372,8 @@ fn default_true() -> bool {
     true
 }
 
-fn default_request_timeout_ms() -> u64 {
-    10_000
+fn default_request_timeout() -> Duration {
+    NOTIFY_REQUEST_TIMEOUT_DEFAULT
 }
 
 /// Accepts a list of strings or numbers, or one string split on commas and newlines.
@@ -455,18 +501,32 @@ impl Config {
     }
 
     fn validate_core(&self) -> Result<(), ConfigError> {
-        if self.server.body_limit_bytes.get() > BODY_LIMIT_BYTES_MAX {
-            return Err(invalid(
+        let (s, store) = (&self.server, &self.store);
+        // The counts whose type already refuses 0, with their upper bounds.
+        let as_u64 = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        for (key, value, max) in [
+            (
                 "server.body_limit_bytes",
-                format!("must be 1..={BODY_LIMIT_BYTES_MAX}"),
-            ));
-        }
-        let s = &self.server;
-        if s.max_connections.get() > MAX_CONNECTIONS_MAX {
-            return Err(invalid(
+                s.body_limit_bytes.get(),
+                BODY_LIMIT_BYTES_MAX,
+            ),
+            (
                 "server.max_connections",
-                format!("must be 1..={MAX_CONNECTIONS_MAX}"),
-            ));
+                as_u64(s.max_connections.get()),
+                as_u64(MAX_CONNECTIONS_MAX),
+            ),
+            (
+                "store.commit_batch_max",
+                as_u64(store.commit_batch_max.get()),
+                as_u64(COMMIT_BATCH_MAX_LIMIT),
+            ),
+            (
+                "store.cache_capacity_mb",
+                store.cache_capacity_mb.get(),
+                CACHE_CAPACITY_MB_MAX,
+            ),
+        ] {
+            within(key, value, 1, max)?;
         }
         for (key, timeout) in [
             ("server.header_read_timeout_ms", s.header_read_timeout),
@@ -488,54 +548,28 @@ impl Config {
                 format!("must be at most {max_us} (1 s)"),
             ));
         }
-        if self.store.commit_batch_max.get() > COMMIT_BATCH_MAX_LIMIT {
-            return Err(invalid(
-                "store.commit_batch_max",
-                format!("must be 1..={COMMIT_BATCH_MAX_LIMIT}"),
-            ));
-        }
-        if self.store.cache_capacity_mb.get() > CACHE_CAPACITY_MB_MAX {
-            return Err(invalid(
-                "store.cache_capacity_mb",
-                format!("must be 1..={CACHE_CAPACITY_MB_MAX}"),
-            ));
-        }
-        if self.shards.count > SHARDS_COUNT_MAX {
-            return Err(invalid(
-                "shards.count",
-                format!("must be 0..={SHARDS_COUNT_MAX}"),
-            ));
-        }
+        within("shards.count", self.shards.count, 0, SHARDS_COUNT_MAX)?;
         let partitions = self.shards.partitions.get();
-        if partitions > PARTITIONS_MAX {
-            return Err(invalid(
-                "shards.partitions",
-                format!("must be 1..={PARTITIONS_MAX}"),
-            ));
-        }
+        within("shards.partitions", partitions, 1, PARTITIONS_MAX)?;
         if (partitions as usize) < self.shard_count() {
             return Err(invalid(
                 "shards.partitions",
                 "must be at least the number of shards",
             ));
         }
-        for (key, days) in [
-            ("retention.events_days", self.retention.events_days),
-            (
-                "retention.webhook_event_ids_days",
-                self.retention.webhook_event_ids_days,
-            ),
+        let r = &self.retention;
+        for (key, period) in [
+            ("retention.events_days", &r.events),
+            ("retention.webhook_event_ids_days", &r.webhook_event_ids),
         ] {
-            if days == 0 || days > RETENTION_DAYS_MAX {
-                return Err(invalid(key, format!("must be 1..={RETENTION_DAYS_MAX}")));
-            }
+            let days_max = units::whole_days(&RETENTION_MAX);
+            within(key, units::whole_days(period), 1, days_max)?;
         }
-        if self.idempotency.retention.is_zero() {
-            return Err(invalid("idempotency.retention_s", "must be positive"));
-        }
-        if self.idempotency.in_flight_wait.is_zero() {
-            return Err(invalid("idempotency.in_flight_wait_ms", "must be positive"));
-        }
+        positive("idempotency.retention_s", self.idempotency.retention)?;
+        positive(
+            "idempotency.in_flight_wait_ms",
+            self.idempotency.in_flight_wait,
+        )?;
         let daily = &self.reconciliation.daily_at;
         if !daily.is_empty() && parse_hh_mm(daily).is_none() {
             return Err(invalid(
@@ -578,12 +612,12 @@ impl Config {
                 "must be 1..=9223372036854775807",
             ));
         }
-        if p.refund_window_days == 0 || p.refund_window_days > REFUND_WINDOW_DAYS_MAX {
-            return Err(invalid(
-                "payments.refund_window_days",
-                format!("must be 1..={REFUND_WINDOW_DAYS_MAX}"),
-            ));
-        }
+        within(
+            "payments.refund_window_days",
+            p.refund_window_days,
+            1,
+            REFUND_WINDOW_DAYS_MAX,
+        )?;
         if p.refund_fee_minor >= p.amount_minor_max {
             return Err(invalid(
                 "payments.refund_fee_minor",
@@ -625,14 +659,12 @@ impl Config {
         if p.webhook_secret.is_empty() {
             return Err(invalid("provider.webhook_secret", "must not be empty"));
         }
-        let tolerance_s = p.webhook_tolerance.as_secs();
-        if tolerance_s == 0 || tolerance_s > WEBHOOK_TOLERANCE_S_MAX {
-            return Err(invalid(
-                "provider.webhook_tolerance_s",
-                format!("must be 1..={WEBHOOK_TOLERANCE_S_MAX}"),
-            ));
-        }
-        Ok(())
+        within(
+            "provider.webhook_tolerance_s",
+            p.webhook_tolerance.as_secs(),
+            1,
+            WEBHOOK_TOLERANCE_S_MAX,
+        )
     }
 
     fn validate_merchants(&self) -> Result<(), ConfigError> {
@@ -727,11 +759,9 @@ impl Config {
 
     /// The `[retention]` periods.
     pub fn retention(&self) -> crate::store::retention::Retention {
-        const DAY: Duration = Duration::from_secs(86_400);
-        let days = |d: u64| DAY.saturating_mul(u32::try_from(d).unwrap_or(u32::MAX));
         crate::store::retention::Retention {
-            events: days(self.retention.events_days),
-            webhook_event_ids: days(self.retention.webhook_event_ids_days),
+            events: self.retention.events,
+            webhook_event_ids: self.retention.webhook_event_ids,
         }
     }
 }
@@ -742,26 +772,23 @@ impl WebhooksConfig {
     /// # Errors
     /// [`ConfigError::Invalid`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.endpoints_max == 0 || self.endpoints_max > WEBHOOK_ENDPOINTS_MAX {
-            return Err(invalid(
-                "webhooks.endpoints_max",
-                format!("must be 1..={WEBHOOK_ENDPOINTS_MAX}"),
-            ));
-        }
-        if self.disable_after_s == 0 {
-            return Err(invalid("webhooks.disable_after_s", "must be positive"));
-        }
-        Ok(())
+        within(
+            "webhooks.endpoints_max",
+            self.endpoints_max,
+            1,
+            WEBHOOK_ENDPOINTS_MAX,
+        )?;
+        positive("webhooks.disable_after_s", self.disable_after)
     }
 
-    /// `rotation_overlap_s` in milliseconds.
+    /// `rotation_overlap_s` in milliseconds (saturating).
     pub fn rotation_overlap_ms(&self) -> i64 {
-        i64::try_from(self.rotation_overlap_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+        crate::clock::millis(self.rotation_overlap)
     }
 
-    /// `disable_after_s` in milliseconds.
+    /// `disable_after_s` in milliseconds (saturating).
     pub fn disable_after_ms(&self) -> i64 {
-        i64::try_from(self.disable_after_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+        crate::clock::millis(self.disable_after)
     }
 }
 
@@ -771,40 +798,42 @@ impl NotificationsConfig {
     /// # Errors
     /// [`ConfigError::Invalid`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.retry_schedule_s.is_empty() || self.retry_schedule_s.len() > RETRY_STEPS_MAX {
+        let steps = self.retry_schedule.len();
+        if steps == 0 || steps > RETRY_STEPS_MAX {
             return Err(invalid(
                 "notifications.retry_schedule_s",
                 format!("must hold 1..={RETRY_STEPS_MAX} steps"),
             ));
         }
         if self
-            .retry_schedule_s
+            .retry_schedule
             .iter()
-            .any(|&s| s == 0 || s > RETRY_STEP_S_MAX)
+            .any(|step| step.is_zero() || *step > RETRY_STEP_MAX)
         {
+            let max_s = RETRY_STEP_MAX.as_secs();
             return Err(invalid(
                 "notifications.retry_schedule_s",
-                format!("each step must be 1..={RETRY_STEP_S_MAX} seconds"),
+                format!("each step must be 1..={max_s} seconds"),
             ));
         }
+        // Not `within`: a NaN compares false both ways and must be refused too.
         if !(0.0..=1.0).contains(&self.jitter_ratio) {
             return Err(invalid("notifications.jitter_ratio", "must be 0.0..=1.0"));
         }
-        if self.max_attempts == 0 || self.max_attempts > NOTIFY_ATTEMPTS_MAX {
-            return Err(invalid(
-                "notifications.max_attempts",
-                format!("must be 1..={NOTIFY_ATTEMPTS_MAX}"),
-            ));
-        }
-        if self.max_age_s == 0 {
-            return Err(invalid("notifications.max_age_s", "must be positive"));
-        }
-        if self.request_timeout_ms == 0 || self.request_timeout_ms > NOTIFY_REQUEST_TIMEOUT_MS_MAX {
-            return Err(invalid(
-                "notifications.request_timeout_ms",
-                format!("must be 1..={NOTIFY_REQUEST_TIMEOUT_MS_MAX}"),
-            ));
-        }
+        within(
+            "notifications.max_attempts",
+            self.max_attempts,
+            1,
+            NOTIFY_ATTEMPTS_MAX,
+        )?;
+        positive("notifications.max_age_s", self.max_age)?;
+        let max_ms = NOTIFY_REQUEST_TIMEOUT_MAX.as_millis();
+        within(
+            "notifications.request_timeout_ms",
+            self.request_timeout.as_millis(),
+            1,
+            max_ms,
+        )?;
         crate::notify::channels::validate(self)
     }
 }
@@ -863,14 +892,23 @@ mod tests {
         assert_eq!(c.store.cache_capacity_mb.get(), 128);
         assert_eq!(c.shards.partitions.get(), 256);
         assert_eq!(c.idempotency.retention, Duration::from_secs(86_400));
-        assert_eq!(c.retention.events_days, 30);
-        assert_eq!(c.retention.webhook_event_ids_days, 30);
+        assert_eq!(c.retention.events, Duration::from_secs(30 * 86_400));
+        assert_eq!(
+            c.retention.webhook_event_ids,
+            Duration::from_secs(30 * 86_400)
+        );
         assert_eq!(c.provider.kind, ProviderKind::Simulator);
-        assert_eq!(c.notifications.retry_schedule_s, vec![10, 30, 120, 600]);
+        let schedule_s: Vec<u64> = c
+            .notifications
+            .retry_schedule
+            .iter()
+            .map(Duration::as_secs)
+            .collect();
+        assert_eq!(schedule_s, vec![10, 30, 120, 600]);
         assert_eq!(c.merchants.len(), 2);
         assert_eq!(c.webhooks.endpoints_max, 16);
-        assert_eq!(c.webhooks.rotation_overlap_s, 86_400);
-        assert_eq!(c.webhooks.disable_after_s, 432_000);
+        assert_eq!(c.webhooks.rotation_overlap, Duration::from_secs(86_400));
+        assert_eq!(c.webhooks.disable_after, Duration::from_secs(432_000));
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! (`suppressed`). One process-wide throttle, [`STORE_FAILURES`], is shared by everything
 //! that reports a store failure (the committer, the shard jobs, request handlers), keyed by
 //! the error's text, so a cause is logged once per window, not once per layer.
+//!
+//! The window is read on `Instant`, not on a [`crate::clock::Clock`]: the throttles are
+//! process-wide statics shared by callers that hold no clock (the committer thread, the
+//! store's error paths), and the window only rates log lines; it is no schedule a test
+//! would advance. Tests pass the time in through [`Throttle::admit_at`].
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

@@ -196,7 +196,11 @@ fn sandbox(args: SandboxArgs) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        match paykeep::provider::sandbox::start(config, shutdown_signal()) {
+        match paykeep::provider::sandbox::start(
+            config,
+            std::sync::Arc::new(paykeep::clock::SystemClock),
+            shutdown_signal(),
+        ) {
             Ok((addr, server)) => {
                 // Tests and scripts read the bound address from this line.
                 println!("paykeep sandbox listening on http://{addr}");

@@ -47,16 +47,14 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let define = Define(&registry);
-        let http_requests_total = define.counter_vec(
-            "http_requests_total",
-            "HTTP requests by route and status",
-            &["route", "status"],
-        );
-        let http_request_duration_seconds = define.histogram_vec(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
+        let (http_requests_total, http_request_duration_seconds) = define.requests(
+            "http",
+            "route",
+            [
+                "HTTP requests by route and status",
+                "HTTP request latency by route",
+            ],
             LATENCY_BUCKETS_S,
-            &["route"],
         );
         let payments_created_total = define.counter_vec(
             "payments_created_total",
@@ -163,6 +161,31 @@ impl Define<'_> {
     ) -> HistogramVec {
         let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
         self.add(HistogramVec::new(opts, labels))
+    }
+
+    /// The two families of a server's requests, named after `prefix`:
+    /// `{prefix}_requests_total{label,status}` and
+    /// `{prefix}_request_duration_seconds{label}` (in `buckets`, seconds), with `help` for
+    /// each in that order.
+    pub fn requests(
+        &self,
+        prefix: &str,
+        label: &str,
+        help: [&str; 2],
+        buckets: &[f64],
+    ) -> (IntCounterVec, HistogramVec) {
+        let total = self.counter_vec(
+            &format!("{prefix}_requests_total"),
+            help[0],
+            &[label, "status"],
+        );
+        let duration = self.histogram_vec(
+            &format!("{prefix}_request_duration_seconds"),
+            help[1],
+            buckets,
+            &[label],
+        );
+        (total, duration)
     }
 
     /// `paykeep_build_info{version}` at 1 for this build (paykeep's and the sandbox's

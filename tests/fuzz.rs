@@ -339,7 +339,7 @@ async fn generated_requests_over_every_route_never_answer_5xx_or_panic() {
         let n = &mut c.notifications;
         n.telegram.api_base_url = NOWHERE.to_owned();
         n.email.api_base_url = NOWHERE.to_owned();
-        n.request_timeout_ms = 200;
+        n.request_timeout = Duration::from_millis(200);
     })
     .await;
     // A fresh connection per case: an answer given before its body was read (a 404 or 405

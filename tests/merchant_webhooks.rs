@@ -229,7 +229,7 @@ async fn an_endpoint_hears_processing_then_succeeded_signed_with_its_secret() {
 
 #[tokio::test]
 async fn a_rotated_secret_signs_beside_the_new_one_until_the_overlap_ends() {
-    let svc = common::start(|c| c.webhooks.rotation_overlap_s = 3).await;
+    let svc = common::start(|c| c.webhooks.rotation_overlap = Duration::from_secs(3)).await;
     let hook = sink(200).await;
     let (id, old) = endpoint(
         &svc.client,
@@ -632,7 +632,7 @@ async fn refunds_reach_the_endpoint_and_private_urls_are_refused_when_used_too()
 async fn an_endpoint_failing_past_disable_after_is_disabled() {
     let svc = common::start(|c| {
         notify_support::fast_retries(c);
-        c.webhooks.disable_after_s = 1;
+        c.webhooks.disable_after = Duration::from_secs(1);
     })
     .await;
     let failing = sink(503).await;

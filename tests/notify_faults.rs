@@ -337,7 +337,7 @@ async fn a_hanging_endpoint_leaves_payment_latency_unchanged() {
     let svc = common::start(|c| {
         fast_retries(c);
         webhook_to(c, &sink.uri());
-        c.notifications.request_timeout_ms = 30_000;
+        c.notifications.request_timeout = Duration::from_secs(30);
     })
     .await;
     let (median, worst) = create_latencies(&svc, "hang", 40).await;

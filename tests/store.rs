@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use paykeep::clock::{Clock, ManualClock};
 use paykeep::domain::event::{Event, EventLevel, EventSource};
 use paykeep::domain::idempotency::{
     Fingerprint, IdempotencyEntry, IdempotencyKey, KeyScope, StoredResponse,
@@ -17,7 +18,7 @@ use paykeep::domain::time::now_ms;
 use paykeep::domain::write_set::{WriteOp, WriteSet};
 use paykeep::metrics::Metrics;
 use paykeep::store::committer::{self, CommitPolicy, CommitterHandle};
-use paykeep::store::{sweep, Durability, Store};
+use paykeep::store::{sweep, Durability, OpenOptions, Store};
 
 /// The id of the payment of order `order-{tag}`.
 fn pid(tag: &str) -> String {
@@ -248,8 +249,16 @@ fn header_key(value: &str) -> IdempotencyKey {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_removes_only_the_entries_it_found_expired() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, committer, thread) = open_with_committer(dir.path(), Arc::new(Metrics::new()));
-    let old = now_ms();
+    // The journal dates groups on the store's clock: moved, not slept on.
+    let clock = Arc::new(ManualClock::starting_now());
+    let options = OpenOptions {
+        clock: clock.clone(),
+        ..OpenOptions::new(Durability::FlushAndSync)
+    };
+    let store = Arc::new(Store::open_with(dir.path(), options).unwrap());
+    let (committer, thread) =
+        committer::start(Arc::clone(&store), policy(), Arc::new(Metrics::new()));
+    let old = clock.now_ms();
     let (gone, reused, fresh, in_flight) = (
         header_key("gone"),
         header_key("reused"),
@@ -280,10 +289,10 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
         .await
         .unwrap();
     // The sweep's cutoff is by commit time: let the groups above age past a 1 s retention.
-    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    clock.advance(Duration::from_millis(1_100));
     let recent = WriteOp::Idempotency {
         key: fresh.clone(),
-        entry: entry("o-3", now_ms(), true),
+        entry: entry("o-3", clock.now_ms(), true),
     };
     committer
         .commit(WriteSet { ops: vec![recent] })
@@ -291,7 +300,7 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
         .unwrap();
 
     let expired = store
-        .expired_idempotency_keys(&[], now_ms() - 1_000, 512)
+        .expired_idempotency_keys(&[], clock.now_ms() - 1_000, 512)
         .unwrap();
     assert_eq!(
         expired.records.len(),
@@ -302,7 +311,7 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
     // `reused` now holds a newer entry, as a key used again after an earlier removal does.
     let again = WriteOp::Idempotency {
         key: reused.clone(),
-        entry: entry("o-9", now_ms(), true),
+        entry: entry("o-9", clock.now_ms(), true),
     };
     committer
         .commit(WriteSet { ops: vec![again] })
@@ -311,7 +320,7 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
 
     let mut after = Vec::new();
     let retention = Duration::from_secs(1);
-    let listed = sweep::sweep_once(&store, &committer, retention, &mut after, now_ms())
+    let listed = sweep::sweep_once(&store, &committer, retention, &mut after, clock.now_ms())
         .await
         .unwrap();
     assert_eq!(listed, 2);
@@ -324,7 +333,7 @@ async fn the_sweep_removes_only_the_entries_it_found_expired() {
         "an entry in flight is never swept"
     );
     let left = store
-        .expired_idempotency_keys(&[], now_ms() - 1_000, 512)
+        .expired_idempotency_keys(&[], clock.now_ms() - 1_000, 512)
         .unwrap();
     assert!(left.is_empty(), "{left:?}");
     drop(committer);

@@ -21,8 +21,8 @@ const ADMIN: &str = "admin_demo_token";
 
 /// Alerts checked every 50 ms, one per cause per hour.
 fn fast_alerts(c: &mut Config) {
-    c.alerts.check_interval_ms = 50;
-    c.alerts.window_s = 3600;
+    c.alerts.check_interval = Duration::from_millis(50);
+    c.alerts.window = Duration::from_secs(3600);
 }
 
 /// Every outbox event, oldest first.
@@ -140,7 +140,7 @@ async fn provider_unavailable_when_the_sandbox_stops_once_per_window() {
     let provider_url = sandbox.base.clone();
     let svc = start(move |c| {
         fast_alerts(c);
-        c.alerts.provider_failing_s = 1;
+        c.alerts.provider_failing = Duration::from_secs(1);
         c.provider.kind = paykeep::config::ProviderKind::Stripe;
         c.provider.base_url = provider_url;
         c.provider.secret_key = "sk_test_sandbox".into();
@@ -234,7 +234,7 @@ async fn dead_letters_when_a_sink_answers_410_once_per_window() {
     let url = format!("{}/hooks/gone", gone.uri());
     let svc = start(move |c| {
         fast_alerts(c);
-        c.alerts.dead_letters_max = 2;
+        c.alerts.dead_letters_max = std::num::NonZeroU64::new(2).expect("non-zero");
         c.notifications.webhook.enabled = true;
         c.notifications.webhook.url = url;
         c.notifications.webhook.secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into();

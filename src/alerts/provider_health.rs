@@ -7,13 +7,16 @@
 //! `provider.timeout_ms` ran out) fails too. A decline or a failed refund is an answer: the
 //! provider works.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 use crate::clock::{Clock, SharedClock};
-use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::domain::charge::{
+    ChargeOutcome, ChargeRequest, ProviderOutcome, RefundOutcome, RefundRequest,
+};
 use crate::provider::types::{ProviderError, ProviderPayment, SettlementRow};
 use crate::provider::Connector;
 
@@ -110,6 +113,17 @@ pub struct Watched {
     pub clock: SharedClock,
 }
 
+impl Watched {
+    /// Runs the write `call` (a charge or a refund) and reports its outcome: a retry
+    /// later is a failure, anything else an answer.
+    async fn reported<O: ProviderOutcome>(&self, call: impl Future<Output = O>) -> O {
+        let guard = CallGuard::new(&self.health, self.clock.as_ref());
+        let outcome = call.await;
+        guard.finish(outcome.retry_reason());
+        outcome
+    }
+}
+
 #[async_trait]
 impl Connector for Watched {
     fn name(&self) -> &'static str {
@@ -117,23 +131,11 @@ impl Connector for Watched {
     }
 
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
-        let guard = CallGuard::new(&self.health, self.clock.as_ref());
-        let outcome = self.inner.charge(request).await;
-        guard.finish(match &outcome {
-            ChargeOutcome::Retryable { reason } => Some(reason),
-            ChargeOutcome::Succeeded { .. } | ChargeOutcome::Declined { .. } => None,
-        });
-        outcome
+        self.reported(self.inner.charge(request)).await
     }
 
     async fn refund(&self, request: &RefundRequest) -> RefundOutcome {
-        let guard = CallGuard::new(&self.health, self.clock.as_ref());
-        let outcome = self.inner.refund(request).await;
-        guard.finish(match &outcome {
-            RefundOutcome::Retryable { reason } => Some(reason),
-            RefundOutcome::Succeeded { .. } | RefundOutcome::Failed { .. } => None,
-        });
-        outcome
+        self.reported(self.inner.refund(request)).await
     }
 
     async fn retrieve_payment(

@@ -22,7 +22,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 
@@ -138,7 +137,7 @@ impl Watcher {
     }
 
     fn window_ms(&self) -> i64 {
-        i64::try_from(self.config.window_s.saturating_mul(1000)).unwrap_or(i64::MAX)
+        crate::clock::millis(self.config.window)
     }
 
     /// The alerts whose condition holds in `seen` and whose cause was not raised within
@@ -158,8 +157,7 @@ impl Watcher {
         }
         if let Some((since_ms, reason)) = &seen.provider_failing {
             let failing_ms = seen.now_ms - since_ms;
-            let limit_ms = i64::try_from(self.config.provider_failing_s.saturating_mul(1000))
-                .unwrap_or(i64::MAX);
+            let limit_ms = crate::clock::millis(self.config.provider_failing);
             if failing_ms > limit_ms {
                 due.push(Alert {
                     kind: kind::SYSTEM_PROVIDER_UNAVAILABLE,
@@ -186,7 +184,7 @@ impl Watcher {
             });
         }
         let new_dead = self.dead_letters.observe(seen.dead_total, seen.now_ms);
-        if new_dead > self.config.dead_letters_max {
+        if new_dead > self.config.dead_letters_max.get() {
             due.push(Alert {
                 kind: kind::SYSTEM_DEAD_LETTERS,
                 cause: "dead_letters".to_owned(),
@@ -228,9 +226,9 @@ pub struct WatchDeps {
 /// Runs the watcher until the task is aborted (at shutdown): a check at once, then one
 /// every `alerts.check_interval_ms` on the notification side's clock.
 pub async fn run(deps: WatchDeps) {
-    let interval = Duration::from_millis(deps.config.check_interval_ms);
-    let window_ms = i64::try_from(deps.config.window_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let interval = deps.config.check_interval;
     let mut watcher = Watcher::new(deps.config.clone());
+    let window_ms = watcher.window_ms();
     loop {
         check_once(&deps, &mut watcher, window_ms).await;
         crate::clock::sleep(deps.notify.clock.as_ref(), interval).await;
@@ -362,14 +360,16 @@ async fn send_direct(core: &Core, event: &Event) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn config() -> AlertsConfig {
         AlertsConfig {
-            check_interval_ms: 1000,
-            provider_failing_s: 60,
-            dead_letters_max: 2,
-            window_s: 3600,
+            check_interval: Duration::from_millis(1000),
+            provider_failing: Duration::from_secs(60),
+            dead_letters_max: std::num::NonZeroU64::new(2).expect("non-zero"),
+            window: Duration::from_secs(3600),
         }
     }
 

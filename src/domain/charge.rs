@@ -76,3 +76,47 @@ pub enum RefundOutcome {
     /// Unknown or transient: retry with the same key.
     Retryable { reason: String },
 }
+
+/// What a charge's and a refund's outcomes share: one case to retry later with the same
+/// key (the answer is unknown or transient), and a stable name per variant.
+pub trait ProviderOutcome: Sized {
+    /// The outcome to retry later with the same key, for `reason`.
+    fn retryable(reason: String) -> Self;
+
+    /// `Some(reason)` when the outcome is to retry later.
+    fn retry_reason(&self) -> Option<&str>;
+
+    /// The variant's name (`succeeded`, `declined` or `failed`, `retryable`): the
+    /// `outcome` label of the provider metrics.
+    fn label(&self) -> &'static str;
+}
+
+/// [`ProviderOutcome`] for an outcome enum of the shape `Succeeded`, a refusal, `Retryable
+/// { reason }`: the two outcomes are written once.
+macro_rules! provider_outcome {
+    ($outcome:ident, $refused:ident => $refused_label:literal) => {
+        impl ProviderOutcome for $outcome {
+            fn retryable(reason: String) -> $outcome {
+                $outcome::Retryable { reason }
+            }
+
+            fn retry_reason(&self) -> Option<&str> {
+                match self {
+                    $outcome::Retryable { reason } => Some(reason),
+                    $outcome::Succeeded { .. } | $outcome::$refused { .. } => None,
+                }
+            }
+
+            fn label(&self) -> &'static str {
+                match self {
+                    $outcome::Succeeded { .. } => "succeeded",
+                    $outcome::$refused { .. } => $refused_label,
+                    $outcome::Retryable { .. } => "retryable",
+                }
+            }
+        }
+    };
+}
+
+provider_outcome!(ChargeOutcome, Declined => "declined");
+provider_outcome!(RefundOutcome, Failed => "failed");

@@ -265,7 +265,7 @@ async fn send(
             duration: Duration::ZERO,
         };
     }
-    let timeout = Duration::from_millis(config.request_timeout_ms);
+    let timeout = config.request_timeout;
     let started = Instant::now();
     let result = post(&core.client, outgoing, timeout).await;
     let duration = started.elapsed();

@@ -10,22 +10,28 @@ use crate::config::NotificationsConfig;
 /// Longest `retry_after` we honour (a misbehaving API could ask for years).
 pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(86_400);
 
+/// The step after a failure when the schedule is empty (validation refuses an empty one).
+pub const STEP_FALLBACK: Duration = Duration::from_secs(60);
+
 /// The retry settings of `[notifications]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
-    pub schedule_s: Vec<u64>,
+    /// `retry_schedule_s`: the wait after each failed attempt; the last one repeats.
+    pub schedule: Vec<Duration>,
+    /// Each wait is its step ± this share of it.
     pub jitter_ratio: f64,
     pub max_attempts: u32,
-    pub max_age_s: u64,
+    /// `max_age_s`: no attempt falls later than this after the budget started.
+    pub max_age: Duration,
 }
 
 impl RetryPolicy {
     pub fn from_config(config: &NotificationsConfig) -> RetryPolicy {
         RetryPolicy {
-            schedule_s: config.retry_schedule_s.clone(),
+            schedule: config.retry_schedule.clone(),
             jitter_ratio: config.jitter_ratio,
             max_attempts: config.max_attempts,
-            max_age_s: config.max_age_s,
+            max_age: config.max_age,
         }
     }
 }
@@ -42,9 +48,14 @@ pub enum Next {
 /// The step of the schedule after `attempts` failed attempts (1-based), ± jitter.
 /// `jitter_sample` is uniform in `[-1, 1]`.
 pub fn delay_after(policy: &RetryPolicy, attempts: u32, jitter_sample: f64) -> Duration {
-    let last = policy.schedule_s.len().saturating_sub(1);
+    let last = policy.schedule.len().saturating_sub(1);
     let index = (attempts.max(1) as usize - 1).min(last);
-    let base_s = policy.schedule_s.get(index).copied().unwrap_or(60) as f64;
+    let base_s = policy
+        .schedule
+        .get(index)
+        .copied()
+        .unwrap_or(STEP_FALLBACK)
+        .as_secs_f64();
     let factor = 1.0 + policy.jitter_ratio * jitter_sample.clamp(-1.0, 1.0);
     Duration::from_secs_f64((base_s * factor).max(0.0))
 }
@@ -66,11 +77,12 @@ pub fn next_after_failure(
         Some(after) => after.min(RETRY_AFTER_MAX),
         None => delay_after(policy, attempts, jitter_sample),
     };
-    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+    let delay_ms = crate::clock::millis(delay);
     let at_ms = now_ms.saturating_add(delay_ms);
-    let max_age_ms = i64::try_from(policy.max_age_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let max_age_ms = crate::clock::millis(policy.max_age);
     if at_ms.saturating_sub(budget_started_at_ms) > max_age_ms {
-        return Next::Dead(format!("max_age_s ({}) exceeded", policy.max_age_s));
+        let max_age_s = policy.max_age.as_secs();
+        return Next::Dead(format!("max_age_s ({max_age_s}) exceeded"));
     }
     Next::RetryAt(at_ms)
 }
@@ -88,10 +100,10 @@ mod tests {
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
-            schedule_s: vec![10, 30, 120, 600],
+            schedule: [10, 30, 120, 600].map(Duration::from_secs).to_vec(),
             jitter_ratio: 0.2,
             max_attempts: 12,
-            max_age_s: 86_400,
+            max_age: Duration::from_secs(86_400),
         }
     }
 

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::clock::SharedClock;
 use crate::config::{Config, ProviderKind};
 use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
 use crate::provider::types::{ProviderError, ProviderPayment, SettlementRow};
@@ -66,15 +67,16 @@ pub struct ProviderSide {
     pub metrics: Arc<metrics::ProviderMetrics>,
 }
 
-/// Builds the connector named by `provider.kind`.
+/// Builds the connector named by `provider.kind`; the simulator dates its ledger on `clock`.
 ///
 /// # Errors
 /// A message when the kind is not available in this build.
-pub fn connector_for(config: &Config) -> Result<Arc<dyn Connector>, String> {
+pub fn connector_for(config: &Config, clock: SharedClock) -> Result<Arc<dyn Connector>, String> {
     match config.provider.kind {
         ProviderKind::Simulator => Ok(Arc::new(simulator::Simulator::new(
             config.provider.latency,
             config.provider_timeout(),
+            clock,
         ))),
         ProviderKind::Stripe => Ok(Arc::new(stripe::StripeConnector::new(
             &config.provider.base_url,

@@ -4,13 +4,16 @@
 //! counted (`provider_calls_total{outcome}`) and logged when unresolved. Built once at
 //! start-up around the configured connector; callers see a plain [`Connector`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use prometheus::{HistogramVec, IntCounterVec};
 
-use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::domain::charge::{
+    ChargeOutcome, ChargeRequest, ProviderOutcome, RefundOutcome, RefundRequest,
+};
 use crate::provider::metrics::{operation, ProviderMetrics};
 use crate::provider::types::{ProviderError, ProviderPayment, SettlementRow};
 use crate::provider::Connector;
@@ -51,6 +54,26 @@ impl Observed {
             .with_label_values(&[operation, outcome])
             .observe(started.elapsed().as_secs_f64());
     }
+
+    /// Runs the write `call` (a charge or a refund) within the deadline (past it: retry
+    /// later), times it under `operation` and counts it in `provider_calls_total` as
+    /// `counted_as` names its outcome.
+    async fn bounded<O: ProviderOutcome>(
+        &self,
+        operation: &str,
+        call: impl Future<Output = O>,
+        counted_as: fn(&O) -> &'static str,
+    ) -> O {
+        let started = Instant::now();
+        let result = tokio::time::timeout(self.timeout, call)
+            .await
+            .unwrap_or_else(|_| O::retryable(TIMED_OUT.to_owned()));
+        self.observe(operation, result.label(), started);
+        self.calls_total
+            .with_label_values(&[counted_as(&result)])
+            .inc();
+        result
+    }
 }
 
 /// The outcome label of a read.
@@ -70,20 +93,11 @@ impl Connector for Observed {
     }
 
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
-        let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.inner.charge(request))
-            .await
-            .unwrap_or_else(|_| ChargeOutcome::Retryable {
-                reason: TIMED_OUT.to_owned(),
-            });
-        let outcome = match &result {
-            ChargeOutcome::Succeeded { .. } => "succeeded",
-            ChargeOutcome::Declined { .. } => "declined",
-            ChargeOutcome::Retryable { .. } => "retryable",
-        };
-        self.observe(operation::CHARGE, outcome, started);
-        self.calls_total.with_label_values(&[outcome]).inc();
-        if let ChargeOutcome::Retryable { reason } = &result {
+        let call = self.inner.charge(request);
+        let result = self
+            .bounded(operation::CHARGE, call, ChargeOutcome::label)
+            .await;
+        if let Some(reason) = result.retry_reason() {
             tracing::warn!(
                 operation = "charge",
                 merchant_id = %request.merchant_id,
@@ -97,26 +111,15 @@ impl Connector for Observed {
     }
 
     async fn refund(&self, request: &RefundRequest) -> RefundOutcome {
-        let started = Instant::now();
-        let result = tokio::time::timeout(self.timeout, self.inner.refund(request))
-            .await
-            .unwrap_or_else(|_| RefundOutcome::Retryable {
-                reason: TIMED_OUT.to_owned(),
-            });
-        let outcome = match &result {
-            RefundOutcome::Succeeded { .. } => "succeeded",
-            RefundOutcome::Failed { .. } => "failed",
-            RefundOutcome::Retryable { .. } => "retryable",
-        };
-        self.observe(operation::REFUND, outcome, started);
         // `provider_calls_total` names refund outcomes `refund_<outcome>` (as it always did).
-        let counted = match &result {
+        let counted_as = |result: &RefundOutcome| match result {
             RefundOutcome::Succeeded { .. } => "refund_succeeded",
             RefundOutcome::Failed { .. } => "refund_failed",
             RefundOutcome::Retryable { .. } => "refund_retryable",
         };
-        self.calls_total.with_label_values(&[counted]).inc();
-        if let RefundOutcome::Retryable { reason } = &result {
+        let call = self.inner.refund(request);
+        let result = self.bounded(operation::REFUND, call, counted_as).await;
+        if let Some(reason) = result.retry_reason() {
             tracing::warn!(
                 operation = "refund",
                 refund_id = %request.refund_id,

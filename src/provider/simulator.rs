@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
+use crate::clock::SharedClock;
 use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
-use crate::domain::time::now_ms;
 use crate::provider::types::{
     ProviderError, ProviderPayment, ProviderPaymentStatus, SettlementKind, SettlementRow,
 };
@@ -59,15 +59,21 @@ pub struct Simulator {
     failed_once: DashMap<String, ()>,
     /// Provider id → charge or refund.
     ledger: DashMap<String, Entry>,
+    /// What dates the ledger's entries (the service's clock: reconciliation reads a day of
+    /// them).
+    clock: SharedClock,
 }
 
 impl Simulator {
-    pub fn new(latency: Duration, timeout: Duration) -> Simulator {
+    /// A simulator answering after `latency`, its `pm_sim_timeout` calls after `timeout`
+    /// (plus a margin), its ledger dated on `clock`.
+    pub fn new(latency: Duration, timeout: Duration, clock: SharedClock) -> Simulator {
         Simulator {
             latency,
             timeout,
             failed_once: DashMap::new(),
             ledger: DashMap::new(),
+            clock,
         }
     }
 
@@ -117,7 +123,7 @@ impl Simulator {
             kind: SettlementKind::Charge,
             provider_id: id.clone(),
             amount: request.amount,
-            created_at_ms: now_ms(),
+            created_at_ms: self.clock.now_ms(),
         });
     }
 
@@ -200,7 +206,7 @@ impl Connector for Simulator {
                 kind: SettlementKind::Refund,
                 provider_id: provider_refund_id.clone(),
                 amount: request.amount,
-                created_at_ms: now_ms(),
+                created_at_ms: self.clock.now_ms(),
             });
         }
         RefundOutcome::Succeeded { provider_refund_id }
@@ -292,7 +298,11 @@ mod tests {
 
     #[tokio::test]
     async fn test_methods_behave_as_documented() {
-        let sim = Simulator::new(Duration::ZERO, Duration::from_millis(20));
+        let sim = Simulator::new(
+            Duration::ZERO,
+            Duration::from_millis(20),
+            std::sync::Arc::new(crate::clock::SystemClock),
+        );
         assert!(matches!(
             sim.charge(&request("pm_card_visa")).await,
             ChargeOutcome::Succeeded { .. }

@@ -29,7 +29,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::domain::charge::{ChargeOutcome, ChargeRequest, RefundOutcome, RefundRequest};
+use crate::domain::charge::{
+    ChargeOutcome, ChargeRequest, ProviderOutcome, RefundOutcome, RefundRequest,
+};
 use crate::provider::declines::{charge_failure_message, refund_failure_message};
 use crate::provider::types::{
     ProviderError, ProviderPayment, ProviderPaymentStatus, SettlementKind, SettlementRow,
@@ -264,30 +266,75 @@ pub fn refund_params(request: &RefundRequest) -> Vec<(String, String)> {
     params
 }
 
-impl StripeConnector {
-    /// A non-final PaymentIntent (or a replayed non-final answer): read its status now.
-    async fn charge_settled(&self, pi: &Value) -> ChargeOutcome {
-        let id = text(pi, "id").unwrap_or_default();
-        let retryable = |reason: &str| ChargeOutcome::Retryable {
-            reason: reason.to_owned(),
-        };
-        match self.get(&format!("/v1/payment_intents/{id}"), &[]).await {
-            Exchange::Ok(now) => payment_intent_outcome(&now)
-                .unwrap_or_else(|| retryable("payment intent not final yet")),
-            _ => retryable("payment intent not final yet; retrieval failed"),
-        }
-    }
+/// What a write (a charge or a refund) is at Stripe.
+struct Write<O> {
+    /// The collection it creates an object in (`POST`) and reads it back from (`GET
+    /// {collection}/{id}`).
+    collection: &'static str,
+    /// The object's name in a retry reason.
+    what: &'static str,
+    /// The outcome an object says, `None` while it is not final.
+    outcome_of: fn(&Value) -> Option<O>,
+    /// The outcome of a refusal, from Stripe's error object.
+    refused: fn(Value) -> O,
+}
 
-    /// A pending refund: read its status now (`GET /v1/refunds/{id}`).
-    async fn refund_settled(&self, refund: &Value) -> RefundOutcome {
-        let id = text(refund, "id").unwrap_or_default();
-        match self.get(&format!("/v1/refunds/{id}"), &[]).await {
-            Exchange::Ok(now) => refund_outcome(&now).unwrap_or(RefundOutcome::Retryable {
-                reason: "refund not final yet".to_owned(),
-            }),
-            _ => RefundOutcome::Retryable {
-                reason: "refund not final yet; retrieval failed".to_owned(),
-            },
+/// A charge: a confirmed PaymentIntent.
+const CHARGE: Write<ChargeOutcome> = Write {
+    collection: "/v1/payment_intents",
+    what: "payment intent",
+    outcome_of: payment_intent_outcome,
+    refused: |error| {
+        let provider_payment_id = error.get("payment_intent").and_then(|pi| text(pi, "id"));
+        declined(&error, provider_payment_id)
+    },
+};
+
+/// A refund.
+const REFUND: Write<RefundOutcome> = Write {
+    collection: "/v1/refunds",
+    what: "refund",
+    outcome_of: refund_outcome,
+    refused: |error| {
+        let code = text(&error, "code")
+            .or_else(|| text(&error, "type"))
+            .unwrap_or_else(|| "refund_refused".to_owned());
+        RefundOutcome::Failed {
+            message: refund_failure_message(&code).to_owned(),
+            code,
+            provider_refund_id: None,
+        }
+    },
+};
+
+impl StripeConnector {
+    /// Runs `write` with `params` and `Idempotency-Key: key`: the outcome of the object the
+    /// provider answered with, read again now when it is not final (or a replayed
+    /// non-final answer); a refusal's outcome; or retry later (a retryable status, no
+    /// answer, an object still not final).
+    async fn write<O: ProviderOutcome>(
+        &self,
+        write: &Write<O>,
+        params: &[(String, String)],
+        key: &str,
+    ) -> O {
+        let object = match self.post(write.collection, params, key).await {
+            Exchange::Ok(object) => object,
+            Exchange::Error { status, .. } if retryable_status(status) => {
+                return O::retryable(format!("provider answered {status}"));
+            }
+            Exchange::Error { error, .. } => return (write.refused)(error),
+            Exchange::Unanswered(reason) => return O::retryable(reason),
+        };
+        if let Some(outcome) = (write.outcome_of)(&object) {
+            return outcome;
+        }
+        let (collection, what) = (write.collection, write.what);
+        let id = text(&object, "id").unwrap_or_default();
+        match self.get(&format!("{collection}/{id}"), &[]).await {
+            Exchange::Ok(now) => (write.outcome_of)(&now)
+                .unwrap_or_else(|| O::retryable(format!("{what} not final yet"))),
+            _ => O::retryable(format!("{what} not final yet; retrieval failed")),
         }
     }
 }
@@ -386,54 +433,12 @@ impl Connector for StripeConnector {
 
     async fn charge(&self, request: &ChargeRequest) -> ChargeOutcome {
         let params = payment_intent_params(request);
-        match self
-            .post("/v1/payment_intents", &params, &request.idempotency_key)
-            .await
-        {
-            Exchange::Ok(pi) => match payment_intent_outcome(&pi) {
-                Some(outcome) => outcome,
-                None => self.charge_settled(&pi).await,
-            },
-            Exchange::Error { status, .. } if retryable_status(status) => {
-                ChargeOutcome::Retryable {
-                    reason: format!("provider answered {status}"),
-                }
-            }
-            Exchange::Error { error, .. } => declined(
-                &error,
-                error.get("payment_intent").and_then(|pi| text(pi, "id")),
-            ),
-            Exchange::Unanswered(reason) => ChargeOutcome::Retryable { reason },
-        }
+        self.write(&CHARGE, &params, &request.idempotency_key).await
     }
 
     async fn refund(&self, request: &RefundRequest) -> RefundOutcome {
         let params = refund_params(request);
-        match self
-            .post("/v1/refunds", &params, &request.idempotency_key)
-            .await
-        {
-            Exchange::Ok(refund) => match refund_outcome(&refund) {
-                Some(outcome) => outcome,
-                None => self.refund_settled(&refund).await,
-            },
-            Exchange::Error { status, .. } if retryable_status(status) => {
-                RefundOutcome::Retryable {
-                    reason: format!("provider answered {status}"),
-                }
-            }
-            Exchange::Error { error, .. } => {
-                let code = text(&error, "code")
-                    .or_else(|| text(&error, "type"))
-                    .unwrap_or_else(|| "refund_refused".to_owned());
-                RefundOutcome::Failed {
-                    message: refund_failure_message(&code).to_owned(),
-                    code,
-                    provider_refund_id: None,
-                }
-            }
-            Exchange::Unanswered(reason) => RefundOutcome::Retryable { reason },
-        }
+        self.write(&REFUND, &params, &request.idempotency_key).await
     }
 
     async fn retrieve_payment(

@@ -9,12 +9,18 @@
 //! [`CURSOR_WRITE_INTERVAL`] or [`CURSOR_WRITE_EVERY_EVENTS`] events: it only saves a
 //! restart the scan from the outbox's beginning. Payments never wait on any of this: the
 //! relay only reads the store, and writes one small setting now and then.
+//!
+//! Its schedules (the waits of [`RETRY_SCHEDULE`], [`CURSOR_WRITE_INTERVAL`]) and the age
+//! of the oldest unpublished event are read on the [`Clock`](crate::clock::Clock) it was
+//! handed, like every schedule of the service; the idle poll ([`IDLE_POLL`]) is real
+//! time, because it paces the relay's reads, and a manual clock that stands still must
+//! not stall it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::clock::{self, SharedClock};
 use crate::domain::event::Event;
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::log_throttle::Throttle;
 use crate::relay::config::RelayConfig;
@@ -75,11 +81,13 @@ pub struct RelayActor {
     store: Arc<Store>,
     committer: CommitterHandle,
     status: Arc<RelayStatus>,
+    /// Where the retry waits, the cursor's write interval and the events' age are read.
+    clock: SharedClock,
     /// Every event with a sequence ≤ this is in the stream.
     cursor: u64,
-    /// The cursor as last written to the store, and when.
+    /// The cursor as last written to the store, and when (Unix milliseconds on `clock`).
     persisted: u64,
-    persisted_at: Instant,
+    persisted_at_ms: i64,
 }
 
 impl RelayActor {
@@ -92,6 +100,7 @@ impl RelayActor {
         store: Arc<Store>,
         committer: CommitterHandle,
         status: Arc<RelayStatus>,
+        clock: SharedClock,
     ) -> Result<RelayActor, StoreError> {
         let cursor = store
             .setting(CURSOR_KEY)?
@@ -102,9 +111,10 @@ impl RelayActor {
             store,
             committer,
             status,
+            persisted_at_ms: clock.now_ms(),
+            clock,
             cursor,
             persisted: cursor,
-            persisted_at: Instant::now(),
         })
     }
 
@@ -127,7 +137,7 @@ impl RelayActor {
             self.report(&error);
             self.observe_lag();
             self.persist_cursor().await;
-            tokio::time::sleep(retry_delay(failures)).await;
+            clock::sleep(self.clock.as_ref(), retry_delay(failures)).await;
         }
     }
 
@@ -205,7 +215,8 @@ impl RelayActor {
             return;
         }
         let due = self.cursor.saturating_sub(self.persisted) >= CURSOR_WRITE_EVERY_EVENTS
-            || self.persisted_at.elapsed() >= CURSOR_WRITE_INTERVAL;
+            || self.clock.now_ms().saturating_sub(self.persisted_at_ms)
+                >= clock::millis(CURSOR_WRITE_INTERVAL);
         if !due {
             return;
         }
@@ -218,7 +229,7 @@ impl RelayActor {
         match self.committer.commit(write).await {
             Ok(()) => {
                 self.persisted = self.cursor;
-                self.persisted_at = Instant::now();
+                self.persisted_at_ms = self.clock.now_ms();
             }
             Err(e) => {
                 // Not fatal: the stream itself says where to resume.
@@ -256,8 +267,9 @@ impl RelayActor {
     fn observe_lag_with(&self, first_unpublished: Option<&Event>) {
         let last = self.store.last_event_seq().unwrap_or(self.cursor);
         let lag = last.saturating_sub(self.cursor);
+        let now_ms = self.clock.now_ms();
         let oldest_s = first_unpublished
-            .map(|e| (now_ms() - e.created_at_ms).max(0) as f64 / 1000.0)
+            .map(|e| (now_ms - e.created_at_ms).max(0) as f64 / 1000.0)
             .unwrap_or(0.0);
         self.status.set_progress(self.cursor, lag, oldest_s);
     }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::{invalid, ConfigError};
 
 /// The one broker kind there is: NATS JetStream.
 pub const KIND_NATS: &str = "nats";
@@ -49,10 +49,6 @@ impl RelayConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming `relay.kind`, `relay.stream` or `relay.subject_prefix`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
-            key: key.to_owned(),
-            reason: reason.to_owned(),
-        };
         if !self.kind.is_empty() && self.kind != KIND_NATS {
             return Err(invalid("relay.kind", "must be \"\" (off) or \"nats\""));
         }
@@ -65,7 +61,10 @@ impl RelayConfig {
         {
             return Err(invalid(
                 "relay.stream",
-                "must be 1..=255 characters without whitespace, '.', '*', '>', '/' or '\\'",
+                format!(
+                    "must be 1..={STREAM_NAME_LEN_MAX} characters without whitespace, '.', '*', \
+                     '>', '/' or '\\'"
+                ),
             ));
         }
         let bad_token = |t: &str| {

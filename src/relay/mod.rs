@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 pub use config::RelayConfig;
 pub use status::{RelaySnapshot, RelayState, RelayStatus};
 
+use crate::clock::SharedClock;
 use crate::metrics::Metrics;
 use crate::store::committer::CommitterHandle;
 use crate::store::{Store, StoreError};
@@ -38,7 +39,8 @@ pub struct Relay {
 
 impl Relay {
     /// Registers the `relay_*` metrics and, when `config.kind` is `"nats"`, starts the
-    /// relay actor on the current tokio runtime. Never waits for the broker.
+    /// relay actor on the current tokio runtime, its schedules on `clock`. Never waits for
+    /// the broker.
     ///
     /// # Errors
     /// [`StoreError`] when the stored cursor cannot be read.
@@ -47,6 +49,7 @@ impl Relay {
         store: Arc<Store>,
         committer: CommitterHandle,
         metrics: &Metrics,
+        clock: SharedClock,
     ) -> Result<Relay, StoreError> {
         let relay_metrics = status::RelayMetrics::register(metrics.registry());
         if !config.enabled() {
@@ -56,7 +59,8 @@ impl Relay {
             });
         }
         let status = Arc::new(RelayStatus::new(RelayState::Starting, relay_metrics));
-        let actor = actor::RelayActor::new(config.clone(), store, committer, Arc::clone(&status))?;
+        let actor =
+            actor::RelayActor::new(config.clone(), store, committer, Arc::clone(&status), clock)?;
         let task = tokio::spawn(actor.run());
         Ok(Relay {
             status,

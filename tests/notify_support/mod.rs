@@ -29,7 +29,7 @@ pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Retries after 1 s without jitter, so fault sequences finish quickly.
 pub fn fast_retries(config: &mut Config) {
-    config.notifications.retry_schedule_s = vec![1];
+    config.notifications.retry_schedule = vec![Duration::from_secs(1)];
     config.notifications.jitter_ratio = 0.0;
 }
 

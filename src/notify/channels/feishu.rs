@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::config::{check_url, ConfigError};
+use crate::config::ConfigError;
 use crate::notify::channels::{
     Section,
-    classify_http, http_error, Channel, Outgoing, Reply, Request, Secret, Verdict,
+    check_webhook_url, classify_http, http_error, Channel, Outgoing, Reply, Request, Secret, Verdict,
 };
 use crate::notify::pacing::{Limit, Limits};
 
@@ -52,8 +52,7 @@ impl Section for FeishuConfig {
     }
 
     fn validate(&self, section: &str, allow_private_targets: bool) -> Result<(), ConfigError> {
-        let key = format!("notifications.{section}.webhook_url");
-        check_url(&key, &self.webhook_url, self.enabled, allow_private_targets)
+        check_webhook_url(section, &self.webhook_url, self.enabled, allow_private_targets)
     }
 }
 

@@ -154,9 +154,28 @@ impl Section for WebhookUrlConfig {
     }
 
     fn validate(&self, section: &str, allow_private_targets: bool) -> Result<(), ConfigError> {
-        let key = format!("notifications.{section}.webhook_url");
-        crate::config::check_url(&key, &self.webhook_url, self.enabled, allow_private_targets)
+        check_webhook_url(
+            section,
+            &self.webhook_url,
+            self.enabled,
+            allow_private_targets,
+        )
     }
+}
+
+/// `notifications.{section}.webhook_url`, `url`, per [`crate::config::check_url`]: required
+/// when the channel is `enabled`.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] naming the key.
+pub(crate) fn check_webhook_url(
+    section: &str,
+    url: &str,
+    enabled: bool,
+    allow_private_targets: bool,
+) -> Result<(), ConfigError> {
+    let key = format!("notifications.{section}.webhook_url");
+    crate::config::check_url(&key, url, enabled, allow_private_targets)
 }
 
 /// One notification channel: what the notifier needs to know of it. Implemented by a unit

@@ -7,12 +7,14 @@
 //! [`DELIVERY_ATTEMPTS_MAX`] times; the queue is bounded ([`QUEUE_MAX`], newer events are
 //! dropped with a warning when it is full).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::ValueEnum;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::clock::{Clock, SharedClock};
 use crate::provider::signature;
 use crate::provider::stripe::STRIPE_VERSION;
 
@@ -44,20 +46,26 @@ pub struct WebhookTarget {
 }
 
 /// Hands events to the sender task; a no-op without a target.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct EventSink {
     tx: Option<mpsc::Sender<Value>>,
+    /// What dates the events (`created`) and signs them (`Stripe-Signature`'s `t`).
+    clock: SharedClock,
 }
 
 impl EventSink {
-    /// Starts the sender task for `target` on the current runtime.
-    pub fn start(target: Option<WebhookTarget>) -> EventSink {
+    /// Starts the sender task for `target` on the current runtime; events are dated and
+    /// signed on `clock`.
+    pub fn start(target: Option<WebhookTarget>, clock: SharedClock) -> EventSink {
         let Some(target) = target else {
-            return EventSink::default();
+            return EventSink { tx: None, clock };
         };
         let (tx, rx) = mpsc::channel(QUEUE_MAX);
-        tokio::spawn(run(target, rx));
-        EventSink { tx: Some(tx) }
+        tokio::spawn(run(target, rx, Arc::clone(&clock)));
+        EventSink {
+            tx: Some(tx),
+            clock,
+        }
     }
 
     /// Queues the event `kind` about `object`.
@@ -67,7 +75,7 @@ impl EventSink {
             "id": crate::domain::ids::new_id("evt_"),
             "object": "event",
             "api_version": STRIPE_VERSION,
-            "created": crate::domain::time::now_ms() / 1000,
+            "created": self.clock.now_ms() / 1000,
             "data": {"object": object},
             "livemode": false,
             "pending_webhooks": 1,
@@ -83,7 +91,7 @@ impl EventSink {
     }
 }
 
-async fn run(target: WebhookTarget, mut rx: mpsc::Receiver<Value>) {
+async fn run(target: WebhookTarget, mut rx: mpsc::Receiver<Value>, clock: SharedClock) {
     let client = reqwest::Client::builder()
         .timeout(DELIVERY_TIMEOUT)
         .build()
@@ -96,7 +104,7 @@ async fn run(target: WebhookTarget, mut rx: mpsc::Receiver<Value>) {
                     Ok(next) => next,
                     Err(_) => {
                         if let Some(event) = held.take() {
-                            deliver(&client, &target, &event).await;
+                            deliver(&client, &target, &event, clock.as_ref()).await;
                         }
                         continue;
                     }
@@ -106,15 +114,15 @@ async fn run(target: WebhookTarget, mut rx: mpsc::Receiver<Value>) {
         };
         let Some(event) = next else { return };
         match target.mode {
-            WebhookMode::Normal => deliver(&client, &target, &event).await,
+            WebhookMode::Normal => deliver(&client, &target, &event, clock.as_ref()).await,
             WebhookMode::Duplicate => {
-                deliver(&client, &target, &event).await;
-                deliver(&client, &target, &event).await;
+                deliver(&client, &target, &event, clock.as_ref()).await;
+                deliver(&client, &target, &event, clock.as_ref()).await;
             }
             WebhookMode::OutOfOrder => match held.take() {
                 Some(older) => {
-                    deliver(&client, &target, &event).await;
-                    deliver(&client, &target, &older).await;
+                    deliver(&client, &target, &event, clock.as_ref()).await;
+                    deliver(&client, &target, &older, clock.as_ref()).await;
                 }
                 None => held = Some(event),
             },
@@ -122,12 +130,17 @@ async fn run(target: WebhookTarget, mut rx: mpsc::Receiver<Value>) {
     }
 }
 
-/// Signs and POSTs one event, retrying a few times on failure.
-async fn deliver(client: &reqwest::Client, target: &WebhookTarget, event: &Value) {
+/// Signs (on `clock`) and POSTs one event, retrying a few times on failure.
+async fn deliver(
+    client: &reqwest::Client,
+    target: &WebhookTarget,
+    event: &Value,
+    clock: &dyn Clock,
+) {
     let body = event.to_string();
     let mut delay = RETRY_DELAY_FIRST;
     for attempt in 1..=DELIVERY_ATTEMPTS_MAX {
-        let now_s = crate::domain::time::now_ms() / 1000;
+        let now_s = clock.now_ms() / 1000;
         let result = client
             .post(&target.url)
             .header("Content-Type", "application/json")
@@ -148,7 +161,7 @@ async fn deliver(client: &reqwest::Client, target: &WebhookTarget, event: &Value
             ),
             Err(_) => tracing::warn!(operation = "sandbox_webhook", attempt, "delivery failed"),
         }
-        tokio::time::sleep(delay).await;
+        crate::clock::sleep(clock, delay).await;
         delay *= 2;
     }
 }

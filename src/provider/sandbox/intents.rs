@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::provider::sandbox::cards::{self, Card, Outcome as CardOutcome};
 use crate::provider::sandbox::ledger::{
-    error, new_id, no_such, now_s, transient, Answer, Ledger, List, Outcome,
+    error, new_id, no_such, transient, Answer, Ledger, List, Outcome,
 };
 use crate::provider::sandbox::params::{self, invalid, Params};
 
@@ -110,7 +110,7 @@ pub fn create(ledger: &Ledger, params: &Params, key: Option<&str>) -> Result<Out
         return Ok(transient());
     }
     let stall = create.method == "pm_sim_timeout" && ledger.first_call(key);
-    let created = now_s();
+    let created = ledger.now_s();
     let mut pi = json!({
         "id": new_id("pi_"), "object": "payment_intent", "amount": create.amount,
         "amount_capturable": 0, "amount_received": 0, "currency": create.currency,
@@ -265,7 +265,7 @@ pub fn capture(ledger: &Ledger, params: &Params, id: &str) -> Result<Outcome, St
     let Some(mut charge) = ledger.object_of(List::Charges, &charge_id) else {
         return Err(format!("payment intent {id} has no charge {charge_id}"));
     };
-    settle(ledger, &mut charge, amount, now_s())?;
+    settle(ledger, &mut charge, amount, ledger.now_s())?;
     ledger.put(&charge)?;
     merge_metadata(&mut pi, &metadata);
     pi["status"] = json!("succeeded");
@@ -318,7 +318,7 @@ pub fn cancel(ledger: &Ledger, params: &Params, id: &str) -> Result<Outcome, Str
     }
     pi["status"] = json!("canceled");
     pi["amount_capturable"] = json!(0);
-    pi["canceled_at"] = json!(now_s());
+    pi["canceled_at"] = json!(ledger.now_s());
     pi["cancellation_reason"] = json!(reason);
     ledger.put(&pi)?;
     let mut shown = pi.clone();

@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::clock::SharedClock;
 use crate::provider::sandbox::params::{invalid, Cursor, Page, Params};
 
 /// Entries one list call looks at, at most, while filtering (a bounded scan).
@@ -179,10 +180,8 @@ pub struct Ledger {
     order_keys: sled::Tree,
     seq: AtomicU64,
     lock: tokio::sync::Mutex<()>,
-}
-
-pub fn now_s() -> i64 {
-    crate::domain::time::now_ms() / 1000
+    /// What dates the objects (`created`, `canceled_at`).
+    clock: SharedClock,
 }
 
 pub fn new_id(prefix: &str) -> String {
@@ -190,11 +189,11 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger in `dir`.
+    /// Opens (or creates) the ledger in `dir`, dating its objects on `clock`.
     ///
     /// # Errors
     /// A message when sled cannot open it.
-    pub fn open(dir: &Path) -> Result<Ledger, String> {
+    pub fn open(dir: &Path, clock: SharedClock) -> Result<Ledger, String> {
         let db = sled::open(dir).map_err(|e| format!("cannot open the ledger: {e}"))?;
         let tree = |name: &str| db.open_tree(name).map_err(|e| e.to_string());
         let orders = List::ALL
@@ -218,7 +217,13 @@ impl Ledger {
             db,
             seq: AtomicU64::new(seq + 1),
             lock: tokio::sync::Mutex::new(()),
+            clock,
         })
+    }
+
+    /// The time on the ledger's clock in Unix seconds (Stripe's timestamps).
+    pub fn now_s(&self) -> i64 {
+        self.clock.now_ms() / 1000
     }
 
     /// A stored object by id.
@@ -491,7 +496,8 @@ mod tests {
     /// apart; the odd ones carry `metadata[odd]`.
     fn seven() -> (tempfile::TempDir, Ledger) {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path()).unwrap();
+        let ledger =
+            Ledger::open(dir.path(), std::sync::Arc::new(crate::clock::SystemClock)).unwrap();
         for i in 0..7 {
             let pi = json!({"id": format!("pi_{i}"), "object": "payment_intent",
                 "created": 1_000 + i, "metadata": {"odd": (i % 2 == 1).to_string()}});

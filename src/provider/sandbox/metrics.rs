@@ -41,16 +41,14 @@ impl SandboxMetrics {
     pub fn new() -> SandboxMetrics {
         let registry = Registry::new();
         let define = Define(&registry);
-        let requests_total = define.counter_vec(
-            "sandbox_requests_total",
-            "Sandbox requests by operation and status",
-            &["operation", "status"],
-        );
-        let request_duration_seconds = define.histogram_vec(
-            "sandbox_request_duration_seconds",
-            "Sandbox answer time by operation",
+        let (requests_total, request_duration_seconds) = define.requests(
+            "sandbox",
+            "operation",
+            [
+                "Sandbox requests by operation and status",
+                "Sandbox answer time by operation",
+            ],
             LATENCY_BUCKETS_S,
-            &["operation"],
         );
         define.build_info();
         for operation in OPERATIONS {

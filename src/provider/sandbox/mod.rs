@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::SharedClock;
 use crate::provider::sandbox::events::{EventSink, WebhookTarget};
 use crate::provider::sandbox::ledger::Ledger;
 
@@ -55,17 +56,18 @@ pub struct Sandbox {
     pub metrics: metrics::SandboxMetrics,
 }
 
-/// Opens the ledger and serves until `shutdown` resolves; returns the bound address and
-/// the server task.
+/// Opens the ledger and serves until `shutdown` resolves, dating objects and events on
+/// `clock`; returns the bound address and the server task.
 ///
 /// # Errors
 /// A message when the ledger cannot be opened or the address bound.
 pub fn start(
     config: SandboxConfig,
+    clock: SharedClock,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
-    let ledger = Ledger::open(&config.data_dir)?;
-    let events = EventSink::start(config.webhook.clone());
+    let ledger = Ledger::open(&config.data_dir, Arc::clone(&clock))?;
+    let events = EventSink::start(config.webhook.clone(), clock);
     let bind = config.bind;
     let sandbox = Arc::new(Sandbox {
         ledger,

@@ -289,6 +289,20 @@ pub fn one_of<'a>(
     Err(invalid(None, name, &message))
 }
 
+/// 400 naming the parameter `name` when `text`, a metadata `what` (`key` or `value`), is
+/// longer than `max` characters, in Stripe's words.
+fn metadata_length(name: &str, what: &str, text: &str, max: usize) -> Result<(), Answer> {
+    let chars = text.chars().count();
+    if chars > max {
+        let message = format!(
+            "Metadata {what}s can have up to {max} characters, but you passed in a {what} that \
+             is {chars} characters."
+        );
+        return Err(invalid(None, name, &message));
+    }
+    Ok(())
+}
+
 /// `metadata[key]` parameters as a JSON object, within Stripe's limits.
 ///
 /// # Errors
@@ -302,22 +316,8 @@ pub fn metadata(params: &Params) -> Result<serde_json::Value, Answer> {
         else {
             continue;
         };
-        if key.chars().count() > METADATA_KEY_CHARS_MAX {
-            let message = format!(
-                "Metadata keys can have up to {METADATA_KEY_CHARS_MAX} characters, but you \
-                 passed in a key that is {} characters.",
-                key.chars().count()
-            );
-            return Err(invalid(None, name, &message));
-        }
-        if value.chars().count() > METADATA_VALUE_CHARS_MAX {
-            let message = format!(
-                "Metadata values can have up to {METADATA_VALUE_CHARS_MAX} characters, but you \
-                 passed in a value that is {} characters.",
-                value.chars().count()
-            );
-            return Err(invalid(None, name, &message));
-        }
+        metadata_length(name, "key", key, METADATA_KEY_CHARS_MAX)?;
+        metadata_length(name, "value", value, METADATA_VALUE_CHARS_MAX)?;
         map.insert(key.to_owned(), serde_json::json!(value));
     }
     if map.len() > METADATA_KEYS_MAX {

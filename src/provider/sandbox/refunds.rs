@@ -3,9 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::provider::sandbox::ledger::{
-    error, new_id, now_s, transient, Answer, Ledger, List, Outcome,
-};
+use crate::provider::sandbox::ledger::{error, new_id, transient, Answer, Ledger, List, Outcome};
 use crate::provider::sandbox::params::{self, invalid, Params};
 
 /// What `POST /v1/refunds` takes; anything else is `parameter_unknown`.
@@ -125,7 +123,7 @@ pub fn create(ledger: &Ledger, params: &Params, key: Option<&str>) -> Result<Out
         return Ok(transient());
     }
     let stall = method == "pm_sim_timeout" && ledger.first_call(key);
-    let created = now_s();
+    let created = ledger.now_s();
     let refund_id = new_id("re_");
     let signed = -i64::try_from(amount).unwrap_or(i64::MAX);
     let txn = ledger.transaction("refund", signed, &charge["currency"], &refund_id, created)?;

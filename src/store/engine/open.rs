@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::store::meta::{self, SledMeta};
 use crate::store::recovery::{self, Finding, Plan};
 use crate::store::wal::{self, StoreId};
@@ -21,7 +22,7 @@ use crate::store::{
 };
 
 /// How to open a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct OpenOptions {
     pub durability: Durability,
     /// Log segment size and preallocation ([`wal::SEGMENT_BYTES_DEFAULT`]; tests use small
@@ -32,6 +33,9 @@ pub struct OpenOptions {
     pub accept_data_loss: bool,
     /// sled's page cache in bytes (`store.cache_capacity_mb`).
     pub cache_capacity_bytes: u64,
+    /// What dates the journal's records ([`crate::clock::SystemClock`] unless a test hands
+    /// in a [`crate::clock::ManualClock`]).
+    pub clock: SharedClock,
 }
 
 impl OpenOptions {
@@ -41,6 +45,7 @@ impl OpenOptions {
             segment_bytes: wal::SEGMENT_BYTES_DEFAULT,
             accept_data_loss: false,
             cache_capacity_bytes: CACHE_CAPACITY_BYTES_DEFAULT,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -261,6 +266,7 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
         checkpoint_thread: Some(checkpoint_thread),
         durability: options.durability,
         journal_clock: Mutex::new(journal_clock),
+        clock: options.clock,
         last_epoch: AtomicU64::new(0),
         failed,
         deliveries_index,

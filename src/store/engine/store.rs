@@ -38,6 +38,8 @@ pub struct Store {
     pub(crate) durability: Durability,
     /// Where the journal stands (the committer is the only writer).
     pub(crate) journal_clock: Mutex<JournalClock>,
+    /// What dates the journal's records ([`OpenOptions::clock`]).
+    pub(crate) clock: crate::clock::SharedClock,
     /// Epoch of the last group committed; the memtables tag staged writes with it.
     pub(crate) last_epoch: AtomicU64,
     pub(crate) failed: Arc<AtomicBool>,

@@ -25,7 +25,6 @@ use std::cell::Cell;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::time::now_ms;
 use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
 use crate::store::engine::codec;
 use crate::store::engine::tree::{self, Db};
@@ -151,7 +150,7 @@ impl Store {
         let mut b = Batches::default();
         let mut view = deliveries::BatchView::default();
         let mut clock = self.journal_clock.lock().map_err(|_| StoreError::Failed)?;
-        let committed_at_ms = now_ms().max(clock.committed_at_ms);
+        let committed_at_ms = self.clock.now_ms().max(clock.committed_at_ms);
         let mut journal = journal::JournalBatch::new(committed_at_ms, clock.next_seq);
         let mut events = events::EventWrites::new(clock.next_seq);
         let mut by_merchant = merchant_events::MerchantEvents::default();
