@@ -35,7 +35,7 @@ use paykeep::domain::idempotency::{
 use paykeep::domain::ids::{payment_id, UlidSource};
 use paykeep::domain::payment::{Payment, PaymentStatus, RefundStatus};
 use paykeep::domain::time::now_ms;
-use paykeep::domain::write_set::{WriteOp, WriteSet};
+use paykeep::domain::write_set::{MerchantList, WriteOp, WriteSet};
 use paykeep::metrics::Metrics;
 use paykeep::store::committer::{self, CommitPolicy, CommitterHandle};
 use paykeep::store::{Durability, Store};
@@ -136,10 +136,17 @@ fn create_write_sets(task: u64, seq: u64) -> [WriteSet; 2] {
         ..entry.clone()
     };
     let event = Event::for_payment_outcome(&succeeded, &mut UlidSource, now);
+    let listed = WriteOp::List {
+        list: MerchantList::Payments,
+        merchant_id: intent.merchant_id.clone(),
+        id: intent.id.clone(),
+        created_at_ms: intent.created_at_ms,
+    };
     [
         WriteSet {
             ops: vec![
                 WriteOp::Payment(intent),
+                listed,
                 WriteOp::Idempotency {
                     key: key.clone(),
                     entry,
