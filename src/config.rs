@@ -5,6 +5,12 @@
 //! segments joined by `__`, lists as JSON), then the command-line flags. Every section is
 //! `deny_unknown_fields`, and [`Config::validate`] names the offending key on any bad value.
 
+pub mod check;
+
+pub use crate::notify::channels::section::NotificationsConfig;
+pub use check::ConfigError;
+pub(crate) use check::{invalid, is_http_url, positive, within};
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
@@ -13,7 +19,7 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 pub(crate) mod units;
 
@@ -56,16 +62,6 @@ pub const REFUND_WINDOW_DAYS_MAX: u32 = 3650;
 pub const PROVIDER_WAIT_MAX: Duration = Duration::from_secs(600);
 /// Upper bound on `provider.webhook_tolerance_s` (one day).
 pub const WEBHOOK_TOLERANCE_S_MAX: u64 = 86_400;
-/// Most steps of `notifications.retry_schedule_s`.
-pub const RETRY_STEPS_MAX: usize = 32;
-/// Longest step of `notifications.retry_schedule_s` (seven days).
-pub const RETRY_STEP_MAX: Duration = Duration::from_secs(7 * 86_400);
-/// Upper bound on `notifications.max_attempts`.
-pub const NOTIFY_ATTEMPTS_MAX: u32 = 100;
-/// Upper bound on `notifications.request_timeout_ms` (two minutes).
-pub const NOTIFY_REQUEST_TIMEOUT_MAX: Duration = Duration::from_secs(120);
-/// `notifications.request_timeout_ms` when the key is missing.
-pub const NOTIFY_REQUEST_TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 /// Longest merchant id (it is part of every payment key and provider key).
 pub const MERCHANT_ID_CHARS_MAX: usize = 64;
 /// Shortest admin token or merchant API key: shorter is guessable.
@@ -76,23 +72,13 @@ const _: () = assert!(SHARDS_COUNT_MAX as u64 <= PARTITIONS_MAX as u64);
 // A commit window is shorter than any request's timeout could be.
 const _: () = assert!(COMMIT_WINDOW_MAX.as_nanos() <= SERVER_TIMEOUT_MAX.as_nanos());
 // A notification request ends before the server's longest timeout.
-const _: () = assert!(NOTIFY_REQUEST_TIMEOUT_MAX.as_nanos() <= SERVER_TIMEOUT_MAX.as_nanos());
-// The default request timeout is one the bound accepts.
-const _: () =
-    assert!(NOTIFY_REQUEST_TIMEOUT_DEFAULT.as_nanos() <= NOTIFY_REQUEST_TIMEOUT_MAX.as_nanos());
+const _: () = assert!(
+    crate::notify::channels::section::NOTIFY_REQUEST_TIMEOUT_MAX.as_nanos()
+        <= SERVER_TIMEOUT_MAX.as_nanos()
+);
+
 // A provider call (and the simulator's delay) ends before the server's longest timeout.
 const _: () = assert!(PROVIDER_WAIT_MAX.as_nanos() <= SERVER_TIMEOUT_MAX.as_nanos());
-
-/// A configuration that failed to load or validate; `key` is the dotted key path.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file or an environment variable could not be parsed into the schema.
-    #[error("configuration could not be read: {message}")]
-    Parse { message: String },
-    /// A value parsed but is out of its allowed range or set.
-    #[error("invalid configuration value for `{key}`: {reason}")]
-    Invalid { key: String, reason: String },
-}
 
 /// A value the schema refused (a typed key such as a `NonZero*` given 0, a wrong type, an
 /// unknown key) names its key like any invalid value, lower-cased as the file writes it (an
@@ -104,36 +90,6 @@ fn from_figment(error: figment::Error) -> ConfigError {
         };
     }
     invalid(&error.path.join(".").to_lowercase(), error.kind.to_string())
-}
-
-/// The error for `key` (dotted path) with `reason`.
-pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-/// `value` longer than zero, else the error for `key` saying `must be positive`.
-pub(crate) fn positive(key: &str, value: Duration) -> Result<(), ConfigError> {
-    if value.is_zero() {
-        return Err(invalid(key, "must be positive"));
-    }
-    Ok(())
-}
-
-/// `value` within `min..=max`, else the error for `key` saying `must be {min}..={max}`
-/// (numbers in the unit `key` names).
-pub(crate) fn within<T: PartialOrd + std::fmt::Display>(
-    key: &str,
-    value: T,
-    min: T,
-    max: T,
-) -> Result<(), ConfigError> {
-    if value < min || value > max {
-        return Err(invalid(key, format!("must be {min}..={max}")));
-    }
-    Ok(())
 }
 
 /// The whole configuration file (DESIGN §4).
@@ -296,58 +252,6 @@ pub struct MerchantConfig {
     pub api_key: String,
 }
 
-/// The `[notifications]` section; one sub-section per channel, from the channel list
-/// ([`crate::domain::delivery::for_each_channel`]).
-macro_rules! notifications_config {
-    ($($variant:ident = $tag:literal, $section:ident, $config:ident;)*) => {
-        #[derive(Debug, Clone, Deserialize, Serialize)]
-        #[serde(deny_unknown_fields)]
-        pub struct NotificationsConfig {
-            pub enabled: bool,
-            pub order_enabled: bool,
-            pub alert_enabled: bool,
-            /// `retry_schedule_s`: the waits after each failed attempt; the last one repeats.
-            #[serde(rename = "retry_schedule_s", with = "units::seconds_list")]
-            pub retry_schedule: Vec<Duration>,
-            /// Each wait is its step ± this share of it (`0.0..=1.0`).
-            pub jitter_ratio: f64,
-            /// Attempts of one delivery before it is dead. A `u32` checked in `validate`
-            /// rather than a `NonZeroU32`: the admin settings API answers a 0 with 422
-            /// naming the key, which a refusal by the type would turn into a 400.
-            pub max_attempts: u32,
-            /// `max_age_s`: a delivery whose next attempt would fall this long after its
-            /// creation (or redrive) is dead.
-            #[serde(rename = "max_age_s", with = "units::seconds")]
-            pub max_age: Duration,
-            /// Keep each channel under its documented rate limits (`false` only for benchmarks
-            /// against a loopback sink).
-            #[serde(default = "default_true")]
-            pub pacing: bool,
-            /// `request_timeout_ms`: deadline of one notification HTTP request.
-            #[serde(
-                rename = "request_timeout_ms",
-                with = "units::millis",
-                default = "default_request_timeout"
-            )]
-            pub request_timeout: Duration,
-            /// Whether channel targets may be loopback, private or otherwise special addresses
-            /// (DESIGN §3 egress rules); off, they are refused at configuration and connect time.
-            #[serde(default)]
-            pub allow_private_targets: bool,
-            $(
-                #[doc = concat!(
-                    "`[notifications.", stringify!($section), "]`: [`crate::notify::channels::",
-                    stringify!($section), "::", stringify!($config), "`]; a missing section is",
-                    " the channel's `Default` (off)."
-                )]
-                #[serde(default)]
-                pub $section: crate::notify::channels::$section::$config,
-            )*
-        }
-    };
-}
-crate::domain::delivery::for_each_channel!(notifications_config);
-
 /// `[webhooks]`: merchant webhook endpoints (DESIGN §4).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -367,49 +271,6 @@ pub struct WebhooksConfig {
 /// (`store::tables::webhook_endpoints::ENDPOINTS_READ_MAX`), and every merchant event
 /// reads them all at commit time.
 pub const WEBHOOK_ENDPOINTS_MAX: usize = 256;
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_request_timeout() -> Duration {
-    NOTIFY_REQUEST_TIMEOUT_DEFAULT
-}
-
-/// Accepts a list of strings or numbers, or one string split on commas and newlines.
-pub(crate) fn string_list<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Item {
-        Text(String),
-        Number(i64),
-    }
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrString {
-        List(Vec<Item>),
-        One(Item),
-    }
-    let items = match ListOrString::deserialize(deserializer)? {
-        ListOrString::List(items) => items,
-        ListOrString::One(item) => vec![item],
-    };
-    let mut out = Vec::new();
-    for item in items {
-        match item {
-            Item::Number(n) => out.push(n.to_string()),
-            Item::Text(text) => out.extend(
-                text.split([',', '\n'])
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            ),
-        }
-    }
-    Ok(out)
-}
 
 /// Command-line overrides of `paykeep serve`, applied last.
 #[derive(Debug, Clone, Default)]
@@ -790,70 +651,6 @@ impl WebhooksConfig {
     pub fn disable_after_ms(&self) -> i64 {
         crate::clock::millis(self.disable_after)
     }
-}
-
-impl NotificationsConfig {
-    /// Validates the `[notifications]` section; keys are named from `notifications.`.
-    ///
-    /// # Errors
-    /// [`ConfigError::Invalid`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let steps = self.retry_schedule.len();
-        if steps == 0 || steps > RETRY_STEPS_MAX {
-            return Err(invalid(
-                "notifications.retry_schedule_s",
-                format!("must hold 1..={RETRY_STEPS_MAX} steps"),
-            ));
-        }
-        if self
-            .retry_schedule
-            .iter()
-            .any(|step| step.is_zero() || *step > RETRY_STEP_MAX)
-        {
-            let max_s = RETRY_STEP_MAX.as_secs();
-            return Err(invalid(
-                "notifications.retry_schedule_s",
-                format!("each step must be 1..={max_s} seconds"),
-            ));
-        }
-        // Not `within`: a NaN compares false both ways and must be refused too.
-        if !(0.0..=1.0).contains(&self.jitter_ratio) {
-            return Err(invalid("notifications.jitter_ratio", "must be 0.0..=1.0"));
-        }
-        within(
-            "notifications.max_attempts",
-            self.max_attempts,
-            1,
-            NOTIFY_ATTEMPTS_MAX,
-        )?;
-        positive("notifications.max_age_s", self.max_age)?;
-        let max_ms = NOTIFY_REQUEST_TIMEOUT_MAX.as_millis();
-        within(
-            "notifications.request_timeout_ms",
-            self.request_timeout.as_millis(),
-            1,
-            max_ms,
-        )?;
-        crate::notify::channels::validate(self)
-    }
-}
-
-fn is_http_url(url: &str) -> bool {
-    (url.starts_with("http://") || url.starts_with("https://")) && url.len() > "https://".len()
-}
-
-/// A notification target URL: empty only when not `required`; else per the egress rules
-/// ([`crate::notify::egress::check_url`]).
-pub(crate) fn check_url(
-    key: &str,
-    url: &str,
-    required: bool,
-    allow_private: bool,
-) -> Result<(), ConfigError> {
-    if url.is_empty() && !required {
-        return Ok(());
-    }
-    crate::notify::egress::check_url(url, allow_private).map_err(|reason| invalid(key, reason))
 }
 
 /// Parses `HH:MM` into minutes after midnight.

@@ -186,7 +186,11 @@ async fn payment_filters_and_bad_input() {
     assert_eq!(declined.json()["status"], "failed", "{}", declined.text);
     let declined_id = declined.json()["id"].as_str().unwrap().to_owned();
 
-    let failed = service.get("/v1/payments?status=failed").await.json();
+    let failed = service.get("/v1/payments?status=failed").await;
+    // Each item is the payment exactly as its own route answers it.
+    let one = service.get(&format!("/v1/payments/{declined_id}")).await;
+    assert!(failed.text.contains(&one.text), "{}", failed.text);
+    let failed = failed.json();
     assert_eq!(ids_of(&failed), std::slice::from_ref(&declined_id));
     let succeeded = service.get("/v1/payments?status=succeeded").await.json();
     assert_eq!(

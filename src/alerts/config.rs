@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{units, ConfigError};
+use crate::config::check::ConfigError;
+use crate::config::units;
 
 /// Most dead letters the hourly count can be compared with; the count comes from the store's
 /// per-status counters, so the bound only keeps the setting meaningful.

@@ -68,6 +68,21 @@ pub mod kind {
     ];
 }
 
+/// The event types a merchant receives (DESIGN §3): its payments and refunds, nothing of
+/// the operator's (alerts, reconciliation, tests).
+pub const MERCHANT_EVENT_TYPES: &[&str] = &[
+    kind::PAYMENT_PROCESSING,
+    kind::PAYMENT_SUCCEEDED,
+    kind::PAYMENT_FAILED,
+    kind::REFUND_SUCCEEDED,
+    kind::REFUND_FAILED,
+];
+
+/// Whether events of type `event_kind` go to merchants.
+pub fn is_merchant_event(event_kind: &str) -> bool {
+    MERCHANT_EVENT_TYPES.contains(&event_kind)
+}
+
 /// One outbox event. `payload` is a JSON object kept as text (the store codec is bincode,
 /// which cannot carry free-form JSON values).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,7 +159,7 @@ impl Event {
     /// The merchant the event belongs to: the `merchant_id` of a merchant event type's
     /// payload (`None` for the operator's own events).
     pub fn merchant_id(&self) -> Option<String> {
-        if !crate::domain::webhook_endpoint::is_merchant_event(&self.kind) {
+        if !is_merchant_event(&self.kind) {
             return None;
         }
         // Runs in the committer for every merchant event: read the one member, skip the
@@ -207,37 +222,6 @@ pub fn payment_object(payment: &Payment) -> serde_json::Value {
         }
     }
     object
-}
-
-/// The operator alert of an endpoint paykeep disabled (DESIGN §3): warning, one per
-/// endpoint and disabling (the dedupe key carries the time).
-pub fn endpoint_disabled_event(
-    endpoint: &crate::domain::webhook_endpoint::WebhookEndpoint,
-    ids: &mut dyn IdSource,
-    now_ms: i64,
-) -> Event {
-    let reason = endpoint.disabled_reason.clone().unwrap_or_default();
-    let payload = serde_json::json!({
-        "merchant_id": endpoint.merchant_id,
-        "endpoint_id": endpoint.id,
-        "detail": format!("merchant {} endpoint {}: {reason}", endpoint.merchant_id, endpoint.id),
-    });
-    Event {
-        id: ids.next_id(prefix::EVENT),
-        kind: kind::WEBHOOK_ENDPOINT_DISABLED.to_owned(),
-        level: EventLevel::Warning,
-        source: EventSource::System,
-        title: "Merchant webhook endpoint disabled".to_owned(),
-        entity_type: "webhook_endpoint".to_owned(),
-        entity_id: endpoint.id.clone(),
-        dedupe_key: format!(
-            "{}:{}:{now_ms}",
-            kind::WEBHOOK_ENDPOINT_DISABLED,
-            endpoint.id
-        ),
-        payload: payload.to_string(),
-        created_at_ms: now_ms,
-    }
 }
 
 /// The members every payment event's payload has: the payment's key facts and the payment

@@ -10,7 +10,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::DomainError;
-use crate::domain::event::kind;
+use crate::domain::event::{
+    is_merchant_event, kind, Event, EventLevel, EventSource, MERCHANT_EVENT_TYPES,
+};
+use crate::domain::ids::{prefix, IdSource};
 use crate::domain::time::format_rfc3339_ms;
 
 /// Id prefix of an endpoint (Stripe's `we_`).
@@ -32,21 +35,6 @@ pub const SECRET_BYTES: usize = 32;
 /// The `disabled_reason` of an endpoint an operator disabled (the console, `POST
 /// /admin/webhook_endpoints/{id}/disable`), so its merchant can tell who turned it off.
 pub const OPERATOR_DISABLED_REASON: &str = "disabled by the operator";
-
-/// The event types a merchant receives (DESIGN §3): its payments and refunds, nothing of
-/// the operator's (alerts, reconciliation, tests).
-pub const MERCHANT_EVENT_TYPES: &[&str] = &[
-    kind::PAYMENT_PROCESSING,
-    kind::PAYMENT_SUCCEEDED,
-    kind::PAYMENT_FAILED,
-    kind::REFUND_SUCCEEDED,
-    kind::REFUND_FAILED,
-];
-
-/// Whether events of type `event_kind` go to merchants.
-pub fn is_merchant_event(event_kind: &str) -> bool {
-    MERCHANT_EVENT_TYPES.contains(&event_kind)
-}
 
 /// Whether the endpoint takes events (a disabled one is kept, sent nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -381,6 +369,37 @@ impl WebhookEndpoint {
         let mut value = self.to_value();
         value["secret"] = serde_json::Value::String(self.secret.clone());
         value
+    }
+}
+
+/// The operator alert of an endpoint paykeep disabled (DESIGN §3): warning, one per
+/// endpoint and disabling (the dedupe key carries the time).
+pub fn endpoint_disabled_event(
+    endpoint: &WebhookEndpoint,
+    ids: &mut dyn IdSource,
+    now_ms: i64,
+) -> Event {
+    let reason = endpoint.disabled_reason.clone().unwrap_or_default();
+    let payload = serde_json::json!({
+        "merchant_id": endpoint.merchant_id,
+        "endpoint_id": endpoint.id,
+        "detail": format!("merchant {} endpoint {}: {reason}", endpoint.merchant_id, endpoint.id),
+    });
+    Event {
+        id: ids.next_id(prefix::EVENT),
+        kind: kind::WEBHOOK_ENDPOINT_DISABLED.to_owned(),
+        level: EventLevel::Warning,
+        source: EventSource::System,
+        title: "Merchant webhook endpoint disabled".to_owned(),
+        entity_type: "webhook_endpoint".to_owned(),
+        entity_id: endpoint.id.clone(),
+        dedupe_key: format!(
+            "{}:{}:{now_ms}",
+            kind::WEBHOOK_ENDPOINT_DISABLED,
+            endpoint.id
+        ),
+        payload: payload.to_string(),
+        created_at_ms: now_ms,
     }
 }
 

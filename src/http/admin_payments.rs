@@ -34,19 +34,13 @@ const PAYMENT_EVENTS_MAX: usize = 200;
 pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let by_id = route::get_with_segment(
+    route::get_one_or_query(
         warp::path!("admin" / "payments" / String),
-        state,
-        "admin_payment",
-        by_id,
-    );
-    let by_order = route::get_with_query(
         warp::path!("admin" / "payments"),
         state,
-        "admin_payment_by_order",
-        by_order,
-    );
-    by_id.or(by_order).unify()
+        ("admin_payment", by_id),
+        ("admin_payment_by_order", by_order),
+    )
 }
 
 fn by_id(state: &State, authorization: Option<&str>, id: &str) -> Result<Response, Problem> {

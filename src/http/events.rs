@@ -16,8 +16,8 @@ use warp::Filter;
 use crate::domain::delivery::{Channel, DeliveryStatus};
 use crate::domain::error::DomainError;
 use crate::domain::event::Event;
+use crate::domain::event::{is_merchant_event, MERCHANT_EVENT_TYPES};
 use crate::domain::ids::{is_valid_id, prefix};
-use crate::domain::webhook_endpoint::{is_merchant_event, MERCHANT_EVENT_TYPES};
 use crate::http::list::{self, ListQuery};
 use crate::http::payments::internal;
 use crate::http::{auth, json_response, raw_query, respond, with_authorization, State};
@@ -151,7 +151,7 @@ fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, Probl
     let kind = type_filter(&q)?;
     let delivery_success = delivery_filter(&q)?;
     let page = q.page(|id| Ok(state.store.merchant_event(merchant_id, id)?))?;
-    let pick = |item: &Item| -> Result<Option<Value>, Problem> {
+    let pick = |item: &Item| -> Result<Option<String>, Problem> {
         let Some(event) = state.store.event_at(item.seq)? else {
             return Ok(None);
         };
@@ -161,7 +161,7 @@ fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, Probl
                 Some(success) => delivered_everywhere(state, &event)? == success,
             };
         Ok(if wanted {
-            Some(view(state, &event)?)
+            Some(view(state, &event)?.to_string())
         } else {
             None
         })

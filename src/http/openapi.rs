@@ -236,7 +236,7 @@ fn facts(config: &Config, addr: SocketAddr) -> Vec<(&'static str, &'static str, 
         (
             "/components/schemas/MerchantEventType",
             "enum",
-            json!(endpoint::MERCHANT_EVENT_TYPES),
+            json!(crate::domain::event::MERCHANT_EVENT_TYPES),
         ),
         (
             "/components/schemas/Currency",
@@ -594,7 +594,7 @@ fn complete_responses(doc: &mut Value) {
 /// Webhooks scheme.
 fn webhooks() -> Value {
     let mut out = Map::new();
-    for kind in endpoint::MERCHANT_EVENT_TYPES {
+    for kind in crate::domain::event::MERCHANT_EVENT_TYPES {
         let object = if kind.starts_with("payment.") {
             "Payment"
         } else {
@@ -804,10 +804,13 @@ mod tests {
         assert_eq!(schemas["EventType"]["enum"], json!(kind::ALL));
         assert_eq!(
             schemas["MerchantEventType"]["enum"],
-            json!(endpoint::MERCHANT_EVENT_TYPES)
+            json!(crate::domain::event::MERCHANT_EVENT_TYPES)
         );
         let webhooks = doc["webhooks"].as_object().unwrap();
-        assert_eq!(webhooks.len(), endpoint::MERCHANT_EVENT_TYPES.len());
+        assert_eq!(
+            webhooks.len(),
+            crate::domain::event::MERCHANT_EVENT_TYPES.len()
+        );
     }
 
     #[test]

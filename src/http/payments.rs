@@ -15,7 +15,7 @@ use crate::domain::machine::{CreateCommand, Reply};
 use crate::domain::payment::{CreatePaymentBody, Payment};
 use crate::http::{
     auth, body, idempotency_key, json_response, payments_list, problem, respond, route, shard_call,
-    with_authorization, HeaderKey, State,
+    with_authorization, State,
 };
 use crate::problem::Problem;
 use crate::shard::messages::{CreateJob, Job, PaymentKey};
@@ -37,35 +37,25 @@ pub fn routes(
         .then(
             |state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_payment", async {
-                    let bytes = body::read_request(&state, stream, &head).await?;
-                    create(&state, authorization, key, &head, &bytes).await
+                    let posted =
+                        shard_call::read_posted(&state, authorization, key, head, stream).await?;
+                    create(&state, posted).await
                 })
                 .await
             },
         );
-    let get = route::get_with_segment(
+    let reads = route::get_one_or_query(
         warp::path!("v1" / "payments" / String),
-        state,
-        "get_payment",
-        get_by_id,
-    );
-    let by_order = route::get_with_query(
         warp::path!("v1" / "payments"),
         state,
-        "list_payments",
-        get_by_order,
+        ("get_payment", get_by_id),
+        ("list_payments", get_by_order),
     );
-    create.or(get).unify().or(by_order).unify()
+    create.or(reads).unify()
 }
 
-async fn create(
-    state: &State,
-    authorization: Option<String>,
-    header_key: HeaderKey,
-    head: &body::BodyHead,
-    bytes: &[u8],
-) -> Result<Response, Problem> {
-    let posted = shard_call::posted(state, authorization.as_deref(), header_key, head, bytes)?;
+/// A create, once its merchant, header key and JSON body were read ([`shard_call::posted`]).
+async fn create(state: &State, posted: shard_call::Posted) -> Result<Response, Problem> {
     let (merchant_id, value) = (posted.merchant_id, posted.body);
     let fingerprint = Fingerprint::new("POST", PAYMENTS_PATH, &value);
     let scope = match posted.header_key {
@@ -221,8 +211,10 @@ fn answer_payment(
     let payment = payment
         .filter(|p| p.merchant_id == merchant_id)
         .ok_or_else(|| Problem::not_found("payment"))?;
-    let body = payments_list::view(state, &payment)?;
-    Ok(json_response(StatusCode::OK, body.to_string()))
+    Ok(json_response(
+        StatusCode::OK,
+        payments_list::view(state, &payment)?,
+    ))
 }
 
 /// Logs a store read failure and answers a bare 500.

@@ -39,7 +39,7 @@ pub fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, P
         ),
     };
     let page = q.page(|id| cursor(state, merchant_id, id))?;
-    let pick = |item: &Item| -> Result<Option<Value>, Problem> {
+    let pick = |item: &Item| -> Result<Option<String>, Problem> {
         let Some(payment) = state.store.payment(&item.id)? else {
             return Ok(None);
         };
@@ -76,16 +76,17 @@ fn cursor(state: &State, merchant_id: &str, id: &str) -> Result<Option<Cursor>, 
         .list_cursor(MerchantList::Payments, merchant_id, created, id)?)
 }
 
-/// The payment with its refunds embedded, oldest first, as the merchant API shows it.
+/// The payment with its refunds embedded, oldest first, as the merchant API shows it: JSON
+/// text with the members in the order the create answered them.
 ///
 /// # Errors
 /// 500 when the store cannot be read.
-pub fn view(state: &State, payment: &Payment) -> Result<Value, Problem> {
+pub fn view(state: &State, payment: &Payment) -> Result<String, Problem> {
     let refunds: Vec<Value> = state
         .store
         .refunds_of_payment(&payment.id)?
         .iter()
         .map(Refund::to_value)
         .collect();
-    serde_json::to_value(payment.view(&refunds)).map_err(|_| Problem::internal())
+    serde_json::to_string(&payment.view(&refunds)).map_err(|_| Problem::internal())
 }

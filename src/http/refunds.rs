@@ -16,9 +16,7 @@ use crate::domain::ids::{is_valid_id, prefix};
 use crate::domain::machine::RefundCommand;
 use crate::domain::refund::{default_key_value, CreateRefundBody, RefundRules};
 use crate::http::payments::internal;
-use crate::http::{
-    body, idempotency_key, respond, shard_call, with_authorization, HeaderKey, State,
-};
+use crate::http::{body, idempotency_key, respond, shard_call, with_authorization, State};
 use crate::problem::Problem;
 use crate::shard::messages::{Job, PaymentKey, RefundJob};
 
@@ -35,24 +33,26 @@ pub fn routes(
         .then(
             |id: String, state: State, authorization, key, head, stream| async move {
                 respond(&state.metrics, "create_refund", async {
-                    let bytes = body::read_request(&state, stream, &head).await?;
-                    create(&state, &id, authorization, key, &head, &bytes).await
+                    let posted =
+                        shard_call::read_posted(&state, authorization, key, head, stream).await?;
+                    create(&state, &id, posted).await
                 })
                 .await
             },
         )
 }
 
+/// A refund of `payment_id`, once its merchant, header key and JSON body were read.
 async fn create(
     state: &State,
     payment_id: &str,
-    authorization: Option<String>,
-    header_key: HeaderKey,
-    head: &body::BodyHead,
-    bytes: &[u8],
+    posted: shard_call::Posted,
 ) -> Result<Response, Problem> {
-    let posted = shard_call::posted(state, authorization.as_deref(), header_key, head, bytes)?;
-    let (merchant_id, value) = (posted.merchant_id, posted.body);
+    let shard_call::Posted {
+        merchant_id,
+        header_key,
+        body: value,
+    } = posted;
     let fingerprint = Fingerprint::new(
         "POST",
         &format!("/v1/payments/{payment_id}/refunds"),
@@ -68,7 +68,7 @@ async fn create(
     let payment = payment
         .filter(|p| p.merchant_id == merchant_id)
         .ok_or_else(|| Problem::not_found("payment"))?;
-    let scope = match posted.header_key {
+    let scope = match header_key {
         Some(key) => KeyScope::Header(key),
         None => KeyScope::Refund(default_key_value(
             payment_id,

@@ -4,7 +4,6 @@
 //! [`crate::domain::refund::REFUNDS_PER_PAYMENT_MAX`], read at once). Another merchant's
 //! refund is 404, as an unknown one.
 
-use serde_json::Value;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Filter;
@@ -20,14 +19,13 @@ use crate::store::tables::merchant_index::{Cursor, Item, ListPage, MerchantList}
 pub fn routes(
     state: &State,
 ) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    let list = route::get_with_query(warp::path!("v1" / "refunds"), state, "list_refunds", list);
-    let get = route::get_with_segment(
+    route::get_one_or_query(
         warp::path!("v1" / "refunds" / String),
+        warp::path!("v1" / "refunds"),
         state,
-        "get_refund",
-        get,
-    );
-    list.or(get).unify()
+        ("get_refund", get),
+        ("list_refunds", list),
+    )
 }
 
 /// The refund `id` if it is `merchant_id`'s.
@@ -55,8 +53,11 @@ fn list(state: &State, authorization: Option<&str>, query: &str) -> Result<Respo
         Some(payment_id) => of_payment(state, merchant_id, payment_id, &q)?,
         None => {
             let page = q.page(|id| cursor(state, merchant_id, id))?;
-            let pick = |item: &Item| -> Result<Option<Value>, Problem> {
-                Ok(state.store.refund(&item.id)?.map(|r| r.to_value()))
+            let pick = |item: &Item| -> Result<Option<String>, Problem> {
+                Ok(state
+                    .store
+                    .refund(&item.id)?
+                    .map(|r| r.to_value().to_string()))
             };
             state.store.list_page(
                 MerchantList::Refunds,
@@ -88,7 +89,7 @@ fn of_payment(
     merchant_id: &str,
     payment_id: &str,
     q: &ListQuery,
-) -> Result<(Vec<Value>, bool), Problem> {
+) -> Result<(Vec<String>, bool), Problem> {
     let payment = if is_valid_id(payment_id, prefix::PAYMENT) {
         state.store.payment(payment_id)?
     } else {
@@ -118,8 +119,6 @@ fn of_payment(
         ListPage::Before(_) => start > 0,
         _ => end < refunds.len(),
     };
-    Ok((
-        refunds[start..end].iter().map(Refund::to_value).collect(),
-        has_more,
-    ))
+    let page = refunds[start..end].iter().map(|r| r.to_value().to_string());
+    Ok((page.collect(), has_more))
 }

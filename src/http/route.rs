@@ -50,3 +50,17 @@ pub fn get_with_segment(
             },
         )
 }
+
+/// A collection's two reads: `GET collection/{id}` answered by `one` and
+/// `GET collection?query` by `query`, each `(route label, handler)`.
+pub fn get_one_or_query(
+    item: impl Filter<Extract = (String,), Error = Rejection> + Clone + Send + Sync + 'static,
+    collection: impl Filter<Extract = (), Error = Rejection> + Clone + Send + Sync + 'static,
+    state: &State,
+    one: (&'static str, Read),
+    query: (&'static str, Read),
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    get_with_segment(item, state, one.0, one.1)
+        .or(get_with_query(collection, state, query.0, query.1))
+        .unify()
+}

@@ -48,6 +48,26 @@ pub(crate) fn posted(
     })
 }
 
+/// Reads a POST's body (within the limits of [`body::read_request`]), then its merchant,
+/// header key and JSON as [`posted`] does.
+///
+/// # Errors
+/// As [`body::read_request`] and [`posted`].
+pub(crate) async fn read_posted<S, B>(
+    state: &State,
+    authorization: Option<String>,
+    header_key: HeaderKey,
+    head: body::BodyHead,
+    stream: S,
+) -> Result<Posted, Problem>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let bytes = body::read_request(state, stream, &head).await?;
+    posted(state, authorization.as_deref(), header_key, &head, &bytes)
+}
+
 /// Claims a header key for `order_no` (order and refund keys need no claim).
 ///
 /// # Errors

@@ -10,8 +10,9 @@ use crate::config::NotificationsConfig;
 use crate::domain::delivery::{
     truncate_utf8, Attempt, AttemptOutcome, Channel, Delivery, DeliveryStatus, ERROR_TEXT_BYTES_MAX,
 };
-use crate::domain::event::{endpoint_disabled_event, Event};
+use crate::domain::event::Event;
 use crate::domain::ids::UlidSource;
+use crate::domain::webhook_endpoint::endpoint_disabled_event;
 use crate::domain::webhook_endpoint::{DeliveryResult, WebhookEndpoint};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::notify::channels::{self, Outgoing, Reply, Request, Verdict, RESPONSE_BODY_BYTES_MAX};

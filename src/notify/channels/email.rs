@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::{check_url, invalid, ConfigError};
+use crate::config::check::{check_url, invalid, ConfigError};
 use crate::notify::channels::{
     classify_http, Channel, Outgoing, Reply, Request, Secret, Section, Verdict,
 };
@@ -30,7 +30,7 @@ pub struct EmailConfig {
     pub api_base_url: String,
     pub api_key: String,
     pub from: String,
-    #[serde(deserialize_with = "crate::config::string_list")]
+    #[serde(deserialize_with = "crate::config::check::string_list")]
     pub to: Vec<String>,
 }
 

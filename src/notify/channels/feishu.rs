@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::config::ConfigError;
+use crate::config::check::ConfigError;
 use crate::notify::channels::{
     Section,
     check_webhook_url, classify_http, http_error, Channel, Outgoing, Reply, Request, Secret, Verdict,

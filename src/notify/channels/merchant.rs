@@ -21,7 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{invalid, ConfigError};
+use crate::config::check::{invalid, ConfigError};
 use crate::notify::channels::webhook::{decode_secret, sign, WEBHOOK_RATE_PER_S_MAX};
 use crate::notify::channels::{
     classify_http, Channel, Outgoing, Reply, Request, Secret, Section, Verdict,

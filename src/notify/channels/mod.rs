@@ -13,11 +13,15 @@
 //! 408, 425, 5xx, network errors and timeouts retried on the schedule; 401/403 pause the
 //! channel (credentials); other 4xx are dead at once (destination).
 
+pub mod section;
+
+pub use section::NotificationsConfig;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, NotificationsConfig};
+use crate::config::check::ConfigError;
 use crate::domain::delivery::{self, for_each_channel, truncate_utf8, Delivery};
 use crate::domain::event::Event;
 use crate::notify::pacing::Limits;
@@ -163,7 +167,7 @@ impl Section for WebhookUrlConfig {
     }
 }
 
-/// `notifications.{section}.webhook_url`, `url`, per [`crate::config::check_url`]: required
+/// `notifications.{section}.webhook_url`, `url`, per [`crate::config::check::check_url`]: required
 /// when the channel is `enabled`.
 ///
 /// # Errors
@@ -175,7 +179,7 @@ pub(crate) fn check_webhook_url(
     allow_private_targets: bool,
 ) -> Result<(), ConfigError> {
     let key = format!("notifications.{section}.webhook_url");
-    crate::config::check_url(&key, url, enabled, allow_private_targets)
+    crate::config::check::check_url(&key, url, enabled, allow_private_targets)
 }
 
 /// One notification channel: what the notifier needs to know of it. Implemented by a unit

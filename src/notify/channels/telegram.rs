@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::{check_url, invalid, ConfigError};
+use crate::config::check::{check_url, invalid, ConfigError};
 use crate::notify::channels::Verdict;
 use crate::notify::channels::{
     Section,
@@ -35,7 +35,7 @@ pub struct TelegramConfig {
     pub api_base_url: String,
     pub bot_token: String,
     /// Chat ids; a string of ids split by commas or newlines is accepted too.
-    #[serde(deserialize_with = "crate::config::string_list")]
+    #[serde(deserialize_with = "crate::config::check::string_list")]
     pub chat_ids: Vec<String>,
     /// Forum topic (`message_thread_id`); 0 = none.
     pub thread_id: i64,

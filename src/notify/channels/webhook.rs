@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::config::{check_url, invalid, ConfigError};
+use crate::config::check::{check_url, invalid, ConfigError};
 use crate::domain::time::format_rfc3339_ms;
 use crate::notify::channels::{
     classify_http, Channel, Outgoing, Reply, Request, Secret, Section, Verdict,

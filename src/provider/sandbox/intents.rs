@@ -4,10 +4,9 @@
 
 use serde_json::{json, Value};
 
+use crate::provider::sandbox::answer::{error, Answer};
 use crate::provider::sandbox::cards::{self, Card, Outcome as CardOutcome};
-use crate::provider::sandbox::ledger::{
-    error, new_id, no_such, transient, Answer, Ledger, List, Outcome,
-};
+use crate::provider::sandbox::ledger::{new_id, no_such, transient, Ledger, List, Outcome};
 use crate::provider::sandbox::params::{self, invalid, Params};
 
 /// What `POST /v1/payment_intents` takes; anything else is `parameter_unknown`.

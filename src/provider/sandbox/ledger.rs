@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::clock::SharedClock;
+use crate::provider::sandbox::answer::{error, Answer};
 use crate::provider::sandbox::params::{invalid, Cursor, Page, Params};
 
 /// Entries one list call looks at, at most, while filtering (a bounded scan).
@@ -35,36 +36,6 @@ fn idempotency_message(key: &str) -> String {
          first used with. Try using a key other than '{key}' if you meant to execute a \
          different request."
     )
-}
-
-/// What one request answers, and what the route does after.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
-    pub replayed: bool,
-    /// Answer only after the sandbox's stall delay (first call of `pm_sim_timeout`).
-    pub stall: bool,
-    /// Webhook events to send: (type, object).
-    pub events: Vec<(String, Value)>,
-}
-
-impl Answer {
-    pub fn new(status: u16, body: Value) -> Answer {
-        Answer {
-            status,
-            body,
-            replayed: false,
-            stall: false,
-            events: Vec::new(),
-        }
-    }
-
-    /// Adds the webhook event `kind` about `object`.
-    pub fn with_event(mut self, kind: &str, object: &Value) -> Answer {
-        self.events.push((kind.to_owned(), object.clone()));
-        self
-    }
 }
 
 /// A write's result, saved under its idempotency key or not.
@@ -86,14 +57,6 @@ impl Outcome {
             save: false,
         }
     }
-}
-
-/// A Stripe error answer: `{"error": {type, code, message}}` (a `null` code when none).
-pub fn error(status: u16, kind: &str, code: Option<&str>, message: &str) -> Answer {
-    Answer::new(
-        status,
-        json!({"error": {"type": kind, "code": code, "message": message}}),
-    )
 }
 
 /// The lists the sandbox serves, each an order tree of one object type.

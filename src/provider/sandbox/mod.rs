@@ -14,6 +14,7 @@
 //! signed events to `--webhook-url` (see [`events`]). `GET /metrics` (no auth) counts what
 //! it was asked ([`metrics`]).
 
+pub mod answer;
 pub mod cards;
 pub mod events;
 pub mod intents;

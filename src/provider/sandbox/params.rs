@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::provider::sandbox::ledger::{error, Answer};
+use crate::provider::sandbox::answer::{error, Answer};
 
 /// A request's parameters, form body or query string. A repeated name keeps its last value;
 /// array items are numbered: `expand[]=a&expand[]=b` and the SDKs' `expand[0]=a&expand[1]=b`

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::provider::sandbox::ledger::{error, new_id, transient, Answer, Ledger, List, Outcome};
+use crate::provider::sandbox::answer::{error, Answer};
+use crate::provider::sandbox::ledger::{new_id, transient, Ledger, List, Outcome};
 use crate::provider::sandbox::params::{self, invalid, Params};
 
 /// What `POST /v1/refunds` takes; anything else is `parameter_unknown`.

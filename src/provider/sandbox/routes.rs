@@ -23,7 +23,8 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::Filter;
 
-use crate::provider::sandbox::ledger::{error, no_such, Answer, List};
+use crate::provider::sandbox::answer::{error, Answer};
+use crate::provider::sandbox::ledger::{no_such, List};
 use crate::provider::sandbox::params::{self, Params, LIST_PARAMS};
 use crate::provider::sandbox::{intents, refunds, Sandbox};
 

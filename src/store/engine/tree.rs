@@ -154,24 +154,7 @@ impl Tree {
     /// # Errors
     /// sled's I/O error.
     pub fn last(&self) -> sled::Result<Option<(IVec, IVec)>> {
-        let memtable = self.memtable.read().unwrap_or_else(|e| e.into_inner());
-        let staged = memtable
-            .iter()
-            .rev()
-            .find_map(|(k, (_, v))| v.clone().map(|v| (IVec::from(k.as_slice()), v)));
-        // sled's greatest key that the memtable does not remove or replace.
-        let mut applied = None;
-        for kv in self.sled.iter().rev() {
-            let (k, v) = kv?;
-            if !memtable.contains_key(k.as_ref()) {
-                applied = Some((k, v));
-                break;
-            }
-        }
-        Ok(match (staged, applied) {
-            (Some(s), Some(a)) => Some(if a.0 > s.0 { a } else { s }),
-            (s, a) => s.or(a),
-        })
+        self.greatest(Bound::Unbounded)
     }
 
     /// The greatest key at or below `key`, and its value.
@@ -179,13 +162,19 @@ impl Tree {
     /// # Errors
     /// sled's I/O error.
     pub fn floor(&self, key: &[u8]) -> sled::Result<Option<(IVec, IVec)>> {
+        self.greatest(Bound::Included(key))
+    }
+
+    /// The greatest key within `upper` and its value: the memtable's greatest staged value
+    /// against sled's greatest key that the memtable does not remove or replace.
+    fn greatest(&self, upper: Bound<&[u8]>) -> sled::Result<Option<(IVec, IVec)>> {
         let memtable = self.memtable.read().unwrap_or_else(|e| e.into_inner());
         let staged = memtable
-            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .range::<[u8], _>((Bound::Unbounded, upper))
             .rev()
             .find_map(|(k, (_, v))| v.clone().map(|v| (IVec::from(k.as_slice()), v)));
         let mut applied = None;
-        for kv in self.sled.range(..=key).rev() {
+        for kv in self.sled.range::<&[u8], _>((Bound::Unbounded, upper)).rev() {
             let (k, v) = kv?;
             if !memtable.contains_key(k.as_ref()) {
                 applied = Some((k, v));

@@ -9,6 +9,7 @@ use crate::domain::idempotency::{IdempotencyEntry, IdempotencyKey, KeyScope};
 use crate::domain::write_set::{WriteOp, WriteSet};
 use crate::store::engine::codec;
 use crate::store::tables::journal::{self, Expiring, JournalRecord};
+use crate::store::tables::Trees;
 use crate::store::tables::{replay_cache, Batches};
 use crate::store::{Store, StoreError};
 
@@ -64,6 +65,65 @@ pub(crate) fn put(
     b.idempotency.insert(tree_key, value);
 }
 
+/// What the idempotency sweep may remove: entries created before its cutoff (header key,
+/// `created_at_ms`), the journal records listing them, and where the next look resumes.
+#[derive(Debug, Default)]
+pub struct Expired {
+    pub entries: Vec<(IdempotencyKey, i64)>,
+    /// Keys of the journal records whose `expiring` lists these entries.
+    pub records: Vec<Vec<u8>>,
+    /// The last journal key looked at (resume after it).
+    pub resume_after: Option<Vec<u8>>,
+}
+
+impl Expired {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.records.is_empty()
+    }
+}
+
+/// Expired header-key entries of the records after `after` (from the start when empty)
+/// committed before `cutoff_ms`: whole records, until about `limit` entries. A record is
+/// committed after each entry it lists was created, so this finds every entry created
+/// before the cutoff, and stops at the first record committed at or after it.
+///
+/// # Errors
+/// [`StoreError`] on an I/O or codec failure.
+fn expired(
+    trees: &Trees,
+    after: &[u8],
+    cutoff_ms: i64,
+    limit: usize,
+) -> Result<Expired, StoreError> {
+    let start = if after.is_empty() {
+        std::ops::Bound::Unbounded
+    } else {
+        std::ops::Bound::Excluded(after.to_vec())
+    };
+    let mut out = Expired::default();
+    for kv in trees.journal.range((start, std::ops::Bound::Unbounded)) {
+        if out.entries.len() >= limit {
+            break;
+        }
+        let (k, v) = kv?;
+        let record = journal::decode(&v)?;
+        if record.committed_at_ms >= cutoff_ms {
+            break;
+        }
+        out.resume_after = Some(k.to_vec());
+        if record.expiring.is_empty() {
+            continue;
+        }
+        for entry in record.expiring {
+            if let Some(key) = parse_idempotency_key(&entry.key) {
+                out.entries.push((key, entry.created_at_ms));
+            }
+        }
+        out.records.push(k.to_vec());
+    }
+    Ok(out)
+}
+
 impl Store {
     /// The entry stored under an idempotency key.
     ///
@@ -89,7 +149,7 @@ impl Store {
 
     /// About `limit` header-key entries created before `cutoff_ms`, listed by journal
     /// records after `after` (a journal key; empty: from the start), and those records
-    /// ([`journal::expired`]).
+    /// ([`expired`]).
     ///
     /// # Errors
     /// [`StoreError`] on an I/O or codec failure.
@@ -98,8 +158,8 @@ impl Store {
         after: &[u8],
         cutoff_ms: i64,
         limit: usize,
-    ) -> Result<journal::Expired, StoreError> {
-        journal::expired(&self.trees, after, cutoff_ms, limit)
+    ) -> Result<Expired, StoreError> {
+        expired(&self.trees, after, cutoff_ms, limit)
     }
 
     /// Refreshes the replay cache from a group that is now durable.

@@ -25,9 +25,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::event::Event;
-use crate::domain::idempotency::IdempotencyKey;
 use crate::domain::time::DAY_MS;
-use crate::store::tables::idempotency;
 use crate::store::tree::Tree;
 use crate::store::tree_batch::TreeBatch;
 use crate::store::{codec, StoreError, Trees};
@@ -102,7 +100,7 @@ pub fn key(first_seq: u64, lsn: u64) -> [u8; KEY_LEN] {
     out
 }
 
-fn decode(value: &[u8]) -> Result<JournalRecord, StoreError> {
+pub(crate) fn decode(value: &[u8]) -> Result<JournalRecord, StoreError> {
     codec::decode(value)
 }
 
@@ -190,65 +188,6 @@ pub(crate) fn last_day(trees: &Trees) -> Result<Option<i64>, StoreError> {
         .journal_days
         .last()?
         .and_then(|(k, _)| k.as_ref().try_into().ok().map(i64::from_be_bytes)))
-}
-
-/// What the idempotency sweep may remove: entries created before its cutoff (header key,
-/// `created_at_ms`), the journal records listing them, and where the next look resumes.
-#[derive(Debug, Default)]
-pub struct Expired {
-    pub entries: Vec<(IdempotencyKey, i64)>,
-    /// Keys of the journal records whose `expiring` lists these entries.
-    pub records: Vec<Vec<u8>>,
-    /// The last journal key looked at (resume after it).
-    pub resume_after: Option<Vec<u8>>,
-}
-
-impl Expired {
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.records.is_empty()
-    }
-}
-
-/// Expired header-key entries of the records after `after` (from the start when empty)
-/// committed before `cutoff_ms`: whole records, until about `limit` entries. A record is
-/// committed after each entry it lists was created, so this finds every entry created
-/// before the cutoff, and stops at the first record committed at or after it.
-///
-/// # Errors
-/// [`StoreError`] on an I/O or codec failure.
-pub(crate) fn expired(
-    trees: &Trees,
-    after: &[u8],
-    cutoff_ms: i64,
-    limit: usize,
-) -> Result<Expired, StoreError> {
-    let start = if after.is_empty() {
-        std::ops::Bound::Unbounded
-    } else {
-        std::ops::Bound::Excluded(after.to_vec())
-    };
-    let mut out = Expired::default();
-    for kv in trees.journal.range((start, std::ops::Bound::Unbounded)) {
-        if out.entries.len() >= limit {
-            break;
-        }
-        let (k, v) = kv?;
-        let record = decode(&v)?;
-        if record.committed_at_ms >= cutoff_ms {
-            break;
-        }
-        out.resume_after = Some(k.to_vec());
-        if record.expiring.is_empty() {
-            continue;
-        }
-        for entry in record.expiring {
-            if let Some(key) = idempotency::parse_idempotency_key(&entry.key) {
-                out.entries.push((key, entry.created_at_ms));
-            }
-        }
-        out.records.push(k.to_vec());
-    }
-    Ok(out)
 }
 
 /// The records that succeeded on `day` (Unix days), each once, in (tag, id) order; at most
