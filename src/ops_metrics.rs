@@ -269,6 +269,19 @@ mod tests {
                     }
                 }
             }
+            // `route::get_one_or_query(item, collection, state, ("label", read), ("label",
+            // read))`: two labels, each opening a tuple after `state,`.
+            for (at, _) in text.match_indices("route::get_one_or_query(") {
+                let rest = &text[at..];
+                let Some(state) = rest.find("state,") else {
+                    continue;
+                };
+                for tuple in rest[state..].split("(\"").skip(1).take(2) {
+                    if let Some(end) = tuple.find('"') {
+                        found.insert(tuple[..end].to_owned());
+                    }
+                }
+            }
             // `route::get_with_…(path, state, "label", handler)`: the label follows `state,`.
             for call in ["route::get_with_query(", "route::get_with_segment("] {
                 for (at, _) in text.match_indices(call) {
