@@ -57,7 +57,7 @@ pub const COMMIT_WINDOW_MAX: Duration = Duration::from_secs(1);
 /// Upper bound on `shards.count`.
 pub const SHARDS_COUNT_MAX: usize = 1024;
 /// Upper bound on `payments.refund_window_days` (ten years).
-pub const REFUND_WINDOW_DAYS_MAX: u32 = 3650;
+pub const REFUND_WINDOW_MAX: Duration = Duration::from_secs(3650 * 86_400);
 /// Upper bound on `provider.timeout_ms` and `provider.latency_ms` (ten minutes).
 pub const PROVIDER_WAIT_MAX: Duration = Duration::from_secs(600);
 /// Upper bound on `provider.webhook_tolerance_s` (one day).
@@ -198,8 +198,9 @@ pub struct PaymentsConfig {
     pub currencies: Vec<String>,
     /// Largest `amount`, in minor units.
     pub amount_minor_max: u64,
-    /// Days after payment during which a refund is accepted.
-    pub refund_window_days: u32,
+    /// `refund_window_days`: how long after the payment a refund is accepted.
+    #[serde(rename = "refund_window_days", with = "units::days")]
+    pub refund_window: Duration,
     /// Fee kept by the merchant on each refund, in minor units.
     pub refund_fee_minor: u64,
 }
@@ -256,9 +257,8 @@ pub struct MerchantConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
-    /// Most endpoints per merchant; one more is 422 `webhook_endpoints_limit`. A `usize`
-    /// (0 refused in `validate`): the webhook endpoints handler compares it with a count.
-    pub endpoints_max: usize,
+    /// Most endpoints per merchant; one more is 422 `webhook_endpoints_limit`.
+    pub endpoints_max: NonZeroUsize,
     /// `rotation_overlap_s`: how long a rotated secret keeps signing beside the new one.
     #[serde(rename = "rotation_overlap_s", with = "units::seconds")]
     pub rotation_overlap: Duration,
@@ -475,9 +475,9 @@ impl Config {
         }
         within(
             "payments.refund_window_days",
-            p.refund_window_days,
+            units::whole_days(&p.refund_window),
             1,
-            REFUND_WINDOW_DAYS_MAX,
+            units::whole_days(&REFUND_WINDOW_MAX),
         )?;
         if p.refund_fee_minor >= p.amount_minor_max {
             return Err(invalid(
@@ -635,7 +635,7 @@ impl WebhooksConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         within(
             "webhooks.endpoints_max",
-            self.endpoints_max,
+            self.endpoints_max.get(),
             1,
             WEBHOOK_ENDPOINTS_MAX,
         )?;
@@ -703,7 +703,7 @@ mod tests {
             .collect();
         assert_eq!(schedule_s, vec![10, 30, 120, 600]);
         assert_eq!(c.merchants.len(), 2);
-        assert_eq!(c.webhooks.endpoints_max, 16);
+        assert_eq!(c.webhooks.endpoints_max.get(), 16);
         assert_eq!(c.webhooks.rotation_overlap, Duration::from_secs(86_400));
         assert_eq!(c.webhooks.disable_after, Duration::from_secs(432_000));
     }

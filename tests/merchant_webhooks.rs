@@ -661,7 +661,7 @@ async fn an_endpoint_failing_past_disable_after_is_disabled() {
 async fn bad_endpoints_and_list_parameters_are_refused_and_store_nothing() {
     let svc = common::start(|c| {
         c.notifications.allow_private_targets = false;
-        c.webhooks.endpoints_max = 2;
+        c.webhooks.endpoints_max = std::num::NonZeroUsize::new(2).unwrap();
     })
     .await;
     let post = |body: Value| {
@@ -844,7 +844,8 @@ async fn an_endpoint_create_with_an_idempotency_key_is_replayed_not_repeated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_never_pass_the_endpoint_limit() {
-    let svc = common::start(|c| c.webhooks.endpoints_max = 3).await;
+    let svc =
+        common::start(|c| c.webhooks.endpoints_max = std::num::NonZeroUsize::new(3).unwrap()).await;
     let creates = (0..12).map(|i| {
         let (client, base) = (svc.client.clone(), svc.base.clone());
         async move {

@@ -263,14 +263,20 @@ async fn store_with_old_payment(dir: &std::path::Path, age_ms: i64) -> String {
 async fn refunds_close_after_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let id = store_with_old_payment(dir.path(), 2 * DAY_MS + 60_000).await;
-    let svc = start_in(dir, |c| c.payments.refund_window_days = 2).await;
+    let svc = start_in(dir, |c| {
+        c.payments.refund_window = std::time::Duration::from_secs(2 * 86_400)
+    })
+    .await;
     let late = refund(&svc.client, &svc.base, &id, None, &body(1, "a")).await;
     late.problem(422, "refund_window_expired");
     svc.shutdown().await;
 
     let dir = tempfile::tempdir().unwrap();
     let id = store_with_old_payment(dir.path(), 2 * DAY_MS - 60_000).await;
-    let svc = start_in(dir, |c| c.payments.refund_window_days = 2).await;
+    let svc = start_in(dir, |c| {
+        c.payments.refund_window = std::time::Duration::from_secs(2 * 86_400)
+    })
+    .await;
     let in_time = refund(&svc.client, &svc.base, &id, None, &body(1, "a")).await;
     assert_eq!(in_time.status, 201, "{}", in_time.text);
     svc.shutdown().await;

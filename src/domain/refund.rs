@@ -196,9 +196,11 @@ pub struct RefundRules {
 }
 
 impl RefundRules {
-    pub fn new(window_days: u32, fee_minor: u64) -> RefundRules {
+    /// The rules of a refund `window` (`payments.refund_window_days`) and a fee in minor
+    /// units.
+    pub fn new(window: std::time::Duration, fee_minor: u64) -> RefundRules {
         RefundRules {
-            window_ms: i64::from(window_days) * DAY_MS,
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
             fee_minor,
         }
     }

@@ -88,7 +88,7 @@ async fn create(
         request,
         key,
         fingerprint,
-        rules: RefundRules::new(payments.refund_window_days, payments.refund_fee_minor),
+        rules: RefundRules::new(payments.refund_window, payments.refund_fee_minor),
     };
     let (reply_tx, reply_rx) = oneshot::channel();
     let job = Job::Refund(Box::new(RefundJob {

@@ -265,7 +265,7 @@ async fn create(
         .webhook_endpoints(merchant_id)
         .map_err(internal)?
         .len();
-    let endpoints_max = state.config.webhooks.endpoints_max;
+    let endpoints_max = state.config.webhooks.endpoints_max.get();
     if count >= endpoints_max {
         return Err(DomainError::EndpointsLimit { endpoints_max }.into());
     }
