@@ -214,7 +214,7 @@ pub(crate) fn older<'a>(
     merchant_id: &str,
     after: Option<&Cursor>,
     window: Window,
-) -> Older<'a> {
+) -> Walk<'a> {
     let prefix = merchant_prefix(merchant_id);
     let probe = match after {
         Some(cursor) => position(&cursor.key, &prefix),
@@ -223,58 +223,113 @@ pub(crate) fn older<'a>(
             at_time(lt.saturating_add(SPREAD_MS)).saturating_sub(1)
         })),
     };
-    Older {
-        tree,
+    Walk {
+        keys: Keys::Down { tree, probe },
         prefix,
-        probe,
-        after: after.cloned(),
+        cursor: after.cloned(),
         window,
         chunk: Vec::new(),
     }
 }
 
-/// The walk of [`older`].
-pub(crate) struct Older<'a> {
+/// `merchant_id`'s items in `tree` within `window` that are newer than `before`, oldest
+/// first (nearest the cursor first). Reads one key at a time, as the caller takes items.
+pub(crate) fn newer<'a>(
     tree: &'a Tree,
-    prefix: Vec<u8>,
-    /// The next position to read at or below; `None` once the walk is done.
-    probe: Option<u128>,
-    after: Option<Cursor>,
+    merchant_id: &str,
+    before: &Cursor,
     window: Window,
-    /// Items of the chunk being read, not yet taken (newest last).
+) -> Walk<'a> {
+    Walk {
+        keys: Keys::Up(Box::new(tree.range(before.key.clone()..))),
+        prefix: merchant_prefix(merchant_id),
+        cursor: Some(before.clone()),
+        window,
+        chunk: Vec::new(),
+    }
+}
+
+/// How a walk reaches its next key: down by `floor` (sled's merged iterator only runs
+/// forward) from `probe`, or up through a forward range.
+enum Keys<'a> {
+    Down { tree: &'a Tree, probe: Option<u128> },
+    Up(Box<Merged>),
+    Done,
+}
+
+/// The walk of [`older`] (down) or [`newer`] (up): one merchant's items, a chunk at a time.
+pub(crate) struct Walk<'a> {
+    keys: Keys<'a>,
+    prefix: Vec<u8>,
+    /// Items at or beyond it in its own chunk are not the walk's.
+    cursor: Option<Cursor>,
+    window: Window,
+    /// Items of the chunk being read, not yet taken, the next one last.
     chunk: Chunk,
 }
 
-impl Older<'_> {
-    /// Reads the next older chunk into `self.chunk`; `false` when there is none.
-    fn read_chunk(&mut self) -> Result<bool, StoreError> {
-        let Some(probe) = self.probe else {
-            return Ok(false);
+impl Walk<'_> {
+    /// The next key of the walk and its chunk, or `None` at its end (the merchant's keys,
+    /// or the window, run out).
+    fn next_key(&mut self) -> Result<Option<(Vec<u8>, Chunk)>, StoreError> {
+        let found = match &mut self.keys {
+            Keys::Down { tree, probe } => match probe {
+                Some(at) => tree.floor(&key_at(&self.prefix, *at))?,
+                None => None,
+            },
+            Keys::Up(keys) => keys.next().transpose()?,
+            Keys::Done => None,
         };
-        let Some((key, value)) = self.tree.floor(&key_at(&self.prefix, probe))? else {
-            self.probe = None;
-            return Ok(false);
+        let Some((key, value)) = found else {
+            return Ok(None);
         };
-        let Some(found) = position(&key, &self.prefix) else {
-            self.probe = None;
-            return Ok(false);
+        let Some(at) = position(&key, &self.prefix) else {
+            return Ok(None);
         };
-        // Every item of this chunk and of older ones is at or before the chunk's time.
-        if self.window.gte_ms.is_some_and(|gte| time_of(found) < gte) {
-            self.probe = None;
-            return Ok(false);
+        let time = time_of(at);
+        let past_window = match &mut self.keys {
+            Keys::Down { probe, .. } => {
+                *probe = at.checked_sub(1);
+                // Every item of this chunk and of older ones is at or before its time.
+                self.window.gte_ms.is_some_and(|gte| time < gte)
+            }
+            // Chunks at or past `lt + SPREAD_MS` hold only items at or after `lt`.
+            _ => self
+                .window
+                .lt_ms
+                .is_some_and(|lt| time >= lt.saturating_add(SPREAD_MS)),
+        };
+        if past_window {
+            return Ok(None);
         }
-        self.probe = found.checked_sub(1);
-        let mut chunk: Chunk = codec::decode(&value)?;
-        if let Some(after) = self.after.as_ref().filter(|c| c.key == key.as_ref()) {
-            chunk.retain(|item| *item < after.item);
+        Ok(Some((key.to_vec(), codec::decode(&value)?)))
+    }
+
+    /// Reads the next chunk into `self.chunk`; `false` at the walk's end.
+    fn read_chunk(&mut self) -> Result<bool, StoreError> {
+        let Some((key, mut chunk)) = self.next_key()? else {
+            self.keys = Keys::Done;
+            return Ok(false);
+        };
+        let down = matches!(self.keys, Keys::Down { .. });
+        if let Some(cursor) = self.cursor.as_ref().filter(|c| c.key == key) {
+            chunk.retain(|item| {
+                if down {
+                    *item < cursor.item
+                } else {
+                    *item > cursor.item
+                }
+            });
+        }
+        if !down {
+            chunk.reverse();
         }
         self.chunk = chunk;
         Ok(true)
     }
 }
 
-impl Iterator for Older<'_> {
+impl Iterator for Walk<'_> {
     type Item = Result<Item, StoreError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -289,86 +344,11 @@ impl Iterator for Older<'_> {
                 Ok(true) => {}
                 Ok(false) => return None,
                 Err(error) => {
-                    self.probe = None;
+                    self.keys = Keys::Done;
                     return Some(Err(error));
                 }
             }
         }
-    }
-}
-
-/// `merchant_id`'s items in `tree` within `window` that are newer than `before`, oldest
-/// first (nearest the cursor first). Reads one key at a time, as the caller takes items.
-pub(crate) fn newer(tree: &Tree, merchant_id: &str, before: &Cursor, window: Window) -> Newer {
-    Newer {
-        keys: tree.range(before.key.clone()..),
-        prefix: merchant_prefix(merchant_id),
-        before: before.clone(),
-        window,
-        chunk: Vec::new(),
-        done: false,
-    }
-}
-
-/// The walk of [`newer`].
-pub(crate) struct Newer {
-    keys: Merged,
-    prefix: Vec<u8>,
-    before: Cursor,
-    window: Window,
-    /// Items of the chunk being read, not yet taken (oldest last).
-    chunk: Chunk,
-    done: bool,
-}
-
-impl Newer {
-    /// Reads the next newer chunk into `self.chunk`; `false` when there is none.
-    fn read_chunk(&mut self) -> Result<bool, StoreError> {
-        let Some((key, value)) = self.keys.next().transpose()? else {
-            return Ok(false);
-        };
-        let Some(found) = position(&key, &self.prefix) else {
-            return Ok(false);
-        };
-        // Chunks at or past `lt + SPREAD_MS` hold only items at or after `lt`.
-        if self
-            .window
-            .lt_ms
-            .is_some_and(|lt| time_of(found) >= lt.saturating_add(SPREAD_MS))
-        {
-            return Ok(false);
-        }
-        let mut chunk: Chunk = codec::decode(&value)?;
-        if key.as_ref() == self.before.key.as_slice() {
-            chunk.retain(|item| *item > self.before.item);
-        }
-        chunk.reverse();
-        self.chunk = chunk;
-        Ok(true)
-    }
-}
-
-impl Iterator for Newer {
-    type Item = Result<Item, StoreError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        while !self.done {
-            if let Some(item) = self.chunk.pop() {
-                if self.window.holds(item.time_ms) {
-                    return Some(Ok(item));
-                }
-                continue;
-            }
-            match self.read_chunk() {
-                Ok(true) => {}
-                Ok(false) => self.done = true,
-                Err(error) => {
-                    self.done = true;
-                    return Some(Err(error));
-                }
-            }
-        }
-        None
     }
 }
 
@@ -426,10 +406,10 @@ impl Store {
         mut pick: impl FnMut(&Item) -> Result<Option<T>, E>,
     ) -> Result<(Vec<T>, bool), E> {
         let tree = self.list_tree(list);
-        let items: Box<dyn Iterator<Item = Result<Item, StoreError>> + '_> = match page {
-            ListPage::First => Box::new(older(tree, merchant_id, None, window)),
-            ListPage::After(cursor) => Box::new(older(tree, merchant_id, Some(cursor), window)),
-            ListPage::Before(cursor) => Box::new(newer(tree, merchant_id, cursor, window)),
+        let items = match page {
+            ListPage::First => older(tree, merchant_id, None, window),
+            ListPage::After(cursor) => older(tree, merchant_id, Some(cursor), window),
+            ListPage::Before(cursor) => newer(tree, merchant_id, cursor, window),
         };
         let mut out = Vec::new();
         let mut has_more = false;
