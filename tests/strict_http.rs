@@ -219,6 +219,9 @@ async fn every_405_carries_allow_and_head_is_answered_wherever_get_is() {
         ("/openapi.json".to_owned(), false),
         (format!("/v1/payments/{id}"), true),
         ("/v1/payments?order_no=o-head".to_owned(), true),
+        ("/v1/payments?limit=5".to_owned(), true),
+        ("/v1/refunds".to_owned(), true),
+        ("/v1/events".to_owned(), true),
     ] {
         let get = svc.get(&path).await;
         let mut head = svc.client.head(svc.url(&path));
