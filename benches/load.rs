@@ -26,7 +26,10 @@
 //! replay header); any unexpected one is counted and makes the process exit non-zero at
 //! the end. The suite repeats on fresh servers and stores and ends with the medians.
 //! paykeep's own `store_commit_batch_size` (scraped from `/metrics` at the start and end
-//! of each measured window) gives write sets per commit.
+//! of each measured window) gives write sets per commit, and the process's CPU time by
+//! thread group over the same window ([`cpu`]) gives the CPU microseconds one request
+//! costs in HTTP (both ends), the shards, the committer and the applier: a figure that,
+//! unlike req/s, holds on a noisy host.
 //!
 //! Environment: `PAYKEEP_BENCH_CONNECTIONS` (64), `PAYKEEP_BENCH_SECONDS` (5 per
 //! scenario), `PAYKEEP_BENCH_RUNS` (3), `PAYKEEP_BENCH_COMMIT_WINDOW_US` (unset: the
@@ -37,9 +40,15 @@
 //! when `create_unique` does; or `soak` alone, which runs only [`soak`]: a million creates
 //! against the release binary, reporting how rate, p99, RSS and disk age; or `relay` alone,
 //! which runs only [`relay`]: a saturated create load relayed to a real NATS JetStream,
-//! reporting events/s into the stream and the commit-to-stream lag).
+//! reporting events/s into the stream and the commit-to-stream lag),
+//! `PAYKEEP_BENCH_DURABILITY` (`flush_and_sync`, the default and the only mode paykeep's
+//! configuration runs; or `flush_only`, log records reach the page cache and are never
+//! synced: not durable, a measurement of what the create path costs without its
+//! `fdatasync`s, as the store bench's `FlushOnly` rows).
 
 mod common;
+#[path = "load/cpu.rs"]
+mod cpu;
 #[path = "load/relay.rs"]
 mod relay;
 #[path = "../tests/relay_support/mod.rs"]
@@ -51,6 +60,7 @@ use common::{
     bench_dir, commit_window_override_us, describe_window, env_value, RUNS_DEFAULT, RUNS_MAX,
     SECONDS_DEFAULT, SECONDS_MAX, WARMUP,
 };
+use cpu::Cpu;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -484,6 +494,13 @@ struct CommitCounters {
     commits: f64,
 }
 
+/// What paykeep did in a measured window: its group commits, and the CPU of the process
+/// by thread group at the window's start and end.
+struct Watched {
+    commits: CommitCounters,
+    cpu: (Cpu, Cpu),
+}
+
 /// The value of the sample `name` (no labels) in a Prometheus text exposition.
 fn metric_value(text: &str, name: &str) -> Option<f64> {
     text.lines()
@@ -512,6 +529,8 @@ struct Measurement {
     p50_ms: f64,
     p99_ms: f64,
     p999_ms: f64,
+    /// CPU microseconds per request by thread group ([`cpu::GROUPS`]), then their total.
+    cpu_us: CpuUs,
     /// Mean write sets per paykeep group commit during the window (0 for echo).
     write_sets_per_commit: f64,
     /// The open-loop rate asked for (`create_half_load` only).
@@ -556,7 +575,7 @@ async fn drive(
             }
         })
         .collect();
-    let commits = watch_commits(workload.paykeep, window).await;
+    let Watched { commits, cpu } = watch(workload.paykeep, window).await;
     let mut tally = Tally::default();
     for task in tasks {
         tally.merge(task.await.expect("a load task panicked"));
@@ -566,9 +585,11 @@ async fn drive(
         Scenario::Echo => 0.0,
         _ => commits.write_sets / commits.commits.max(1.0),
     };
+    let requests = tally.latencies_us.len() as f64;
     Measurement {
         scenario,
-        requests_per_s: tally.latencies_us.len() as f64 / settings.measured.as_secs_f64(),
+        requests_per_s: requests / settings.measured.as_secs_f64(),
+        cpu_us: cpu.0.per_request_us(&cpu.1, requests),
         p50_ms: quantile_ms(&tally.latencies_us, 0.50),
         p99_ms: quantile_ms(&tally.latencies_us, 0.99),
         p999_ms: quantile_ms(&tally.latencies_us, 0.999),
@@ -601,15 +622,21 @@ async fn paired(
     measured
 }
 
-/// paykeep's group commits between the start and the end of the measured window.
-async fn watch_commits(paykeep: SocketAddr, window: Window) -> CommitCounters {
+/// paykeep's group commits and the process's CPU between the start and the end of the
+/// measured window.
+async fn watch(paykeep: SocketAddr, window: Window) -> Watched {
     tokio::time::sleep_until(window.measure_from.into()).await;
+    let cpu_before = Cpu::sample();
     let before = scrape_commits(paykeep).await;
     tokio::time::sleep_until(window.until.into()).await;
+    let cpu_after = Cpu::sample();
     let after = scrape_commits(paykeep).await;
-    CommitCounters {
-        write_sets: after.write_sets - before.write_sets,
-        commits: after.commits - before.commits,
+    Watched {
+        commits: CommitCounters {
+            write_sets: after.write_sets - before.write_sets,
+            commits: after.commits - before.commits,
+        },
+        cpu: (cpu_before, cpu_after),
     }
 }
 
@@ -712,7 +739,8 @@ async fn wait_ready(paykeep: SocketAddr) {
 }
 
 /// paykeep as the issue asks: loopback, store in `dir`, one shard per core, instant
-/// simulator, full durability; returned once `/readyz` says it is ready.
+/// simulator, durability as `PAYKEEP_BENCH_DURABILITY` says (full unless told otherwise);
+/// returned once `/readyz` says it is ready.
 async fn start_paykeep(dir: &Path, commit_window_us: Option<u64>) -> Running {
     let mut config = Config::embedded().expect("the embedded config is valid");
     config.server.bind = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -724,13 +752,24 @@ async fn start_paykeep(dir: &Path, commit_window_us: Option<u64>) -> Running {
     }
     let running = app::start_with(
         config,
-        paykeep::store::OpenOptions::new(Durability::FlushAndSync),
+        paykeep::store::OpenOptions::new(durability()),
         std::future::pending(),
     )
     .await
     .expect("paykeep starts");
     wait_ready(running.addr).await;
     running
+}
+
+/// `PAYKEEP_BENCH_DURABILITY`: full durability unless `flush_only` is asked for.
+fn durability() -> Durability {
+    match std::env::var("PAYKEEP_BENCH_DURABILITY").as_deref() {
+        Err(_) | Ok("flush_and_sync") => Durability::FlushAndSync,
+        Ok("flush_only") => Durability::FlushOnly,
+        Ok(other) => {
+            panic!("PAYKEEP_BENCH_DURABILITY: {other:?} is neither flush_and_sync nor flush_only")
+        }
+    }
 }
 
 /// One run of the whole suite on fresh servers and a fresh store.
@@ -784,7 +823,11 @@ struct Row {
     echo_per_s: f64,
     vs_echo: f64,
     write_sets_per_commit: f64,
+    cpu_us: CpuUs,
 }
+
+/// CPU microseconds per request by thread group ([`cpu::GROUPS`]), then their total.
+type CpuUs = [f64; cpu::GROUPS.len() + 1];
 
 fn rows_of(run: &[Measurement]) -> Vec<Row> {
     run.iter()
@@ -797,6 +840,7 @@ fn rows_of(run: &[Measurement]) -> Vec<Row> {
             echo_per_s: m.echo_per_s,
             vs_echo: m.requests_per_s / m.echo_per_s,
             write_sets_per_commit: m.write_sets_per_commit,
+            cpu_us: m.cpu_us,
         })
         .collect()
 }
@@ -829,6 +873,9 @@ fn median_rows(runs: &[Vec<Row>]) -> Vec<Row> {
                 echo_per_s: column(|r| r.echo_per_s),
                 vs_echo: column(|r| r.vs_echo),
                 write_sets_per_commit: column(|r| r.write_sets_per_commit),
+                cpu_us: std::array::from_fn(|g| {
+                    median(runs.iter().map(|r| r[i].cpu_us[g]).collect())
+                }),
             }
         })
         .collect()
@@ -852,6 +899,18 @@ fn print_table(title: &str, rows: &[Row]) {
             r.vs_echo,
             r.write_sets_per_commit
         );
+    }
+    print!("{:<18}", "CPU us/request");
+    for name in cpu::GROUPS.iter().chain(&["total"]) {
+        print!(" {name:>9}");
+    }
+    println!();
+    for r in rows {
+        print!("{:<18}", r.name);
+        for us in r.cpu_us {
+            print!(" {us:>9.1}");
+        }
+        println!();
     }
 }
 
