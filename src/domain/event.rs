@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::ids::{prefix, IdSource};
 use crate::domain::money::format_major;
-use crate::domain::payment::Payment;
+use crate::domain::payment::{Payment, PaymentStatus, PaymentView};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -103,7 +103,7 @@ impl Event {
     /// `payment.succeeded` (info, "Order paid") or `payment.failed` (warning) for `payment`'s
     /// current attempt. Dedupe keys: `payment.succeeded:{id}`, `payment.failed:{id}:{attempt}`.
     pub fn for_payment_outcome(payment: &Payment, ids: &mut dyn IdSource, now_ms: i64) -> Event {
-        let succeeded = payment.status == crate::domain::payment::PaymentStatus::Succeeded;
+        let succeeded = payment.status == PaymentStatus::Succeeded;
         let (kind, level, title, dedupe_key) = if succeeded {
             (
                 kind::PAYMENT_SUCCEEDED,
@@ -124,15 +124,16 @@ impl Event {
                 ),
             )
         };
-        let mut payload = payment_payload(payment);
-        payload["failure_code"] = serde_json::json!(payment.failure_code);
-        payload["failure_message"] = serde_json::json!(payment.failure_message);
-        payload["provider_payment_id"] = serde_json::json!(payment.provider_payment_id);
+        let outcome = Outcome {
+            failure_code: payment.failure_code.as_deref(),
+            failure_message: payment.failure_message.as_deref(),
+            provider_payment_id: payment.provider_payment_id.as_deref(),
+        };
         payment_event(
             payment,
             (kind, level, title),
             dedupe_key,
-            &payload,
+            payment_payload(payment, Some(outcome)),
             ids,
             now_ms,
         )
@@ -150,7 +151,7 @@ impl Event {
             payment,
             head,
             dedupe_key,
-            &payment_payload(payment),
+            payment_payload(payment, None),
             ids,
             now_ms,
         )
@@ -214,30 +215,55 @@ pub const PAYMENT_TEXT_FIELDS: &[&str] = &["description", "customer_email", "met
 
 /// The payment as the merchant API answers it (no refunds: an event about a payment's
 /// outcome comes before any), without [`PAYMENT_TEXT_FIELDS`]: the snapshot an event keeps.
-pub fn payment_object(payment: &Payment) -> serde_json::Value {
-    let mut object = serde_json::to_value(payment.view(&[])).unwrap_or_default();
-    if let Some(fields) = object.as_object_mut() {
-        for key in PAYMENT_TEXT_FIELDS {
-            fields.remove(*key);
-        }
+pub fn payment_object(payment: &Payment) -> PaymentView<'_> {
+    PaymentView {
+        text: None,
+        ..payment.view(&[])
     }
-    object
 }
 
-/// The members every payment event's payload has: the payment's key facts and the payment
-/// itself as `object` (the merchant API's shape, [`payment_object`]).
-fn payment_payload(payment: &Payment) -> serde_json::Value {
-    serde_json::json!({
-        "payment_id": payment.id,
-        "merchant_id": payment.merchant_id,
-        "order_no": payment.order_no,
-        "amount": payment.amount,
-        "currency": payment.currency,
-        "amount_display": format_major(payment.amount, &payment.currency),
-        "status": payment.status,
-        "attempt_count": payment.attempt_count,
-        "object": payment_object(payment),
-    })
+/// The members a payment event's payload adds once the charge was answered.
+#[derive(Serialize)]
+struct Outcome<'a> {
+    failure_code: Option<&'a str>,
+    failure_message: Option<&'a str>,
+    provider_payment_id: Option<&'a str>,
+}
+
+/// The payload of a payment event: the payment's key facts, the [`Outcome`] members for an
+/// outcome, and the payment itself as `object` ([`payment_object`]). Serialized straight
+/// to its JSON text (this runs for every create).
+#[derive(Serialize)]
+struct PaymentPayload<'a> {
+    payment_id: &'a str,
+    merchant_id: &'a str,
+    order_no: &'a str,
+    amount: u64,
+    currency: &'a str,
+    amount_display: String,
+    status: PaymentStatus,
+    attempt_count: u32,
+    #[serde(flatten)]
+    outcome: Option<Outcome<'a>>,
+    object: PaymentView<'a>,
+}
+
+/// The JSON text of a payment event's payload ([`PaymentPayload`]).
+fn payment_payload(payment: &Payment, outcome: Option<Outcome<'_>>) -> String {
+    let payload = PaymentPayload {
+        payment_id: &payment.id,
+        merchant_id: &payment.merchant_id,
+        order_no: &payment.order_no,
+        amount: payment.amount,
+        currency: &payment.currency,
+        amount_display: format_major(payment.amount, &payment.currency),
+        status: payment.status,
+        attempt_count: payment.attempt_count,
+        outcome,
+        object: payment_object(payment),
+    };
+    // Serializing plain strings, numbers and maps of strings into JSON cannot fail.
+    serde_json::to_string(&payload).unwrap_or_default()
 }
 
 /// An event about `payment`: `head` is its type, level and title.
@@ -245,7 +271,7 @@ fn payment_event(
     payment: &Payment,
     head: (&str, EventLevel, &str),
     dedupe_key: String,
-    payload: &serde_json::Value,
+    payload: String,
     ids: &mut dyn IdSource,
     now_ms: i64,
 ) -> Event {
@@ -259,7 +285,7 @@ fn payment_event(
         entity_type: "payment".to_owned(),
         entity_id: payment.id.clone(),
         dedupe_key,
-        payload: payload.to_string(),
+        payload,
         created_at_ms: now_ms,
     }
 }

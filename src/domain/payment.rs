@@ -123,9 +123,11 @@ impl Payment {
             amount_refunded: self.amount_refunded,
             refund_status: self.refund_status,
             refunds,
-            description: self.description.as_deref(),
-            customer_email: self.customer_email.as_deref(),
-            metadata: &self.metadata,
+            text: Some(PaymentText {
+                description: self.description.as_deref(),
+                customer_email: self.customer_email.as_deref(),
+                metadata: &self.metadata,
+            }),
             created_at: format_rfc3339_ms(self.created_at_ms),
             updated_at: format_rfc3339_ms(self.updated_at_ms),
         }
@@ -156,11 +158,20 @@ pub struct PaymentView<'a> {
     pub amount_refunded: u64,
     pub refund_status: RefundStatus,
     pub refunds: &'a [serde_json::Value],
+    /// The merchant's own text; `None` leaves its members out (an event's snapshot of the
+    /// payment, `domain::event::PAYMENT_TEXT_FIELDS`).
+    #[serde(flatten)]
+    pub text: Option<PaymentText<'a>>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// The members of [`PaymentView`] that hold the merchant's own text, up to tens of KiB.
+#[derive(Debug, Serialize)]
+pub struct PaymentText<'a> {
     pub description: Option<&'a str>,
     pub customer_email: Option<&'a str>,
     pub metadata: &'a BTreeMap<String, String>,
-    pub created_at: String,
-    pub updated_at: String,
 }
 
 /// The `POST /v1/payments` body as sent; unknown fields are refused.
