@@ -37,17 +37,26 @@ pub const DECOMPRESSED_BYTES_MAX: usize = 16 << 20;
 /// a damaged length prefix is refused instead of allocated. Far above any record, the
 /// largest being a log record of a whole group at maximum field sizes.
 pub const DECODE_CLAIM_BYTES_MAX: usize = 64 << 20;
-/// zstd's level: 1, its fastest that still entropy-codes literals. The negative levels
-/// were within 1 % on typical records at half the time, but they store literals raw, and a
-/// record at maximum field sizes is mostly literals (the merchant's text): at −1 the data
-/// directory grew 3.2–3.8× the requests (`tests/max_size.rs`, bound 3×).
+/// zstd's level for values longer than [`FAST_BYTES_MAX`]: 1, its fastest that still
+/// entropy-codes literals. A record at maximum field sizes is mostly literals (the
+/// merchant's text): at −1 the data directory grew 3.2–3.8× the requests
+/// (`tests/max_size.rs`, bound 3×), at 1 2.3×.
 const ZSTD_LEVEL: i32 = 1;
+/// zstd's level for values up to [`FAST_BYTES_MAX`]: −1, which stores literals raw and
+/// skips building entropy tables per value. On typical records (an idempotency entry with
+/// its response, an event) it stays within 1 % of level 1's size, at about half the time
+/// (BENCHMARKS.md): the tables cost more than they save on a few hundred bytes.
+const ZSTD_LEVEL_FAST: i32 = -1;
+/// The longest plain value compressed at [`ZSTD_LEVEL_FAST`]: typical records are under
+/// 1 KiB, records with the merchant's text near its maximum are several KiB.
+pub const FAST_BYTES_MAX: usize = 2048;
 /// The raw-content dictionary of format 2: typical payment, refund and event text, the
 /// most common last (zstd reaches nearer matches more cheaply).
 pub const DICTIONARY: &[u8] = include_bytes!("codec_dictionary.txt");
 
 struct Dictionaries {
     encoder: EncoderDictionary<'static>,
+    encoder_fast: EncoderDictionary<'static>,
     decoder: DecoderDictionary<'static>,
 }
 
@@ -55,14 +64,17 @@ fn dictionaries() -> &'static Dictionaries {
     static DICTIONARIES: OnceLock<Dictionaries> = OnceLock::new();
     DICTIONARIES.get_or_init(|| Dictionaries {
         encoder: EncoderDictionary::copy(DICTIONARY, ZSTD_LEVEL),
+        encoder_fast: EncoderDictionary::copy(DICTIONARY, ZSTD_LEVEL_FAST),
         decoder: DecoderDictionary::copy(DICTIONARY),
     })
 }
 
 thread_local! {
-    /// One zstd context per thread that encodes (contexts are not shareable and cost
-    /// more to make than to use).
+    /// One zstd context per level per thread that encodes (contexts are not shareable and
+    /// cost more to make than to use).
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { RefCell::new(None) };
+    static COMPRESSOR_FAST: RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
@@ -77,19 +89,31 @@ fn codec_error(detail: impl std::fmt::Display) -> StoreError {
 /// Encodes `value` as `[CODEC_VERSION] ++ bincode`, or `[CODEC_ZSTD] ++ zstd(bincode)`
 /// when the plain form is at least [`COMPRESS_MIN_BYTES`] (and at most
 /// [`DECOMPRESSED_BYTES_MAX`], what a reader accepts from a frame) and compression makes it
-/// shorter.
+/// shorter; at [`ZSTD_LEVEL_FAST`] up to [`FAST_BYTES_MAX`], else at [`ZSTD_LEVEL`] (the
+/// frame does not depend on the level: a reader needs neither).
 ///
 /// # Errors
 /// [`StoreError::Codec`] if serde refuses the value (never for paykeep's own records).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     let out = encode_plain(value)?;
+    let fast = out.len() <= FAST_BYTES_MAX;
+    compress(out, fast)
+}
+
+/// `out` (a plain value) compressed when that is allowed and shorter, else as it is.
+fn compress(out: Vec<u8>, fast: bool) -> Result<Vec<u8>, StoreError> {
     if out.len() < COMPRESS_MIN_BYTES || out.len() > DECOMPRESSED_BYTES_MAX {
         return Ok(out);
     }
-    let compressed = COMPRESSOR.with(|cell| {
+    let (compressor, dictionary) = if fast {
+        (&COMPRESSOR_FAST, &dictionaries().encoder_fast)
+    } else {
+        (&COMPRESSOR, &dictionaries().encoder)
+    };
+    let compressed = compressor.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.is_none() {
-            *cell = zstd::bulk::Compressor::with_prepared_dictionary(&dictionaries().encoder).ok();
+            *cell = zstd::bulk::Compressor::with_prepared_dictionary(dictionary).ok();
         }
         cell.as_mut().and_then(|c| c.compress(&out[1..]).ok())
     });
