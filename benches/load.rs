@@ -28,8 +28,8 @@
 //! paykeep's own `store_commit_batch_size` (scraped from `/metrics` at the start and end
 //! of each measured window) gives write sets per commit, and the process's CPU time by
 //! thread group over the same window ([`cpu`]) gives the CPU microseconds one request
-//! costs in HTTP (both ends), the shards, the committer and the applier: a figure that,
-//! unlike req/s, holds on a noisy host.
+//! costs in HTTP (both ends), the shards, the committer and the applier (work done, not
+//! time waited; it still moves with the host's speed, so compare within an invocation).
 //!
 //! Environment: `PAYKEEP_BENCH_CONNECTIONS` (64), `PAYKEEP_BENCH_SECONDS` (5 per
 //! scenario), `PAYKEEP_BENCH_RUNS` (3), `PAYKEEP_BENCH_COMMIT_WINDOW_US` (unset: the

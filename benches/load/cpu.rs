@@ -2,10 +2,11 @@
 //! (proc(5): fields 14 `utime` and 15 `stime`, in clock ticks of `sysconf(_SC_CLK_TCK)`).
 //!
 //! Divided by the requests of a window, it gives the CPU one request costs in each part of
-//! paykeep: a figure that holds on a noisy host where req/s and the echo baseline swing by
-//! a third, because it counts work done, not time waited. The load generator and the echo
-//! server run on the same tokio runtime as paykeep's HTTP side, so `http` is both ends of
-//! every connection.
+//! paykeep: work done rather than time waited, so a change to one part shows in its own
+//! column. It still moves with the host's speed (the same build's echo took 19.5 to 30.3 µs
+//! per request across invocations, BENCHMARKS.md): compare columns within one invocation,
+//! or medians of alternated ones. The load generator and the echo server run on the same
+//! tokio runtime as paykeep's HTTP side, so `http` is both ends of every connection.
 
 /// The thread groups, in the order [`Cpu::groups`] holds them.
 pub const GROUPS: [&str; 5] = ["http", "shards", "committer", "applier", "other"];

@@ -318,3 +318,74 @@ pub fn store_recovered_with_loss_event(
         created_at_ms: now_ms,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::SequentialIds;
+    use crate::domain::test_fixtures::paid_payment;
+
+    fn payment_with_text() -> Payment {
+        let mut payment = paid_payment("pay_1", "m_demo", "order-1", 1999, 1_764_600_000_000);
+        payment.description = Some("two <b>mugs</b>".into());
+        payment.customer_email = Some("a@example.com".into());
+        payment.metadata.insert("cart".into(), "42".into());
+        payment
+    }
+
+    fn payload_of(event: &Event) -> serde_json::Value {
+        serde_json::from_str(&event.payload).expect("the payload is JSON")
+    }
+
+    /// The outcome's payload has the key facts, the outcome members (null when absent) and
+    /// the payment as `object`, without the merchant's text: exactly what the merchant API
+    /// answers for the payment, less [`PAYMENT_TEXT_FIELDS`].
+    #[test]
+    fn outcome_payload_holds_the_payment_without_its_text() {
+        let payment = payment_with_text();
+        let event = Event::for_payment_outcome(&payment, &mut SequentialIds::default(), 1);
+        let payload = payload_of(&event);
+        assert_eq!(payload["payment_id"], "pay_1");
+        assert_eq!(payload["merchant_id"], "m_demo");
+        assert_eq!(payload["order_no"], "order-1");
+        assert_eq!(payload["amount"], 1999);
+        assert_eq!(payload["currency"], "USD");
+        assert_eq!(payload["amount_display"], format_major(1999, "USD"));
+        assert_eq!(payload["status"], "succeeded");
+        assert_eq!(payload["attempt_count"], 1);
+        assert_eq!(payload["provider_payment_id"], "pi_1");
+        assert!(payload["failure_code"].is_null() && payload.get("failure_code").is_some());
+        assert!(payload["failure_message"].is_null() && payload.get("failure_message").is_some());
+        let mut full: serde_json::Value = serde_json::from_str(&payment.to_json()).unwrap();
+        for key in PAYMENT_TEXT_FIELDS {
+            assert!(full.get(*key).is_some(), "the merchant API answers {key}");
+            full.as_object_mut().unwrap().remove(*key);
+        }
+        assert_eq!(payload["object"], full);
+        assert_eq!(payload.as_object().unwrap().len(), 12);
+    }
+
+    #[test]
+    fn processing_payload_has_no_outcome_members() {
+        let mut payment = payment_with_text();
+        payment.status = PaymentStatus::Processing;
+        let event = Event::for_payment_processing(&payment, &mut SequentialIds::default(), 1);
+        let payload = payload_of(&event);
+        for key in ["failure_code", "failure_message", "provider_payment_id"] {
+            assert!(payload.get(key).is_none(), "{key} is an outcome member");
+        }
+        assert_eq!(payload["status"], "processing");
+    }
+
+    /// The merchant's view of the event puts the text back from the stored payment: its
+    /// `data.object` is the payment as the merchant API answers it.
+    #[test]
+    fn merchant_view_restores_the_text() {
+        let payment = payment_with_text();
+        let event = Event::for_payment_outcome(&payment, &mut SequentialIds::default(), 1);
+        let view = event.merchant_view(Some(&payment));
+        let full: serde_json::Value = serde_json::from_str(&payment.to_json()).unwrap();
+        assert_eq!(view["data"]["object"], full);
+        assert_eq!(view["type"], kind::PAYMENT_SUCCEEDED);
+    }
+}

@@ -334,6 +334,32 @@ mod tests {
         assert_eq!(decode::<Payment>(&stored).unwrap(), payment);
     }
 
+    /// Values on either side of [`FAST_BYTES_MAX`] (compressed at the two levels) are both
+    /// stored compressed and read back whole: a reader needs no level.
+    #[test]
+    fn both_levels_read_back() {
+        for len in [FAST_BYTES_MAX / 2, FAST_BYTES_MAX * 2] {
+            let body: String = (0..len)
+                .map(|i| {
+                    if i % 7 == 0 {
+                        '"'
+                    } else {
+                        char::from(b'a' + (i % 23) as u8)
+                    }
+                })
+                .collect();
+            let entry = IdempotencyEntry {
+                order_no: "o".into(),
+                fingerprint: Fingerprint::new("POST", "/v1/payments", &serde_json::json!({})),
+                response: Some(StoredResponse { status: 201, body }),
+                created_at_ms: 5,
+            };
+            let bytes = encode(&entry).unwrap();
+            assert_eq!(bytes[0], CODEC_ZSTD, "{len} bytes of text are compressed");
+            assert_eq!(decode::<IdempotencyEntry>(&bytes).unwrap(), entry);
+        }
+    }
+
     /// A large value is stored compressed and read back whole; a tiny one stays plain
     /// (a frame's header would cost more than it saves); a damaged frame is refused.
     #[test]
