@@ -102,11 +102,7 @@ fn of_payment(
         ));
     }
     let mut refunds = state.store.refunds_of_payment(payment_id)?;
-    refunds.retain(|r| {
-        let created = u64::try_from(r.created_at_ms).unwrap_or(0);
-        q.window.gte_ms.is_none_or(|gte| created >= gte)
-            && q.window.lt_ms.is_none_or(|lt| created < lt)
-    });
+    refunds.retain(|r| q.window.holds(u64::try_from(r.created_at_ms).unwrap_or(0)));
     refunds.reverse();
     // A cursor here is the place of one of this payment's refunds in `refunds`.
     let page = q.page(|id| Ok(refunds.iter().position(|r| r.id == id)))?;

@@ -63,7 +63,8 @@ pub struct Window {
 }
 
 impl Window {
-    fn holds(&self, time_ms: u64) -> bool {
+    /// Whether an item of time `time_ms` lies within the bounds.
+    pub fn holds(&self, time_ms: u64) -> bool {
         self.gte_ms.is_none_or(|gte| time_ms >= gte) && self.lt_ms.is_none_or(|lt| time_ms < lt)
     }
 }
