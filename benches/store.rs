@@ -35,7 +35,7 @@ use paykeep::domain::idempotency::{
 use paykeep::domain::ids::{payment_id, UlidSource};
 use paykeep::domain::payment::{Payment, PaymentStatus, RefundStatus};
 use paykeep::domain::time::now_ms;
-use paykeep::domain::write_set::{MerchantList, WriteOp, WriteSet};
+use paykeep::domain::write_set::{Listed, WriteOp, WriteSet};
 use paykeep::metrics::Metrics;
 use paykeep::store::committer::{self, CommitPolicy, CommitterHandle};
 use paykeep::store::{Durability, Store};
@@ -137,7 +137,7 @@ fn create_write_sets(task: u64, seq: u64) -> [WriteSet; 2] {
     };
     let event = Event::for_payment_outcome(&succeeded, &mut UlidSource, now);
     let listed = WriteOp::List {
-        list: MerchantList::Payments,
+        list: Listed::Payment,
         merchant_id: intent.merchant_id.clone(),
         id: intent.id.clone(),
         created_at_ms: intent.created_at_ms,

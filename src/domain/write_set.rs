@@ -65,11 +65,19 @@ pub enum WriteOp {
     /// List a new payment or refund in its merchant's `list` (`GET /v1/payments`,
     /// `GET /v1/refunds`): pushed once, by the write set that creates the record.
     List {
-        list: MerchantList,
+        list: Listed,
         merchant_id: String,
         id: String,
         created_at_ms: i64,
     },
+}
+
+/// The records a write set lists itself ([`WriteOp::List`]); events are listed by the
+/// store as it writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listed {
+    Payment,
+    Refund,
 }
 
 /// The lists the store keeps per merchant, newest first (DESIGN §2, list routes).

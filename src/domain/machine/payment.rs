@@ -12,7 +12,7 @@ use crate::domain::machine::types::{
     KeyState,
 };
 use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus};
-use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
+use crate::domain::write_set::{Listed, WriteOp, WriteSet};
 
 /// `POST /v1/payments`: replay, refuse (409 while the order is processing or paid, 422
 /// when a new attempt changes the order), or record a new payment or attempt and charge.
@@ -53,7 +53,7 @@ pub(super) fn apply_create(
     write_set.push(WriteOp::Payment(payment.clone()));
     if is_new {
         write_set.push(WriteOp::List {
-            list: MerchantList::Payments,
+            list: Listed::Payment,
             merchant_id: payment.merchant_id.clone(),
             id: payment.id.clone(),
             created_at_ms: payment.created_at_ms,

@@ -27,7 +27,7 @@ use crate::domain::machine::{
 };
 use crate::domain::payment::{CreatePayment, Payment, PaymentStatus, RefundStatus};
 use crate::domain::provider_key::charge_key;
-use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
+use crate::domain::write_set::{Listed, WriteOp, WriteSet};
 use crate::http::problem::Problem;
 
 // ---------------------------------------------------------------------------------------
@@ -293,7 +293,7 @@ fn new_create_persists_the_intent_then_calls_the_provider() {
     let intent = write_set(vec![
         WriteOp::Payment(payment.clone()),
         WriteOp::List {
-            list: MerchantList::Payments,
+            list: Listed::Payment,
             merchant_id: MERCHANT.to_owned(),
             id: payment.id.clone(),
             created_at_ms: payment.created_at_ms,
@@ -1098,7 +1098,7 @@ impl Sim {
                 }
                 WriteOp::Event(_) => {}
                 WriteOp::List {
-                    list: MerchantList::Payments,
+                    list: Listed::Payment,
                     id,
                     ..
                 } => {

@@ -21,7 +21,7 @@ use crate::domain::payment::Payment;
 use crate::domain::refund::{
     check_refundable, refund_status_for, refunded_amount, Refund, RefundState,
 };
-use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
+use crate::domain::write_set::{Listed, WriteOp, WriteSet};
 
 /// `POST /v1/payments/{id}/refunds`: replay, refuse, or record a pending refund and call the
 /// provider. Refusals (422) store nothing, as 409s of creates do: the key stays free.
@@ -78,7 +78,7 @@ pub(super) fn apply_create(
     let mut write_set = WriteSet::default();
     write_set.push(WriteOp::Refund(refund.clone()));
     write_set.push(WriteOp::List {
-        list: MerchantList::Refunds,
+        list: Listed::Refund,
         merchant_id: refund.merchant_id.clone(),
         id: refund.id.clone(),
         created_at_ms: refund.created_at_ms,

@@ -18,7 +18,7 @@ use crate::domain::provider_key::{refund_key, RefundKeySource};
 use crate::domain::refund::{default_key_value, CreateRefund, RefundRules, RefundState};
 use crate::domain::test_fixtures::paid_payment;
 use crate::domain::time::DAY_MS;
-use crate::domain::write_set::{MerchantList, WriteOp};
+use crate::domain::write_set::{Listed, WriteOp};
 use crate::http::problem::Problem;
 
 const NOW_MS: i64 = 1_700_000_000_000;
@@ -183,7 +183,7 @@ fn a_refund_persists_its_intent_then_calls_the_provider_with_its_own_key() {
     assert_eq!(
         writes.ops[1],
         WriteOp::List {
-            list: MerchantList::Refunds,
+            list: Listed::Refund,
             merchant_id: MERCHANT.to_owned(),
             id: refund.id.clone(),
             created_at_ms: refund.created_at_ms,

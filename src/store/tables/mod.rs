@@ -25,7 +25,7 @@ use std::cell::Cell;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::write_set::{MerchantList, WriteOp, WriteSet};
+use crate::domain::write_set::{Listed, WriteOp, WriteSet};
 use crate::store::engine::codec;
 use crate::store::engine::tree::{self, Db};
 use crate::store::engine::tree_batch;
@@ -222,10 +222,8 @@ impl Store {
                             id: id.clone(),
                         };
                         match list {
-                            MerchantList::Payments => payment_list.put(merchant_id, item),
-                            MerchantList::Refunds => refund_list.put(merchant_id, item),
-                            // The store lists events itself, as it writes them.
-                            MerchantList::Events => {}
+                            Listed::Payment => payment_list.put(merchant_id, item),
+                            Listed::Refund => refund_list.put(merchant_id, item),
                         }
                     }
                 }
