@@ -55,18 +55,58 @@ fn loaded() -> &'static Loaded {
     })
 }
 
-/// A new directory under the test target's scratch space.
+/// This process's directory under the test target's scratch space. The first call removes
+/// what earlier runs of this file left there (their loaded stores and failed tests' copies),
+/// so the scratch space holds one run's data at most.
+fn scratch_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        for entry in std::fs::read_dir(target).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("damage-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        target.join(format!("damage-{}", std::process::id()))
+    })
+}
+
+/// A new directory under this process's scratch space.
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("damage-{}", std::process::id()))
-        .join(name);
+    let dir = scratch_root().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
+/// A copy of the loaded store to damage: removed when the test passes, kept for a look when
+/// it fails.
+struct StoreCopy(PathBuf);
+
+impl std::ops::Deref for StoreCopy {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for StoreCopy {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for StoreCopy {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(self.0.parent().expect("a scratch directory"));
+        }
+    }
+}
+
 /// A copy of the loaded store to damage.
-fn copy(name: &str) -> PathBuf {
+fn copy(name: &str) -> StoreCopy {
     let data = scratch(name).join("db");
     let status = Command::new("cp")
         .arg("-a")
@@ -75,7 +115,7 @@ fn copy(name: &str) -> PathBuf {
         .status()
         .unwrap();
     assert!(status.success());
-    data
+    StoreCopy(data)
 }
 
 fn newest_segment(data: &Path) -> PathBuf {
