@@ -15,7 +15,9 @@ use serde_json::{json, Value};
 use common::{create_at, get_at, order, order_with, Service, MERCHANT_KEY, OTHER_MERCHANT_KEY};
 
 /// Pages through `path` (a list URL with its own query) with `limit`, from the newest,
-/// following `starting_after`; returns every page's ids.
+/// passing each page's `next_starting_after` as the next `starting_after`; returns every
+/// page's ids. Without a filter stopping at the scan bound, that cursor is the page's last
+/// id, and only a page with `has_more` carries it.
 async fn page_through(service: &Service, path: &str, limit: usize) -> Vec<Vec<String>> {
     let mut pages = Vec::new();
     let mut after: Option<String> = None;
@@ -35,12 +37,18 @@ async fn page_through(service: &Service, path: &str, limit: usize) -> Vec<Vec<St
         let ids: Vec<String> = ids_of(&body);
         assert!(ids.len() <= limit);
         let has_more = body["has_more"].as_bool().expect("has_more");
-        after = ids.last().cloned();
-        pages.push(ids);
+        assert!(body.get("next_ending_before").is_none(), "{body}");
         if !has_more {
+            assert!(body.get("next_starting_after").is_none(), "{body}");
+            pages.push(ids);
             return pages;
         }
-        assert!(after.is_some(), "has_more with an empty page");
+        let next = body["next_starting_after"]
+            .as_str()
+            .expect("next_starting_after");
+        assert_eq!(Some(next), ids.last().map(String::as_str), "{body}");
+        after = Some(next.to_owned());
+        pages.push(ids);
     }
 }
 
@@ -112,9 +120,15 @@ async fn paging_250_payments_while_creates_run_returns_each_once() {
             break;
         }
         before = ids[0].clone();
+        let has_more = body["has_more"].as_bool().unwrap();
+        // Read newer-wards, the page continues from its newest item, under the cursor
+        // that reads that way.
+        assert!(body.get("next_starting_after").is_none(), "{body}");
+        let next = body.get("next_ending_before").and_then(Value::as_str);
+        assert_eq!(next, has_more.then_some(before.as_str()), "{body}");
         ids.reverse();
         backwards.extend(ids);
-        if !body["has_more"].as_bool().unwrap() {
+        if !has_more {
             break;
         }
     }
@@ -319,6 +333,8 @@ async fn refunds_are_listed_by_merchant_and_by_payment_and_read_by_id() {
         .await
         .json();
     assert_eq!(ids_of(&before), [refunds[1].clone()]);
+    assert_eq!(before["has_more"], false);
+    assert!(before.get("next_ending_before").is_none(), "{before}");
 
     let one = service.get(&format!("/v1/refunds/{}", refunds[2])).await;
     assert_eq!(one.status, 200, "{}", one.text);

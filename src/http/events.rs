@@ -6,7 +6,8 @@
 //! `delivery_success` (`false`: some delivery to one of the merchant's endpoints is not
 //! delivered yet, or failed; `true`: every one was delivered). A filtered page examines
 //! at most [`crate::store::tables::merchant_index::ITEMS_SCANNED_MAX`] events; past that
-//! it answers what it found with `has_more: true`.
+//! it answers what it found with `has_more: true` and the last examined event's id as
+//! `next_starting_after` ([`crate::http::list::answer`]).
 
 use serde_json::Value;
 use warp::http::StatusCode;
@@ -166,7 +167,7 @@ fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, Probl
             None
         })
     };
-    let (data, has_more) = state.store.list_page(
+    let listed = state.store.list_page(
         MerchantList::Events,
         merchant_id,
         &page,
@@ -174,7 +175,7 @@ fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, Probl
         q.limit,
         pick,
     )?;
-    Ok(list::answer("/v1/events", data, has_more))
+    Ok(list::answer("/v1/events", &q, listed))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use warp::reply::Response;
 
 use crate::http::json_response;
 use crate::problem::Problem;
-use crate::store::tables::merchant_index::{ListPage, Window};
+use crate::store::tables::merchant_index::{ListPage, Page, Window};
 use crate::store::StoreError;
 
 /// `limit` when absent, and its bounds (DESIGN §2).
@@ -149,14 +149,30 @@ fn instant_ms(text: &str) -> Option<(u64, u64)> {
     Some((u64::try_from(ms).ok()?, 1))
 }
 
-/// 200 with a list at `url` of `data`, each item's JSON text (kept as written, so an item's
-/// members stand in the order its own route answers them).
-pub fn answer(url: &str, data: Vec<String>, has_more: bool) -> Response {
+/// 200 with a list at `url`: the page's items, each item's JSON text (kept as written, so
+/// an item's members stand in the order its own route answers them), `has_more`, and when
+/// more follow, the id to continue from under the name of the cursor that takes it:
+/// `next_ending_before` for a page read with `ending_before`, else `next_starting_after`.
+/// It is the last item's id unless a filter's page stopped at the scan bound
+/// ([`crate::store::tables::merchant_index::ITEMS_SCANNED_MAX`]), where `data` may even be
+/// empty: Stripe's clients continue from the last item, which such a page may not have.
+pub fn answer(url: &str, query: &ListQuery, page: Page<String>) -> Response {
     let url = Value::from(url);
-    let body = format!(
-        r#"{{"object":"list","data":[{}],"has_more":{has_more},"url":{url}}}"#,
-        data.join(",")
-    );
+    let data = page.data.join(",");
+    let body = match page.next {
+        None => format!(r#"{{"object":"list","data":[{data}],"has_more":false,"url":{url}}}"#),
+        Some(id) => {
+            let cursor = if query.params.contains_key("ending_before") {
+                "next_ending_before"
+            } else {
+                "next_starting_after"
+            };
+            let id = Value::from(id);
+            format!(
+                r#"{{"object":"list","data":[{data}],"has_more":true,"url":{url},"{cursor}":{id}}}"#
+            )
+        }
+    };
     json_response(StatusCode::OK, body)
 }
 

@@ -48,7 +48,7 @@ pub fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, P
         }
         Ok(Some(view(state, &payment)?))
     };
-    let (data, has_more) = state.store.list_page(
+    let listed = state.store.list_page(
         MerchantList::Payments,
         merchant_id,
         &page,
@@ -56,7 +56,7 @@ pub fn list(state: &State, merchant_id: &str, query: &str) -> Result<Response, P
         q.limit,
         pick,
     )?;
-    Ok(list::answer("/v1/payments", data, has_more))
+    Ok(list::answer("/v1/payments", &q, listed))
 }
 
 /// Where the payment `id` stands in `merchant_id`'s list; `None` when it is not theirs.

@@ -13,7 +13,7 @@ use crate::domain::refund::Refund;
 use crate::http::list::{self, ListQuery};
 use crate::http::{auth, json_response, route, State};
 use crate::problem::Problem;
-use crate::store::tables::merchant_index::{Cursor, Item, ListPage, MerchantList};
+use crate::store::tables::merchant_index::{Cursor, Item, ListPage, MerchantList, Page};
 
 /// Routes of this resource.
 pub fn routes(
@@ -49,7 +49,7 @@ fn get(state: &State, authorization: Option<&str>, id: &str) -> Result<Response,
 fn list(state: &State, authorization: Option<&str>, query: &str) -> Result<Response, Problem> {
     let merchant_id = auth::merchant(&state.config.merchants, authorization)?;
     let q = ListQuery::parse(query, &["payment_id"], true)?;
-    let (data, has_more) = match q.params.get("payment_id") {
+    let listed = match q.params.get("payment_id") {
         Some(payment_id) => of_payment(state, merchant_id, payment_id, &q)?,
         None => {
             let page = q.page(|id| cursor(state, merchant_id, id))?;
@@ -69,7 +69,7 @@ fn list(state: &State, authorization: Option<&str>, query: &str) -> Result<Respo
             )?
         }
     };
-    Ok(list::answer("/v1/refunds", data, has_more))
+    Ok(list::answer("/v1/refunds", &q, listed))
 }
 
 /// Where the refund `id` stands in `merchant_id`'s list; `None` when it is not theirs.
@@ -89,7 +89,7 @@ fn of_payment(
     merchant_id: &str,
     payment_id: &str,
     q: &ListQuery,
-) -> Result<(Vec<String>, bool), Problem> {
+) -> Result<Page<String>, Problem> {
     let payment = if is_valid_id(payment_id, prefix::PAYMENT) {
         state.store.payment(payment_id)?
     } else {
@@ -111,10 +111,17 @@ fn of_payment(
         ListPage::After(at) => (at + 1, refunds.len().min(at + 1 + q.limit)),
         ListPage::Before(at) => (at.saturating_sub(q.limit), at),
     };
-    let has_more = match page {
-        ListPage::Before(_) => start > 0,
-        _ => end < refunds.len(),
+    // More follow: continue from the page's last refund in the direction it was read.
+    let next = match page {
+        ListPage::Before(_) if start > 0 => Some(&refunds[start]),
+        ListPage::First | ListPage::After(_) if end < refunds.len() => refunds.get(end - 1),
+        _ => None,
     };
-    let page = refunds[start..end].iter().map(|r| r.to_value().to_string());
-    Ok((page.collect(), has_more))
+    Ok(Page {
+        data: refunds[start..end]
+            .iter()
+            .map(|r| r.to_value().to_string())
+            .collect(),
+        next: next.map(|r| r.id.clone()),
+    })
 }

@@ -107,7 +107,7 @@ mod tests {
             }
         };
         let pick = |item: &Item| Ok::<_, StoreError>(Some(item.id.clone()));
-        let (ids, _) = store
+        store
             .list_page(
                 MerchantList::Events,
                 merchant_id,
@@ -116,8 +116,8 @@ mod tests {
                 n,
                 pick,
             )
-            .unwrap();
-        ids
+            .unwrap()
+            .data
     }
 
     /// Five events of `m_a` in three groups, interleaved with `m_b`'s and `m_a2`'s.

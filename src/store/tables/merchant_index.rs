@@ -363,8 +363,22 @@ pub enum ListPage<C = Cursor> {
 }
 
 /// Most items one page examines before it answers (bounded work for a filter that
-/// matches little); past that it answers what it found with `has_more: true`.
+/// matches little); past that it answers what it found, with `has_more: true` and the last
+/// examined item as the place to continue from ([`Page::next`]).
 pub const ITEMS_SCANNED_MAX: usize = 10_000;
+
+/// One page of a list.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The picked items, in list order (newest first).
+    pub data: Vec<T>,
+    /// When more items follow in the direction the page was read: the id of the last item
+    /// this page accounted for, the cursor of that direction for the next page. It is the
+    /// last picked item's id when the page filled, and the last examined item's when the
+    /// page stopped at [`ITEMS_SCANNED_MAX`] (it may then be an item the filter left out,
+    /// or `data` may be empty).
+    pub next: Option<String>,
+}
 
 impl Store {
     /// The tree of `list`: `merchant_events`, `merchant_payments`, `merchant_refunds`.
@@ -392,8 +406,8 @@ impl Store {
     }
 
     /// One page of `merchant_id`'s `list` within `window`, in list order (newest first):
-    /// up to `limit` items that `pick` turns into a `T` (`None`: filtered out), and whether
-    /// more follow. At most [`ITEMS_SCANNED_MAX`] items are examined.
+    /// up to `limit` items that `pick` turns into a `T` (`None`: filtered out), and where
+    /// to continue when more follow. At most [`ITEMS_SCANNED_MAX`] items are examined.
     ///
     /// # Errors
     /// `pick`'s error, or a [`StoreError`] on an I/O or codec failure.
@@ -405,32 +419,36 @@ impl Store {
         window: Window,
         limit: usize,
         mut pick: impl FnMut(&Item) -> Result<Option<T>, E>,
-    ) -> Result<(Vec<T>, bool), E> {
+    ) -> Result<Page<T>, E> {
         let tree = self.list_tree(list);
         let items = match page {
             ListPage::First => older(tree, merchant_id, None, window),
             ListPage::After(cursor) => older(tree, merchant_id, Some(cursor), window),
             ListPage::Before(cursor) => newer(tree, merchant_id, cursor, window),
         };
-        let mut out = Vec::new();
-        let mut has_more = false;
+        let mut data = Vec::new();
+        let mut next = None;
+        // The last item accounted for: picked, or examined and left out.
+        let mut last: Option<String> = None;
         for (scanned, item) in items.enumerate() {
             if scanned >= ITEMS_SCANNED_MAX {
-                has_more = true;
+                next = last;
                 break;
             }
-            if let Some(found) = pick(&item?)? {
-                if out.len() == limit {
-                    has_more = true;
+            let item = item?;
+            if let Some(found) = pick(&item)? {
+                if data.len() == limit {
+                    next = last;
                     break;
                 }
-                out.push(found);
+                data.push(found);
             }
+            last = Some(item.id);
         }
         if matches!(page, ListPage::Before(_)) {
-            out.reverse();
+            data.reverse();
         }
-        Ok((out, has_more))
+        Ok(Page { data, next })
     }
 }
 
@@ -524,23 +542,80 @@ mod tests {
                 )
                 .unwrap()
         };
-        let strings = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let paged = |ids: &[&str], next: Option<&str>| Page {
+            data: ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            next: next.map(str::to_owned),
+        };
+        // Read newer-wards, a page's last accounted item is its newest: data[0].
         assert_eq!(
             page(ListPage::Before(d.clone()), 2),
-            (strings(&["a", "c"]), true)
+            paged(&["a", "c"], Some("a"))
         );
         assert_eq!(
             page(ListPage::Before(d.clone()), 4),
-            (strings(&["e", "b", "a", "c"]), false)
+            paged(&["e", "b", "a", "c"], None)
         );
         assert_eq!(
             page(ListPage::After(e.clone()), 2),
-            (strings(&["b", "a"]), true)
+            paged(&["b", "a"], Some("a"))
         );
-        assert_eq!(page(ListPage::After(d), 2), (Vec::new(), false));
+        assert_eq!(page(ListPage::After(d), 2), paged(&[], None));
         assert_eq!(
             page(ListPage::First, 5),
-            (strings(&["e", "b", "a", "c", "d"]), false)
+            paged(&["e", "b", "a", "c", "d"], None)
+        );
+    }
+
+    /// A filter that matches only past the scan bound: the first page is empty, yet it
+    /// names where to continue, and following it reaches the match.
+    #[test]
+    fn a_page_stopped_at_the_scan_bound_names_the_last_examined_item() {
+        let (_dir, store) = open();
+        let t = &store.trees.merchant_payments;
+        let total = ITEMS_SCANNED_MAX + 5;
+        let items: Vec<(&str, Item)> = (0..total)
+            .map(|n| ("m", item(1_000 + n as u64, &format!("p{n:05}"))))
+            .collect();
+        commit(t, 1, &items);
+        // Newest first: p10004 is examined first, p00000 last; only p00001 matches.
+        let pick =
+            |item: &Item| Ok::<_, StoreError>((item.id == "p00001").then(|| item.id.clone()));
+        let read = |page: ListPage| {
+            store
+                .list_page(
+                    MerchantList::Payments,
+                    "m",
+                    &page,
+                    Window::default(),
+                    10,
+                    pick,
+                )
+                .unwrap()
+        };
+        let first = read(ListPage::First);
+        let last_examined = format!("p{:05}", total - ITEMS_SCANNED_MAX);
+        assert_eq!(
+            first,
+            Page {
+                data: Vec::new(),
+                next: Some(last_examined.clone())
+            }
+        );
+        let at = locate(
+            t,
+            "m",
+            1_000 + (total - ITEMS_SCANNED_MAX) as u64,
+            &last_examined,
+        )
+        .unwrap()
+        .unwrap();
+        let second = read(ListPage::After(at));
+        assert_eq!(
+            second,
+            Page {
+                data: vec!["p00001".to_owned()],
+                next: None
+            }
         );
     }
 
