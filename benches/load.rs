@@ -2,7 +2,8 @@
 //!
 //! One process, one tokio multi-thread runtime: paykeep itself (`app::start_with`, a
 //! tempdir store, `Durability::FlushAndSync`, the in-process simulator with no latency,
-//! one shard per core) and a bare warp echo route, the baseline of what this machine's
+//! one shard per core, logging as `paykeep serve` does but to /dev/null) and a bare warp
+//! echo route, the baseline of what this machine's
 //! HTTP stack does with the same body and no payment work at all. A fixed number of
 //! keep-alive connections (hyper 0.14's `client::conn`, one task per connection, so the
 //! connection count is exact and no pool sits in the way) drive each scenario for a fixed
@@ -75,6 +76,7 @@ use hyper::http::response::Parts;
 use hyper::{Body, Method, Request, StatusCode};
 use paykeep::app::{self, Running};
 use paykeep::config::Config;
+use paykeep::logging::{LogFormat, LogSink};
 use paykeep::store::Durability;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -750,6 +752,8 @@ async fn start_paykeep(dir: &Path, commit_window_us: Option<u64>) -> Running {
     if let Some(us) = commit_window_us {
         config.store.commit_window = Duration::from_micros(us);
     }
+    // As `paykeep serve` does: its log lines are redacted of these.
+    paykeep::redact::set_service_log_secrets(config.secrets());
     let running = app::start_with(
         config,
         paykeep::store::OpenOptions::new(durability()),
@@ -948,6 +952,14 @@ fn report_unexpected(runs: &[Vec<Measurement>]) -> bool {
 }
 
 fn main() {
+    // What the binary logs, formatted and redacted the same way: every request's access
+    // line is part of what it costs. The lines go to /dev/null (a pipe or a file would
+    // add its write on top).
+    let null = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .expect("open /dev/null");
+    paykeep::logging::init(LogFormat::Text, LogSink::File(Arc::new(null)));
     if std::env::var("PAYKEEP_BENCH_SCENARIOS").is_ok_and(|s| s.trim() == "soak") {
         soak::run();
         return;

@@ -47,6 +47,8 @@
 //!   letters, store refusing writes), raised by a watcher through the outbox.
 //! - [`listener`] — the TCP listener and HTTP/1 connection driver every surface runs on
 //!   (`serve` and the sandbox): connection cap, header and idle timeouts, descriptor budget.
+//! - [`logging`] — the process's one subscriber: text or JSON lines, redacted, to stderr
+//!   (or, in the load bench, a file).
 //! - [`log_throttle`] — one error line per distinct store-failure cause per 10 s, with the
 //!   count of repeats held back.
 //! - [`memory`] — the global allocator (mimalloc) and transparent huge pages turned off.
@@ -63,6 +65,7 @@ pub mod domain;
 pub mod http;
 pub mod listener;
 pub mod log_throttle;
+pub mod logging;
 pub mod memory;
 pub mod metrics;
 pub mod notify;

@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use paykeep::config::{Config, Overrides};
+use paykeep::logging::{LogFormat, LogSink};
 use paykeep::provider::sandbox::events::{WebhookMode, WebhookTarget};
 use paykeep::provider::sandbox::SandboxConfig;
 use paykeep::store::{Durability, OpenOptions, StoreError};
@@ -108,27 +109,9 @@ struct SandboxArgs {
     log_format: LogFormat,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-/// Logs to stderr through the redactor: colours only when stderr is a terminal (a file or
-/// a pipe gets plain text); JSON lines carry the event's fields at the top level beside
-/// `timestamp`, `level`, `target`, and the request's span (`span.request_id`).
+/// Logs to stderr ([`paykeep::logging`]).
 fn init_logging(format: LogFormat) {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(paykeep::redact::RedactingStderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
+    paykeep::logging::init(format, LogSink::Stderr);
 }
 
 fn main() -> ExitCode {

@@ -10,7 +10,7 @@
 //! not leak it.
 //!
 //! Used for stored attempt errors, the provider's error text before it is logged, the JSON
-//! of admin answers, and every log line: [`RedactingStderr`] is the log writer, cleaning
+//! of admin answers, and every log line: [`RedactingWriter`] is the log writer, cleaning
 //! each formatted line of the secrets set with [`set_service_log_secrets`] (the
 //! configuration's, at start-up) and [`set_channel_log_secrets`] (the notification
 //! settings', whenever they change). Owned by the HTTP/notify edge; the payment core never
@@ -18,6 +18,8 @@
 
 use std::io::Write;
 use std::sync::RwLock;
+
+use crate::logging::LogSink;
 
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -126,24 +128,38 @@ pub fn redact_log(line: &str) -> String {
 }
 
 /// The log writer: `tracing_subscriber` formats each event into a [`RedactedLine`], which
-/// writes it to stderr, redacted, in one write when the event is done.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RedactingStderr;
+/// writes it to the sink, redacted, in one write when the event is done.
+#[derive(Debug, Clone)]
+pub struct RedactingWriter {
+    sink: LogSink,
+}
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
-    type Writer = RedactedLine;
-
-    fn make_writer(&'a self) -> RedactedLine {
-        RedactedLine(Vec::with_capacity(256))
+impl RedactingWriter {
+    pub fn new(sink: LogSink) -> RedactingWriter {
+        RedactingWriter { sink }
     }
 }
 
-/// One formatted event on its way to stderr.
-pub struct RedactedLine(Vec<u8>);
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingWriter {
+    type Writer = RedactedLine<'a>;
 
-impl Write for RedactedLine {
+    fn make_writer(&'a self) -> RedactedLine<'a> {
+        RedactedLine {
+            line: Vec::with_capacity(256),
+            sink: &self.sink,
+        }
+    }
+}
+
+/// One formatted event on its way to the sink.
+pub struct RedactedLine<'a> {
+    line: Vec<u8>,
+    sink: &'a LogSink,
+}
+
+impl Write for RedactedLine<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(bytes);
+        self.line.extend_from_slice(bytes);
         Ok(bytes.len())
     }
 
@@ -152,10 +168,13 @@ impl Write for RedactedLine {
     }
 }
 
-impl Drop for RedactedLine {
+impl Drop for RedactedLine<'_> {
     fn drop(&mut self) {
-        let line = redact_log(&String::from_utf8_lossy(&self.0));
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let line = redact_log(&String::from_utf8_lossy(&self.line));
+        let _ = match self.sink {
+            LogSink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
+            LogSink::File(file) => (&**file).write_all(line.as_bytes()),
+        };
     }
 }
 
@@ -294,9 +313,17 @@ mod tests {
             redact_log("sk_live_service_key 123456:channel-token 987654:other-token"),
             format!("{REDACTED} 123456:channel-token {REDACTED}")
         );
-        let mut writer = RedactingStderr.make_writer();
-        writer
-            .write_all(b"written through the log writer\n")
-            .unwrap();
+        // Through the log writer, a line reaches its sink whole and redacted.
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let sink = LogSink::File(std::sync::Arc::new(file.reopen().unwrap()));
+        let writer = RedactingWriter::new(sink);
+        let mut line = writer.make_writer();
+        line.write_all(b"key sk_live_service_key ").unwrap();
+        line.write_all(b"in two writes\n").unwrap();
+        drop(line);
+        assert_eq!(
+            std::fs::read_to_string(file.path()).unwrap(),
+            format!("key {REDACTED} in two writes\n")
+        );
     }
 }
