@@ -236,9 +236,26 @@ fn create_body(n: u64) -> Bytes {
     ))
 }
 
-/// The `Idempotency-Key` of the create for order `n`.
+/// The `Idempotency-Key` of the create for order `n`: a version 4 UUID, as Stripe asks
+/// clients to send (<https://docs.stripe.com/api/idempotent_requests>), drawn from `n` so
+/// a run can rebuild it. Random keys spread the idempotency tree's inserts over all its
+/// leaves, as real clients' do; keys in order would append to it.
 fn create_key(n: u64) -> String {
-    format!("bench-key-{n:012}")
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(n.to_be_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4 (RFC 9562 §5.4)
+    bytes[8] = (bytes[8] & 0x3f) | 0x80; // the RFC's variant
+    let hex = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
 fn request(method: Method, path: &str, body: Bytes, key: Option<&str>) -> Request<Body> {
