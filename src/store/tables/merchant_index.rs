@@ -475,6 +475,25 @@ mod tests {
         batch.apply(tree).unwrap();
     }
 
+    /// A page of merchant `m`'s payments list, unbounded in time, of what `pick` keeps.
+    fn payments_page(
+        store: &Store,
+        page: ListPage,
+        limit: usize,
+        pick: impl Fn(&Item) -> Option<String>,
+    ) -> Page<String> {
+        store
+            .list_page(
+                MerchantList::Payments,
+                "m",
+                &page,
+                Window::default(),
+                limit,
+                |item| Ok::<_, StoreError>(pick(item)),
+            )
+            .unwrap()
+    }
+
     fn ids(items: impl Iterator<Item = Result<Item, StoreError>>) -> Vec<String> {
         items.map(|item| item.unwrap().id).collect()
     }
@@ -530,17 +549,7 @@ mod tests {
         assert_eq!(ids(older(t, "m", Some(&e), window)), ["c"]);
         let d = locate(t, "m", 5_000, "d").unwrap().unwrap();
         let page = |page: ListPage, limit| {
-            let pick = |item: &Item| Ok::<_, StoreError>(Some(item.id.clone()));
-            store
-                .list_page(
-                    MerchantList::Payments,
-                    "m",
-                    &page,
-                    Window::default(),
-                    limit,
-                    pick,
-                )
-                .unwrap()
+            payments_page(&store, page, limit, |item| Some(item.id.clone()))
         };
         let paged = |ids: &[&str], next: Option<&str>| Page {
             data: ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
@@ -578,19 +587,10 @@ mod tests {
             .collect();
         commit(t, 1, &items);
         // Newest first: p10004 is examined first, p00000 last; only p00001 matches.
-        let pick =
-            |item: &Item| Ok::<_, StoreError>((item.id == "p00001").then(|| item.id.clone()));
         let read = |page: ListPage| {
-            store
-                .list_page(
-                    MerchantList::Payments,
-                    "m",
-                    &page,
-                    Window::default(),
-                    10,
-                    pick,
-                )
-                .unwrap()
+            payments_page(&store, page, 10, |item| {
+                (item.id == "p00001").then(|| item.id.clone())
+            })
         };
         let first = read(ListPage::First);
         let last_examined = format!("p{:05}", total - ITEMS_SCANNED_MAX);
