@@ -3,8 +3,8 @@
 //! One process, one tokio multi-thread runtime: paykeep itself (`app::start_with`, a
 //! tempdir store, `Durability::FlushAndSync`, the in-process simulator with no latency,
 //! one shard per core, logging as `paykeep serve` does but to /dev/null) and a bare warp
-//! echo route, the baseline of what this machine's
-//! HTTP stack does with the same body and no payment work at all. A fixed number of
+//! echo route, the baseline of what this machine's HTTP stack does with the same body and
+//! no payment work at all. A fixed number of
 //! keep-alive connections (hyper 0.14's `client::conn`, one task per connection, so the
 //! connection count is exact and no pool sits in the way) drive each scenario for a fixed
 //! time after a short unmeasured warm-up:

@@ -19,11 +19,11 @@
 use std::io::Write;
 use std::sync::RwLock;
 
-use crate::logging::LogSink;
-
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use crate::logging::LogSink;
 
 /// What replaces a secret.
 pub const REDACTED: &str = "[redacted]";
