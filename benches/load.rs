@@ -4,10 +4,9 @@
 //! tempdir store, `Durability::FlushAndSync`, the in-process simulator with no latency,
 //! one shard per core, logging as `paykeep serve` does but to /dev/null) and a bare warp
 //! echo route, the baseline of what this machine's HTTP stack does with the same body and
-//! no payment work at all. A fixed number of
-//! keep-alive connections (hyper 0.14's `client::conn`, one task per connection, so the
-//! connection count is exact and no pool sits in the way) drive each scenario for a fixed
-//! time after a short unmeasured warm-up:
+//! no payment work at all. A fixed number of keep-alive connections (hyper 0.14's
+//! `client::conn`, one task per connection, so the connection count is exact and no pool
+//! sits in the way) drive each scenario for a fixed time after a short unmeasured warm-up:
 //!
 //! - `echo` — `POST /echo` with a create's body, echoed back as JSON (the baseline);
 //! - `create_unique` — `POST /v1/payments`, a new order and `Idempotency-Key` every time;
