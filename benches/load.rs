@@ -244,17 +244,9 @@ fn create_key(n: u64) -> String {
     let digest = Sha256::digest(n.to_be_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4 (RFC 9562 §5.4)
-    bytes[8] = (bytes[8] & 0x3f) | 0x80; // the RFC's variant
-    let hex = hex::encode(bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 fn request(method: Method, path: &str, body: Bytes, key: Option<&str>) -> Request<Body> {

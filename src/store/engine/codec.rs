@@ -95,17 +95,15 @@ fn codec_error(detail: impl std::fmt::Display) -> StoreError {
 /// # Errors
 /// [`StoreError::Codec`] if serde refuses the value (never for paykeep's own records).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    let out = encode_plain(value)?;
-    let fast = out.len() <= FAST_BYTES_MAX;
-    compress(out, fast)
+    compress(encode_plain(value)?)
 }
 
 /// `out` (a plain value) compressed when that is allowed and shorter, else as it is.
-fn compress(out: Vec<u8>, fast: bool) -> Result<Vec<u8>, StoreError> {
+fn compress(out: Vec<u8>) -> Result<Vec<u8>, StoreError> {
     if out.len() < COMPRESS_MIN_BYTES || out.len() > DECOMPRESSED_BYTES_MAX {
         return Ok(out);
     }
-    let (compressor, dictionary) = if fast {
+    let (compressor, dictionary) = if out.len() <= FAST_BYTES_MAX {
         (&COMPRESSOR_FAST, &dictionaries().encoder_fast)
     } else {
         (&COMPRESSOR, &dictionaries().encoder)
