@@ -5,31 +5,34 @@
 //!
 //! Why a dictionary: a typical record is a few hundred bytes, mostly the same member names
 //! and values in every record (a payment's JSON response alone is about 530 bytes), and
-//! zstd without a dictionary finds too little in so few bytes to save a third. Against a
-//! dictionary of typical records an idempotency entry with its response keeps two fifths
-//! (docs/durability.md, "Layout").
-//! The dictionary ([`DICTIONARY`], `codec_dictionary.txt`) is raw content, not a trained
-//! zstd dictionary, and is part of the on-disk format: its digest is pinned by a test, and
-//! changing it needs a new schema version.
+//! zstd without a dictionary finds too little in so few bytes to save a third. The
+//! dictionary ([`DICTIONARY`], `codec_dictionary.zstd`) is a trained zstd dictionary
+//! (content and entropy tables) made by `examples/codec_dictionary.rs` from the records
+//! paykeep stores for varied merchants and requests; against it an idempotency entry with
+//! its response keeps about a fifth, a payment under half (docs/durability.md, "Layout").
+//! It is part of the on-disk format: its digest is pinned by a test, and changing it needs a
+//! new schema version.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
+use zstd::stream::raw::CParameter;
 
 use crate::store::StoreError;
 
 /// Format byte of a plain value: `[CODEC_VERSION] ++ bincode`.
 pub const CODEC_VERSION: u8 = 1;
 /// Format byte of a compressed value: `[CODEC_ZSTD] ++ zstd(bincode)`, one zstd frame
-/// (RFC 8878) with its content size, made against [`DICTIONARY`].
+/// (RFC 8878) with its content size and without the dictionary's id (there is one
+/// dictionary, [`DICTIONARY`]).
 pub const CODEC_ZSTD: u8 = 2;
-/// Encoded values at least this long are offered to zstd. A payment (about 180 bytes, a
-/// third of them random ids) saves a tenth at most, not worth a compression on every
-/// write; an idempotency entry with its response (about 700) keeps two fifths.
-pub const COMPRESS_MIN_BYTES: usize = 256;
+/// Encoded values at least this long are offered to zstd: shorter ones (an index entry,
+/// a setting) cannot win back a frame's header of about ten bytes.
+pub const COMPRESS_MIN_BYTES: usize = 64;
 /// The longest value a compressed frame may claim to hold (a record at every field's
 /// maximum is tens of KiB): a frame claiming more is refused, not allocated.
 pub const DECOMPRESSED_BYTES_MAX: usize = 16 << 20;
@@ -37,26 +40,16 @@ pub const DECOMPRESSED_BYTES_MAX: usize = 16 << 20;
 /// a damaged length prefix is refused instead of allocated. Far above any record, the
 /// largest being a log record of a whole group at maximum field sizes.
 pub const DECODE_CLAIM_BYTES_MAX: usize = 64 << 20;
-/// zstd's level for values longer than [`FAST_BYTES_MAX`]: 1, its fastest that still
-/// entropy-codes literals. A record at maximum field sizes is mostly literals (the
-/// merchant's text): at −1 the data directory grew 3.2–3.8× the requests
-/// (`tests/max_size.rs`, bound 3×), at 1 2.3×.
+/// zstd's level: 1, its fastest that entropy-codes literals. Against the trained
+/// dictionary's tables it is as fast as level −1 on typical records and a tenth smaller
+/// (BENCHMARKS.md), and a record at maximum field sizes, mostly the merchant's literal text,
+/// needs the entropy coding to stay within `tests/max_size.rs`'s 3× bound.
 const ZSTD_LEVEL: i32 = 1;
-/// zstd's level for values up to [`FAST_BYTES_MAX`]: −1, which stores literals raw and
-/// skips building entropy tables per value. On typical records (an idempotency entry with
-/// its response, an event) it stays within 1 % of level 1's size, at about half the time
-/// (BENCHMARKS.md): the tables cost more than they save on a few hundred bytes.
-const ZSTD_LEVEL_FAST: i32 = -1;
-/// The longest plain value compressed at [`ZSTD_LEVEL_FAST`]: typical records are under
-/// 1 KiB, records with the merchant's text near its maximum are several KiB.
-pub const FAST_BYTES_MAX: usize = 2048;
-/// The raw-content dictionary of format 2: typical payment, refund and event text, the
-/// most common last (zstd reaches nearer matches more cheaply).
-pub const DICTIONARY: &[u8] = include_bytes!("codec_dictionary.txt");
+/// The trained dictionary of format 2 (`examples/codec_dictionary.rs` made it).
+pub const DICTIONARY: &[u8] = include_bytes!("codec_dictionary.zstd");
 
 struct Dictionaries {
     encoder: EncoderDictionary<'static>,
-    encoder_fast: EncoderDictionary<'static>,
     decoder: DecoderDictionary<'static>,
 }
 
@@ -64,17 +57,14 @@ fn dictionaries() -> &'static Dictionaries {
     static DICTIONARIES: OnceLock<Dictionaries> = OnceLock::new();
     DICTIONARIES.get_or_init(|| Dictionaries {
         encoder: EncoderDictionary::copy(DICTIONARY, ZSTD_LEVEL),
-        encoder_fast: EncoderDictionary::copy(DICTIONARY, ZSTD_LEVEL_FAST),
         decoder: DecoderDictionary::copy(DICTIONARY),
     })
 }
 
 thread_local! {
-    /// One zstd context per level per thread that encodes (contexts are not shareable and
+    /// One zstd context per thread that encodes or decodes (contexts are not shareable and
     /// cost more to make than to use).
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
-        const { RefCell::new(None) };
-    static COMPRESSOR_FAST: RefCell<Option<zstd::bulk::Compressor<'static>>> =
         const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
@@ -89,8 +79,7 @@ fn codec_error(detail: impl std::fmt::Display) -> StoreError {
 /// Encodes `value` as `[CODEC_VERSION] ++ bincode`, or `[CODEC_ZSTD] ++ zstd(bincode)`
 /// when the plain form is at least [`COMPRESS_MIN_BYTES`] (and at most
 /// [`DECOMPRESSED_BYTES_MAX`], what a reader accepts from a frame) and compression makes it
-/// shorter; at [`ZSTD_LEVEL_FAST`] up to [`FAST_BYTES_MAX`], else at [`ZSTD_LEVEL`] (the
-/// frame does not depend on the level: a reader needs neither).
+/// shorter.
 ///
 /// # Errors
 /// [`StoreError::Codec`] if serde refuses the value (never for paykeep's own records).
@@ -103,15 +92,12 @@ fn compress(out: Vec<u8>) -> Result<Vec<u8>, StoreError> {
     if out.len() < COMPRESS_MIN_BYTES || out.len() > DECOMPRESSED_BYTES_MAX {
         return Ok(out);
     }
-    let (compressor, dictionary) = if out.len() <= FAST_BYTES_MAX {
-        (&COMPRESSOR_FAST, &dictionaries().encoder_fast)
-    } else {
-        (&COMPRESSOR, &dictionaries().encoder)
-    };
-    let compressed = compressor.with(|cell| {
+    let compressed = COMPRESSOR.with(|cell| {
         let mut cell = cell.borrow_mut();
         if cell.is_none() {
-            *cell = zstd::bulk::Compressor::with_prepared_dictionary(dictionary).ok();
+            *cell = zstd::bulk::Compressor::with_prepared_dictionary(&dictionaries().encoder)
+                .and_then(|mut c| c.set_parameter(CParameter::DictIdFlag(false)).map(|()| c))
+                .ok();
         }
         cell.as_mut().and_then(|c| c.compress(&out[1..]).ok())
     });
@@ -145,24 +131,29 @@ pub fn encode_plain<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
 /// [`StoreError::Codec`] on an unknown format byte, a damaged or oversized frame, or
 /// truncated or trailing bytes.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    let Some((&version, rest)) = bytes.split_first() else {
-        return Err(codec_error("empty value"));
-    };
-    let unpacked;
-    let rest = match version {
-        CODEC_VERSION => rest,
-        CODEC_ZSTD => {
-            unpacked = decompress(rest)?;
-            unpacked.as_slice()
-        }
-        _ => return Err(codec_error(format!("unknown codec version {version}"))),
-    };
+    let plain = unpack(bytes)?;
     let config = bincode::config::standard().with_limit::<DECODE_CLAIM_BYTES_MAX>();
-    let (value, read) = bincode::serde::decode_from_slice(rest, config).map_err(codec_error)?;
-    if read != rest.len() {
+    let (value, read) = bincode::serde::decode_from_slice(&plain, config).map_err(codec_error)?;
+    if read != plain.len() {
         return Err(codec_error("trailing bytes"));
     }
     Ok(value)
+}
+
+/// The bincode bytes of a value written by [`encode`] or [`encode_plain`], without its
+/// format byte, decompressed if it was compressed (what `examples/codec_dictionary.rs`
+/// trains on).
+///
+/// # Errors
+/// [`StoreError::Codec`] on an empty value, an unknown format byte, or a damaged or
+/// oversized frame.
+pub fn unpack(bytes: &[u8]) -> Result<Cow<'_, [u8]>, StoreError> {
+    match bytes.split_first() {
+        None => Err(codec_error("empty value")),
+        Some((&CODEC_VERSION, rest)) => Ok(Cow::Borrowed(rest)),
+        Some((&CODEC_ZSTD, rest)) => decompress(rest).map(Cow::Owned),
+        Some((version, _)) => Err(codec_error(format!("unknown codec version {version}"))),
+    }
 }
 
 /// One zstd frame made against [`DICTIONARY`], to exactly the size its header states.
@@ -289,12 +280,13 @@ mod tests {
         use sha2::{Digest, Sha256};
         assert_eq!(
             hex::encode(Sha256::digest(DICTIONARY)),
-            "a4882eb582ae0d9a17a6937e18e585390d659e50322abe068771d04d6b28ea95"
+            "b5a516d0f7456957d239fec798ebc6bd50bcf3fc7087f607f96598a3e20d32cf"
         );
     }
 
     /// A typical create's records are stored at a fraction of their plain size: the
-    /// response JSON against the dictionary keeps about a fifth.
+    /// entry with its response JSON keeps under a third, even this short payment (short ids)
+    /// under four fifths.
     #[test]
     fn typical_records_are_compressed_against_the_dictionary() {
         let payment = crate::domain::test_fixtures::paid_payment(
@@ -323,20 +315,27 @@ mod tests {
         let bytes = encode(&entry).unwrap();
         assert_eq!(bytes[0], CODEC_ZSTD);
         assert!(
-            bytes.len() * 2 < plain,
+            bytes.len() * 3 < plain,
             "{} bytes compressed of {plain}",
             bytes.len()
         );
         assert_eq!(decode::<IdempotencyEntry>(&bytes).unwrap(), entry);
+        let plain = encode_plain(&payment).unwrap().len();
         let stored = encode(&payment).unwrap();
+        assert_eq!(stored[0], CODEC_ZSTD);
+        assert!(
+            stored.len() * 5 < plain * 4,
+            "{} bytes compressed of {plain}",
+            stored.len()
+        );
         assert_eq!(decode::<Payment>(&stored).unwrap(), payment);
     }
 
-    /// Values on either side of [`FAST_BYTES_MAX`] (compressed at the two levels) are both
-    /// stored compressed and read back whole: a reader needs no level.
+    /// Text the dictionary has never seen, short and long, is stored compressed and read
+    /// back whole.
     #[test]
-    fn both_levels_read_back() {
-        for len in [FAST_BYTES_MAX / 2, FAST_BYTES_MAX * 2] {
+    fn unseen_text_reads_back() {
+        for len in [1_000, 40_000] {
             let body: String = (0..len)
                 .map(|i| {
                     if i % 7 == 0 {

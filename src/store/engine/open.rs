@@ -391,7 +391,7 @@ fn open_sled(dir: &Path, cache_capacity_bytes: u64) -> Result<sled::Db, StoreErr
         .path(dir)
         .cache_capacity(cache_capacity_bytes)
         .segment_size(SLED_SEGMENT_BYTES)
-        // sled's own flusher writes its log back every 50 ms (sync_file_range), so a
+        // sled's own flusher writes its log back and fsyncs it every 50 ms, so a
         // checkpoint's fdatasync finds little dirty data and does not hold up the disk
         // the write-ahead log syncs to. Durability never depends on it.
         .flush_every_ms(Some(50))

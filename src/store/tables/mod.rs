@@ -38,8 +38,9 @@ use crate::store::{Store, StoreError};
 /// are compressed against the codec's built-in dictionary ([`crate::store::codec`]);
 /// merchant webhook endpoints and the merchant event index (`merchant_events`), which a
 /// store of version 3 lacks for the events it holds. 5: the merchants' lists of payments
-/// and refunds, and events listed by chunks of one group ([`merchant_index`]).
-pub const SCHEMA_VERSION: u8 = 5;
+/// and refunds, and events listed by chunks of one group ([`merchant_index`]). 6: the
+/// codec's dictionary is a trained one, and values from 64 bytes (a payment) are compressed.
+pub const SCHEMA_VERSION: u8 = 6;
 
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
 /// with one [`tree_batch::TreeBatch`] per tree. Adding a tree is adding its name here; the
