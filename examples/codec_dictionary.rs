@@ -11,14 +11,16 @@
 //! in-process on a temporary store, and six merchants send varied creates over HTTP
 //! (amounts, all five currencies, succeeding, declined and invalid payment methods,
 //! descriptions, customer e-mails and metadata or none, order numbers and idempotency keys
-//! in several shapes) on a clock set years ahead, and refund a fifth of them in part or in full. After a clean stop
-//! (which checkpoints every write into sled) the values of every table, unpacked to their
-//! plain bincode, are the samples, at most [`SAMPLES_PER_TREE_MAX`] per tree, evenly
-//! spread, so that the busy trees do not drown the rest and one payment's id rarely appears
-//! in several samples (the trainer would spend the dictionary on it).
+//! in several shapes) on a clock set years ahead, and refund a fifth of them in part or in
+//! full. After a clean stop (which checkpoints every write into sled) the values of every
+//! table, unpacked to their plain bincode, are the samples, at most
+//! [`SAMPLES_PER_TREE_MAX`] per tree, evenly spread, so that the busy trees do not drown
+//! the rest and one payment's id rarely appears in several samples (the trainer would
+//! spend the dictionary on it). Which run made the checked-in dictionary does not matter
+//! byte for byte (ids and times differ per run); its digest is what the format pins.
 //!
-//! zstd's COVER trainer (`--train-cover`, which also picks its segment sizes) made a
-//! dictionary a fifth smaller on these records than the default trainer's; 8 and 32 KiB
+//! zstd's COVER trainer (`--train-cover`, which also picks its segment sizes) made
+//! dictionaries that kept records 10–20 % shorter than the default trainer's; 8 and 32 KiB
 //! dictionaries were within 3 % of 16 KiB (BENCHMARKS.md). The load bench's requests are
 //! deliberately not among the samples (no "bench" order numbers, no benchmark description,
 //! not its merchant), so its figures measure the dictionary on records it was not made

@@ -2,8 +2,8 @@
 //!
 //! A key is either an `Idempotency-Key` header value (kept `idempotency.retention_s`, then
 //! swept) or, without the header, the order itself (kept forever). The entry remembers the
-//! request's fingerprint — SHA-256 of method, path and the canonical JSON of the body — and,
-//! once the request finished, the exact response to replay.
+//! request's fingerprint — SHA-256 of method, path and the canonical JSON of the body,
+//! truncated to 128 bits — and, once the request finished, the exact response to replay.
 
 use std::collections::BTreeSet;
 
@@ -55,21 +55,30 @@ pub fn validate_header_key(value: &str) -> Result<(), DomainError> {
     Ok(())
 }
 
+/// Bytes of SHA-256 kept of a request's whole fingerprint (128 bits).
+pub const DIGEST_BYTES: usize = 16;
+/// Bytes of SHA-256 kept per top-level body member.
+pub const FIELD_DIGEST_BYTES: usize = 4;
+
 /// The identity of one request: method, path, and digests of the canonical body.
 ///
 /// The body itself is not kept: a digest per top-level member is enough to name the
 /// fields a reused key changed, and keeping the body would store a second copy of every
-/// request for as long as its key lives (docs/durability.md, "Layout").
+/// request for as long as its key lives (docs/durability.md, "Layout"). The digests are
+/// truncated SHA-256, as short as their jobs allow, since they are random bytes no
+/// compression shortens and every idempotency entry holds them: 128 bits decide whether a
+/// reused key's request is the same one; 32 bits per member only name what changed (a
+/// changed member goes unnamed with odds of 2⁻³², and the request is still refused).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     pub method: String,
     pub path: String,
     /// Per top-level body member (`null` members left out), in name order: its name and the
-    /// first 8 bytes of SHA-256 of its canonical JSON.
-    pub fields: Vec<(String, [u8; 8])>,
-    /// SHA-256 of `method \n path \n canonical body` (canonical JSON: keys sorted, null
-    /// members dropped, no whitespace).
-    pub digest: [u8; 32],
+    /// first [`FIELD_DIGEST_BYTES`] bytes of SHA-256 of its canonical JSON.
+    pub fields: Vec<(String, [u8; FIELD_DIGEST_BYTES])>,
+    /// The first [`DIGEST_BYTES`] bytes of SHA-256 of `method \n path \n canonical body`
+    /// (canonical JSON: keys sorted, null members dropped, no whitespace).
+    pub digest: [u8; DIGEST_BYTES],
 }
 
 impl Fingerprint {
@@ -89,10 +98,7 @@ impl Fingerprint {
             for (name, value) in map.iter().filter(|(_, v)| !v.is_null()) {
                 member.clear();
                 write_canonical(value, &mut member);
-                let digest = Sha256::digest(&member);
-                let mut short = [0u8; 8];
-                short.copy_from_slice(&digest[..8]);
-                fields.push((name.clone(), short));
+                fields.push((name.clone(), truncated(&Sha256::digest(&member))));
             }
             fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         }
@@ -100,7 +106,7 @@ impl Fingerprint {
             method: method.to_owned(),
             path: path.to_owned(),
             fields,
-            digest: hasher.finalize().into(),
+            digest: truncated(hasher.finalize().as_slice()),
         }
     }
 
@@ -110,9 +116,9 @@ impl Fingerprint {
         if self.method != other.method || self.path != other.path {
             return vec!["path".to_owned()];
         }
-        let a: std::collections::BTreeMap<&str, &[u8; 8]> =
+        let a: std::collections::BTreeMap<&str, &[u8; FIELD_DIGEST_BYTES]> =
             self.fields.iter().map(|(k, d)| (k.as_str(), d)).collect();
-        let b: std::collections::BTreeMap<&str, &[u8; 8]> =
+        let b: std::collections::BTreeMap<&str, &[u8; FIELD_DIGEST_BYTES]> =
             other.fields.iter().map(|(k, d)| (k.as_str(), d)).collect();
         let keys: BTreeSet<&str> = a.keys().chain(b.keys()).copied().collect();
         keys.into_iter()
@@ -133,6 +139,13 @@ pub fn canonical(value: &serde_json::Value) -> String {
 /// Writes `value` as canonical JSON: object keys sorted, `null` members left out, no
 /// whitespace, strings and numbers as serde_json writes them. Written straight into `out`
 /// (no intermediate strings: this runs on every create and replay).
+/// The first `N` bytes of a SHA-256 digest.
+fn truncated<const N: usize>(digest: &[u8]) -> [u8; N] {
+    let mut short = [0u8; N];
+    short.copy_from_slice(&digest[..N]);
+    short
+}
+
 fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
@@ -212,7 +225,7 @@ mod tests {
     }
 
     /// Stored fingerprints must stay comparable across versions: the canonical bytes and
-    /// the digest (SHA-256 of `method\npath\ncanonical`) are pinned.
+    /// the digest (SHA-256 of `method\npath\ncanonical`, its first 128 bits) are pinned.
     #[test]
     fn canonical_bytes_and_digest_are_stable() {
         let f = Fingerprint::new(
@@ -224,10 +237,7 @@ mod tests {
             canonical(&json!({"b": [1, 2.5, true], "a": "x\"y", "c": null})),
             r#"{"a":"x\"y","b":[1,2.5,true]}"#
         );
-        assert_eq!(
-            hex::encode(f.digest),
-            "3934609f329dcb60a32413d4822ca7977d99df8f008308f2121943b8a14f5453"
-        );
+        assert_eq!(hex::encode(f.digest), "3934609f329dcb60a32413d4822ca797");
     }
 
     #[test]

@@ -280,7 +280,7 @@ mod tests {
         use sha2::{Digest, Sha256};
         assert_eq!(
             hex::encode(Sha256::digest(DICTIONARY)),
-            "b5a516d0f7456957d239fec798ebc6bd50bcf3fc7087f607f96598a3e20d32cf"
+            "38c976adf270fb083b1f9d3ae8797ab239f2d804f45ea8b0152ec1d979087b62"
         );
     }
 

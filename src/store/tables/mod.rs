@@ -39,7 +39,8 @@ use crate::store::{Store, StoreError};
 /// merchant webhook endpoints and the merchant event index (`merchant_events`), which a
 /// store of version 3 lacks for the events it holds. 5: the merchants' lists of payments
 /// and refunds, and events listed by chunks of one group ([`merchant_index`]). 6: the
-/// codec's dictionary is a trained one, and values from 64 bytes (a payment) are compressed.
+/// codec's dictionary is a trained one, values from 64 bytes (a payment) are compressed, and
+/// a fingerprint keeps 16 bytes of digest and 4 per member.
 pub const SCHEMA_VERSION: u8 = 6;
 
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct

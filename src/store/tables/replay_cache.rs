@@ -20,14 +20,16 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
+use crate::domain::idempotency::DIGEST_BYTES;
+
 /// Slots in the cache.
 pub const SLOTS: usize = 65_536;
 
 /// A finished entry's fingerprint digest and the response to replay.
 #[derive(Debug, Clone)]
 pub struct CachedReplay {
-    /// SHA-256 of the first request's fingerprint ([`crate::domain::idempotency::Fingerprint`]).
-    pub digest: [u8; 32],
+    /// The first request's fingerprint digest ([`crate::domain::idempotency::Fingerprint`]).
+    pub digest: [u8; DIGEST_BYTES],
     /// The stored response's HTTP status.
     pub status: u16,
     /// The stored response's body, shared (cloning is a reference count).
@@ -103,7 +105,7 @@ mod tests {
 
     fn replay(byte: u8) -> CachedReplay {
         CachedReplay {
-            digest: [byte; 32],
+            digest: [byte; DIGEST_BYTES],
             status: 201,
             body: Bytes::from(format!("{{\"n\":{byte}}}")),
             created_at_ms: 0,
@@ -128,7 +130,7 @@ mod tests {
         assert!(cache.get(b"m\0h\0k1").is_none());
         cache.put(b"m\0h\0k1".to_vec(), replay(1));
         let hit = cache.get(b"m\0h\0k1").expect("cached");
-        assert_eq!(hit.digest, [1; 32]);
+        assert_eq!(hit.digest, [1; DIGEST_BYTES]);
         assert_eq!(hit.body, "{\"n\":1}");
         assert!(cache.get(b"m\0h\0k2").is_none());
         cache.remove(b"m\0h\0k2");
@@ -149,7 +151,7 @@ mod tests {
         let mut hits = 0;
         for (i, key) in keys.iter().enumerate() {
             if let Some(hit) = cache.get(key) {
-                assert_eq!(hit.digest, [(i % 251) as u8; 32]);
+                assert_eq!(hit.digest, [(i % 251) as u8; DIGEST_BYTES]);
                 hits += 1;
             }
         }
