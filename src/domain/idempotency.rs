@@ -136,9 +136,6 @@ pub fn canonical(value: &serde_json::Value) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// Writes `value` as canonical JSON: object keys sorted, `null` members left out, no
-/// whitespace, strings and numbers as serde_json writes them. Written straight into `out`
-/// (no intermediate strings: this runs on every create and replay).
 /// The first `N` bytes of a SHA-256 digest.
 fn truncated<const N: usize>(digest: &[u8]) -> [u8; N] {
     let mut short = [0u8; N];
@@ -146,6 +143,9 @@ fn truncated<const N: usize>(digest: &[u8]) -> [u8; N] {
     short
 }
 
+/// Writes `value` as canonical JSON: object keys sorted, `null` members left out, no
+/// whitespace, strings and numbers as serde_json writes them. Written straight into `out`
+/// (no intermediate strings: this runs on every create and replay).
 fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {

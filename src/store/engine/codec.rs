@@ -8,8 +8,9 @@
 //! zstd without a dictionary finds too little in so few bytes to save a third. The
 //! dictionary ([`DICTIONARY`], `codec_dictionary.zstd`) is a trained zstd dictionary
 //! (content and entropy tables) made by `examples/codec_dictionary.rs` from the records
-//! paykeep stores for varied merchants and requests; against it an idempotency entry with
-//! its response keeps about a fifth, a payment under half (docs/durability.md, "Layout").
+//! paykeep stores for varied merchants and requests; against it the bench's idempotency
+//! entry with its response keeps under a third, its payment about two thirds
+//! (docs/durability.md, "Layout").
 //! It is part of the on-disk format: its digest is pinned by a test, and changing it needs a
 //! new schema version.
 
@@ -41,7 +42,7 @@ pub const DECOMPRESSED_BYTES_MAX: usize = 16 << 20;
 /// largest being a log record of a whole group at maximum field sizes.
 pub const DECODE_CLAIM_BYTES_MAX: usize = 64 << 20;
 /// zstd's level: 1, its fastest that entropy-codes literals. Against the trained
-/// dictionary's tables it is as fast as level −1 on typical records and a tenth smaller
+/// dictionary's tables it is as fast as level −1 on typical records and about a tenth smaller
 /// (BENCHMARKS.md), and a record at maximum field sizes, mostly the merchant's literal text,
 /// needs the entropy coding to stay within `tests/max_size.rs`'s 3× bound.
 const ZSTD_LEVEL: i32 = 1;
