@@ -103,6 +103,12 @@ impl ListQuery {
         })
     }
 
+    /// Whether the page is read newer-wards (`ending_before`), the direction [`answer`]
+    /// names its continuation cursor for.
+    pub fn reads_newer(&self) -> bool {
+        self.params.contains_key("ending_before")
+    }
+
     /// The page the cursor members ask for; `locate` finds an id's place `C` in the list
     /// (`None`: not the merchant's).
     ///
@@ -162,7 +168,7 @@ pub fn answer(url: &str, query: &ListQuery, page: Page<String>) -> Response {
     let body = match page.next {
         None => format!(r#"{{"object":"list","data":[{data}],"has_more":false,"url":{url}}}"#),
         Some(id) => {
-            let cursor = if query.params.contains_key("ending_before") {
+            let cursor = if query.reads_newer() {
                 "next_ending_before"
             } else {
                 "next_starting_after"
