@@ -21,7 +21,9 @@ pub mod tables;
 
 pub use engine::open::{check, CheckReport, LossReport, OpenOptions};
 pub use engine::store::{Durability, Store};
-pub use engine::{applier, checkpoint, codec, committer, meta, recovery, tree, tree_batch, wal};
+pub use engine::{
+    applier, checkpoint, codec, committer, key_filter, meta, recovery, tree, tree_batch, wal,
+};
 pub use error::StoreError;
 pub use tables::{deliveries, journal, replay_cache, PreparedWriteSet, SCHEMA_VERSION, TREE_NAMES};
 

@@ -15,6 +15,7 @@ pub mod applier;
 pub mod checkpoint;
 pub mod codec;
 pub mod committer;
+pub mod key_filter;
 pub mod meta;
 pub mod open;
 pub mod recovery;

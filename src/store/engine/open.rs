@@ -17,8 +17,8 @@ use crate::store::meta::{self, SledMeta};
 use crate::store::recovery::{self, Finding, Plan};
 use crate::store::wal::{self, StoreId};
 use crate::store::{
-    applier, checkpoint, codec, deliveries, journal, journal::JournalClock, replay_cache,
-    Durability, GroupRecord, Store, StoreError, Trees, TREE_NAMES,
+    applier, checkpoint, codec, deliveries, journal, journal::JournalClock, key_filter,
+    replay_cache, Durability, GroupRecord, Store, StoreError, Trees, TREE_NAMES,
 };
 
 /// How to open a store.
@@ -257,6 +257,7 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
     deliveries_index.load_counts(&trees.deliveries_by_status, &trees.fanout)?;
     // Make the files' directory entries durable once, so a new store survives power loss.
     wal::sync_dir(dir)?;
+    let trees_for_build = Arc::clone(&trees);
     Ok(Store {
         trees,
         wal: Mutex::new(wal),
@@ -274,6 +275,7 @@ fn open(dir: &Path, options: OpenOptions) -> Result<Store, StoreError> {
         loss,
         sled_writes,
         backlog,
+        key_filter_build: Some(key_filter::spawn_build(trees_for_build, Trees::all)),
     })
 }
 

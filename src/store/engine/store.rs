@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::store::engine::open::{LossReport, OpenOptions};
-use crate::store::engine::{applier, checkpoint, codec, wal};
+use crate::store::engine::{applier, checkpoint, codec, key_filter, wal};
 use crate::store::tables::journal::JournalClock;
 use crate::store::tables::{deliveries, replay_cache, PreparedWriteSet, Trees};
 use crate::store::StoreError;
@@ -53,6 +53,8 @@ pub struct Store {
     pub(crate) sled_writes: prometheus::IntCounterVec,
     /// Bytes of logged groups not yet in sled ([`applier::Backlog`]).
     pub(crate) backlog: Arc<applier::Backlog>,
+    /// The thread filling the key filters after open ([`key_filter`]); stopped at drop.
+    pub(crate) key_filter_build: Option<key_filter::Build>,
 }
 
 impl Store {
@@ -148,6 +150,7 @@ impl Drop for Store {
     /// finished, so the directory can be opened again, and a clean stop leaves only the
     /// current segment, whose records recovery applies again (harmlessly) at the next open.
     fn drop(&mut self) {
+        drop(self.key_filter_build.take());
         drop(self.applier.take());
         if let Some(thread) = self.applier_thread.take() {
             let _ = thread.join();

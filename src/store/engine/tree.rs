@@ -10,10 +10,12 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::iter::Peekable;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::RwLock;
 
 use sled::IVec;
 
+use crate::store::engine::key_filter::{KeyFilter, BUILD_STOP_CHECK_KEYS};
 use crate::store::tree_batch::Op;
 use crate::store::StoreError;
 
@@ -32,18 +34,50 @@ impl From<sled::Error> for StoreError {
 /// key was removed).
 type Staged = (u64, Option<IVec>);
 
-/// A sled tree with the durable writes the applier has not reached yet.
+/// A sled tree with the durable writes the applier has not reached yet, and optionally a
+/// filter of the keys it holds ([`KeyFilter`]).
 pub struct Tree {
     sled: sled::Tree,
     memtable: RwLock<BTreeMap<Vec<u8>, Staged>>,
+    key_filter: Option<KeyFilter>,
 }
 
 impl Tree {
-    pub fn new(sled: sled::Tree) -> Tree {
+    /// `key_filter`: whether point reads of absent keys should be answered from a filter
+    /// (for a tree read by random keys that are mostly new: built by
+    /// [`super::key_filter::spawn_build`]).
+    pub fn new(sled: sled::Tree, key_filter: bool) -> Tree {
         Tree {
             sled,
             memtable: RwLock::new(BTreeMap::new()),
+            key_filter: key_filter.then(KeyFilter::default),
         }
+    }
+
+    /// Inserts every key sled holds into this tree's filter and marks it built; `Ok(false)`
+    /// if `stop` was raised first (the filter then stays unbuilt). A tree without a filter
+    /// has nothing to do.
+    ///
+    /// # Errors
+    /// sled's I/O error; the filter stays unbuilt.
+    pub fn fill_key_filter(&self, stop: &AtomicBool) -> sled::Result<bool> {
+        let Some(filter) = &self.key_filter else {
+            return Ok(true);
+        };
+        // Staged keys need no visit: staging inserted them (as sled's own writes do).
+        for (n, key) in self.sled.iter().keys().enumerate() {
+            if n % BUILD_STOP_CHECK_KEYS == 0 && stop.load(AtomicOrdering::Relaxed) {
+                return Ok(false);
+            }
+            filter.insert(&key?);
+        }
+        filter.mark_built();
+        Ok(true)
+    }
+
+    /// Whether this tree's filter is built (`None`: it has none).
+    pub fn key_filter_built(&self) -> Option<bool> {
+        self.key_filter.as_ref().map(KeyFilter::is_built)
     }
 
     /// Writes `key` to sled itself: sets it to `value`, or removes it for `None` (the
@@ -62,6 +96,10 @@ impl Tree {
     pub fn apply(&self, key: &[u8], value: Option<&[u8]>) -> sled::Result<bool> {
         match value {
             Some(v) => {
+                // Recovery writes here without staging first.
+                if let Some(filter) = &self.key_filter {
+                    filter.insert(key);
+                }
                 self.sled.insert(key, v)?;
             }
             None if self.sled.contains_key(key)? => {
@@ -75,6 +113,12 @@ impl Tree {
     /// Makes the writes of a durable group visible to readers (the committer, after the
     /// log sync). `ops` is in order: a later write of a key replaces an earlier one.
     pub fn stage(&self, epoch: u64, ops: &[Op]) {
+        if let Some(filter) = &self.key_filter {
+            // Before the memtable makes any of them visible.
+            for op in ops.iter().filter(|op| op.value.is_some()) {
+                filter.insert(&op.key);
+            }
+        }
         let mut memtable = self.memtable.write().unwrap_or_else(|e| e.into_inner());
         for op in ops {
             let value = op.value.as_deref().map(IVec::from);
@@ -105,12 +149,20 @@ impl Tree {
             .len()
     }
 
-    /// The value of `key`.
+    /// The value of `key`: `None` at once if the key filter rules the key out, else the
+    /// memtable's, else sled's.
     ///
     /// # Errors
     /// sled's I/O error.
     pub fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
         let key = key.as_ref();
+        if self
+            .key_filter
+            .as_ref()
+            .is_some_and(|f| !f.may_contain(key))
+        {
+            return Ok(None);
+        }
         if let Some((_, value)) = self
             .memtable
             .read()
@@ -288,7 +340,7 @@ mod tests {
 
     fn tree() -> Tree {
         let db = sled::Config::new().temporary(true).open().unwrap();
-        Tree::new(db.open_tree("t").unwrap())
+        Tree::new(db.open_tree("t").unwrap(), false)
     }
 
     fn put(key: &[u8], value: &[u8]) -> Op {
@@ -365,5 +417,48 @@ mod tests {
         assert_eq!(t.staged_len(), 1);
         assert_eq!(t.get(b"k").unwrap().unwrap().as_ref(), b"two");
         assert_eq!(t.get(b"j").unwrap().unwrap().as_ref(), b"one");
+    }
+
+    #[test]
+    fn a_key_filter_rules_out_only_keys_never_written() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let before = Tree::new(db.open_tree("t").unwrap(), true);
+        before.apply(b"held at open", Some(b"v")).unwrap();
+        drop(before);
+        // A new instance over the same sled tree: its filter knows nothing yet.
+        let t = Tree::new(db.open_tree("t").unwrap(), true);
+        assert_eq!(t.key_filter_built(), Some(false));
+        assert!(
+            t.get(b"held at open").unwrap().is_some(),
+            "unbuilt: sled decides"
+        );
+        t.stage(1, &[put(b"staged during the build", b"v")]);
+        assert!(t.fill_key_filter(&AtomicBool::new(false)).unwrap());
+        assert_eq!(t.key_filter_built(), Some(true));
+        t.stage(2, &[put(b"staged", b"v")]);
+        t.apply(b"applied", Some(b"v")).unwrap();
+        for key in [
+            &b"held at open"[..],
+            b"staged during the build",
+            b"staged",
+            b"applied",
+        ] {
+            assert!(t.get(key).unwrap().is_some(), "{key:?}");
+        }
+        // A key in sled that never passed the filter stands for one never written: the
+        // read is answered without sled.
+        t.sled.insert(b"behind the filter's back", b"v").unwrap();
+        assert_eq!(t.get(b"behind the filter's back").unwrap(), None);
+        assert_eq!(tree().key_filter_built(), None);
+    }
+
+    #[test]
+    fn a_stopped_build_leaves_the_filter_unbuilt() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let t = Tree::new(db.open_tree("t").unwrap(), true);
+        t.sled.insert(b"k", b"v").unwrap();
+        assert!(!t.fill_key_filter(&AtomicBool::new(true)).unwrap());
+        assert_eq!(t.key_filter_built(), Some(false));
+        assert!(t.get(b"k").unwrap().is_some());
     }
 }

@@ -46,8 +46,12 @@ pub const SCHEMA_VERSION: u8 = 6;
 /// Declares the sled trees once: a `Trees` struct of open trees and a `Batches` struct
 /// with one [`tree_batch::TreeBatch`] per tree. Adding a tree is adding its name here; the
 /// order is the order a group is staged in, records before the indexes that point at them.
+/// A tree marked `[key_filtered]` answers reads of keys it never held from a filter
+/// ([`crate::store::engine::key_filter`]): the random-keyed trees every new create reads.
 macro_rules! trees {
-    ($($name:ident),+ $(,)?) => {
+    (@key_filtered key_filtered) => { true };
+    (@key_filtered) => { false };
+    ($($name:ident $([$filtered:ident])?),+ $(,)?) => {
         pub(crate) struct Trees {
             $(pub(crate) $name: tree::Tree,)+
         }
@@ -57,7 +61,17 @@ macro_rules! trees {
 
         impl Trees {
             pub(crate) fn open(db: &Db) -> Result<Trees, StoreError> {
-                Ok(Trees { $($name: tree::Tree::new(db.open_tree(stringify!($name))?),)+ })
+                Ok(Trees {
+                    $($name: tree::Tree::new(
+                        db.open_tree(stringify!($name))?,
+                        trees!(@key_filtered $($filtered)?),
+                    ),)+
+                })
+            }
+
+            /// Every tree, in declaration order.
+            pub(crate) fn all(&self) -> Vec<&tree::Tree> {
+                vec![$(&self.$name,)+]
             }
 
             /// The tree a log record names.
@@ -96,9 +110,9 @@ macro_rules! trees {
 }
 
 trees!(
-    payments,
+    payments[key_filtered],
     processing,
-    idempotency,
+    idempotency[key_filtered],
     journal,
     journal_days,
     event_dedupe,

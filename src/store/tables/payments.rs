@@ -106,4 +106,39 @@ mod tests {
         commit(&store, vec![WriteOp::Payment(paid.clone())]);
         assert_eq!(store.settled_on_day(day, 10).unwrap().len(), 1);
     }
+
+    /// The payments tree is key-filtered: after a reopen, once its filter is built from
+    /// sled, every payment written before and after is still found, and a new order is not.
+    #[test]
+    fn a_reopened_store_finds_every_payment_through_its_key_filter() {
+        let (dir, store) = open();
+        let before: Vec<_> = (0..300)
+            .map(|i| payment(&format!("o-{i}"), PaymentStatus::Succeeded))
+            .collect();
+        for p in &before {
+            commit(&store, vec![WriteOp::Payment(p.clone())]);
+        }
+        drop(store);
+        let store = crate::store::Store::open(dir.path(), crate::store::Durability::FlushOnly)
+            .expect("reopen");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let trees = &store.trees;
+        while [&trees.payments, &trees.idempotency].map(|t| t.key_filter_built()) != [Some(true); 2]
+        {
+            assert!(std::time::Instant::now() < deadline, "filter never built");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let after = payment("o-after", PaymentStatus::Processing);
+        commit(&store, vec![WriteOp::Payment(after.clone())]);
+        for p in before.iter().chain([&after]) {
+            assert_eq!(
+                store
+                    .payment_by_order("m_demo", &p.order_no)
+                    .unwrap()
+                    .as_ref(),
+                Some(p)
+            );
+        }
+        assert_eq!(store.payment_by_order("m_demo", "o-new").unwrap(), None);
+    }
 }
