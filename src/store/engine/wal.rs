@@ -510,8 +510,9 @@ pub fn remove_through(store_dir: &Path, through: u64) -> Result<(), StoreError> 
     sync_dir(&store_dir.join(DIR))
 }
 
-/// Creates a segment: header and preallocation under a temporary name, synced, then renamed
-/// into place and the directory synced, so a crash never leaves a segment without a header.
+/// Creates a segment on the caller's thread: zeros, then the header, under a temporary name,
+/// synced, then renamed into place and the directory synced, so a crash never leaves a
+/// segment without a header.
 fn create_segment(dir: &Path, header: &SegmentHeader) -> Result<File, StoreError> {
     let file = zeroed_file(dir, header.segment, header.capacity)?;
     install_segment(dir, file, header)
@@ -527,7 +528,7 @@ fn creating_path(dir: &Path, segment: u64) -> PathBuf {
 /// its `fdatasync` persist the extent's conversion too (on ext4 a second, synchronous
 /// write of the inode), while one appended over written zeros is a pure overwrite, synced
 /// with one data write and a cache flush: half the time and the CPU on this machine
-/// (BENCHMARKS.md, "Zero-filled log segments").
+/// (BENCHMARKS.md, "Zero-filled log segments and key filters").
 fn zeroed_file(dir: &Path, segment: u64, capacity: u64) -> Result<File, StoreError> {
     let file = OpenOptions::new()
         .create(true)
