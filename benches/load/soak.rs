@@ -11,12 +11,19 @@
 //! least 85 % of the first, restart to ready at most 5 s, RSS at most 512 MiB, at most
 //! 1.2 KiB per payment after the checkpoint. With `PAYKEEP_BENCH_SOAK_KEEP` set, the data
 //! directory is kept (its path printed) to look at afterwards.
+//!
+//! The host's own speed drifts as much as the store ages (two soaks of one build gave
+//! ratios of 1.26 and 0.49 within ten minutes: BENCHMARKS.md). So after each window the
+//! creates pause and the same connections' worth of load runs [`ECHO_PROBE`] against the
+//! load bench's bare warp echo server, in this process; each window's creates are also
+//! reported as a fraction of that probe's rate, and the ageing ratio is given both ways,
+//! raw and against the probes.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +31,9 @@ use hyper::body::Bytes;
 use hyper::Method;
 
 use super::common::{bench_dir, env_value};
-use super::{create_body, create_key, request, Answer, Connection, Expect, CONNECTIONS_DEFAULT};
+use super::{
+    create_body, create_key, request, Answer, Connection, EchoServer, Expect, CONNECTIONS_DEFAULT,
+};
 
 /// Creates unless `PAYKEEP_BENCH_SOAK_PAYMENTS` says otherwise.
 const PAYMENTS_DEFAULT: u64 = 1_000_000;
@@ -32,6 +41,10 @@ const PAYMENTS_DEFAULT: u64 = 1_000_000;
 const PAYMENTS_MAX: u64 = 100_000_000;
 /// Length of a reported window.
 const WINDOW: Duration = Duration::from_secs(10);
+/// The echo probe after each window, and the pause before it that lets creates in flight
+/// finish.
+const ECHO_PROBE: Duration = Duration::from_secs(1);
+const PROBE_SETTLE: Duration = Duration::from_millis(100);
 /// How long a restart may take before the soak gives up on it.
 const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -49,6 +62,8 @@ struct Shared {
     /// Latencies (µs) of the window in progress.
     latencies_us: Mutex<Vec<u32>>,
     failures: AtomicU64,
+    /// Set while the echo probe runs: connections send no create.
+    paused: AtomicBool,
 }
 
 /// One printed window.
@@ -57,6 +72,8 @@ struct WindowRow {
     p99_ms: f64,
     rss_mib: f64,
     bytes_per_payment: f64,
+    /// The echo probe's req/s right after the window.
+    echo_per_s: f64,
 }
 
 /// Runs the soak; exits non-zero if any create was not answered 201.
@@ -115,13 +132,26 @@ async fn drive(
         total,
         latencies_us: Mutex::new(Vec::new()),
         failures: AtomicU64::new(0),
+        paused: AtomicBool::new(false),
     });
+    let echo = EchoServer::start();
+    let mut probes = Vec::new();
+    for _ in 0..connections {
+        probes.push(Connection::open(echo.addr).await);
+    }
     let tasks: Vec<_> = (0..connections)
         .map(|_| tokio::spawn(create_loop(Arc::clone(&shared))))
         .collect();
     println!(
-        "{:>6} {:>10} {:>8} {:>8} {:>13} {:>10}",
-        "window", "creates/s", "p99 ms", "RSS MiB", "bytes/payment", "payments"
+        "{:>6} {:>10} {:>8} {:>8} {:>13} {:>10} {:>10} {:>7}",
+        "window",
+        "creates/s",
+        "p99 ms",
+        "RSS MiB",
+        "bytes/payment",
+        "payments",
+        "echo req/s",
+        "x echo"
     );
     let mut rows = Vec::new();
     let mut window_start = Instant::now();
@@ -131,7 +161,7 @@ async fn drive(
             continue;
         }
         let elapsed = window_start.elapsed();
-        window_start = Instant::now();
+        shared.paused.store(true, Ordering::Relaxed);
         let done = shared.next.load(Ordering::Relaxed).min(total);
         let mut latencies = std::mem::take(&mut *shared.latencies_us.lock().expect("lock"));
         latencies.sort_unstable();
@@ -144,21 +174,31 @@ async fn drive(
             p99_ms: f64::from(p99_us) / 1000.0,
             rss_mib: rss_kib(pid) as f64 / 1024.0,
             bytes_per_payment: allocated_bytes(data) as f64 / done.max(1) as f64,
+            echo_per_s: {
+                tokio::time::sleep(PROBE_SETTLE).await;
+                echo_probe(&mut probes).await
+            },
         };
         println!(
-            "{:>6} {:>10.0} {:>8.2} {:>8.0} {:>13.0} {:>10}",
+            "{:>6} {:>10.0} {:>8.2} {:>8.0} {:>13.0} {:>10} {:>10.0} {:>7.3}",
             rows.len() + 1,
             row.creates_per_s,
             row.p99_ms,
             row.rss_mib,
             row.bytes_per_payment,
-            done
+            done,
+            row.echo_per_s,
+            row.creates_per_s / row.echo_per_s
         );
         rows.push(row);
+        shared.paused.store(false, Ordering::Relaxed);
+        window_start = Instant::now();
     }
     for task in tasks {
         let _ = task.await;
     }
+    drop(probes);
+    echo.stop().await;
     // The applier puts a group in sled within its 20 ms delay; then count its writes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     print_sled_writes(addr, total);
@@ -202,10 +242,41 @@ fn print_sled_writes(addr: SocketAddr, creates: u64) {
     );
 }
 
-/// One connection creating until the total is reached.
+/// Echo requests with a create's body on every probe connection at once for
+/// [`ECHO_PROBE`]; their rate per second. An unexpected answer ends that connection's part.
+async fn echo_probe(probes: &mut [Connection]) -> f64 {
+    let started = Instant::now();
+    let answered = AtomicU64::new(0);
+    let lane_count = probes.len() as u64;
+    let lanes = probes.iter_mut().enumerate().map(|(lane, connection)| {
+        let answered = &answered;
+        async move {
+            let mut n = lane as u64;
+            while started.elapsed() < ECHO_PROBE {
+                let echo = request(Method::POST, "/echo", create_body(n), None);
+                match connection.exchange(echo, Expect::Ok).await {
+                    Answer::Expected(_) => answered.fetch_add(1, Ordering::Relaxed),
+                    Answer::Unexpected(what) | Answer::Broken(what) => {
+                        eprintln!("echo probe: {what}");
+                        return;
+                    }
+                };
+                n += lane_count;
+            }
+        }
+    });
+    futures::future::join_all(lanes).await;
+    answered.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One connection creating until the total is reached; it sends nothing while the echo
+/// probe runs.
 async fn create_loop(shared: Arc<Shared>) {
     let mut connection = Connection::open(shared.addr).await;
     loop {
+        while shared.paused.load(Ordering::Relaxed) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let n = shared.next.fetch_add(1, Ordering::Relaxed);
         if n >= shared.total {
             return;
@@ -245,6 +316,14 @@ fn report_targets(rows: &[WindowRow], after_checkpoint: f64, restart: Duration) 
         println!(
             "last full window / first full window: {ratio:.2} (target ≥ {LAST_WINDOW_RATIO_MIN}: {})",
             verdict(ratio >= LAST_WINDOW_RATIO_MIN)
+        );
+        let against_echo =
+            (last.creates_per_s / last.echo_per_s) / (first.creates_per_s / first.echo_per_s);
+        println!(
+            "the same, each window against its echo probe: {against_echo:.2} (target ≥ {LAST_WINDOW_RATIO_MIN}: {}; echo {:.0} → {:.0} req/s)",
+            verdict(against_echo >= LAST_WINDOW_RATIO_MIN),
+            first.echo_per_s,
+            last.echo_per_s
         );
     }
     let rss_peak = rows.iter().map(|r| r.rss_mib).fold(0.0, f64::max);
