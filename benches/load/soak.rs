@@ -17,7 +17,10 @@
 //! creates pause and the same connections' worth of load runs [`ECHO_PROBE`] against the
 //! load bench's bare warp echo server, in this process; each window's creates are also
 //! reported as a fraction of that probe's rate, and the ageing ratio is given both ways,
-//! raw and against the probes.
+//! raw and against the probes. The probe's connections are polled from one task, so it
+//! reads lower than the paired bench's echo; it is a yardstick between windows, not a
+//! baseline to compare with. The pause gives the server's applier and sled's flusher about
+//! a second per window to catch up, which a soak without probes did not.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -199,7 +202,7 @@ async fn drive(
     }
     drop(probes);
     echo.stop().await;
-    // The applier puts a group in sled within its 20 ms delay; then count its writes.
+    // The applier puts a group in sled within its 100 ms delay; then count its writes.
     tokio::time::sleep(Duration::from_millis(500)).await;
     print_sled_writes(addr, total);
     (rows, shared.failures.load(Ordering::Relaxed))
