@@ -38,9 +38,9 @@
 //! cost nothing), `PAYKEEP_BENCH_SCENARIOS` (a comma-separated subset of the closed-loop
 //! scenarios, for profiling one of them; `echo` always runs, and `create_half_load` runs
 //! when `create_unique` does; or `soak` alone, which runs only [`soak`]: a million creates
-//! against the release binary, reporting how rate, p99, RSS and disk age; or `relay` alone,
-//! which runs only [`relay`]: a saturated create load relayed to a real NATS JetStream,
-//! reporting events/s into the stream and the commit-to-stream lag),
+//! against the release binary, reporting how rate, p99, RSS, disk and CPU per create age;
+//! or `relay` alone, which runs only [`relay`]: a saturated create load relayed to a real
+//! NATS JetStream, reporting events/s into the stream and the commit-to-stream lag),
 //! `PAYKEEP_BENCH_DURABILITY` (`flush_and_sync`, the default and the only mode paykeep's
 //! configuration runs; or `flush_only`, log records reach the page cache and are never
 //! synced: not durable, a measurement of what the create path costs without its

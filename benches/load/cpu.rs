@@ -1,5 +1,6 @@
-//! CPU time of the bench process by thread group, read from `/proc/self/task/*/stat`
-//! (proc(5): fields 14 `utime` and 15 `stime`, in clock ticks of `sysconf(_SC_CLK_TCK)`).
+//! CPU time by thread group, of the bench process (`/proc/self/task/*/stat`) or of the soak's
+//! server (`/proc/<pid>/task/*/stat`); proc(5): fields 14 `utime` and 15 `stime`, in clock
+//! ticks of `sysconf(_SC_CLK_TCK)`.
 //!
 //! Divided by the requests of a window, it gives the CPU one request costs in each part of
 //! paykeep: work done rather than time waited, so a change to one part shows in its own
@@ -32,10 +33,20 @@ pub struct Cpu {
 impl Cpu {
     /// Reads every thread of this process now.
     pub fn sample() -> Cpu {
+        Cpu::sample_of("/proc/self/task")
+    }
+
+    /// Reads every thread of process `pid` now (the soak's server, a child process; its
+    /// `tokio-rt-worker` threads are then paykeep's HTTP side alone).
+    pub fn sample_process(pid: u32) -> Cpu {
+        Cpu::sample_of(&format!("/proc/{pid}/task"))
+    }
+
+    fn sample_of(tasks_dir: &str) -> Cpu {
         // SAFETY: sysconf has no preconditions.
         let ticks_per_s = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
         let mut cpu = Cpu::default();
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        let Ok(tasks) = std::fs::read_dir(tasks_dir) else {
             return cpu;
         };
         for task in tasks.flatten() {

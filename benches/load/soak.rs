@@ -21,6 +21,12 @@
 //! reads lower than the paired bench's echo; it is a yardstick between windows, not a
 //! baseline to compare with. The pause gives the server's applier and sled's flusher about
 //! a second per window to catch up, which a soak without probes did not.
+//!
+//! Each window also prints the server's CPU per create ([`cpu`], all its threads, and the
+//! applier's alone), from the end of the window before to the end of this one, so the
+//! catching up in the pause is counted. CPU is work done rather than time waited: it moves
+//! with the host less than the rate does, and when the store ages it shows where (the
+//! applier's sled inserts, BENCHMARKS.md). It is printed, not judged: the target is the rate.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -34,6 +40,7 @@ use hyper::body::Bytes;
 use hyper::Method;
 
 use super::common::{bench_dir, env_value};
+use super::cpu::{self, Cpu};
 use super::{
     create_body, create_key, request, Answer, Connection, EchoServer, Expect, CONNECTIONS_DEFAULT,
 };
@@ -77,7 +84,16 @@ struct WindowRow {
     bytes_per_payment: f64,
     /// The echo probe's req/s right after the window.
     echo_per_s: f64,
+    /// The server's CPU µs per create of the window by thread group ([`cpu::GROUPS`]), then
+    /// their total: from the end of the window before (so the probe's pause, when the
+    /// applier and sled's flusher catch up, counts) to the end of this one.
+    cpu_us: [f64; cpu::GROUPS.len() + 1],
 }
+
+/// Where [`WindowRow::cpu_us`] holds the applier and the total.
+const APPLIER: usize = 3;
+const TOTAL: usize = cpu::GROUPS.len();
+const _: () = assert!(matches!(cpu::GROUPS[APPLIER].as_bytes(), b"applier"));
 
 /// Runs the soak; exits non-zero if any create was not answered 201.
 pub fn run() {
@@ -146,7 +162,7 @@ async fn drive(
         .map(|_| tokio::spawn(create_loop(Arc::clone(&shared))))
         .collect();
     println!(
-        "{:>6} {:>10} {:>8} {:>8} {:>13} {:>10} {:>10} {:>7}",
+        "{:>6} {:>10} {:>8} {:>8} {:>13} {:>10} {:>10} {:>7} {:>13} {:>11}",
         "window",
         "creates/s",
         "p99 ms",
@@ -154,9 +170,12 @@ async fn drive(
         "bytes/payment",
         "payments",
         "echo req/s",
-        "x echo"
+        "x echo",
+        "CPU us/create",
+        "applier us"
     );
     let mut rows = Vec::new();
+    let mut cpu_mark = Cpu::sample_process(pid);
     let mut window_start = Instant::now();
     while tasks.iter().any(|t| !t.is_finished()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -172,6 +191,9 @@ async fn drive(
             .get(latencies.len().saturating_sub(1) * 99 / 100)
             .copied()
             .unwrap_or(0);
+        let cpu_now = Cpu::sample_process(pid);
+        let cpu_us = cpu_mark.per_request_us(&cpu_now, latencies.len() as f64);
+        cpu_mark = cpu_now;
         let row = WindowRow {
             creates_per_s: latencies.len() as f64 / elapsed.as_secs_f64(),
             p99_ms: f64::from(p99_us) / 1000.0,
@@ -181,9 +203,10 @@ async fn drive(
                 tokio::time::sleep(PROBE_SETTLE).await;
                 echo_probe(&mut probes).await
             },
+            cpu_us,
         };
         println!(
-            "{:>6} {:>10.0} {:>8.2} {:>8.0} {:>13.0} {:>10} {:>10.0} {:>7.3}",
+            "{:>6} {:>10.0} {:>8.2} {:>8.0} {:>13.0} {:>10} {:>10.0} {:>7.3} {:>13.0} {:>11.0}",
             rows.len() + 1,
             row.creates_per_s,
             row.p99_ms,
@@ -191,7 +214,9 @@ async fn drive(
             row.bytes_per_payment,
             done,
             row.echo_per_s,
-            row.creates_per_s / row.echo_per_s
+            row.creates_per_s / row.echo_per_s,
+            row.cpu_us[TOTAL],
+            row.cpu_us[APPLIER]
         );
         rows.push(row);
         shared.paused.store(false, Ordering::Relaxed);
@@ -327,6 +352,14 @@ fn report_targets(rows: &[WindowRow], after_checkpoint: f64, restart: Duration) 
             verdict(against_echo >= LAST_WINDOW_RATIO_MIN),
             first.echo_per_s,
             last.echo_per_s
+        );
+        println!(
+            "server CPU per create, first → last full window: {:.0} → {:.0} µs (× {:.2}; applier {:.0} → {:.0} µs)",
+            first.cpu_us[TOTAL],
+            last.cpu_us[TOTAL],
+            last.cpu_us[TOTAL] / first.cpu_us[TOTAL],
+            first.cpu_us[APPLIER],
+            last.cpu_us[APPLIER]
         );
     }
     let rss_peak = rows.iter().map(|r| r.rss_mib).fold(0.0, f64::max);
