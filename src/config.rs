@@ -151,7 +151,8 @@ pub struct StoreConfig {
     /// Most write sets in one group commit.
     pub commit_batch_max: NonZeroUsize,
     /// sled's page cache in MiB (sled's own default is 1 GiB, too much for a small
-    /// container); the process RSS stays within about 4× this plus 128 MiB (DESIGN §4).
+    /// container). It bounds the cache, not the process: sled's records of paged-out pages
+    /// grow with the store whatever the cache (README, "Retention", has the figures).
     pub cache_capacity_mb: NonZeroU64,
 }
 
