@@ -91,9 +91,8 @@ struct WindowRow {
 }
 
 /// Where [`WindowRow::cpu_us`] holds the applier and the total.
-const APPLIER: usize = 3;
+const APPLIER: usize = cpu::group_index("applier");
 const TOTAL: usize = cpu::GROUPS.len();
-const _: () = assert!(matches!(cpu::GROUPS[APPLIER].as_bytes(), b"applier"));
 
 /// Runs the soak; exits non-zero if any create was not answered 201.
 pub fn run() {
